@@ -1,0 +1,39 @@
+// minidl predict — the top classes with probabilities for image files (PNG/JPEG/BMP).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "apps/commands.hpp"
+#include "apps/common.hpp"
+#include "core/autograd.hpp"
+#include "core/kernels.hpp"
+#include "data/cifar10.hpp"
+#include "data/image.hpp"
+
+namespace minidl::app {
+
+void run_predict(const PredictConfig& cfg) {
+  set_num_threads(cfg.threads);
+  std::shared_ptr<Module> model = load_model(cfg.checkpoint);
+  NoGradGuard no_grad;
+  const auto& names = data::cifar10_class_names();
+  for (const std::string& path : cfg.images) {
+    Tensor logits = (*model)(data::load_image(path));
+    const int64_t K = logits.size(1);
+    std::vector<double> p(K);
+    const float* z = logits.data();
+    const float mx = *std::max_element(z, z + K);
+    double sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += p[k] = std::exp(static_cast<double>(z[k] - mx));
+    std::vector<int64_t> idx(K);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+    std::printf("%s\n", path.c_str());
+    for (int64_t i = 0; i < std::min<int64_t>(cfg.top, K); ++i) {
+      std::printf("  %-12s %6.2f%%\n", names[idx[i]].c_str(), 100.0 * p[idx[i]] / sum);
+    }
+  }
+}
+
+}  // namespace minidl::app

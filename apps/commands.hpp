@@ -1,0 +1,81 @@
+// minidl — the CLI's subcommands as functions (apps/main.cpp maps flags onto these structs).
+// Each run_* throws on bad input with a message naming the flag or file; main prints it on one
+// line and exits with status 1.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace minidl::app {
+
+/// `minidl train`. The defaults are the default recipe (README, "The default recipe").
+struct TrainConfig {
+  std::string data;                  ///< CIFAR-10 binary directory (--data or $MINIDL_DATA)
+  std::string model = "resnet20";
+  int64_t epochs = 30;
+  int64_t batch_size = 128;
+  std::string optimizer = "sgd";     ///< sgd | adam | adamw
+  float lr = 0.1f;
+  float momentum = 0.9f;
+  bool nesterov = true;
+  float weight_decay = 5e-4f;
+  std::string schedule = "onecycle"; ///< constant | multistep | cosine | onecycle
+  double warmup_epochs = 1.0;        ///< linear warm-up length in epochs (fractions allowed)
+  std::vector<double> milestones;    ///< multistep: epochs where lr is multiplied by gamma
+  float gamma = 0.1f;
+  float label_smoothing = 0.1f;
+  bool augment = true;               ///< random crop 32 (pad 4) + horizontal flip
+  uint64_t seed = 0;
+  int threads = 2;
+  int64_t limit_train = -1;          ///< use the first N training images (-1: all 50,000)
+  int64_t limit_test = -1;           ///< evaluate on the first N test images (-1: all 10,000)
+  std::string out = "runs/latest";   ///< RUN_DIR
+  std::string resume;                ///< RUN_DIR to continue
+  std::string bn_init = "fixed";     ///< fixed | uniform
+  bool quiet = false;                ///< no per-epoch lines (tests)
+  bool epochs_set_by_user = false;   ///< with --resume: --epochs overrides the saved value
+};
+
+/// Result of a training run (also written to RUN_DIR).
+struct TrainResult {
+  double final_test_accuracy = 0.0;
+  double final_test_loss = 0.0;
+  double final_train_accuracy = 0.0;
+  double seconds = 0.0;
+  int64_t epochs_run = 0;
+};
+
+TrainResult run_train(const TrainConfig& cfg);
+
+struct EvalConfig {
+  std::string checkpoint;
+  std::string data;
+  int64_t batch_size = 1000;
+  bool json = false;
+  int threads = 2;
+  int64_t limit = -1;
+  std::string bn_stats = "running";  ///< running | batch
+};
+/// Prints the evaluation and returns the accuracy (0..1).
+double run_eval(const EvalConfig& cfg);
+
+struct PredictConfig {
+  std::string checkpoint;
+  std::vector<std::string> images;
+  int64_t top = 3;
+  int threads = 2;
+};
+void run_predict(const PredictConfig& cfg);
+
+struct BenchConfig {
+  std::string model = "resnet20";
+  int64_t batch_size = 128;
+  int64_t steps = 20;
+  int64_t warmup = 3;
+  int threads = 2;
+  bool json = false;
+};
+void run_bench(const BenchConfig& cfg);
+
+}  // namespace minidl::app

@@ -1,0 +1,102 @@
+#include "apps/engine.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+#include "core/autograd.hpp"
+#include "core/ops.hpp"
+#include "layers/batch_norm.hpp"
+
+namespace minidl::app {
+
+EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats) {
+  if (batch_size < 1) {
+    throw std::invalid_argument("--batch-size must be >= 1, got " + std::to_string(batch_size));
+  }
+  NoGradGuard no_grad;
+  model.eval();
+  // Batch statistics at test time: BN layers in train mode, their running buffers restored after.
+  std::vector<std::pair<BatchNorm*, std::pair<Tensor, Tensor>>> saved;
+  if (bn_stats == BnStats::kBatch) {
+    for (auto& [name, m] : model.named_modules()) {
+      if (auto* bn = dynamic_cast<BatchNorm*>(m)) {
+        saved.push_back({bn, {bn->running_mean.clone(), bn->running_var.clone()}});
+        bn->train(true);
+      }
+    }
+  }
+  EvalResult r;
+  r.confusion.assign(10, std::vector<int64_t>(10, 0));
+  double loss_sum = 0.0;
+  for (int64_t begin = 0; begin < ds.size(); begin += batch_size) {
+    const int64_t count = std::min(batch_size, ds.size() - begin);
+    Tensor x = data::to_tensor(ds, begin, count);
+    std::vector<int32_t> y(ds.labels.begin() + begin, ds.labels.begin() + begin + count);
+    Tensor logits = model(x);
+    loss_sum += static_cast<double>(ops::cross_entropy(logits, y).item()) * count;
+    const int64_t K = logits.size(1);
+    const float* z = logits.data();
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t pred = 0;
+      for (int64_t k = 1; k < K; ++k) pred = z[i * K + k] > z[i * K + pred] ? k : pred;
+      r.correct += pred == y[i];
+      if (y[i] < 10 && pred < 10) r.confusion[y[i]][pred] += 1;
+    }
+    r.count += count;
+  }
+  for (auto& [bn, buffers] : saved) {
+    bn->running_mean.copy_(buffers.first);
+    bn->running_var.copy_(buffers.second);
+  }
+  model.eval();
+  r.loss = r.count ? loss_sum / r.count : 0.0;
+  return r;
+}
+
+EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
+                       const optim::Schedule& schedule, int64_t& step, float label_smoothing,
+                       int64_t epoch,
+                       const std::function<void(int64_t, int64_t, double)>& on_batch) {
+  const auto t0 = std::chrono::steady_clock::now();
+  EpochStats s;
+  double loss_sum = 0.0;
+  int64_t correct = 0, batch_index = 0;
+  const int64_t num_batches = loader.num_batches();
+  loader.start_epoch(epoch);
+  data::Batch batch;
+  while (loader.next(batch)) {
+    opt.set_lr(schedule.lr(step));
+    Tensor logits = model(batch.images);
+    Tensor loss = ops::cross_entropy(logits, batch.labels, label_smoothing);
+    const float l = loss.item();
+    if (!std::isfinite(l)) {
+      throw std::runtime_error("training diverged: loss is " + std::to_string(l) + " at epoch " +
+                               std::to_string(epoch + 1) + ", batch " +
+                               std::to_string(batch_index + 1) +
+                               " (try a smaller --lr); the last saved checkpoint is kept");
+    }
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    ++step;
+    const int64_t n = static_cast<int64_t>(batch.labels.size());
+    loss_sum += static_cast<double>(l) * n;
+    const int64_t K = logits.size(1);
+    const float* z = logits.data();
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t pred = 0;
+      for (int64_t k = 1; k < K; ++k) pred = z[i * K + k] > z[i * K + pred] ? k : pred;
+      correct += pred == batch.labels[i];
+    }
+    s.images += n;
+    ++batch_index;
+    if (on_batch) on_batch(batch_index, num_batches, loss_sum / s.images);
+  }
+  s.loss = s.images ? loss_sum / s.images : 0.0;
+  s.accuracy = s.images ? static_cast<double>(correct) / s.images : 0.0;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+}  // namespace minidl::app

@@ -1,0 +1,57 @@
+// minidl — the training loop and evaluation, shared by the CLI's subcommands.
+// The step reads as llm.c's: forward, zero_grad, backward, step.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/cifar10.hpp"
+#include "data/loader.hpp"
+#include "layers/module.hpp"
+#include "optim/optimizer.hpp"
+#include "optim/schedule.hpp"
+
+namespace minidl::app {
+
+/// Loss and accuracy over a dataset.
+struct EvalResult {
+  double loss = 0.0;       ///< mean cross-entropy (no label smoothing)
+  int64_t correct = 0;
+  int64_t count = 0;
+  /// confusion[true_label][predicted] counts, 10 x 10
+  std::vector<std::vector<int64_t>> confusion;
+  double accuracy() const { return count ? static_cast<double>(correct) / count : 0.0; }
+};
+
+/// How BatchNorm computes its statistics while evaluating:
+///   "running": inference mode, the running averages (model.eval(); the default everywhere)
+///   "batch":   training-mode statistics of each evaluation batch (running buffers untouched)
+enum class BnStats { kRunning, kBatch };
+
+/// Evaluates `model` on `ds` in batches under no-grad. Puts the model in eval mode (or, for
+/// BnStats::kBatch, BN layers in train mode on a copy of their buffers) and leaves it in eval
+/// mode. Throws std::invalid_argument for batch_size < 1.
+EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size,
+                    BnStats bn_stats = BnStats::kRunning);
+
+/// Statistics of one training epoch.
+struct EpochStats {
+  double loss = 0.0;      ///< mean training loss (with label smoothing, as optimized)
+  double accuracy = 0.0;  ///< accuracy on the (augmented) training batches, train-mode BN
+  int64_t images = 0;
+  double seconds = 0.0;
+};
+
+/// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
+/// zero_grad, backward, step. `on_batch(i, n, running_loss)` is called after every batch (for
+/// progress bars). Throws std::runtime_error when the loss becomes NaN or infinite (naming the
+/// epoch and batch) — nothing already saved is touched.
+EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
+                       const optim::Schedule& schedule, int64_t& step, float label_smoothing,
+                       int64_t epoch,
+                       const std::function<void(int64_t, int64_t, double)>& on_batch = {});
+
+}  // namespace minidl::app

@@ -1,0 +1,105 @@
+// minidl — the command-line interface (CLI11). Parses flags into the subcommands' config structs
+// (apps/commands.hpp); errors from the library are printed as one line, exit status 1.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "apps/commands.hpp"
+#include "layers/models/registry.hpp"
+
+using namespace minidl::app;
+
+int main(int argc, char** argv) {
+  CLI::App app{"minidl — a small C++ deep learning framework for inspecting BatchNorm on CIFAR-10"};
+  app.require_subcommand(1);
+
+  TrainConfig tc;
+  auto* train = app.add_subcommand("train", "train a model on CIFAR-10");
+  train->add_option("--data", tc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  train->add_option("--model", tc.model, "resnet<D>[_<W>] (e.g. resnet20, resnet14_64) or cnn")
+      ->capture_default_str();
+  auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str()
+                         ->check(CLI::PositiveNumber);
+  train->add_option("--batch-size", tc.batch_size, "images per batch")->capture_default_str();
+  train->add_option("--optimizer", tc.optimizer, "sgd | adam | adamw")->capture_default_str()
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  train->add_option("--lr", tc.lr, "peak learning rate")->capture_default_str();
+  train->add_option("--momentum", tc.momentum, "SGD momentum")->capture_default_str();
+  train->add_option("--nesterov", tc.nesterov, "Nesterov momentum (true/false)")->capture_default_str();
+  train->add_option("--weight-decay", tc.weight_decay, "L2 (sgd, adam) or decoupled (adamw) "
+                    "weight decay, trainable parameters only")->capture_default_str();
+  train->add_option("--schedule", tc.schedule, "constant | multistep | cosine | onecycle, "
+                    "stepped per batch")->capture_default_str()
+      ->check(CLI::IsMember({"constant", "multistep", "cosine", "onecycle"}));
+  train->add_option("--warmup", tc.warmup_epochs, "linear warm-up, epochs")->capture_default_str();
+  train->add_option("--milestones", tc.milestones, "multistep: epochs where lr *= gamma");
+  train->add_option("--gamma", tc.gamma, "multistep factor")->capture_default_str();
+  train->add_option("--label-smoothing", tc.label_smoothing, "cross-entropy label smoothing")
+      ->capture_default_str();
+  train->add_option("--augment", tc.augment, "random crop (pad 4) + horizontal flip (true/false)")
+      ->capture_default_str();
+  train->add_option("--seed", tc.seed, "seed of init, shuffling and augmentation")->capture_default_str();
+  train->add_option("--threads", tc.threads, "OpenMP threads")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  train->add_option("--limit-train", tc.limit_train, "train on the first N images")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--limit-test", tc.limit_test, "evaluate on the first N test images")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--out", tc.out, "RUN_DIR for metrics.csv, config.json, model.safetensors")
+      ->capture_default_str();
+  train->add_option("--resume", tc.resume, "continue the run in RUN_DIR (its config.json)");
+  train->add_option("--bn-init", tc.bn_init, "BatchNorm gamma init: fixed (1) | uniform (U[0,1])")
+      ->capture_default_str()->check(CLI::IsMember({"fixed", "uniform"}));
+
+  EvalConfig ec;
+  auto* eval = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
+  eval->add_option("--checkpoint", ec.checkpoint, "model.safetensors")->required();
+  eval->add_option("--data", ec.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  eval->add_option("--batch-size", ec.batch_size, "images per batch")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  eval->add_flag("--json", ec.json, "print one JSON object");
+  eval->add_option("--threads", ec.threads, "OpenMP threads")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  eval->add_option("--limit", ec.limit, "evaluate the first N test images")
+      ->check(CLI::PositiveNumber);
+  eval->add_option("--bn-stats", ec.bn_stats,
+                   "BN statistics at test time: running (inference mode) | batch")
+      ->capture_default_str()->check(CLI::IsMember({"running", "batch"}));
+
+  PredictConfig pc;
+  auto* predict = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
+  predict->add_option("--checkpoint", pc.checkpoint, "model.safetensors")->required();
+  predict->add_option("images", pc.images, "image files")->required();
+  predict->add_option("--top", pc.top, "classes to show")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  predict->add_option("--threads", pc.threads, "OpenMP threads")->capture_default_str();
+
+  BenchConfig bc;
+  auto* bench = app.add_subcommand("bench", "images/s and peak RSS of training steps");
+  bench->add_option("--model", bc.model, "model name")->capture_default_str();
+  bench->add_option("--batch-size", bc.batch_size, "images per batch")->capture_default_str();
+  bench->add_option("--steps", bc.steps, "timed steps")->capture_default_str();
+  bench->add_option("--warmup", bc.warmup, "untimed steps first")->capture_default_str();
+  bench->add_option("--threads", bc.threads, "OpenMP threads")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bench->add_flag("--json", bc.json, "print one JSON object");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train) {
+      tc.epochs_set_by_user = epochs_opt->count() > 0;
+      run_train(tc);
+    } else if (*eval) {
+      run_eval(ec);
+    } else if (*predict) {
+      run_predict(pc);
+    } else if (*bench) {
+      run_bench(bc);
+    }
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "minidl: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,134 @@
+// minidl — conv2d forward and backward (im2col + sgemm, one image per OpenMP iteration).
+//
+// Per image n, with col = im2col(x[n]) of shape [C_in*KH*KW, HO*WO]:
+//   forward:  y[n] = W col + b                    W viewed as [C_out, C_in*KH*KW]
+//   backward: dW  += dy[n] col^T                  (skipped when W is frozen)
+//             db  += sum over HO*WO of dy[n]
+//             dx[n] = col2im(W^T dy[n])           (skipped when x needs no gradient)
+#include <omp.h>
+
+#include <vector>
+
+#include "core/kernels.hpp"
+#include "core/ops.hpp"
+#include "core/ops_util.hpp"
+
+namespace minidl::ops {
+
+using detail::check;
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
+              int64_t padding) {
+  check(x.dim() == 4, "conv2d", "input [N, C_in, H, W]", x);
+  check(weight.dim() == 4 && weight.size(1) == x.size(1), "conv2d",
+        "weight [C_out, " + std::to_string(x.size(1)) + ", KH, KW] for input " +
+            shape_str(x.shape()),
+        weight);
+  if (bias.defined()) {
+    check(bias.dim() == 1 && bias.size(0) == weight.size(0), "conv2d",
+          "bias [" + std::to_string(weight.size(0)) + "]", bias);
+  }
+  if (stride < 1 || padding < 0) {
+    throw std::invalid_argument("conv2d: stride must be >= 1 and padding >= 0, got stride " +
+                                std::to_string(stride) + ", padding " + std::to_string(padding));
+  }
+  const int64_t N = x.size(0), CO = weight.size(0);
+  kernels::ConvGeom g{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3),
+                      stride, padding, 0, 0};
+  g.HO = (g.H + 2 * padding - g.KH) / stride + 1;
+  g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
+  if (g.H + 2 * padding < g.KH || g.W + 2 * padding < g.KW) {
+    throw std::invalid_argument("conv2d: kernel " + shape_str(weight.shape()) +
+                                " larger than padded input " + shape_str(x.shape()));
+  }
+  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+  // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
+  const bool direct = g.KH == 1 && g.KW == 1 && stride == 1 && padding == 0;
+
+  Tensor y({N, CO, g.HO, g.WO});
+  const float* xd = x.data();
+  const float* wd = weight.data();
+  float* yd = y.data();
+#pragma omp parallel
+  {
+    std::vector<float> col(direct ? 0 : K * HWO);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* c = xd + n * CHW;
+      if (!direct) {
+        kernels::im2col(c, g, col.data());
+        c = col.data();
+      }
+      float* yn = yd + n * CO * HWO;
+      kernels::gemm(false, false, CO, HWO, K, 1.0f, wd, c, 0.0f, yn);
+      if (bias.defined()) {
+        const float* b = bias.data();
+        for (int64_t o = 0; o < CO; ++o)
+          for (int64_t i = 0; i < HWO; ++i) yn[o * HWO + i] += b[o];
+      }
+    }
+  }
+
+  if (!needs_graph({&x, &weight, &bias})) return y;
+  TensorImpl* out = y.impl();
+  attach_node(
+      y, {x, weight, bias},
+      [x, weight, bias, out, g, N, CO, K, HWO, CHW, direct]() mutable {
+        const float* dy = out->grad.data();
+        float* dx = detail::grad_or_null(x);
+        float* dw = detail::grad_or_null(weight);
+        float* db = detail::grad_or_null(bias);
+        const float* xd = x.data();
+        const float* wd = weight.data();
+        const int nthreads = omp_get_max_threads();
+        // Per-thread weight-gradient partials, summed in thread order: deterministic.
+        std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
+#pragma omp parallel
+        {
+          const int tid = omp_get_thread_num();
+          std::vector<float> col((direct || !dw) ? 0 : K * HWO);
+          std::vector<float> dcol((direct || !dx) ? 0 : K * HWO);
+          if (dw) dw_part[tid].assign(CO * K, 0.0f);
+#pragma omp for schedule(static)
+          for (int64_t n = 0; n < N; ++n) {
+            const float* dyn = dy + n * CO * HWO;
+            if (dw) {
+              const float* c = xd + n * CHW;
+              if (!direct) {
+                kernels::im2col(c, g, col.data());
+                c = col.data();
+              }
+              kernels::gemm(false, true, CO, K, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
+            }
+            if (dx) {
+              if (direct) {
+                kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 1.0f, dx + n * CHW);
+              } else {
+                kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 0.0f, dcol.data());
+                kernels::col2im_add(dcol.data(), g, dx + n * CHW);
+              }
+            }
+          }
+        }
+        if (dw) {
+          for (int t = 0; t < nthreads; ++t) {
+            if (dw_part[t].empty()) continue;
+            for (int64_t i = 0; i < CO * K; ++i) dw[i] += dw_part[t][i];
+          }
+        }
+        if (db) {
+          for (int64_t o = 0; o < CO; ++o) {
+            double s = 0.0;
+            for (int64_t n = 0; n < N; ++n) {
+              const float* p = dy + (n * CO + o) * HWO;
+              for (int64_t i = 0; i < HWO; ++i) s += p[i];
+            }
+            db[o] += static_cast<float>(s);
+          }
+        }
+      },
+      "conv2d");
+  return y;
+}
+
+}  // namespace minidl::ops

@@ -1,0 +1,36 @@
+// minidl — low-level kernels: the one place BLAS is called, im2col/col2im, and the thread pool.
+// Threads: one OpenMP pool (`set_num_threads`); ops parallelize over images or channels and call
+// OpenBLAS single-threaded from inside, so a run is deterministic for a given thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace minidl {
+
+/// Sets the OpenMP pool size (>= 1) and keeps OpenBLAS single-threaded inside it.
+/// Throws std::invalid_argument for n < 1.
+void set_num_threads(int n);
+int get_num_threads();
+
+namespace kernels {
+
+/// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
+/// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, const float* B, float beta, float* C);
+
+/// Geometry of a 2-d convolution on one image.
+struct ConvGeom {
+  int64_t C, H, W;       // input channels, height, width
+  int64_t KH, KW;        // kernel size
+  int64_t stride, pad;   // same in both directions
+  int64_t HO, WO;        // output height, width
+};
+
+/// im2col: x [C, H, W] -> col [C * KH * KW, HO * WO] (zero padding), row (c, kh, kw).
+void im2col(const float* x, const ConvGeom& g, float* col);
+/// col2im: the adjoint of im2col; accumulates col [C * KH * KW, HO * WO] into dx [C, H, W].
+void col2im_add(const float* col, const ConvGeom& g, float* dx);
+
+}  // namespace kernels
+}  // namespace minidl

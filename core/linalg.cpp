@@ -1,0 +1,49 @@
+// minidl — linear forward and backward.
+//   y = x W^T + b                       x [N, D_in], W [D_out, D_in], b [D_out]
+//   dx += dy W,  dW += dy^T x,  db += sum_n dy
+#include "core/kernels.hpp"
+#include "core/ops.hpp"
+#include "core/ops_util.hpp"
+
+namespace minidl::ops {
+
+using detail::check;
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check(x.dim() == 2, "linear", "input [N, D_in]", x);
+  check(weight.dim() == 2 && weight.size(1) == x.size(1), "linear",
+        "weight [D_out, " + std::to_string(x.size(1)) + "]", weight);
+  const int64_t N = x.size(0), DI = x.size(1), DO = weight.size(0);
+  if (bias.defined()) check(bias.dim() == 1 && bias.size(0) == DO, "linear",
+                            "bias [" + std::to_string(DO) + "]", bias);
+  Tensor y({N, DO});
+  float* yd = y.data();
+  if (bias.defined()) {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < DO; ++o) yd[n * DO + o] = bias.data()[o];
+  }
+  kernels::gemm(false, true, N, DO, DI, 1.0f, x.data(), weight.data(),
+                bias.defined() ? 1.0f : 0.0f, yd);
+  if (!needs_graph({&x, &weight, &bias})) return y;
+  TensorImpl* out = y.impl();
+  attach_node(
+      y, {x, weight, bias},
+      [x, weight, bias, out, N, DI, DO]() mutable {
+        const float* dy = out->grad.data();
+        if (float* dx = detail::grad_or_null(x))
+          kernels::gemm(false, false, N, DI, DO, 1.0f, dy, weight.data(), 1.0f, dx);
+        if (float* dw = detail::grad_or_null(weight))
+          kernels::gemm(true, false, DO, DI, N, 1.0f, dy, x.data(), 1.0f, dw);
+        if (float* db = detail::grad_or_null(bias)) {
+          for (int64_t o = 0; o < DO; ++o) {
+            double s = 0.0;
+            for (int64_t n = 0; n < N; ++n) s += dy[n * DO + o];
+            db[o] += static_cast<float>(s);
+          }
+        }
+      },
+      "linear");
+  return y;
+}
+
+}  // namespace minidl::ops

@@ -1,0 +1,155 @@
+// minidl — batch_norm forward and backward, fused per channel.
+//
+// Legend: x [N, C, S] where S = H * W (S = 1 for [N, C]); M = N * S values per channel.
+// Training (Ioffe & Szegedy 2015, Algorithm 1):
+//   mean = sum(x) / M,  var = sum((x - mean)^2) / M      (biased, used to normalize)
+//   inv_std = 1 / sqrt(var + eps),  x_hat = (x - mean) * inv_std,  y = gamma * x_hat + beta
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)   (unbiased)
+// Backward of y = gamma * x_hat + beta with batch statistics:
+//   dbeta = sum(dy),  dgamma = sum(dy * x_hat)
+//   dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma)
+// Eval: mean/var are the running buffers (constants), so dx = gamma * inv_std * dy.
+// Saved for backward: mean and inv_std per channel (x_hat is recomputed from x).
+#include <cmath>
+#include <vector>
+
+#include "core/ops.hpp"
+#include "core/ops_util.hpp"
+
+namespace minidl::ops {
+
+using detail::check;
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  Tensor running_mean, Tensor running_var, bool training, float momentum,
+                  float eps) {
+  check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
+  const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
+  const int64_t M = N * S;
+  const std::string c_shape = "[" + std::to_string(C) + "]";
+  for (const Tensor* p : {&weight, &bias, static_cast<const Tensor*>(&running_mean),
+                          static_cast<const Tensor*>(&running_var)}) {
+    if (p->defined()) check(p->dim() == 1 && p->size(0) == C, "batch_norm", c_shape, *p);
+  }
+  if (!training && !(running_mean.defined() && running_var.defined())) {
+    throw std::invalid_argument("batch_norm: eval mode needs running_mean and running_var");
+  }
+  if (training && M <= 1) {
+    throw std::invalid_argument(
+        "batch_norm: expected more than 1 value per channel when training, got input shape " +
+        shape_str(x.shape()) + " (use eval mode, or a batch larger than 1)");
+  }
+
+  std::vector<float> mean(C), inv_std(C);
+  const float* xd = x.data();
+  if (training) {
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; ++c) {
+      double sum = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* p = xd + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) sum += p[i];
+      }
+      const double mu = sum / static_cast<double>(M);
+      double sq = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* p = xd + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) {
+          const double d = p[i] - mu;
+          sq += d * d;
+        }
+      }
+      const double var = sq / static_cast<double>(M);
+      mean[c] = static_cast<float>(mu);
+      inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+      if (running_mean.defined()) {
+        float& rm = running_mean.data()[c];
+        rm = static_cast<float>((1.0 - momentum) * rm + momentum * mu);
+      }
+      if (running_var.defined()) {
+        float& rv = running_var.data()[c];
+        const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
+        rv = static_cast<float>((1.0 - momentum) * rv + momentum * unbiased);
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      mean[c] = running_mean.data()[c];
+      inv_std[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var.data()[c]) + eps));
+    }
+  }
+
+  Tensor y(x.shape());
+  float* yd = y.data();
+  const float* gd = weight.defined() ? weight.data() : nullptr;
+  const float* bd = bias.defined() ? bias.data() : nullptr;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float scale = (gd ? gd[c] : 1.0f) * inv_std[c];
+      const float shift = (bd ? bd[c] : 0.0f) - mean[c] * scale;
+      const float* p = xd + (n * C + c) * S;
+      float* q = yd + (n * C + c) * S;
+      for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+    }
+  }
+
+  if (!needs_graph({&x, &weight, &bias})) return y;
+  TensorImpl* out = y.impl();
+  attach_node(
+      y, {x, weight, bias},
+      [x, weight, bias, out, mean = std::move(mean), inv_std = std::move(inv_std), training, N,
+       C, S, M]() mutable {
+        const float* dy = out->grad.data();
+        const float* xd = x.data();
+        float* dx = detail::grad_or_null(x);
+        float* dgamma = detail::grad_or_null(weight);
+        float* dbeta = detail::grad_or_null(bias);
+        const float* gd = weight.defined() ? weight.data() : nullptr;
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; ++c) {
+          // dbeta = sum(dy), dgamma = sum(dy * x_hat)
+          double sum_dy = 0.0, sum_dy_xhat = 0.0;
+          for (int64_t n = 0; n < N; ++n) {
+            const float* p = xd + (n * C + c) * S;
+            const float* g = dy + (n * C + c) * S;
+            for (int64_t i = 0; i < S; ++i) {
+              sum_dy += g[i];
+              sum_dy_xhat += g[i] * ((p[i] - mean[c]) * inv_std[c]);
+            }
+          }
+          if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+          if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
+          if (!dx) continue;
+          const float gamma = gd ? gd[c] : 1.0f;
+          if (training) {
+            // dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma)
+            const float k = gamma * inv_std[c];
+            const float a = static_cast<float>(sum_dy / M);
+            const float b = static_cast<float>(sum_dy_xhat / M);
+            for (int64_t n = 0; n < N; ++n) {
+              const float* p = xd + (n * C + c) * S;
+              const float* g = dy + (n * C + c) * S;
+              float* d = dx + (n * C + c) * S;
+              for (int64_t i = 0; i < S; ++i) {
+                const float xhat = (p[i] - mean[c]) * inv_std[c];
+                d[i] += k * (g[i] - a - xhat * b);
+              }
+            }
+          } else {
+            // y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy
+            const float k = gamma * inv_std[c];
+            for (int64_t n = 0; n < N; ++n) {
+              const float* g = dy + (n * C + c) * S;
+              float* d = dx + (n * C + c) * S;
+              for (int64_t i = 0; i < S; ++i) d[i] += k * g[i];
+            }
+          }
+        }
+      },
+      "batch_norm");
+  return y;
+}
+
+}  // namespace minidl::ops

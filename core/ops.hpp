@@ -1,0 +1,67 @@
+// minidl — differentiable operations. Each op computes its forward result and, when grad mode is
+// on and an input requires a gradient, records a Node whose closure accumulates the inputs'
+// gradients. Forward and backward of an op live side by side in one .cpp per family:
+//   linalg.cpp (linear), conv.cpp (conv2d), norm.cpp (batch_norm), pool.cpp (max_pool2d,
+//   global_avg_pool2d), elementwise.cpp (relu, add, add_relu, reshape/flatten), loss.cpp
+//   (cross_entropy).
+// Every op throws std::invalid_argument naming the op, what it expected and what it got.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace minidl::ops {
+
+/// y = x W^T + b (torch.nn.functional.linear).
+/// x [N, D_in], weight [D_out, D_in], bias [D_out] or undefined -> y [N, D_out].
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+/// 2-d cross-correlation (torch.nn.functional.conv2d, groups = 1, dilation = 1), computed as
+/// im2col + sgemm per image. x [N, C_in, H, W], weight [C_out, C_in, K_h, K_w],
+/// bias [C_out] or undefined -> y [N, C_out, H_out, W_out] with
+/// H_out = (H + 2 * padding - K_h) / stride + 1 (likewise W_out).
+/// The weight-gradient GEMM is skipped when weight.requires_grad() is false, the input-gradient
+/// GEMM when x.requires_grad() is false.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
+              int64_t padding);
+
+/// Batch normalization (Ioffe & Szegedy 2015, Algorithm 1; torch.nn.functional.batch_norm).
+/// x [N, C] or [N, C, H, W] (statistics per C over N, or over N, H, W).
+/// training: normalize with the batch mean and biased variance, and update
+///   running = (1 - momentum) * running + momentum * batch_stat   (running_var gets the unbiased
+///   batch variance, PyTorch's convention; Keras' momentum equals 1 - this momentum).
+/// !training: normalize with running_mean / running_var.
+/// y = weight * (x - mean) / sqrt(var + eps) + bias. weight, bias [C] may be undefined
+/// (affine = false). running_mean / running_var [C] may be undefined only when training.
+/// Throws when training with a single value per channel (as PyTorch does).
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  Tensor running_mean, Tensor running_var, bool training, float momentum,
+                  float eps);
+
+/// max over K x K windows (torch.nn.functional.max_pool2d, padding counts as -inf).
+/// x [N, C, H, W] -> [N, C, (H + 2p - K) / s + 1, (W + 2p - K) / s + 1].
+Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t padding);
+
+/// Mean over H and W: x [N, C, H, W] -> [N, C] (adaptive_avg_pool2d(x, 1) then flatten).
+Tensor global_avg_pool2d(const Tensor& x);
+
+/// max(x, 0), any shape.
+Tensor relu(const Tensor& x);
+/// a + b, equal shapes.
+Tensor add(const Tensor& a, const Tensor& b);
+/// relu(a + b), equal shapes, fused (the residual block's tail).
+Tensor add_relu(const Tensor& a, const Tensor& b);
+/// Same values, new shape with the same numel.
+Tensor reshape(const Tensor& x, const Shape& shape);
+/// [N, ...] -> [N, prod(...)] (torch.flatten(x, 1)).
+Tensor flatten(const Tensor& x);
+
+/// Mean cross-entropy of softmax(logits) against labels (torch.nn.functional.cross_entropy,
+/// reduction = "mean"). logits [N, K], labels N integers in [0, K) -> scalar [].
+/// label_smoothing eps: the target is (1 - eps) * one_hot + eps / K (Szegedy et al. 2016, §7).
+Tensor cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels,
+                     float label_smoothing = 0.0f);
+
+}  // namespace minidl::ops

@@ -1,0 +1,173 @@
+// minidl — Tensor storage and the autograd walk (Tensor::backward).
+#include "core/tensor.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_set>
+
+namespace minidl {
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw std::invalid_argument("negative dimension in shape " + shape_str(shape));
+    n *= d;
+  }
+  return n;
+}
+
+Tensor::Tensor(const Shape& shape, bool requires_grad) : impl_(std::make_shared<TensorImpl>()) {
+  impl_->shape = shape;
+  impl_->storage = std::make_shared<std::vector<float>>(shape_numel(shape), 0.0f);
+  impl_->requires_grad = requires_grad;
+}
+
+Tensor::Tensor(const Shape& shape, std::vector<float> values, bool requires_grad)
+    : impl_(std::make_shared<TensorImpl>()) {
+  if (static_cast<int64_t>(values.size()) != shape_numel(shape)) {
+    throw std::invalid_argument("Tensor: " + std::to_string(values.size()) +
+                                " values do not fill shape " + shape_str(shape));
+  }
+  impl_->shape = shape;
+  impl_->storage = std::make_shared<std::vector<float>>(std::move(values));
+  impl_->requires_grad = requires_grad;
+}
+
+Tensor Tensor::full(const Shape& shape, float value) {
+  Tensor t(shape);
+  t.fill_(value);
+  return t;
+}
+
+static TensorImpl& checked(TensorImpl* impl) {
+  if (!impl) throw std::logic_error("use of an undefined Tensor");
+  return *impl;
+}
+
+const Shape& Tensor::shape() const { return checked(impl_.get()).shape; }
+int64_t Tensor::size(int64_t d) const {
+  const Shape& s = shape();
+  int64_t n = static_cast<int64_t>(s.size());
+  if (d < 0) d += n;
+  if (d < 0 || d >= n) {
+    throw std::out_of_range("Tensor::size(" + std::to_string(d) + ") of shape " + shape_str(s));
+  }
+  return s[d];
+}
+int64_t Tensor::numel() const { return static_cast<int64_t>(vec().size()); }
+float* Tensor::data() { return vec().data(); }
+const float* Tensor::data() const { return vec().data(); }
+std::vector<float>& Tensor::vec() { return *checked(impl_.get()).storage; }
+const std::vector<float>& Tensor::vec() const { return *checked(impl_.get()).storage; }
+
+float Tensor::item() const {
+  if (numel() != 1) {
+    throw std::logic_error("item() needs a one-element tensor, got shape " + shape_str(shape()));
+  }
+  return vec()[0];
+}
+
+bool Tensor::requires_grad() const { return checked(impl_.get()).requires_grad; }
+void Tensor::set_requires_grad(bool on) { checked(impl_.get()).requires_grad = on; }
+
+Tensor Tensor::grad() const {
+  const TensorImpl& t = checked(impl_.get());
+  if (t.grad.empty()) return Tensor();
+  return Tensor(t.shape, t.grad);
+}
+
+float* Tensor::grad_data() const {
+  TensorImpl& t = checked(impl_.get());
+  if (t.grad.empty()) t.grad.assign(t.storage->size(), 0.0f);
+  return t.grad.data();
+}
+
+bool Tensor::has_grad() const { return !checked(impl_.get()).grad.empty(); }
+void Tensor::zero_grad() { std::vector<float>().swap(checked(impl_.get()).grad); }
+
+Tensor Tensor::clone() const { return Tensor(shape(), vec()); }
+
+Tensor Tensor::view(const Shape& new_shape) const {
+  if (shape_numel(new_shape) != numel()) {
+    throw std::invalid_argument("view: cannot view shape " + shape_str(shape()) + " as " +
+                                shape_str(new_shape));
+  }
+  Tensor t;
+  t.impl_ = std::make_shared<TensorImpl>();
+  t.impl_->shape = new_shape;
+  t.impl_->storage = impl_->storage;
+  return t;
+}
+
+void Tensor::copy_(const Tensor& src) {
+  if (src.shape() != shape()) {
+    throw std::invalid_argument("copy_: source shape " + shape_str(src.shape()) +
+                                " != destination shape " + shape_str(shape()));
+  }
+  std::copy(src.vec().begin(), src.vec().end(), vec().begin());
+}
+
+void Tensor::fill_(float value) { std::fill(vec().begin(), vec().end(), value); }
+
+void Tensor::backward() {
+  if (!defined() || numel() != 1) {
+    throw std::logic_error("backward() needs a scalar loss; got shape " +
+                           (defined() ? shape_str(shape()) : std::string("undefined")));
+  }
+  backward(Tensor::full(shape(), 1.0f));
+}
+
+// Reverse topological walk (micrograd's engine, iterative). Each node's closure reads its
+// output's .grad and accumulates into its inputs' .grad. After the walk the graph is released
+// (PyTorch's retain_graph = False): closures and saved tensors are freed.
+void Tensor::backward(const Tensor& grad_output) {
+  if (!defined() || !impl_->node) {
+    throw std::logic_error("backward(): this tensor was not produced by a recorded op "
+                           "(no input requires grad, or grad mode was off)");
+  }
+  if (grad_output.shape() != shape()) {
+    throw std::invalid_argument("backward(): gradient shape " + shape_str(grad_output.shape()) +
+                                " != tensor shape " + shape_str(shape()));
+  }
+  // Post-order DFS with an explicit stack. `order` holds handles so that releasing a node's
+  // inputs during the walk never frees a tensor still to be visited.
+  std::vector<Tensor> order;
+  std::unordered_set<TensorImpl*> visited;
+  std::vector<std::pair<Tensor, size_t>> stack;
+  stack.emplace_back(*this, 0);
+  visited.insert(impl_.get());
+  while (!stack.empty()) {
+    Node* node = stack.back().first.impl()->node.get();
+    size_t& next = stack.back().second;
+    if (node && next < node->inputs.size()) {
+      const Tensor& in = node->inputs[next++];
+      if (in.defined() && in.impl()->node && !visited.count(in.impl())) {
+        visited.insert(in.impl());
+        stack.emplace_back(in, 0);
+      }
+    } else {
+      order.push_back(std::move(stack.back().first));
+      stack.pop_back();
+    }
+  }
+  float* g = grad_data();
+  const float* go = grad_output.data();
+  for (int64_t i = 0; i < numel(); ++i) g[i] += go[i];
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    TensorImpl* t = it->impl();
+    if (!t->grad.empty() && t->node->backward) t->node->backward();
+    t->node.reset();  // release the graph as we go (closures and saved tensors)
+    if (t != impl_.get()) std::vector<float>().swap(t->grad);  // intermediates keep no grad
+  }
+}
+
+}  // namespace minidl

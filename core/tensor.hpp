@@ -1,0 +1,108 @@
+// minidl — Tensor: a float32, contiguous, row-major n-d array with an optional gradient and a
+// link into the autograd graph.
+//
+// Dimension letters used throughout minidl (after llm.c's legend):
+//   N batch size, C channels (C_in / C_out), H height, W width, K classes or kernel size,
+//   D features. Image tensors are NCHW: [N, C, H, W].
+//
+// A Tensor is a cheap handle (shared_ptr) to its storage, like a torch.Tensor: copying a
+// Tensor shares data. `clone()` makes a deep copy.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace minidl {
+
+using Shape = std::vector<int64_t>;
+
+/// "[2, 3, 4]" — for error messages.
+std::string shape_str(const Shape& shape);
+/// Product of the dimensions (1 for a scalar shape []).
+int64_t shape_numel(const Shape& shape);
+
+struct TensorImpl;
+
+/// A float32 n-d array. Errors: constructors throw std::invalid_argument on negative dimensions
+/// or when given data of the wrong length.
+class Tensor {
+ public:
+  /// An undefined tensor (defined() == false), like an empty torch.Tensor handle.
+  Tensor() = default;
+  /// Zero-filled tensor of `shape`.
+  explicit Tensor(const Shape& shape, bool requires_grad = false);
+  /// Tensor of `shape` holding `values` (values.size() must equal the shape's numel).
+  Tensor(const Shape& shape, std::vector<float> values, bool requires_grad = false);
+
+  static Tensor zeros(const Shape& shape) { return Tensor(shape); }
+  static Tensor full(const Shape& shape, float value);
+  static Tensor scalar(float value) { return Tensor(Shape{}, std::vector<float>{value}); }
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const;
+  int64_t dim() const { return static_cast<int64_t>(shape().size()); }
+  /// Size of dimension d; negative d counts from the end. Throws std::out_of_range.
+  int64_t size(int64_t d) const;
+  int64_t numel() const;
+
+  float* data();
+  const float* data() const;
+  std::vector<float>& vec();
+  const std::vector<float>& vec() const;
+  /// The single value of a one-element tensor. Throws std::logic_error otherwise.
+  float item() const;
+
+  /// Whether autograd accumulates a gradient for this tensor (torch: requires_grad).
+  bool requires_grad() const;
+  void set_requires_grad(bool on);
+  /// The accumulated gradient, same shape as the tensor; undefined until backward() writes it.
+  Tensor grad() const;
+  /// Gradient storage, allocated (zeros) on first use.
+  float* grad_data() const;
+  bool has_grad() const;
+  /// Drops the gradient (torch: tensor.grad = None).
+  void zero_grad();
+
+  /// Deep copy of the data (no grad, no graph).
+  Tensor clone() const;
+  /// Same data (shared), new shape with equal numel. Throws std::invalid_argument.
+  /// Not differentiable: use ops::reshape inside a model.
+  Tensor view(const Shape& shape) const;
+  /// Copies src's values into this tensor. Throws std::invalid_argument on a shape mismatch.
+  void copy_(const Tensor& src);
+  void fill_(float value);
+
+  /// Reverse-mode autodiff from this scalar: seeds d(self)/d(self) = 1 and walks the graph.
+  /// Throws std::logic_error unless numel() == 1 and the tensor is part of a graph.
+  void backward();
+  /// Backward with an explicit output gradient of the same shape (for gradient checks).
+  void backward(const Tensor& grad_output);
+
+  TensorImpl* impl() const { return impl_.get(); }
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+/// One recorded operation: the inputs it read and a closure that, given the output's gradient,
+/// accumulates (+=) into the inputs' gradients. micrograd's `_backward`, in C++.
+struct Node {
+  std::vector<Tensor> inputs;
+  std::function<void()> backward;
+  const char* name = "";
+};
+
+struct TensorImpl {
+  Shape shape;
+  std::shared_ptr<std::vector<float>> storage;
+  std::vector<float> grad;  // empty until first accumulation
+  bool requires_grad = false;
+  std::shared_ptr<Node> node;  // set for outputs of recorded ops
+};
+
+}  // namespace minidl

@@ -1,0 +1,32 @@
+#include "layers/batch_norm.hpp"
+
+#include <stdexcept>
+
+#include "core/ops.hpp"
+
+namespace minidl {
+
+BatchNorm::BatchNorm(int64_t c, bool spatial, float eps_, float momentum_, bool affine)
+    : num_features(c), eps(eps_), momentum(momentum_), spatial_(spatial) {
+  if (affine) {
+    weight = register_parameter("weight", Tensor::full({c}, 1.0f));
+    bias = register_parameter("bias", Tensor({c}));
+  }
+  running_mean = register_buffer("running_mean", Tensor({c}));
+  running_var = register_buffer("running_var", Tensor::full({c}, 1.0f));
+}
+
+Tensor BatchNorm::forward(const Tensor& x) {
+  const bool rank_ok = spatial_ ? x.dim() == 4 : (x.dim() == 2 || x.dim() == 3);
+  if (!rank_ok || x.size(1) != num_features) {
+    throw std::invalid_argument(type_name() + "(" + std::to_string(num_features) +
+                                "): expected input " +
+                                (spatial_ ? "[N, " + std::to_string(num_features) + ", H, W]"
+                                          : "[N, " + std::to_string(num_features) + "]") +
+                                ", got " + shape_str(x.shape()));
+  }
+  return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum,
+                         eps);
+}
+
+}  // namespace minidl

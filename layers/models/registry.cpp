@@ -1,0 +1,54 @@
+#include "layers/models/registry.hpp"
+
+#include <stdexcept>
+#include <utility>
+
+#include "layers/batch_norm.hpp"
+
+namespace minidl {
+
+namespace {
+std::vector<std::pair<std::string, ModelBuilder>>& registry() {
+  static std::vector<std::pair<std::string, ModelBuilder>> r;
+  return r;
+}
+}  // namespace
+
+bool register_model(const std::string& pattern, ModelBuilder builder) {
+  registry().emplace_back(pattern, std::move(builder));
+  return true;
+}
+
+std::vector<std::string> model_patterns() {
+  std::vector<std::string> out;
+  for (auto& [p, b] : registry()) out.push_back(p);
+  return out;
+}
+
+std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions& options) {
+  if (options.bn_init != "fixed" && options.bn_init != "uniform") {
+    throw std::invalid_argument("bn_init must be \"fixed\" or \"uniform\", got \"" +
+                                options.bn_init + "\"");
+  }
+  for (auto& [pattern, build] : registry()) {
+    if (auto m = build(name, options)) return m;
+  }
+  std::string known;
+  for (auto& p : model_patterns()) known += (known.empty() ? "" : ", ") + p;
+  throw std::invalid_argument("unknown model \"" + name + "\"; known: " + known);
+}
+
+void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen) {
+  for (auto& [name, m] : model.named_modules()) {
+    auto* bn = dynamic_cast<BatchNorm*>(m);
+    if (!bn || !bn->weight.defined()) continue;
+    if (options.bn_init == "uniform") {
+      uniform_(bn->weight, 0.0f, 1.0f, gen);
+    } else {
+      bn->weight.fill_(1.0f);
+    }
+    bn->bias.fill_(0.0f);
+  }
+}
+
+}  // namespace minidl

@@ -1,0 +1,81 @@
+// minidl — Module: the base of every layer and model (torch.nn.Module's vocabulary).
+//
+// A module owns named parameters (learned, requires_grad = true unless frozen), named buffers
+// (state that is saved but not learned, e.g. BatchNorm's running_mean) and named child modules.
+// Names compose with dots exactly as PyTorch's state_dict keys: "blocks.0.bn1.running_var".
+// train()/eval() set the mode recursively; only layers whose math differs (BatchNorm) read it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/random.hpp"
+#include "core/tensor.hpp"
+
+namespace minidl {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+
+  /// The layer's computation. Shapes are given in each layer's header.
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+  /// The PyTorch class name, e.g. "Conv2d" (for printing and inspection).
+  virtual std::string type_name() const = 0;
+
+  /// Sets training mode here and in every descendant (torch: module.train(mode)).
+  void train(bool on = true);
+  /// Inference mode (torch: module.eval()): BatchNorm uses its running statistics.
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  /// Parameters of this module and its descendants, in registration order, with dotted names.
+  NamedTensors named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  /// Buffers of this module and its descendants.
+  NamedTensors named_buffers() const;
+  /// Every parameter and buffer, keyed as in PyTorch's state_dict (per module: parameters, then
+  /// buffers, then children). The tensors are shared, not copied.
+  NamedTensors state_dict() const;
+  /// Copies values from `state` into this module's tensors. Every name of state_dict() must be
+  /// present with the same shape, and no other name (PyTorch's strict = true; a BatchNorm's
+  /// "num_batches_tracked" is ignored). Throws std::invalid_argument naming the offending key.
+  void load_state_dict(const NamedTensors& state);
+  /// This module ("" name) and every descendant, depth first, with dotted names.
+  std::vector<std::pair<std::string, Module*>> named_modules();
+  /// Direct children.
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
+    return children_;
+  }
+
+ protected:
+  /// Registers a learned tensor; requires_grad is switched on.
+  Tensor& register_parameter(const std::string& name, Tensor t);
+  Tensor& register_buffer(const std::string& name, Tensor t);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    children_.emplace_back(name, m);
+    return m;
+  }
+
+ private:
+  void collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const;
+  bool training_ = true;
+  NamedTensors params_, buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+/// Kaiming (He et al. 2015, eq. 10) normal init, torch.nn.init.kaiming_normal_ defaults
+/// (mode fan_in, gain sqrt(2)): w ~ N(0, 2 / fan_in), fan_in = numel / shape[0].
+
+void kaiming_normal_(Tensor& w, Generator& gen);
+/// U(-bound, bound) init.
+void uniform_(Tensor& w, float bound_lo, float bound_hi, Generator& gen);
+
+}  // namespace minidl

@@ -1,0 +1,63 @@
+#include "optim/adam.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace minidl::optim {
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions options)
+    : Optimizer(std::move(params), options.lr), opt_(options) {
+  if (opt_.lr < 0 || opt_.eps < 0 || opt_.weight_decay < 0 || opt_.beta1 < 0 ||
+      opt_.beta1 >= 1 || opt_.beta2 < 0 || opt_.beta2 >= 1) {
+    throw std::invalid_argument("Adam: need lr, eps, weight_decay >= 0 and betas in [0, 1), got "
+                                "lr " + std::to_string(opt_.lr) + ", betas (" +
+                                std::to_string(opt_.beta1) + ", " + std::to_string(opt_.beta2) +
+                                "), eps " + std::to_string(opt_.eps) + ", weight_decay " +
+                                std::to_string(opt_.weight_decay));
+  }
+  m_.resize(params_.size());
+  v_.resize(params_.size());
+}
+
+void Adam::step() {
+  ++t_;
+  const double b1 = opt_.beta1, b2 = opt_.beta2;
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t_));
+  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(t_));
+  const float step_size = static_cast<float>(lr_ / bc1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    if (!p.requires_grad() || !p.has_grad()) continue;
+    float* w = p.data();
+    const float* grad = p.grad_data();
+    const int64_t n = p.numel();
+    if (m_[i].empty()) {
+      m_[i].assign(n, 0.0f);
+      v_[i].assign(n, 0.0f);
+    }
+    float* m = m_[i].data();
+    float* v = v_[i].data();
+    for (int64_t j = 0; j < n; ++j) {
+      float g = grad[j];
+      if (opt_.decoupled_weight_decay) {
+        w[j] *= 1.0f - lr_ * opt_.weight_decay;  // AdamW: p *= 1 - lr * wd
+      } else {
+        g += opt_.weight_decay * w[j];  // Adam: L2 in the gradient
+      }
+      m[j] = opt_.beta1 * m[j] + (1.0f - opt_.beta1) * g;
+      v[j] = opt_.beta2 * v[j] + (1.0f - opt_.beta2) * g * g;
+      w[j] -= step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_bc2 + opt_.eps);
+    }
+  }
+}
+
+std::vector<std::vector<float>*> Adam::state_buffers() {
+  std::vector<std::vector<float>*> out;
+  for (auto& b : m_) out.push_back(&b);
+  for (auto& b : v_) out.push_back(&b);
+  return out;
+}
+
+}  // namespace minidl::optim

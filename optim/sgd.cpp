@@ -1,0 +1,50 @@
+#include "optim/sgd.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace minidl::optim {
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions options)
+    : Optimizer(std::move(params), options.lr), opt_(options) {
+  if (opt_.lr < 0 || opt_.momentum < 0 || opt_.weight_decay < 0) {
+    throw std::invalid_argument("SGD: lr, momentum and weight_decay must be >= 0, got lr " +
+                                std::to_string(opt_.lr) + ", momentum " +
+                                std::to_string(opt_.momentum) + ", weight_decay " +
+                                std::to_string(opt_.weight_decay));
+  }
+  if (opt_.nesterov && opt_.momentum <= 0) {
+    throw std::invalid_argument("SGD: nesterov needs momentum > 0");
+  }
+  momentum_buffer_.resize(params_.size());
+}
+
+void SGD::step() {
+  const float lr = lr_, mu = opt_.momentum, wd = opt_.weight_decay;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    if (!p.requires_grad() || !p.has_grad()) continue;  // frozen: untouched, bit for bit
+    float* w = p.data();
+    const float* g = p.grad_data();
+    const int64_t n = p.numel();
+    std::vector<float>& buf = momentum_buffer_[i];
+    const bool first = buf.empty();
+    if (mu != 0.0f && first) buf.resize(n);
+    for (int64_t j = 0; j < n; ++j) {
+      float d = g[j] + wd * w[j];  // g = grad + weight_decay * p
+      if (mu != 0.0f) {
+        buf[j] = first ? d : mu * buf[j] + d;  // buf = momentum * buf + g
+        d = opt_.nesterov ? d + mu * buf[j] : buf[j];
+      }
+      w[j] -= lr * d;
+    }
+  }
+}
+
+std::vector<std::vector<float>*> SGD::state_buffers() {
+  std::vector<std::vector<float>*> out;
+  for (auto& b : momentum_buffer_) out.push_back(&b);
+  return out;
+}
+
+}  // namespace minidl::optim
