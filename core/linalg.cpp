@@ -22,8 +22,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t o = 0; o < DO; ++o) yd[n * DO + o] = bias.data()[o];
   }
-  kernels::gemm(false, true, N, DO, DI, 1.0f, x.data(), weight.data(),
-                bias.defined() ? 1.0f : 0.0f, yd);
+  // One GEMM per row: a row's result then does not depend on the batch size (BLAS kernels may
+  // sum in another order for another M), so one image gives exactly its row of a batch.
+  for (int64_t n = 0; n < N; ++n) {
+    kernels::gemm(false, true, 1, DO, DI, 1.0f, x.data() + n * DI, weight.data(),
+                  bias.defined() ? 1.0f : 0.0f, yd + n * DO);
+  }
   if (!needs_graph({&x, &weight, &bias})) return y;
   TensorImpl* out = y.impl();
   attach_node(

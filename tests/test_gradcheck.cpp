@@ -1,0 +1,141 @@
+// Finite-difference gradient checks of every op (STYLE: every layer has a live gradient check).
+#include "core/autograd.hpp"
+#include "core/ops.hpp"
+#include "gradcheck.hpp"
+
+using namespace minidl;
+using minidl::testing::gradcheck;
+using minidl::testing::randn;
+
+TEST_CASE("gradcheck linear", "[gradcheck]") {
+  Generator g(1);
+  gradcheck([](const std::vector<Tensor>& t) { return ops::linear(t[0], t[1], t[2]); },
+            {randn({4, 5}, g, 1, 0, true), randn({3, 5}, g, 1, 0, true), randn({3}, g, 1, 0, true)});
+}
+
+TEST_CASE("gradcheck conv2d", "[gradcheck]") {
+  struct Case { Shape x, w; bool bias; int64_t stride, padding; };
+  for (const Case& c : {Case{{2, 3, 6, 6}, {4, 3, 3, 3}, true, 1, 1},
+                        Case{{2, 3, 7, 7}, {4, 3, 3, 3}, false, 2, 1},
+                        Case{{2, 4, 6, 6}, {5, 4, 1, 1}, false, 2, 0},
+                        Case{{1, 2, 5, 5}, {3, 2, 1, 1}, true, 1, 0},
+                        Case{{1, 2, 6, 5}, {2, 2, 5, 5}, false, 1, 2}}) {
+    Generator g(2);
+    INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " stride " << c.stride);
+    gradcheck(
+        [&](const std::vector<Tensor>& t) {
+          return ops::conv2d(t[0], t[1], t[2], c.stride, c.padding);
+        },
+        {randn(c.x, g, 1, 0, true), randn(c.w, g, 0.5, 0, true),
+         c.bias ? randn({c.w[0]}, g, 1, 0, true) : Tensor()});
+  }
+}
+
+TEST_CASE("gradcheck batch_norm train and eval, 1d and 2d", "[gradcheck]") {
+  for (bool training : {true, false}) {
+    for (const Shape& xs : {Shape{6, 3}, Shape{3, 2, 4, 4}}) {
+      Generator g(3);
+      const int64_t C = xs[1];
+      Tensor rm = randn({C}, g, 0.3f), rv = randn({C}, g, 0.1f, 1.0f);
+      INFO("training " << training << " x " << shape_str(xs));
+      // Running stats are updated in training; give each evaluation fresh copies so that every
+      // call of f computes the same function.
+      gradcheck(
+          [&](const std::vector<Tensor>& t) {
+            return ops::batch_norm(t[0], t[1], t[2], rm.clone(), rv.clone(), training, 0.1f,
+                                   1e-5f);
+          },
+          {randn(xs, g, 2, 0.5, true), randn({C}, g, 0.5, 1, true), randn({C}, g, 1, 0, true)},
+          1e-2, 3e-2, 3e-3);
+    }
+  }
+}
+
+TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
+  Generator g(4);
+  // Inputs kept away from the kink at 0 so central differences are valid.
+  auto away = [&](Shape s) {
+    Tensor t = randn(s, g, 1, 0, true);
+    for (float& v : t.vec()) v = v >= 0 ? v + 0.1f : v - 0.1f;
+    return t;
+  };
+  gradcheck([](const std::vector<Tensor>& t) { return ops::relu(t[0]); }, {away({2, 3, 4})});
+  gradcheck([](const std::vector<Tensor>& t) { return ops::add(t[0], t[1]); },
+            {randn({2, 5}, g, 1, 0, true), randn({2, 5}, g, 1, 0, true)});
+  Tensor a = away({2, 3, 3}), b = randn({2, 3, 3}, g, 0.01f, 0, true);
+  gradcheck([](const std::vector<Tensor>& t) { return ops::add_relu(t[0], t[1]); }, {a, b});
+  gradcheck([](const std::vector<Tensor>& t) { return ops::reshape(t[0], {6, 4}); },
+            {randn({2, 3, 4}, g, 1, 0, true)});
+  gradcheck([](const std::vector<Tensor>& t) { return ops::flatten(t[0]); },
+            {randn({2, 3, 2, 2}, g, 1, 0, true)});
+}
+
+TEST_CASE("gradcheck max_pool2d and global_avg_pool2d", "[gradcheck]") {
+  Generator g(5);
+  // Distinct values (a shuffled ramp) so the argmax is stable under +-h.
+  auto ramp = [&](Shape s) {
+    Tensor t(s, true);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.05f * static_cast<float>(i);
+    for (int64_t i = t.numel() - 1; i > 0; --i) std::swap(t.data()[i], t.data()[g.randint(i + 1)]);
+    return t;
+  };
+  gradcheck([](const std::vector<Tensor>& t) { return ops::max_pool2d(t[0], 2, 2, 0); },
+            {ramp({2, 2, 6, 6})}, 1e-3);
+  gradcheck([](const std::vector<Tensor>& t) { return ops::max_pool2d(t[0], 3, 2, 1); },
+            {ramp({1, 2, 7, 7})}, 1e-3);
+  gradcheck([](const std::vector<Tensor>& t) { return ops::global_avg_pool2d(t[0]); },
+            {randn({2, 3, 4, 4}, g, 1, 0, true)});
+}
+
+TEST_CASE("gradcheck cross_entropy with and without label smoothing", "[gradcheck]") {
+  Generator g(6);
+  for (float ls : {0.0f, 0.1f}) {
+    gradcheck([ls](const std::vector<Tensor>& t) {
+      return ops::cross_entropy(t[0], {1, 0, 3, 2, 3}, ls);
+    }, {randn({5, 4}, g, 2, 0, true)}, 1e-2, 1e-2, 1e-4);
+  }
+}
+
+TEST_CASE("gradcheck a composed graph: conv - bn - relu - pool - linear - loss", "[gradcheck]") {
+  Generator g(7);
+  Tensor rm({3}), rv = Tensor::full({3}, 1.0f);
+  gradcheck(
+      [&](const std::vector<Tensor>& t) {
+        Tensor h = ops::conv2d(t[0], t[1], Tensor(), 1, 1);
+        h = ops::relu(ops::batch_norm(h, t[2], t[3], rm.clone(), rv.clone(), true, 0.1f, 1e-5f));
+        h = ops::global_avg_pool2d(h);
+        return ops::cross_entropy(ops::linear(h, t[4], Tensor()), {0, 2, 1, 1});
+      },
+      {randn({4, 2, 5, 5}, g, 1, 0, true), randn({3, 2, 3, 3}, g, 0.5, 0, true),
+       randn({3}, g, 0.2f, 1, true), randn({3}, g, 0.5, 0, true), randn({3, 3}, g, 1, 0, true)},
+      1e-3, 3e-2, 1e-3);  // small h: ReLU kinks lie close to some inputs
+}
+
+TEST_CASE("frozen parameters receive no gradient; no-grad mode records nothing", "[autograd]") {
+  Generator g(8);
+  Tensor x = randn({2, 3, 5, 5}, g), w = randn({4, 3, 3, 3}, g);  // neither requires grad
+  Tensor b = randn({4}, g, 1, 0, true);
+  Tensor y = ops::conv2d(x, w, b, 1, 1);
+  REQUIRE(y.requires_grad());
+  y.backward(Tensor::full(y.shape(), 1.0f));
+  CHECK_FALSE(w.has_grad());
+  CHECK_FALSE(x.has_grad());
+  REQUIRE(b.has_grad());
+  CHECK(b.grad().data()[0] == Approx(2 * 25));  // sum of ones over N, H, W
+  {
+    NoGradGuard ng;
+    Tensor z = ops::conv2d(x, w, b, 1, 1);
+    CHECK_FALSE(z.requires_grad());
+    CHECK_THROWS_AS(z.backward(Tensor::full(z.shape(), 1.0f)), std::logic_error);
+  }
+}
+
+TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autograd]") {
+  Generator g(9);
+  Tensor x = randn({3, 4}, g), w = randn({2, 4}, g, 1, 0, true);
+  for (int i = 0; i < 2; ++i) ops::cross_entropy(ops::linear(x, w, Tensor()), {0, 1, 1}).backward();
+  std::vector<float> twice(w.grad_data(), w.grad_data() + w.numel());
+  w.zero_grad();
+  ops::cross_entropy(ops::linear(x, w, Tensor()), {0, 1, 1}).backward();
+  for (int64_t i = 0; i < w.numel(); ++i) CHECK(twice[i] == Approx(2 * w.grad_data()[i]));
+}

@@ -1,0 +1,195 @@
+// Module API, BatchNorm semantics, the model zoo's names and shapes, checkpoints.
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "apps/common.hpp"
+#include "core/autograd.hpp"
+#include "core/ops.hpp"
+#include "core/safetensors.hpp"
+#include "gradcheck.hpp"
+#include "layers/batch_norm.hpp"
+#include "layers/models/registry.hpp"
+#include "layers/models/resnet.hpp"
+
+using namespace minidl;
+using minidl::testing::randn;
+
+static std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("minidl_test_" + name)).string();
+}
+
+TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count", "[layers]") {
+  auto model = create_model("resnet20", {});
+  NamedTensors sd = model->state_dict();
+  // 1 stem conv + 3 x 3 blocks x 2 convs + 2 shortcut convs = 21 conv weights; 21 BNs x 4; fc 2.
+  CHECK(sd.size() == 21 + 21 * 4 + 2);
+  CHECK(sd.front().first == "conv.weight");
+  CHECK(sd.front().second.shape() == Shape{16, 3, 3, 3});
+  CHECK(sd[1].first == "bn.weight");
+  CHECK(sd[3].first == "bn.running_mean");
+  CHECK(sd[4].first == "bn.running_var");
+  CHECK(sd[5].first == "blocks.0.conv1.weight");
+  auto find = [&](const std::string& n) -> Tensor {
+    for (auto& [k, t] : sd) if (k == n) return t;
+    FAIL("missing " << n);
+    return Tensor();
+  };
+  CHECK(find("blocks.3.conv1.weight").shape() == Shape{32, 16, 3, 3});
+  CHECK(find("blocks.3.shortcut.0.weight").shape() == Shape{32, 16, 1, 1});
+  CHECK(find("blocks.3.shortcut.1.running_var").shape() == Shape{32});
+  CHECK(find("blocks.6.shortcut.0.weight").shape() == Shape{64, 32, 1, 1});
+  CHECK(find("blocks.8.bn2.bias").shape() == Shape{64});
+  CHECK(find("fc.weight").shape() == Shape{10, 64});
+  CHECK(find("fc.bias").shape() == Shape{10});
+  int64_t params = 0;
+  for (const Tensor& p : model->parameters()) params += p.numel();
+  // 16*27 + 6 blocks... computed by scripts/make_reference_fixtures.py with PyTorch: 272,474.
+  CHECK(params == 272474);
+  // Wider variant: resnet14_64 has stages of 64, 128, 256 channels.
+  auto wide = create_model("resnet14_64", {});
+  CHECK(wide->state_dict().back().second.shape() == Shape{10});
+  CHECK_THROWS_WITH(create_model("resnet21", {}), Catch::Contains("6k + 2"));
+  CHECK_THROWS_WITH(create_model("vgg", {}), Catch::Contains("unknown model \"vgg\""));
+}
+
+TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", "[layers]") {
+  auto model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", {}));
+  REQUIRE(model);
+  const Tensor& w = model->blocks->children()[0].second->state_dict()[0].second;  // conv1 [16,16,3,3]
+  double s = 0, ss = 0;
+  for (float v : w.vec()) { s += v; ss += double(v) * v; }
+  const double var = ss / w.numel() - (s / w.numel()) * (s / w.numel());
+  CHECK(var == Approx(2.0 / (16 * 9)).epsilon(0.15));  // N(0, 2 / fan_in)
+  for (float v : model->bn->weight.vec()) CHECK(v == 1.0f);
+  for (float v : model->bn->bias.vec()) CHECK(v == 0.0f);
+  ModelOptions uo;
+  uo.bn_init = "uniform";
+  auto u = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", uo));
+  float lo = 1, hi = 0;
+  for (float v : u->bn->weight.vec()) { lo = std::min(lo, v); hi = std::max(hi, v); }
+  CHECK(lo >= 0.0f);
+  CHECK(hi < 1.0f);
+  CHECK(hi - lo > 0.3f);
+  // Same seed, same weights; another seed, other weights.
+  auto a = create_model("resnet8", {}), b = create_model("resnet8", {});
+  ModelOptions o7;
+  o7.seed = 7;
+  auto c = create_model("resnet8", o7);
+  CHECK(a->state_dict()[0].second.vec() == b->state_dict()[0].second.vec());
+  CHECK(a->state_dict()[0].second.vec() != c->state_dict()[0].second.vec());
+}
+
+TEST_CASE("BatchNorm2d updates running stats PyTorch's way and eval uses them", "[layers][bn]") {
+  Generator g(11);
+  BatchNorm2d bn(3);
+  Tensor x = randn({4, 3, 5, 5}, g, 2.0f, 1.0f);
+  bn.train();
+  bn(x);
+  // Direct computation: running = 0.9 * init + 0.1 * batch statistic (unbiased variance).
+  for (int64_t c = 0; c < 3; ++c) {
+    double s = 0, ss = 0;
+    const int64_t M = 4 * 25;
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t i = 0; i < 25; ++i) s += x.data()[(n * 3 + c) * 25 + i];
+    const double mean = s / M;
+    for (int64_t n = 0; n < 4; ++n)
+      for (int64_t i = 0; i < 25; ++i) {
+        const double d = x.data()[(n * 3 + c) * 25 + i] - mean;
+        ss += d * d;
+      }
+    CHECK(bn.running_mean.data()[c] == Approx(0.1 * mean).margin(1e-6));
+    CHECK(bn.running_var.data()[c] == Approx(0.9 + 0.1 * ss / (M - 1)).margin(1e-6));
+  }
+  bn.eval();
+  Tensor y = bn(x);
+  const float rm = bn.running_mean.data()[1], rv = bn.running_var.data()[1];
+  CHECK(y.data()[25] == Approx((x.data()[25] - rm) / std::sqrt(rv + 1e-5f)).margin(1e-5));
+  // eval does not move the statistics
+  CHECK(bn.running_mean.data()[1] == rm);
+}
+
+TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorch", "[layers][bn]") {
+  BatchNorm1d bn(4);
+  Tensor x({1, 4});
+  CHECK_THROWS_WITH(bn(x), Catch::Contains("more than 1 value per channel"));
+  bn.eval();
+  CHECK_NOTHROW(bn(x));
+  CHECK_THROWS_WITH(bn(Tensor({2, 5})), Catch::Contains("BatchNorm1d(4)"));
+}
+
+TEST_CASE("eval mode: one image gives exactly its row of the batch", "[layers][bn]") {
+  Generator g(12);
+  auto model = create_model("resnet8", {});
+  // Give the running statistics non-trivial values first.
+  model->train();
+  { NoGradGuard ng; (*model)(randn({16, 3, 32, 32}, g)); }
+  model->eval();
+  NoGradGuard ng;
+  Tensor batch = randn({5, 3, 32, 32}, g);
+  Tensor all = (*model)(batch);
+  for (int64_t n = 0; n < 5; ++n) {
+    Tensor one({1, 3, 32, 32});
+    std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.data());
+    Tensor y = (*model)(one);
+    for (int64_t k = 0; k < 10; ++k) {
+      INFO("image " << n << " class " << k);
+      CHECK(y.data()[k] == all.data()[n * 10 + k]);  // bit for bit
+    }
+  }
+}
+
+TEST_CASE("checkpoint round trip keeps every tensor and the metadata", "[checkpoint]") {
+  ModelOptions o;
+  o.seed = 3;
+  auto model = create_model("resnet8", o);
+  Generator g(13);
+  for (auto& [n, t] : model->named_buffers()) for (float& v : t.vec()) v = g.uniform(0.5f, 2.0f);
+  const std::string path = temp_path("roundtrip.safetensors");
+  save_safetensors(path, model->state_dict(), {{"model", "resnet8"}, {"seed", "3"}});
+  Checkpoint ck = load_safetensors(path);
+  CHECK(ck.metadata.at("model") == "resnet8");
+  NamedTensors sd = model->state_dict();
+  REQUIRE(ck.tensors.size() == sd.size());
+  for (size_t i = 0; i < sd.size(); ++i) {
+    CHECK(ck.tensors[i].first == sd[i].first);
+    CHECK(ck.tensors[i].second.vec() == sd[i].second.vec());
+  }
+  auto loaded = app::load_model(path);
+  NamedTensors ld = loaded->state_dict();
+  for (size_t i = 0; i < sd.size(); ++i) CHECK(ld[i].second.vec() == sd[i].second.vec());
+  // No temporary file is left behind.
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("bad checkpoints give errors that name the file or the tensor", "[checkpoint][errors]") {
+  CHECK_THROWS_WITH(load_safetensors("/nonexistent/model.safetensors"),
+                    Catch::Contains("/nonexistent/model.safetensors") &&
+                        Catch::Contains("does not exist"));
+  // A tensor of the wrong shape.
+  auto model = create_model("resnet8", {});
+  NamedTensors sd = model->state_dict();
+  NamedTensors bad;
+  for (auto& [n, t] : sd) bad.emplace_back(n, n == "fc.weight" ? Tensor({10, 32}) : t);
+  const std::string path = temp_path("wrongshape.safetensors");
+  save_safetensors(path, bad, {{"model", "resnet8"}});
+  CHECK_THROWS_WITH(app::load_model(path), Catch::Contains("fc.weight") &&
+                                               Catch::Contains("[10, 32]") &&
+                                               Catch::Contains("[10, 64]"));
+  // A missing tensor, an unexpected tensor.
+  NamedTensors missing(sd.begin() + 1, sd.end());
+  CHECK_THROWS_WITH(model->load_state_dict(missing), Catch::Contains("missing key \"conv.weight\""));
+  NamedTensors extra = sd;
+  extra.emplace_back("head.weight", Tensor({2}));
+  CHECK_THROWS_WITH(model->load_state_dict(extra), Catch::Contains("unexpected key \"head.weight\""));
+  // A truncated file.
+  save_safetensors(path, sd, {{"model", "resnet8"}});
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
+  CHECK_THROWS_WITH(load_safetensors(path), Catch::Contains(path) && Catch::Contains("truncated"));
+  // Not a safetensors file at all.
+  { std::ofstream(path) << "hello"; }
+  CHECK_THROWS_WITH(load_safetensors(path), Catch::Contains("not a valid safetensors file"));
+  std::filesystem::remove(path);
+}
