@@ -158,6 +158,7 @@ TrainResult run_train(const TrainConfig& given) {
     saved.quiet = given.quiet;
     if (!given.data.empty()) saved.data = given.data;
     saved.out = cfg.resume;
+    saved.resume = cfg.resume;
     cfg = saved;
   }
   cfg.data = resolve_data_dir(cfg.data);

@@ -1,0 +1,234 @@
+// minidl — normalization, augmentation, seeded shuffling and the background DataLoader
+// (see loader.hpp).
+#include "data/loader.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace minidl::data {
+
+namespace {
+
+constexpr int kPad = 4;  // RandomCrop(32, padding=4)
+constexpr int kSide = static_cast<int>(kImageSide);
+
+/// byte -> normalized float, per channel: exactly (float(b) / 255 - mean[c]) / std[c].
+struct NormTable {
+  float v[3][256];
+  explicit NormTable(const Normalization& norm) {
+    for (int c = 0; c < 3; ++c) {
+      for (int b = 0; b < 256; ++b) {
+        v[c][b] = (static_cast<float>(b) / 255.0f - norm.mean[c]) / norm.std[c];
+      }
+    }
+  }
+};
+
+void normalize_with(const NormTable& t, const uint8_t* src, float* dst) {
+  for (int c = 0; c < 3; ++c) {
+    const float* lut = t.v[c];
+    const uint8_t* s = src + c * kPlaneBytes;
+    float* d = dst + c * kPlaneBytes;
+    for (int64_t i = 0; i < kPlaneBytes; ++i) d[i] = lut[s[i]];
+  }
+}
+
+void check_params(const AugmentParams& p) {
+  if (p.crop_y < 0 || p.crop_y > 2 * kPad || p.crop_x < 0 || p.crop_x > 2 * kPad) {
+    throw std::invalid_argument("augment_image: crop offset (" + std::to_string(p.crop_y) + ", " +
+                                std::to_string(p.crop_x) + ") outside 0..8");
+  }
+}
+
+void augment_with(const NormTable& t, const uint8_t* src, float* dst, const AugmentParams& p) {
+  const int off_y = p.crop_y - kPad;
+  const int off_x = p.crop_x - kPad;
+  for (int c = 0; c < 3; ++c) {
+    const float* lut = t.v[c];
+    const float zero = lut[0];
+    const uint8_t* plane = src + c * kPlaneBytes;
+    float* out = dst + c * kPlaneBytes;
+    for (int y = 0; y < kSide; ++y) {
+      float* row = out + y * kSide;
+      const int sy = y + off_y;
+      if (sy < 0 || sy >= kSide) {
+        std::fill(row, row + kSide, zero);
+        continue;
+      }
+      const uint8_t* srow = plane + sy * kSide;
+      for (int x = 0; x < kSide; ++x) {
+        const int sx = (p.flip ? kSide - 1 - x : x) + off_x;
+        row[x] = (sx >= 0 && sx < kSide) ? lut[srow[sx]] : zero;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void normalize_image(const uint8_t* src, float* dst, const Normalization& norm) {
+  normalize_with(NormTable(norm), src, dst);
+}
+
+Tensor to_tensor(const Dataset& ds, int64_t begin, int64_t count, const Normalization& norm) {
+  if (begin < 0 || count < 0 || begin > ds.size() || count > ds.size() - begin) {
+    throw std::out_of_range("to_tensor: images [" + std::to_string(begin) + ", " +
+                            std::to_string(begin) + " + " + std::to_string(count) +
+                            ") out of range for a dataset of " + std::to_string(ds.size()) +
+                            " images");
+  }
+  Tensor out(Shape{count, kChannels, kImageSide, kImageSide});
+  const NormTable table(norm);
+  float* dst = out.data();
+  for (int64_t i = 0; i < count; ++i) {
+    normalize_with(table, ds.images.data() + (begin + i) * kImageBytes, dst + i * kImageBytes);
+  }
+  return out;
+}
+
+void augment_image(const uint8_t* src, float* dst, const AugmentParams& params,
+                   const Normalization& norm) {
+  check_params(params);
+  augment_with(NormTable(norm), src, dst, params);
+}
+
+uint64_t uniform_below(std::mt19937_64& gen, uint64_t n) {
+  if (n == 0) throw std::invalid_argument("uniform_below: n must be >= 1");
+  // Reject the lowest (2^64 mod n) values so that the rest split evenly into n classes.
+  const uint64_t threshold = (0 - n) % n;  // == 2^64 mod n
+  for (;;) {
+    const uint64_t r = gen();
+    if (r >= threshold) return r % n;
+  }
+}
+
+EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch) {
+  if (n < 0) throw std::invalid_argument("make_epoch_plan: n = " + std::to_string(n) + " < 0");
+  std::mt19937_64 gen(splitmix64(splitmix64(opt.seed) ^ static_cast<uint64_t>(epoch)));
+  EpochPlan plan;
+  plan.order.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) plan.order[static_cast<size_t>(i)] = i;
+  if (opt.shuffle) {
+    for (int64_t i = n - 1; i > 0; --i) {
+      const auto j = static_cast<int64_t>(uniform_below(gen, static_cast<uint64_t>(i) + 1));
+      std::swap(plan.order[static_cast<size_t>(i)], plan.order[static_cast<size_t>(j)]);
+    }
+  }
+  if (opt.augment) {
+    plan.augment.resize(static_cast<size_t>(n));
+    for (auto& a : plan.augment) {
+      a.crop_y = static_cast<int>(uniform_below(gen, 2 * kPad + 1));
+      a.crop_x = static_cast<int>(uniform_below(gen, 2 * kPad + 1));
+      a.flip = uniform_below(gen, 2) == 1;
+    }
+  }
+  return plan;
+}
+
+DataLoader::DataLoader(const Dataset& ds, LoaderOptions opt) : ds_(&ds), opt_(std::move(opt)) {
+  if (opt_.batch_size < 1) {
+    throw std::invalid_argument("DataLoader: batch_size must be >= 1, got " +
+                                std::to_string(opt_.batch_size));
+  }
+}
+
+DataLoader::~DataLoader() { stop_worker(); }
+
+int64_t DataLoader::num_batches() const {
+  const int64_t n = ds_->size();
+  const int64_t b = opt_.batch_size;
+  return opt_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void DataLoader::stop_worker() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  not_full_.notify_all();
+  not_empty_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  queue_.clear();
+  error_ = nullptr;
+  stop_ = false;
+}
+
+void DataLoader::start_epoch(int64_t epoch) {
+  stop_worker();
+  started_ = false;
+  plan_ = make_epoch_plan(ds_->size(), opt_, epoch);
+  consumed_ = 0;
+  started_ = true;
+  if (num_batches() > 0) worker_ = std::thread(&DataLoader::worker_main, this);
+}
+
+Batch DataLoader::make_batch(int64_t b) const {
+  const int64_t n = ds_->size();
+  const int64_t begin = b * opt_.batch_size;
+  const int64_t count = std::min(opt_.batch_size, n - begin);
+  Batch batch;
+  batch.images = Tensor(Shape{count, kChannels, kImageSide, kImageSide});
+  batch.labels.resize(static_cast<size_t>(count));
+  const NormTable table(opt_.norm);
+  float* dst = batch.images.data();
+  for (int64_t k = 0; k < count; ++k) {
+    const auto pos = static_cast<size_t>(begin + k);
+    const int64_t index = plan_.order[pos];
+    const uint8_t* src = ds_->images.data() + index * kImageBytes;
+    if (opt_.augment) {
+      augment_with(table, src, dst + k * kImageBytes, plan_.augment[pos]);
+    } else {
+      normalize_with(table, src, dst + k * kImageBytes);
+    }
+    batch.labels[static_cast<size_t>(k)] = ds_->labels[static_cast<size_t>(index)];
+  }
+  return batch;
+}
+
+void DataLoader::worker_main() {
+  const int64_t nb = num_batches();
+  for (int64_t b = 0; b < nb; ++b) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stop_) return;
+    }
+    Batch batch;
+    try {
+      batch = make_batch(b);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = std::current_exception();
+      not_empty_.notify_all();
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    not_full_.wait(lock, [this] { return stop_ || queue_.size() < kPrefetch; });
+    if (stop_) return;
+    queue_.push_back(std::move(batch));
+    lock.unlock();
+    not_empty_.notify_one();
+  }
+}
+
+bool DataLoader::next(Batch& out) {
+  if (!started_) throw std::logic_error("DataLoader::next: call start_epoch(epoch) first");
+  if (consumed_ >= num_batches()) return false;
+  std::unique_lock<std::mutex> lock(mutex_);
+  not_empty_.wait(lock, [this] { return !queue_.empty() || error_ != nullptr; });
+  if (queue_.empty()) {
+    std::exception_ptr err = error_;
+    lock.unlock();
+    std::rethrow_exception(err);
+  }
+  out = std::move(queue_.front());
+  queue_.pop_front();
+  ++consumed_;
+  lock.unlock();
+  not_full_.notify_one();
+  return true;
+}
+
+}  // namespace minidl::data

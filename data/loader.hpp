@@ -1,0 +1,166 @@
+// minidl — normalization, augmentation, seeded shuffling and mini-batches prepared on a
+// background thread.
+//
+// Conventions: images are NCHW float32, normalized per channel c as
+//     x = (byte / 255 - mean[c]) / std[c]
+// (torchvision's ToTensor() followed by Normalize(mean, std)).
+//
+// Reproducibility: the order of the images and every augmentation draw of an epoch are a pure
+// function of (seed, epoch, dataset size, options) — see make_epoch_plan — computed on the
+// caller's thread before the worker starts; they do not depend on timing, the number of
+// threads or the standard library (std::mt19937_64 is fully specified and the integer draws
+// are minidl's own, not std::uniform_int_distribution).
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/random.hpp"
+#include "core/tensor.hpp"
+#include "data/cifar10.hpp"
+
+namespace minidl::data {
+
+/// Per-channel (R, G, B) mean and standard deviation on the 0..1 scale. The defaults are the
+/// CIFAR-10 training-set statistics.
+struct Normalization {
+  std::array<float, 3> mean{0.4914f, 0.4822f, 0.4465f};
+  std::array<float, 3> std{0.2470f, 0.2435f, 0.2616f};
+};
+
+/// Normalizes one CHW image: src is 3 x 32 x 32 bytes, dst receives 3 x 32 x 32 floats
+/// (byte / 255 - mean[c]) / std[c]. src and dst must not overlap.
+void normalize_image(const uint8_t* src, float* dst, const Normalization& norm = {});
+
+/// Images begin .. begin+count-1 of `ds` as a tensor [count, 3, 32, 32] of normalized floats
+/// (see normalize_image). Throws std::out_of_range unless 0 <= begin, 0 <= count and
+/// begin + count <= ds.size().
+Tensor to_tensor(const Dataset& ds, int64_t begin, int64_t count, const Normalization& norm = {});
+
+/// The random parameters of one augmented image.
+///   crop_y, crop_x in 0..8: top-left corner of the 32x32 crop inside the image zero-padded by
+///   4 pixels on each side (40x40), i.e. torchvision RandomCrop(32, padding=4); 4, 4 is the
+///   identity.
+///   flip: mirror left-right after the crop (RandomHorizontalFlip(p=0.5)).
+struct AugmentParams {
+  int crop_y = 4;
+  int crop_x = 4;
+  bool flip = false;
+};
+
+/// Augments and normalizes one CHW image (pure function). src: 3 x 32 x 32 bytes; dst: 3 x 32 x
+/// 32 floats with
+///     dst[c][y][x] = normalize(P[c][y + crop_y][x' + crop_x]),  x' = flip ? 31 - x : x,
+/// where P is src zero-padded by 4 pixels on each side, so a padded pixel becomes
+/// (0 - mean[c]) / std[c]. Throws std::invalid_argument if crop_y or crop_x is outside 0..8.
+/// src and dst must not overlap.
+void augment_image(const uint8_t* src, float* dst, const AugmentParams& params,
+                   const Normalization& norm = {});
+
+/// splitmix64 (core/random.hpp) derives the per-epoch generator seed from (seed, epoch).
+using ::minidl::splitmix64;
+
+/// A uniform integer in [0, n) from `gen`, unbiased (rejection sampling), identical on every
+/// standard library. Throws std::invalid_argument if n == 0.
+uint64_t uniform_below(std::mt19937_64& gen, uint64_t n);
+
+/// Options of a DataLoader.
+struct LoaderOptions {
+  int64_t batch_size = 128;  ///< images per batch (>= 1)
+  bool shuffle = false;      ///< new random order every epoch (else 0, 1, ..., N-1)
+  bool augment = false;      ///< RandomCrop(32, padding=4) + RandomHorizontalFlip(0.5)
+  bool drop_last = false;    ///< drop a last batch smaller than batch_size
+  uint64_t seed = 0;         ///< with the epoch number, determines order and augmentation
+  Normalization norm{};
+};
+
+/// Everything random about one epoch.
+struct EpochPlan {
+  /// [N] dataset index of the k-th image of the epoch: a permutation of 0..N-1 (Fisher-Yates)
+  /// when shuffling, else the identity.
+  std::vector<int64_t> order;
+  /// [N] augmentation of the k-th image of the epoch (empty unless opt.augment).
+  std::vector<AugmentParams> augment;
+};
+
+/// The plan of epoch `epoch` for a dataset of n images: a pure function of (n, opt.seed,
+/// epoch, opt.shuffle, opt.augment). The generator is std::mt19937_64 seeded with
+/// splitmix64(splitmix64(seed) ^ epoch); it draws the permutation first (Fisher-Yates, from the
+/// last position down), then per image k = 0..N-1 crop_y, crop_x (uniform 0..8) and flip
+/// (uniform 0..1). Throws std::invalid_argument if n < 0.
+EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch);
+
+/// A mini-batch: images [B, 3, 32, 32] normalized (and augmented if asked), labels [B].
+struct Batch {
+  Tensor images;
+  std::vector<int32_t> labels;
+};
+
+/// Iterates a Dataset in mini-batches, preparing up to kPrefetch batches ahead on a background
+/// thread (a bounded queue). One consumer thread: next() and start_epoch() must be called from
+/// the same thread (or externally synchronized).
+///
+///   LoaderOptions opt;
+///   opt.batch_size = 128; opt.shuffle = true; opt.augment = true; opt.seed = 42;
+///   DataLoader loader(train, opt);
+///   for (int64_t epoch = 0; epoch < E; ++epoch) {
+///     loader.start_epoch(epoch);
+///     Batch b;
+///     while (loader.next(b)) { ... b.images [B,3,32,32], b.labels [B] ... }
+///   }
+class DataLoader {
+ public:
+  /// Batches prepared ahead of the consumer at most.
+  static constexpr size_t kPrefetch = 3;
+
+  /// Keeps a pointer to `ds`, which must outlive the loader and not change while an epoch
+  /// runs. Throws std::invalid_argument if opt.batch_size < 1.
+  DataLoader(const Dataset& ds, LoaderOptions opt);
+  /// Stops and joins the worker thread (it does not wait for the epoch to finish).
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  /// Starts epoch `epoch` (any integer; usually 0, 1, 2, ...): stops the worker of a running
+  /// epoch (its unconsumed batches are discarded), computes make_epoch_plan(N, opt, epoch) and
+  /// starts a new worker thread.
+  void start_epoch(int64_t epoch);
+  /// Moves the next batch of the epoch into `out` (blocking until the worker has it) and
+  /// returns true; returns false (leaving `out` alone) once all num_batches() batches have been
+  /// returned. Batches come in the plan's order; every batch has batch_size images except a
+  /// smaller last one (dropped if drop_last). Throws std::logic_error if start_epoch was never
+  /// called, and rethrows an exception raised while preparing a batch.
+  bool next(Batch& out);
+  /// Batches per epoch: ceil(N / batch_size), or floor(N / batch_size) with drop_last.
+  int64_t num_batches() const;
+  /// The options given at construction.
+  const LoaderOptions& options() const { return opt_; }
+
+ private:
+  void stop_worker();
+  void worker_main();
+  Batch make_batch(int64_t b) const;
+
+  const Dataset* ds_;
+  LoaderOptions opt_;
+  EpochPlan plan_;
+  bool started_ = false;
+  int64_t consumed_ = 0;  // batches returned by next() this epoch (consumer thread only)
+
+  std::thread worker_;
+  std::mutex mutex_;
+  std::condition_variable not_full_;   // worker waits for room in the queue
+  std::condition_variable not_empty_;  // consumer waits for a batch
+  std::deque<Batch> queue_;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace minidl::data

@@ -1,0 +1,156 @@
+// End-to-end: a seeded training run on real CIFAR-10 (2,000 images), determinism, resume, and
+// the CLI's handling of bad input. Reads the data from $MINIDL_DATA (set by CMake for ctest).
+#include <sys/wait.h>
+
+#include <array>
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/commands.hpp"
+#include "core/safetensors.hpp"
+
+using namespace minidl;
+namespace fs = std::filesystem;
+
+static std::string data_dir() {
+  const char* d = std::getenv("MINIDL_DATA");
+  if (!d || !*d) FAIL("MINIDL_DATA is not set: point it at cifar-10-batches-bin");
+  return d;
+}
+
+static std::string fresh_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("minidl_test_" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+/// Runs the minidl binary; returns (exit status, stdout + stderr).
+static std::pair<int, std::string> run_cli(const std::string& args) {
+  const std::string cmd = std::string(MINIDL_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+static app::TrainConfig small_config(const std::string& out) {
+  app::TrainConfig c;
+  c.data = data_dir();
+  c.model = "resnet8";
+  c.epochs = 3;
+  c.batch_size = 64;
+  c.lr = 0.05f;
+  c.limit_train = 2000;
+  c.limit_test = 1000;
+  c.seed = 5;
+  c.out = out;
+  c.quiet = true;
+  return c;
+}
+
+TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval agrees",
+          "[train][slow]") {
+  const std::string dir = fresh_dir("train");
+  app::TrainResult r = app::run_train(small_config(dir));
+  INFO("test accuracy " << r.final_test_accuracy);
+  CHECK(r.final_test_accuracy >= 0.30);  // chance is 0.10
+  CHECK(fs::exists(dir + "/metrics.csv"));
+  CHECK(fs::exists(dir + "/config.json"));
+  Checkpoint ck = load_safetensors(dir + "/model.safetensors");
+  CHECK(ck.metadata.at("model") == "resnet8");
+  CHECK(ck.metadata.at("epoch") == "3");
+  // eval reproduces training's final accuracy, whatever the batch size.
+  for (int bs : {1, 1000}) {
+    app::EvalConfig e;
+    e.checkpoint = dir + "/model.safetensors";
+    e.data = data_dir();
+    e.limit = 1000;
+    e.batch_size = bs;
+    e.json = true;
+    CHECK(app::run_eval(e) == r.final_test_accuracy);
+  }
+}
+
+TEST_CASE("same seed, same run; resume continues where the run stopped", "[train][slow]") {
+  const std::string a = fresh_dir("det_a"), b = fresh_dir("det_b");
+  app::TrainConfig ca = small_config(a), cb = small_config(b);
+  ca.epochs = cb.epochs = 2;
+  ca.limit_train = cb.limit_train = 640;
+  app::run_train(ca);
+  // b: one epoch, then resume to two.
+  cb.epochs = 1;
+  app::run_train(cb);
+  app::TrainConfig resume;
+  resume.resume = b;
+  resume.epochs = 2;
+  resume.epochs_set_by_user = true;
+  resume.quiet = true;
+  resume.threads = ca.threads;
+  app::TrainResult resumed = app::run_train(resume);
+  CHECK(resumed.epochs_run == 1);  // only the missing epoch ran
+  Checkpoint ka = load_safetensors(a + "/model.safetensors");
+  Checkpoint kb = load_safetensors(b + "/model.safetensors");
+  REQUIRE(ka.tensors.size() == kb.tensors.size());
+  for (size_t i = 0; i < ka.tensors.size(); ++i) {
+    INFO(ka.tensors[i].first);
+    CHECK(ka.tensors[i].second.vec() == kb.tensors[i].second.vec());
+  }
+}
+
+TEST_CASE("the CLI rejects bad flags and inputs with a message naming them", "[cli][errors]") {
+  auto [s1, o1] = run_cli("train --epochs 0 --data " + data_dir());
+  CHECK(s1 != 0);
+  CHECK_THAT(o1, Catch::Contains("--epochs"));
+  auto [s2, o2] = run_cli("train --data /nonexistent/cifar --epochs 1 --out " + fresh_dir("cli"));
+  CHECK(s2 != 0);
+  CHECK_THAT(o2, Catch::Contains("/nonexistent/cifar"));
+  auto [s3, o3] = run_cli("eval --checkpoint /nonexistent/m.safetensors --data " + data_dir());
+  CHECK(s3 != 0);
+  CHECK_THAT(o3, Catch::Contains("/nonexistent/m.safetensors"));
+  auto [s4, o4] = run_cli("train --model resnet21 --epochs 1 --limit-train 100 --data " +
+                          data_dir() + " --out " + fresh_dir("cli2"));
+  CHECK(s4 != 0);
+  CHECK_THAT(o4, Catch::Contains("6k + 2"));
+  auto [s5, o5] = run_cli("train --optimizer rmsprop --data " + data_dir());
+  CHECK(s5 != 0);
+  CHECK_THAT(o5, Catch::Contains("--optimizer"));
+  auto [s6, o6] = run_cli("predict --checkpoint /nonexistent/m.safetensors x.png");
+  CHECK(s6 != 0);
+  CHECK_THAT(o6, Catch::Contains("/nonexistent/m.safetensors"));
+}
+
+TEST_CASE("a diverging run stops with a NaN-loss error and keeps the saved checkpoint",
+          "[train][errors]") {
+  const std::string dir = fresh_dir("nan");
+  app::TrainConfig c = small_config(dir);
+  c.limit_train = 256;
+  c.epochs = 1;
+  app::run_train(c);
+  const auto before = fs::last_write_time(dir + "/model.safetensors");
+  const auto size = fs::file_size(dir + "/model.safetensors");
+  app::TrainConfig bad = c;
+  bad.resume = dir;
+  bad.epochs = 2;
+  bad.epochs_set_by_user = true;
+  // Resume keeps the saved recipe; make it diverge by editing the saved lr.
+  {
+    std::ifstream in(dir + "/config.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string j = ss.str();
+    const auto pos = j.find("\"lr\":");
+    REQUIRE(pos != std::string::npos);
+    j.replace(pos, j.find(',', pos) - pos, "\"lr\": 1e30");
+    std::ofstream(dir + "/config.json") << j;
+  }
+  CHECK_THROWS_WITH(app::run_train(bad), Catch::Contains("loss is") && Catch::Contains("epoch 2"));
+  CHECK(fs::last_write_time(dir + "/model.safetensors") == before);
+  CHECK(fs::file_size(dir + "/model.safetensors") == size);
+}
