@@ -131,7 +131,10 @@ static void load_train_state(const std::string& path, optim::Optimizer& opt, int
                              " optimizer buffers, this optimizer has " +
                              std::to_string(buffers.size()));
   }
-  for (size_t i = 0; i < buffers.size(); ++i) *buffers[i] = ck.tensors[i].second.vec();
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const Storage& v = ck.tensors[i].second.vec();
+    buffers[i]->assign(v.begin(), v.end());
+  }
   epoch = std::stoll(ck.metadata.at("epochs_done"));
   step = std::stoll(ck.metadata.at("step"));
   opt.set_step_count(std::stoll(ck.metadata.at("optimizer_steps")));

@@ -45,7 +45,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && stride == 1 && padding == 0;
 
-  Tensor y({N, CO, g.HO, g.WO});
+  Tensor y = Tensor::empty({N, CO, g.HO, g.WO});
   const float* xd = x.data();
   const float* wd = weight.data();
   float* yd = y.data();

@@ -11,7 +11,7 @@ namespace minidl::ops {
 using detail::check;
 
 Tensor relu(const Tensor& x) {
-  Tensor y(x.shape());
+  Tensor y = Tensor::empty(x.shape());
   const float* xd = x.data();
   float* yd = y.data();
   const int64_t n = x.numel();
@@ -35,7 +35,7 @@ Tensor relu(const Tensor& x) {
 static Tensor add_impl(const Tensor& a, const Tensor& b, bool with_relu) {
   const char* name = with_relu ? "add_relu" : "add";
   check(a.shape() == b.shape(), name, "b of a's shape " + shape_str(a.shape()), b);
-  Tensor y(a.shape());
+  Tensor y = Tensor::empty(a.shape());
   const float* ad = a.data();
   const float* bd = b.data();
   float* yd = y.data();

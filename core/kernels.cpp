@@ -2,6 +2,7 @@
 #include "core/kernels.hpp"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -12,14 +13,25 @@
 namespace minidl {
 
 void set_num_threads(int n) {
+  // Keep freed activation buffers in the heap instead of returning them to the kernel: each
+  // training step reallocates the same sizes, and fresh pages cost page faults and zeroing.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (n < 1) throw std::invalid_argument("threads must be >= 1, got " + std::to_string(n));
+  // OpenBLAS first: its OpenMP build implements openblas_set_num_threads with
+  // omp_set_num_threads. Called from inside minidl's parallel loops it runs single-threaded.
+  openblas_set_num_threads(n);
   omp_set_num_threads(n);
-  openblas_set_num_threads(1);
 }
 
 int get_num_threads() { return omp_get_max_threads(); }
 
 namespace kernels {
+
+void fill(float* x, int64_t n, float value) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) x[i] = value;
+}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, const float* B, float beta, float* C) {
@@ -78,9 +90,18 @@ void col2im_add(const float* col, const ConvGeom& g, float* dx) {
           if (ih < 0 || ih >= g.H) continue;
           float* dxrow = dxc + ih * g.W;
           const float* in = row + oh * g.WO;
-          for (int64_t ow = 0; ow < g.WO; ++ow) {
-            const int64_t iw = ow * g.stride - g.pad + kw;
-            if (iw >= 0 && iw < g.W) dxrow[iw] += in[ow];
+          if (g.stride == 1) {
+            // iw = ow + shift: add the valid range with no per-element test.
+            const int64_t shift = kw - g.pad;
+            const int64_t lo = std::max<int64_t>(0, -shift);
+            const int64_t hi = std::min<int64_t>(g.WO, g.W - shift);
+            float* d = dxrow + shift;
+            for (int64_t ow = lo; ow < hi; ++ow) d[ow] += in[ow];
+          } else {
+            for (int64_t ow = 0; ow < g.WO; ++ow) {
+              const int64_t iw = ow * g.stride - g.pad + kw;
+              if (iw >= 0 && iw < g.W) dxrow[iw] += in[ow];
+            }
           }
         }
       }

@@ -7,12 +7,16 @@
 
 namespace minidl {
 
-/// Sets the OpenMP pool size (>= 1) and keeps OpenBLAS single-threaded inside it.
+/// Sets the OpenMP pool size (>= 1); OpenBLAS gets the same count (its OpenMP build runs
+/// single-threaded inside minidl's parallel loops).
 /// Throws std::invalid_argument for n < 1.
 void set_num_threads(int n);
 int get_num_threads();
 
 namespace kernels {
+
+/// x[0..n) = value, split over the thread pool for large n (first touch on both cores).
+void fill(float* x, int64_t n, float value);
 
 /// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
 /// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm.

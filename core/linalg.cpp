@@ -16,7 +16,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int64_t N = x.size(0), DI = x.size(1), DO = weight.size(0);
   if (bias.defined()) check(bias.dim() == 1 && bias.size(0) == DO, "linear",
                             "bias [" + std::to_string(DO) + "]", bias);
-  Tensor y({N, DO});
+  Tensor y = Tensor::empty({N, DO});
   float* yd = y.data();
   if (bias.defined()) {
     for (int64_t n = 0; n < N; ++n)

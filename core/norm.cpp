@@ -80,7 +80,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
     }
   }
 
-  Tensor y(x.shape());
+  Tensor y = Tensor::empty(x.shape());
   float* yd = y.data();
   const float* gd = weight.defined() ? weight.data() : nullptr;
   const float* bd = bias.defined() ? bias.data() : nullptr;

@@ -29,7 +29,7 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t 
   }
   const int64_t HO = (H + 2 * padding - kernel_size) / stride + 1;
   const int64_t WO = (W + 2 * padding - kernel_size) / stride + 1;
-  Tensor y({N, C, HO, WO});
+  Tensor y = Tensor::empty({N, C, HO, WO});
   std::vector<int32_t> argmax(N * C * HO * WO);
   const float* xd = x.data();
   float* yd = y.data();

@@ -1,6 +1,8 @@
 // minidl — Tensor storage and the autograd walk (Tensor::backward).
 #include "core/tensor.hpp"
 
+#include "core/kernels.hpp"
+
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -27,8 +29,17 @@ int64_t shape_numel(const Shape& shape) {
 
 Tensor::Tensor(const Shape& shape, bool requires_grad) : impl_(std::make_shared<TensorImpl>()) {
   impl_->shape = shape;
-  impl_->storage = std::make_shared<std::vector<float>>(shape_numel(shape), 0.0f);
+  impl_->storage = std::make_shared<Storage>(shape_numel(shape));
+  kernels::fill(impl_->storage->data(), static_cast<int64_t>(impl_->storage->size()), 0.0f);
   impl_->requires_grad = requires_grad;
+}
+
+Tensor Tensor::empty(const Shape& shape) {
+  Tensor t;
+  t.impl_ = std::make_shared<TensorImpl>();
+  t.impl_->shape = shape;
+  t.impl_->storage = std::make_shared<Storage>(shape_numel(shape));
+  return t;
 }
 
 Tensor::Tensor(const Shape& shape, std::vector<float> values, bool requires_grad)
@@ -38,7 +49,7 @@ Tensor::Tensor(const Shape& shape, std::vector<float> values, bool requires_grad
                                 " values do not fill shape " + shape_str(shape));
   }
   impl_->shape = shape;
-  impl_->storage = std::make_shared<std::vector<float>>(std::move(values));
+  impl_->storage = std::make_shared<Storage>(values.begin(), values.end());
   impl_->requires_grad = requires_grad;
 }
 
@@ -66,8 +77,8 @@ int64_t Tensor::size(int64_t d) const {
 int64_t Tensor::numel() const { return static_cast<int64_t>(vec().size()); }
 float* Tensor::data() { return vec().data(); }
 const float* Tensor::data() const { return vec().data(); }
-std::vector<float>& Tensor::vec() { return *checked(impl_.get()).storage; }
-const std::vector<float>& Tensor::vec() const { return *checked(impl_.get()).storage; }
+Storage& Tensor::vec() { return *checked(impl_.get()).storage; }
+const Storage& Tensor::vec() const { return *checked(impl_.get()).storage; }
 
 float Tensor::item() const {
   if (numel() != 1) {
@@ -82,19 +93,28 @@ void Tensor::set_requires_grad(bool on) { checked(impl_.get()).requires_grad = o
 Tensor Tensor::grad() const {
   const TensorImpl& t = checked(impl_.get());
   if (t.grad.empty()) return Tensor();
-  return Tensor(t.shape, t.grad);
+  Tensor g = Tensor::empty(t.shape);
+  std::copy(t.grad.begin(), t.grad.end(), g.data());
+  return g;
 }
 
 float* Tensor::grad_data() const {
   TensorImpl& t = checked(impl_.get());
-  if (t.grad.empty()) t.grad.assign(t.storage->size(), 0.0f);
+  if (t.grad.empty()) {
+    t.grad.resize(t.storage->size());
+    kernels::fill(t.grad.data(), static_cast<int64_t>(t.grad.size()), 0.0f);
+  }
   return t.grad.data();
 }
 
 bool Tensor::has_grad() const { return !checked(impl_.get()).grad.empty(); }
-void Tensor::zero_grad() { std::vector<float>().swap(checked(impl_.get()).grad); }
+void Tensor::zero_grad() { Storage().swap(checked(impl_.get()).grad); }
 
-Tensor Tensor::clone() const { return Tensor(shape(), vec()); }
+Tensor Tensor::clone() const {
+  Tensor t = Tensor::empty(shape());
+  std::copy(vec().begin(), vec().end(), t.data());
+  return t;
+}
 
 Tensor Tensor::view(const Shape& new_shape) const {
   if (shape_numel(new_shape) != numel()) {
@@ -116,7 +136,7 @@ void Tensor::copy_(const Tensor& src) {
   std::copy(src.vec().begin(), src.vec().end(), vec().begin());
 }
 
-void Tensor::fill_(float value) { std::fill(vec().begin(), vec().end(), value); }
+void Tensor::fill_(float value) { kernels::fill(data(), numel(), value); }
 
 void Tensor::backward() {
   if (!defined() || numel() != 1) {
@@ -166,7 +186,7 @@ void Tensor::backward(const Tensor& grad_output) {
     TensorImpl* t = it->impl();
     if (!t->grad.empty() && t->node->backward) t->node->backward();
     t->node.reset();  // release the graph as we go (closures and saved tensors)
-    if (t != impl_.get()) std::vector<float>().swap(t->grad);  // intermediates keep no grad
+    if (t != impl_.get()) Storage().swap(t->grad);  // intermediates keep no grad
   }
 }
 

@@ -14,11 +14,36 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace minidl {
 
 using Shape = std::vector<int64_t>;
+
+/// An allocator that leaves new floats uninitialized (value-initialization is what makes
+/// std::vector zero its memory). Ops whose outputs are fully overwritten skip a memset pass.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) {}
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      ::new (static_cast<void*>(p)) U;
+    } else {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  }
+};
+
+/// A tensor's contiguous float32 storage.
+using Storage = std::vector<float, UninitAllocator<float>>;
 
 /// "[2, 3, 4]" — for error messages.
 std::string shape_str(const Shape& shape);
@@ -39,6 +64,8 @@ class Tensor {
   Tensor(const Shape& shape, std::vector<float> values, bool requires_grad = false);
 
   static Tensor zeros(const Shape& shape) { return Tensor(shape); }
+  /// Tensor of `shape` with unspecified values (for outputs an op overwrites entirely).
+  static Tensor empty(const Shape& shape);
   static Tensor full(const Shape& shape, float value);
   static Tensor scalar(float value) { return Tensor(Shape{}, std::vector<float>{value}); }
 
@@ -51,8 +78,8 @@ class Tensor {
 
   float* data();
   const float* data() const;
-  std::vector<float>& vec();
-  const std::vector<float>& vec() const;
+  Storage& vec();
+  const Storage& vec() const;
   /// The single value of a one-element tensor. Throws std::logic_error otherwise.
   float item() const;
 
@@ -99,8 +126,8 @@ struct Node {
 
 struct TensorImpl {
   Shape shape;
-  std::shared_ptr<std::vector<float>> storage;
-  std::vector<float> grad;  // empty until first accumulation
+  std::shared_ptr<Storage> storage;
+  Storage grad;  // empty until first accumulation
   bool requires_grad = false;
   std::shared_ptr<Node> node;  // set for outputs of recorded ops
 };

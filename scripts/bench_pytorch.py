@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""Time one ResNet-20 training step in PyTorch on the CPU, as the baseline for minidl's bench.
+
+Rerun with Debian's interpreter (the one that has python3-torch):
+
+    /usr/bin/python3 scripts/bench_pytorch.py [--threads 2] [--steps 20] [--warmup 3]
+
+The model is the CIFAR-10 ResNet of He et al. 2016 (section 4.2) as named by open_lth
+(cifar_resnet_20_16): a 3x3 conv with 16 filters + BN + ReLU, then three segments of three
+basic blocks with 16, 32 and 64 filters (the first block of segments 2 and 3 downsamples with
+stride 2 and has a 1x1-conv + BN projection shortcut), global average pooling and a 10-way
+linear layer; Kaiming-normal conv/linear weights and uniform(0, 1) BN weights.
+
+One step = forward, mean cross-entropy, backward, torch.optim.SGD step (lr 0.1, momentum 0.9,
+weight decay 1e-4, open_lth's defaults) on a fixed random batch of 128 images 3x32x32 with
+random labels. torch.set_num_threads(--threads); oneDNN (mkldnn) is left as the build ships it.
+After --warmup untimed steps, --steps steps are timed one by one; seconds_per_step is their mean.
+Prints ONE JSON line on stdout; the BLAS / mkldnn part of torch.__config__.show() and the
+min / median / max step time go to stderr.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU."""
+
+    def __init__(self, c_in, c_out, downsample):
+        super().__init__()
+        stride = 2 if downsample else 1
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        if downsample or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=2, bias=False),
+                                          nn.BatchNorm2d(c_out))
+        else:
+            self.shortcut = nn.Sequential()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """cifar_resnet_<depth>_<width>: depth = 6 * blocks_per_segment + 2."""
+
+    def __init__(self, depth=20, width=16, num_classes=10):
+        super().__init__()
+        assert (depth - 2) % 6 == 0
+        n = (depth - 2) // 6
+        plan = [(width, n), (2 * width, n), (4 * width, n)]
+        self.conv = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        blocks, c = [], width
+        for segment, (filters, count) in enumerate(plan):
+            for i in range(count):
+                blocks.append(BasicBlock(c, filters, downsample=(segment > 0 and i == 0)))
+                c = filters
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.uniform_(m.weight)
+
+    def forward(self, x):
+        out = F.relu(self.bn(self.conv(x)))
+        out = self.blocks(out)
+        out = F.avg_pool2d(out, out.size(3))
+        return self.fc(out.flatten(1))
+
+
+def config_info():
+    """The BLAS / mkldnn / OpenMP lines of torch.__config__.show()."""
+    keys = ("blas", "lapack", "mkl", "dnnl", "openmp", "cpu capability", "torch_version",
+            "avx")
+    lines = []
+    for line in torch.__config__.show().splitlines():
+        stripped = line.strip().lstrip("- ")
+        if stripped.startswith("Build settings:"):
+            settings = stripped[len("Build settings:"):].split(", ")
+            lines += ["build: " + s.strip() for s in settings
+                      if any(k in s.lower() for k in keys) and "FLAGS" not in s]
+        elif any(k in stripped.lower() for k in keys):
+            lines.append(stripped)
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="PyTorch ResNet-20 CPU training-step benchmark")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--batch-size", type=int, default=128)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print("torch " + torch.__version__ + ", mkldnn available: "
+          + str(torch.backends.mkldnn.is_available()) + ", threads: "
+          + str(torch.get_num_threads()), file=sys.stderr)
+    print(config_info(), file=sys.stderr)
+
+    model = CifarResNet(20, 16, 10)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(args.batch_size, 3, 32, 32)
+    y = torch.randint(0, 10, (args.batch_size,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        float(step())  # the step's result is materialized before the clock stops
+        times.append(time.perf_counter() - t0)
+    seconds = sum(times) / len(times)
+    ordered = sorted(times)
+    print(f"step seconds: mean {seconds:.4f}, min {ordered[0]:.4f}, "
+          f"median {ordered[len(ordered) // 2]:.4f}, max {ordered[-1]:.4f} "
+          f"(stdout reports the mean; a noisy machine shows as max >> min)", file=sys.stderr)
+
+    print(json.dumps({
+        "framework": "pytorch",
+        "model": "resnet20",
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "images_per_second": round(args.batch_size / seconds, 2),
+        "seconds_per_step": round(seconds, 5),
+        "torch_version": torch.__version__,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

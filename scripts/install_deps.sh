@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs minidl's build and test dependencies from Debian's packages (run as root or with sudo).
+#   build: g++ cmake libopenblas-openmp-dev libstb-dev catch2 libcli11-dev nlohmann-json3-dev
+#   reference values and plots (optional, scripts/): python3-torch python3-numpy python3-matplotlib
+# Usage: scripts/install_deps.sh [--with-python]
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+packages=(g++ cmake make libopenblas-openmp-dev libstb-dev catch2 libcli11-dev nlohmann-json3-dev)
+if [ "${1:-}" = "--with-python" ]; then
+  packages+=(python3-torch python3-numpy python3-matplotlib)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install_deps: all packages present"
+  exit 0
+fi
+echo "install_deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,249 @@
+#!/usr/bin/python3
+"""Make the PyTorch reference fixtures that tests/test_reference.cpp compares minidl against.
+
+Rerun with Debian's interpreter (the one that has python3-torch):
+
+    /usr/bin/python3 scripts/make_reference_fixtures.py [--out tests/fixtures]
+
+What it makes: one small JSON file per case in tests/fixtures/ (linear, conv2d in four
+geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, cross-entropy
+with and without label smoothing, max pooling, global average pooling, and three steps of
+SGD / SGD+Nesterov / plain SGD / Adam / AdamW). Each file has the layout
+
+    {"meta": {scalar settings, integer label lists},
+     "tensors": {"name": {"shape": [...], "data": [flat row-major floats]}, ...}}
+
+How: every case seeds torch with its own seed (so cases do not depend on each other's order),
+draws float32 inputs with a nontrivial mean and scale (randn * 2 + 0.5 and the like) and a
+random output gradient grad_y, then runs the forward pass and y.backward(grad_y) in float64 on
+the (exactly representable) float32 inputs. Every stored value is rounded to float32 and
+written as the shortest decimal that reads back as that float32, so the files are
+deterministic: running the script twice gives byte-identical files.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+MAX_BYTES = 50 * 1024
+
+
+def f32_list(t):
+    """Flat row-major list of Python floats, each the shortest decimal of the float32 value."""
+    a = t.detach().to(torch.float64).contiguous().numpy().astype(np.float32).reshape(-1)
+    out = []
+    for v in a:
+        if not np.isfinite(v):
+            raise ValueError("non-finite value in fixture")
+        s = np.format_float_positional(v, unique=True, trim="-") if abs(v) >= 1e-4 or v == 0 \
+            else np.format_float_scientific(v, unique=True, trim="-")
+        f = float(s)
+        assert np.float32(f) == v, (s, v)
+        out.append(f)
+    return out
+
+
+def entry(t):
+    return {"shape": list(t.shape), "data": f32_list(t)}
+
+
+def randn32(*shape, scale=1.0, shift=0.0):
+    """float32 normal draws, returned as a float64 tensor holding exactly those float32 values."""
+    return (torch.randn(*shape, dtype=torch.float32) * scale + shift).to(torch.float64)
+
+
+def leaf(t):
+    return t.clone().requires_grad_(True)
+
+
+def write(out_dir, name, meta, tensors):
+    doc = {"meta": meta, "tensors": {k: entry(v) for k, v in tensors.items()}}
+    text = json.dumps(doc, separators=(",", ":"), sort_keys=False) + "\n"
+    if len(text.encode()) > MAX_BYTES:
+        raise RuntimeError(f"{name}: fixture is {len(text)} bytes, over {MAX_BYTES}")
+    path = os.path.join(out_dir, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------
+
+def case_linear(out):
+    torch.manual_seed(1)
+    x = randn32(4, 5, scale=2.0, shift=0.5)
+    w = randn32(3, 5, scale=0.5)
+    b = randn32(3, scale=0.5, shift=0.1)
+    gy = randn32(4, 3)
+    xl, wl, bl = leaf(x), leaf(w), leaf(b)
+    y = F.linear(xl, wl, bl)
+    y.backward(gy)
+    write(out, "linear.json", {"op": "linear", "has_bias": True},
+          {"x": x, "weight": w, "bias": b, "grad_y": gy, "y": y,
+           "grad_x": xl.grad, "grad_weight": wl.grad, "grad_bias": bl.grad})
+
+
+def conv_case(out, name, seed, x_shape, w_shape, stride, padding, has_bias):
+    torch.manual_seed(seed)
+    x = randn32(*x_shape, scale=2.0, shift=0.5)
+    w = randn32(*w_shape, scale=0.3, shift=0.05)
+    b = randn32(w_shape[0], scale=0.5, shift=0.1) if has_bias else None
+    xl, wl = leaf(x), leaf(w)
+    bl = leaf(b) if has_bias else None
+    y = F.conv2d(xl, wl, bl, stride=stride, padding=padding)
+    gy = randn32(*y.shape)
+    y.backward(gy)
+    tensors = {"x": x, "weight": w}
+    if has_bias:
+        tensors["bias"] = b
+    tensors.update({"grad_y": gy, "y": y, "grad_x": xl.grad, "grad_weight": wl.grad})
+    if has_bias:
+        tensors["grad_bias"] = bl.grad
+    write(out, name, {"op": "conv2d", "stride": stride, "padding": padding,
+                      "has_bias": has_bias}, tensors)
+
+
+def case_conv(out):
+    conv_case(out, "conv2d_k3s1p1_bias.json", 11, (2, 3, 7, 7), (4, 3, 3, 3), 1, 1, True)
+    conv_case(out, "conv2d_k3s2p1.json", 12, (2, 3, 8, 8), (5, 3, 3, 3), 2, 1, False)
+    conv_case(out, "conv2d_k1s2p0.json", 13, (2, 4, 8, 8), (6, 4, 1, 1), 2, 0, False)
+    # Square 5x5 kernel on a rectangular (6 x 9) input.
+    conv_case(out, "conv2d_k5s1p2_rect.json", 14, (1, 2, 6, 9), (3, 2, 5, 5), 1, 2, True)
+    # Rectangular 3x5 kernel (K_h != K_w), stride 2, on a rectangular input.
+    conv_case(out, "conv2d_k3x5s2p1_rectkernel.json", 15, (2, 2, 7, 9), (3, 2, 3, 5), 2, 1,
+              True)
+
+
+def bn_case(out, name, seed, x_shape, training):
+    momentum, eps = 0.1, 1e-5
+    torch.manual_seed(seed)
+    c = x_shape[1]
+    x = randn32(*x_shape, scale=2.0, shift=0.5)
+    w = randn32(c, scale=0.5, shift=1.0)
+    b = randn32(c, scale=0.5, shift=0.1)
+    rm = randn32(c, scale=0.5, shift=0.2)
+    rv = (torch.rand(c, dtype=torch.float32) * 1.5 + 0.5).to(torch.float64)
+    gy = randn32(*x_shape)
+    xl, wl, bl = leaf(x), leaf(w), leaf(b)
+    rm_run, rv_run = rm.clone(), rv.clone()
+    y = F.batch_norm(xl, rm_run, rv_run, wl, bl, training=training, momentum=momentum, eps=eps)
+    y.backward(gy)
+    tensors = {"x": x, "weight": w, "bias": b, "running_mean": rm, "running_var": rv,
+               "grad_y": gy, "y": y, "grad_x": xl.grad, "grad_weight": wl.grad,
+               "grad_bias": bl.grad, "running_mean_after": rm_run, "running_var_after": rv_run}
+    if not training:
+        assert torch.equal(rm_run, rm) and torch.equal(rv_run, rv)
+    write(out, name, {"op": "batch_norm", "momentum": momentum, "eps": eps,
+                      "training": training}, tensors)
+
+
+def case_bn(out):
+    bn_case(out, "batch_norm2d_train.json", 21, (4, 3, 5, 5), True)
+    bn_case(out, "batch_norm2d_eval.json", 22, (4, 3, 5, 5), False)
+    bn_case(out, "batch_norm1d_train.json", 23, (6, 4), True)
+    bn_case(out, "batch_norm1d_eval.json", 24, (6, 4), False)
+
+
+def ce_case(out, name, seed, smoothing):
+    torch.manual_seed(seed)
+    logits = randn32(5, 4, scale=2.0, shift=0.5)
+    labels = torch.randint(0, 4, (5,))
+    ll = leaf(logits)
+    loss = F.cross_entropy(ll, labels, reduction="mean", label_smoothing=smoothing)
+    loss.backward()
+    write(out, name, {"op": "cross_entropy", "label_smoothing": smoothing, "reduction": "mean",
+                      "labels": [int(v) for v in labels]},
+          {"logits": logits, "loss": loss, "grad_logits": ll.grad})
+
+
+def case_ce(out):
+    ce_case(out, "cross_entropy.json", 31, 0.0)
+    ce_case(out, "cross_entropy_ls.json", 32, 0.1)
+
+
+def maxpool_case(out, name, seed, x_shape, k, s, p):
+    torch.manual_seed(seed)
+    x = randn32(*x_shape, scale=2.0, shift=0.5)
+    # No ties: every window's maximum is unique (all values distinct).
+    assert torch.unique(x).numel() == x.numel()
+    xl = leaf(x)
+    y = F.max_pool2d(xl, kernel_size=k, stride=s, padding=p)
+    gy = randn32(*y.shape)
+    y.backward(gy)
+    write(out, name, {"op": "max_pool2d", "kernel_size": k, "stride": s, "padding": p},
+          {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad})
+
+
+def case_pool(out):
+    maxpool_case(out, "max_pool2d_k2s2.json", 41, (2, 3, 6, 6), 2, 2, 0)
+    maxpool_case(out, "max_pool2d_k3s2p1.json", 42, (2, 2, 7, 7), 3, 2, 1)
+    torch.manual_seed(43)
+    x = randn32(2, 3, 4, 4, scale=2.0, shift=0.5)
+    xl = leaf(x)
+    y = F.adaptive_avg_pool2d(xl, 1).flatten(1)
+    gy = randn32(*y.shape)
+    y.backward(gy)
+    write(out, "global_avg_pool.json", {"op": "global_avg_pool2d"},
+          {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad})
+
+
+def optim_case(out, name, seed, make_opt, meta):
+    torch.manual_seed(seed)
+    p0 = randn32(7, scale=1.0, shift=0.3)
+    grads = [randn32(7, scale=0.5, shift=0.1) for _ in range(3)]
+    p = p0.clone().requires_grad_(True)
+    opt = make_opt([p])
+    tensors = {"p": p0}
+    for i, g in enumerate(grads, 1):
+        tensors[f"g{i}"] = g
+    for i, g in enumerate(grads, 1):
+        opt.zero_grad()
+        p.grad = g.clone()
+        opt.step()
+        tensors[f"p_after_{i}"] = p.detach().clone()
+    write(out, name, meta, tensors)
+
+
+def case_optim(out):
+    wd = 5e-4
+    for name, seed, momentum, nesterov in (("sgd_momentum.json", 51, 0.9, False),
+                                           ("sgd_nesterov.json", 52, 0.9, True),
+                                           ("sgd_plain.json", 53, 0.0, False)):
+        optim_case(out, name, seed,
+                   lambda ps, m=momentum, n=nesterov: torch.optim.SGD(
+                       ps, lr=0.1, momentum=m, weight_decay=wd, nesterov=n),
+                   {"optimizer": "sgd", "lr": 0.1, "momentum": momentum, "weight_decay": wd,
+                    "nesterov": nesterov, "steps": 3})
+    for name, seed, cls in (("adam.json", 54, torch.optim.Adam),
+                            ("adamw.json", 55, torch.optim.AdamW)):
+        optim_case(out, name, seed,
+                   lambda ps, c=cls: c(ps, lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                                       weight_decay=1e-2),
+                   {"optimizer": "adamw" if cls is torch.optim.AdamW else "adam", "lr": 1e-2,
+                    "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2,
+                    "decoupled_weight_decay": cls is torch.optim.AdamW, "steps": 3})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (tests/fixtures)")
+    args = ap.parse_args()
+    out = os.path.normpath(args.out)
+    os.makedirs(out, exist_ok=True)
+    torch.set_num_threads(1)  # deterministic reductions, light on CPU
+    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_optim):
+        case(out)
+    names = sorted(n for n in os.listdir(out) if n.endswith(".json"))
+    print(f"wrote {len(names)} fixtures to {out} (torch {torch.__version__})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
