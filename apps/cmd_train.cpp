@@ -90,7 +90,6 @@ static void validate(const TrainConfig& c) {
   if (c.momentum < 0 || c.momentum >= 1) bad("--momentum", "must be in [0, 1)");
   if (c.weight_decay < 0) bad("--weight-decay", "must be >= 0");
   if (c.label_smoothing < 0 || c.label_smoothing >= 1) bad("--label-smoothing", "must be in [0, 1)");
-  if (c.warmup_epochs < 0) bad("--warmup", "must be >= 0");
   if (c.threads < 1) bad("--threads", "must be >= 1");
   if (c.limit_train == 0 || c.limit_train < -1) bad("--limit-train", "must be >= 1");
 }
@@ -190,7 +189,8 @@ TrainResult run_train(const TrainConfig& given) {
   sched.kind = cfg.schedule;
   sched.base_lr = cfg.lr;
   sched.total_steps = cfg.epochs * per_epoch;
-  sched.warmup_steps = static_cast<int64_t>(std::llround(cfg.warmup_epochs * per_epoch));
+  const double warmup = cfg.warmup_epochs < 0 ? 0.15 * cfg.epochs : cfg.warmup_epochs;
+  sched.warmup_steps = static_cast<int64_t>(std::llround(warmup * per_epoch));
   for (double m : cfg.milestones) sched.milestones.push_back(std::llround(m * per_epoch));
   sched.gamma = cfg.gamma;
   sched.validate();

@@ -21,7 +21,8 @@ struct TrainConfig {
   bool nesterov = true;
   float weight_decay = 5e-4f;
   std::string schedule = "onecycle"; ///< constant | multistep | cosine | onecycle
-  double warmup_epochs = 1.0;        ///< linear warm-up length in epochs (fractions allowed)
+  /// Linear warm-up length in epochs (fractions allowed); < 0: 15% of the run.
+  double warmup_epochs = -1.0;
   std::vector<double> milestones;    ///< multistep: epochs where lr is multiplied by gamma
   float gamma = 0.1f;
   float label_smoothing = 0.1f;

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   train->add_option("--schedule", tc.schedule, "constant | multistep | cosine | onecycle, "
                     "stepped per batch")->capture_default_str()
       ->check(CLI::IsMember({"constant", "multistep", "cosine", "onecycle"}));
-  train->add_option("--warmup", tc.warmup_epochs, "linear warm-up, epochs")->capture_default_str();
+  train->add_option("--warmup", tc.warmup_epochs, "linear warm-up in epochs (-1: 15% of the run)")->capture_default_str();
   train->add_option("--milestones", tc.milestones, "multistep: epochs where lr *= gamma");
   train->add_option("--gamma", tc.gamma, "multistep factor")->capture_default_str();
   train->add_option("--label-smoothing", tc.label_smoothing, "cross-entropy label smoothing")

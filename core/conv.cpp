@@ -5,6 +5,9 @@
 //   backward: dW  += dy[n] col^T                  (skipped when W is frozen)
 //             db  += sum over HO*WO of dy[n]
 //             dx[n] = col2im(W^T dy[n])           (skipped when x needs no gradient)
+// For stride 1 and a square kernel, dx is itself a convolution: dx[n] = Wf * dy[n] with
+// Wf[c, o, kh, kw] = W[o, c, K-1-kh, K-1-kw] and padding K-1-padding, so it is computed as
+// im2col(dy[n]) and one GEMM that accumulates into dx — a gather instead of col2im's scatter.
 #include <omp.h>
 
 #include <vector>
@@ -51,7 +54,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   float* yd = y.data();
 #pragma omp parallel
   {
-    std::vector<float> col(direct ? 0 : K * HWO);
+    Storage col(direct ? 0 : K * HWO);  // scratch, fully written by im2col
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* c = xd + n * CHW;
@@ -81,13 +84,25 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
         const float* xd = x.data();
         const float* wd = weight.data();
         const int nthreads = omp_get_max_threads();
+        // The flipped kernel for the stride-1 input gradient (see the header comment).
+        const bool flip_path = dx && !direct && g.stride == 1 && g.KH == g.KW &&
+                               g.pad <= g.KH - 1;
+        kernels::ConvGeom gt{CO, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
+        Storage wflip(flip_path ? K * CO : 0);
+        if (flip_path) {
+          const int64_t KK = g.KH * g.KW;
+          for (int64_t o = 0; o < CO; ++o)
+            for (int64_t c = 0; c < g.C; ++c)
+              for (int64_t k = 0; k < KK; ++k)
+                wflip[(c * CO + o) * KK + (KK - 1 - k)] = wd[(o * g.C + c) * KK + k];
+        }
         // Per-thread weight-gradient partials, summed in thread order: deterministic.
         std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
 #pragma omp parallel
         {
           const int tid = omp_get_thread_num();
-          std::vector<float> col((direct || !dw) ? 0 : K * HWO);
-          std::vector<float> dcol((direct || !dx) ? 0 : K * HWO);
+          Storage col((direct || !dw) ? 0 : K * HWO);
+          Storage dcol((direct || !dx) ? 0 : (flip_path ? CO * g.KH * g.KW * g.H * g.W : K * HWO));
           if (dw) dw_part[tid].assign(CO * K, 0.0f);
 #pragma omp for schedule(static)
           for (int64_t n = 0; n < N; ++n) {
@@ -103,6 +118,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
             if (dx) {
               if (direct) {
                 kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 1.0f, dx + n * CHW);
+              } else if (flip_path) {
+                kernels::im2col(dyn, gt, dcol.data());
+                kernels::gemm(false, false, g.C, g.H * g.W, CO * g.KH * g.KW, 1.0f,
+                              wflip.data(), dcol.data(), 1.0f, dx + n * CHW);
               } else {
                 kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 0.0f, dcol.data());
                 kernels::col2im_add(dcol.data(), g, dx + n * CHW);

@@ -46,20 +46,25 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (training) {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < C; ++c) {
-      double sum = 0.0;
+      // One pass: sum and sum of squares around a shift (the first value) keep the variance
+      // accurate when |mean| >> std; float partial sums per row, double across rows.
+      const float shift = xd[c * S];
+      double sum = 0.0, sq = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const float* p = xd + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) sum += p[i];
-      }
-      const double mu = sum / static_cast<double>(M);
-      double sq = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* p = xd + (n * C + c) * S;
+        float s1 = 0.0f, s2 = 0.0f;
         for (int64_t i = 0; i < S; ++i) {
-          const double d = p[i] - mu;
-          sq += d * d;
+          const float d = p[i] - shift;
+          s1 += d;
+          s2 += d * d;
         }
+        sum += s1;
+        sq += s2;
       }
+      const double dmean = sum / static_cast<double>(M);
+      const double mu = shift + dmean;
+      sq -= dmean * dmean * static_cast<double>(M);
+      if (sq < 0) sq = 0;
       const double var = sq / static_cast<double>(M);
       mean[c] = static_cast<float>(mu);
       inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
