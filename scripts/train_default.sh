@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job from a fresh Debian machine: install dependencies, build, find (or fetch) CIFAR-10,
+# train the default recipe. Extra arguments go to `minidl train` (e.g. --epochs 1).
+# Data: $MINIDL_DATA if set, else ../shared/data/cifar-10-batches-bin if present, else
+# data/cifar-10-batches-bin (downloaded and md5-checked by scripts/get_cifar10.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"
+data="${MINIDL_DATA:-}"
+if [ -z "$data" ]; then
+  if [ -f ../shared/data/cifar-10-batches-bin/test_batch.bin ]; then
+    data=../shared/data/cifar-10-batches-bin
+  else
+    scripts/get_cifar10.sh data
+    data=data/cifar-10-batches-bin
+  fi
+fi
+exec build/minidl train --data "$data" --out runs/default "$@"
