@@ -11,6 +11,7 @@
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "layers/models/registry.hpp"
+#include "optim/freeze.hpp"
 #include "optim/sgd.hpp"
 
 namespace minidl::app {
@@ -22,7 +23,9 @@ void run_bench(const BenchConfig& cfg) {
   set_num_threads(cfg.threads);
   auto model = create_model(cfg.model, ModelOptions{});
   model->train();
+  const auto masks = optim::apply_train_only(*model, cfg.train_only, 0);
   optim::SGD opt(model->parameters(), {0.01f, 0.9f, 5e-4f, true});
+  for (const auto& m : masks) opt.set_update_mask(m.param, m.mask);
   Generator gen(1);
   Tensor x({cfg.batch_size, 3, 32, 32});
   for (float& v : x.vec()) v = gen.normal();
@@ -47,16 +50,16 @@ void run_bench(const BenchConfig& cfg) {
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mib = ru.ru_maxrss / 1024.0;
   if (cfg.json) {
-    nlohmann::json j{{"framework", "minidl"}, {"model", cfg.model},
+    nlohmann::json j{{"framework", "minidl"}, {"model", cfg.model}, {"train_only", cfg.train_only},
                      {"batch_size", cfg.batch_size}, {"threads", cfg.threads},
                      {"steps", cfg.steps}, {"images_per_second", cfg.batch_size / step},
                      {"seconds_per_step", step}, {"forward_seconds", fwd / cfg.steps},
                      {"backward_seconds", bwd / cfg.steps}, {"peak_rss_mib", rss_mib}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("%s batch %lld, %d threads: %.1f images/s (%.3f s/step: forward %.3f, backward+"
+    std::printf("%s (--train-only %s) batch %lld, %d threads: %.1f images/s (%.3f s/step: forward %.3f, backward+"
                 "step %.3f), peak RSS %.0f MiB\n",
-                cfg.model.c_str(), static_cast<long long>(cfg.batch_size), cfg.threads,
+                cfg.model.c_str(), cfg.train_only.c_str(), static_cast<long long>(cfg.batch_size), cfg.threads,
                 cfg.batch_size / step, step, fwd / cfg.steps, bwd / cfg.steps, rss_mib);
   }
 }

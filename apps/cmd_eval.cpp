@@ -9,18 +9,35 @@
 #include "apps/common.hpp"
 #include "apps/engine.hpp"
 #include "core/kernels.hpp"
+#include "layers/recalibrate.hpp"
 
 namespace minidl::app {
 
 double run_eval(const EvalConfig& cfg) {
-  if (cfg.bn_stats != "running" && cfg.bn_stats != "batch") {
-    throw std::invalid_argument("--bn-stats must be running or batch, got \"" + cfg.bn_stats + "\"");
+  if (cfg.bn_stats != "running" && cfg.bn_stats != "batch" && cfg.bn_stats != "population") {
+    throw std::invalid_argument("--bn-stats must be running, population or batch, got \"" +
+                                cfg.bn_stats + "\"");
   }
   set_num_threads(cfg.threads);
   std::shared_ptr<Module> model = load_model(cfg.checkpoint);
-  data::Dataset test = data::load_cifar10(resolve_data_dir(cfg.data), false, cfg.limit);
-  EvalResult r = evaluate(*model, test, cfg.batch_size,
-                          cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning);
+  const std::string dir = resolve_data_dir(cfg.data);
+  data::Dataset test = data::load_cifar10(dir, false, cfg.limit);
+  if (cfg.bn_stats == "population") {
+    data::Dataset train = data::load_cifar10(dir, true, cfg.recalibrate_limit);
+    recalibrate_batch_norm(*model, [&](const std::function<void(const Tensor&)>& visit) {
+      for (int64_t b = 0; b < train.size(); b += 500)
+        visit(data::to_tensor(train, b, std::min<int64_t>(500, train.size() - b)));
+    });
+  }
+  EvalResult r;
+  try {
+    r = evaluate(*model, test, cfg.batch_size,
+                 cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning);
+  } catch (const std::invalid_argument& e) {
+    if (cfg.bn_stats != "batch") throw;
+    throw std::invalid_argument(std::string("--bn-stats batch with --batch-size ") +
+                                std::to_string(cfg.batch_size) + ": " + e.what());
+  }
   const auto& names = data::cifar10_class_names();
   if (cfg.json) {
     nlohmann::json j;

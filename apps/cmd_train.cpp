@@ -20,6 +20,7 @@
 #include "core/safetensors.hpp"
 #include "layers/models/registry.hpp"
 #include "optim/adam.hpp"
+#include "optim/freeze.hpp"
 #include "optim/sgd.hpp"
 
 namespace minidl::app {
@@ -48,7 +49,9 @@ json config_to_json(const TrainConfig& c) {
               {"limit_train", c.limit_train},
               {"limit_test", c.limit_test},
               {"out", c.out},
-              {"bn_init", c.bn_init}};
+              {"bn_init", c.bn_init},
+              {"train_only", c.train_only},
+              {"bn_stats", c.bn_stats}};
 }
 
 TrainConfig config_from_json(const json& j) {
@@ -74,6 +77,8 @@ TrainConfig config_from_json(const json& j) {
   c.limit_test = j.value("limit_test", c.limit_test);
   c.out = j.value("out", c.out);
   c.bn_init = j.value("bn_init", c.bn_init);
+  c.train_only = j.value("train_only", c.train_only);
+  c.bn_stats = j.value("bn_stats", c.bn_stats);
   return c;
 }
 
@@ -92,6 +97,8 @@ static void validate(const TrainConfig& c) {
   if (c.label_smoothing < 0 || c.label_smoothing >= 1) bad("--label-smoothing", "must be in [0, 1)");
   if (c.threads < 1) bad("--threads", "must be >= 1");
   if (c.limit_train == 0 || c.limit_train < -1) bad("--limit-train", "must be >= 1");
+  if (c.bn_stats != "batch" && c.bn_stats != "running")
+    bad("--bn-stats", "must be batch or running, got \"" + c.bn_stats + "\"");
 }
 
 static std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, Module& model) {
@@ -174,7 +181,11 @@ TrainResult run_train(const TrainConfig& given) {
   mo.seed = cfg.seed;
   mo.bn_init = cfg.bn_init;
   std::shared_ptr<Module> model = create_model(cfg.model, mo);
+  // Which parameters learn (requires_grad), before the optimizer sees them.
+  const std::vector<optim::UpdateMask> masks = optim::apply_train_only(*model, cfg.train_only, cfg.seed);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(cfg, *model);
+  for (const auto& m : masks) opt->set_update_mask(m.param, m.mask);
+  const int64_t trainable = optim::count_trainable(*model, masks);
 
   data::LoaderOptions lo;
   lo.batch_size = cfg.batch_size;
@@ -213,9 +224,11 @@ TrainResult run_train(const TrainConfig& given) {
 
   const bool tty = !cfg.quiet && isatty(STDERR_FILENO);
   if (!cfg.quiet) {
-    std::printf("minidl train: %s, %lld parameters, %lld train / %lld test images, %lld epochs "
+    std::printf("minidl train: %s, %lld parameters (%lld trainable: --train-only %s, "
+                "--bn-stats %s), %lld train / %lld test images, %lld epochs "
                 "of %lld batches, %s lr %g (%s), %d threads -> %s\n",
                 cfg.model.c_str(), static_cast<long long>(count_parameters(*model)),
+                static_cast<long long>(trainable), cfg.train_only.c_str(), cfg.bn_stats.c_str(),
                 static_cast<long long>(train.size()), static_cast<long long>(test.size()),
                 static_cast<long long>(cfg.epochs), static_cast<long long>(per_epoch),
                 cfg.optimizer.c_str(), cfg.lr, cfg.schedule.c_str(), cfg.threads,
@@ -223,10 +236,13 @@ TrainResult run_train(const TrainConfig& given) {
     std::fflush(stdout);
   }
   TrainResult result;
+  int64_t images_total = 0;
+  double train_seconds = 0.0;
   const auto run_start = std::chrono::steady_clock::now();
   for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     model->train();
+    if (cfg.bn_stats == "running") set_batch_norm_training(*model, false);
     auto progress = [&](int64_t i, int64_t n, double loss) {
       if (!tty) return;
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -266,7 +282,11 @@ TrainResult run_train(const TrainConfig& given) {
     result.final_test_loss = te.loss;
     result.final_train_accuracy = tr.accuracy;
     result.epochs_run += 1;
+    images_total += tr.images;
+    train_seconds += tr.seconds;
   }
+  result.trainable_parameters = trainable;
+  result.images_per_second = train_seconds > 0 ? images_total / train_seconds : 0.0;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   if (!cfg.quiet) {
     std::printf("done: test accuracy %.2f%% after %lld epochs in %s; checkpoint %s\n",

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,12 @@ struct TrainConfig {
   std::string out = "runs/latest";   ///< RUN_DIR
   std::string resume;                ///< RUN_DIR to continue
   std::string bn_init = "fixed";     ///< fixed | uniform
+  /// Which parameters learn: all | bn | fc | bn+fc | random-per-channel (optim/freeze.hpp).
+  std::string train_only = "all";
+  /// BN statistics while training: batch (train-mode BN, the default) | running (inference-
+  /// mode BN: the running buffers normalize and are never updated, as Keras does for a layer
+  /// with trainable = False). Independent of --train-only.
+  std::string bn_stats = "batch";
   bool quiet = false;                ///< no per-epoch lines (tests)
   bool epochs_set_by_user = false;   ///< with --resume: --epochs overrides the saved value
 };
@@ -45,6 +52,8 @@ struct TrainResult {
   double final_train_accuracy = 0.0;
   double seconds = 0.0;
   int64_t epochs_run = 0;
+  int64_t trainable_parameters = 0;  ///< parameter elements that learned
+  double images_per_second = 0.0;    ///< mean training throughput
 };
 
 TrainResult run_train(const TrainConfig& cfg);
@@ -56,7 +65,10 @@ struct EvalConfig {
   bool json = false;
   int threads = 2;
   int64_t limit = -1;
-  std::string bn_stats = "running";  ///< running | batch
+  /// running: inference mode (the running averages) | population: statistics recalibrated
+  /// over the training set first (recalibrate-bn) | batch: each test batch's own statistics
+  std::string bn_stats = "running";
+  int64_t recalibrate_limit = -1;    ///< population: first N training images (-1: all)
 };
 /// Prints the evaluation and returns the accuracy (0..1).
 double run_eval(const EvalConfig& cfg);
@@ -76,7 +88,35 @@ struct BenchConfig {
   int64_t warmup = 3;
   int threads = 2;
   bool json = false;
+  std::string train_only = "all";
 };
 void run_bench(const BenchConfig& cfg);
+
+/// `minidl bn-stats`: per BN layer, mean/std/min/max of weight, bias, running_mean, running_var.
+void run_bn_stats(const std::string& checkpoint);
+
+struct RecalibrateConfig {
+  std::string checkpoint, data, out;
+  int64_t batch_size = 500;
+  int64_t limit = -1;  ///< first N training images (-1: all 50,000)
+  int threads = 2;
+};
+/// `minidl recalibrate-bn`: population statistics over the training set, saved as a new
+/// checkpoint (atomically).
+void run_recalibrate(const RecalibrateConfig& cfg);
+
+/// `minidl experiment bn-only`: trains the variants all, bn, fc, bn+fc and random-per-channel
+/// with one seed and recipe and writes results.md, results.csv and plots to `out`.
+struct ExperimentConfig {
+  std::string data, out = "runs/bn-only", model = "resnet14";
+  int64_t epochs = 15;
+  uint64_t seed = 0;
+  std::string recipe = "default";  ///< default | frankle2021
+  int threads = 2;
+  int64_t limit_train = -1, limit_test = -1;
+  std::vector<std::string> variants = {"all", "bn", "fc", "bn+fc", "random-per-channel"};
+  bool quiet = false;
+};
+void run_experiment(const ExperimentConfig& cfg);
 
 }  // namespace minidl::app

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "layers/batch_norm.hpp"
 #include "layers/models/registry.hpp"
 
 namespace minidl::app {
@@ -34,6 +35,12 @@ int64_t count_parameters(const Module& model) {
   int64_t n = 0;
   for (const Tensor& p : model.parameters()) n += p.numel();
   return n;
+}
+
+void set_batch_norm_training(Module& model, bool training) {
+  for (auto& [name, m] : model.named_modules()) {
+    if (auto* bn = dynamic_cast<BatchNorm*>(m)) bn->train(training);
+  }
 }
 
 std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out) {

@@ -18,6 +18,10 @@ void write_text_atomic(const std::string& path, const std::string& text);
 
 int64_t count_parameters(const Module& model);
 
+/// Sets the mode of every BatchNorm in `model` (train: batch statistics; eval: running), leaving
+/// other layers as they are.
+void set_batch_norm_training(Module& model, bool training);
+
 /// Builds the model named in a checkpoint's metadata ("model") and loads its tensors.
 /// Throws std::runtime_error naming the file when the metadata has no model name, and the
 /// load_state_dict error (naming the tensor) when a name or shape does not fit.

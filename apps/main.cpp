@@ -50,6 +50,15 @@ int main(int argc, char** argv) {
   train->add_option("--resume", tc.resume, "continue the run in RUN_DIR (its config.json)");
   train->add_option("--bn-init", tc.bn_init, "BatchNorm gamma init: fixed (1) | uniform (U[0,1])")
       ->capture_default_str()->check(CLI::IsMember({"fixed", "uniform"}));
+  train->add_option("--train-only", tc.train_only,
+                    "which parameters learn (freezes the rest: no gradient, no decay): all | bn "
+                    "| fc | bn+fc | random-per-channel")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all", "bn", "fc", "bn+fc", "random-per-channel"}));
+  train->add_option("--bn-stats", tc.bn_stats,
+                    "BN statistics while training (freezes statistics, not parameters): batch "
+                    "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
+      ->capture_default_str()->check(CLI::IsMember({"batch", "running"}));
 
   EvalConfig ec;
   auto* eval = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
@@ -63,8 +72,11 @@ int main(int argc, char** argv) {
   eval->add_option("--limit", ec.limit, "evaluate the first N test images")
       ->check(CLI::PositiveNumber);
   eval->add_option("--bn-stats", ec.bn_stats,
-                   "BN statistics at test time: running (inference mode) | batch")
-      ->capture_default_str()->check(CLI::IsMember({"running", "batch"}));
+                   "BN statistics at test time: running (inference mode) | population "
+                   "(recalibrated over the training set first) | batch (each test batch's own)")
+      ->capture_default_str()->check(CLI::IsMember({"running", "population", "batch"}));
+  eval->add_option("--recalibrate-limit", ec.recalibrate_limit,
+                   "population: use the first N training images")->check(CLI::PositiveNumber);
 
   PredictConfig pc;
   auto* predict = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
@@ -83,6 +95,50 @@ int main(int argc, char** argv) {
   bench->add_option("--threads", bc.threads, "OpenMP threads")->capture_default_str()
       ->check(CLI::PositiveNumber);
   bench->add_flag("--json", bc.json, "print one JSON object");
+  bench->add_option("--train-only", bc.train_only, "which parameters learn (as in train)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all", "bn", "fc", "bn+fc", "random-per-channel"}));
+
+  std::string bn_stats_checkpoint;
+  auto* bn_stats = app.add_subcommand("bn-stats", "per BN layer: mean/std/min/max of gamma, "
+                                      "beta, running_mean, running_var");
+  bn_stats->add_option("--checkpoint", bn_stats_checkpoint, "model.safetensors")->required();
+
+  RecalibrateConfig rc;
+  auto* recal = app.add_subcommand("recalibrate-bn", "recompute every BN's population mean and "
+                                   "unbiased variance over the training set (inference mode, "
+                                   "layer after layer) and save a new checkpoint");
+  recal->add_option("--checkpoint", rc.checkpoint, "model.safetensors")->required();
+  recal->add_option("--data", rc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  recal->add_option("--out", rc.out, "the new checkpoint")->required();
+  recal->add_option("--batch-size", rc.batch_size, "images per batch")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  recal->add_option("--limit", rc.limit, "use the first N training images")
+      ->check(CLI::PositiveNumber);
+  recal->add_option("--threads", rc.threads, "OpenMP threads")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+
+  ExperimentConfig xc;
+  std::string experiment_name;
+  auto* experiment = app.add_subcommand("experiment", "run a named experiment: bn-only");
+  experiment->add_option("name", experiment_name, "bn-only")->required()
+      ->check(CLI::IsMember({"bn-only"}));
+  experiment->add_option("--data", xc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  experiment->add_option("--model", xc.model, "model")->capture_default_str();
+  experiment->add_option("--epochs", xc.epochs, "epochs per variant")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  experiment->add_option("--out", xc.out, "output folder")->capture_default_str();
+  experiment->add_option("--seed", xc.seed, "seed (shared by every variant)")->capture_default_str();
+  experiment->add_option("--recipe", xc.recipe, "default | frankle2021 (the paper's)")
+      ->capture_default_str()->check(CLI::IsMember({"default", "frankle2021"}));
+  experiment->add_option("--threads", xc.threads, "OpenMP threads")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  experiment->add_option("--limit-train", xc.limit_train, "train on the first N images")
+      ->check(CLI::PositiveNumber);
+  experiment->add_option("--limit-test", xc.limit_test, "test on the first N images")
+      ->check(CLI::PositiveNumber);
+  experiment->add_option("--variants", xc.variants, "subset of all bn fc bn+fc random-per-channel")
+      ->check(CLI::IsMember({"all", "bn", "fc", "bn+fc", "random-per-channel"}));
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -95,6 +151,12 @@ int main(int argc, char** argv) {
       run_predict(pc);
     } else if (*bench) {
       run_bench(bc);
+    } else if (*bn_stats) {
+      run_bn_stats(bn_stats_checkpoint);
+    } else if (*recal) {
+      run_recalibrate(rc);
+    } else if (*experiment) {
+      run_experiment(xc);
     }
   } catch (const std::exception& e) {
     std::fflush(stdout);

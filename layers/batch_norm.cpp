@@ -1,5 +1,6 @@
 #include "layers/batch_norm.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "core/ops.hpp"
@@ -24,6 +25,26 @@ Tensor BatchNorm::forward(const Tensor& x) {
                                 (spatial_ ? "[N, " + std::to_string(num_features) + ", H, W]"
                                           : "[N, " + std::to_string(num_features) + "]") +
                                 ", got " + shape_str(x.shape()));
+  }
+  if (observer) {
+    const int64_t N = x.size(0), C = num_features, S = x.numel() / std::max<int64_t>(1, N * C);
+    observer->sum.resize(C, 0.0);
+    observer->sum_sq.resize(C, 0.0);
+    const float* xd = x.data();
+    for (int64_t c = 0; c < C; ++c) {
+      double s1 = 0.0, s2 = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* p = xd + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) {
+          s1 += p[i];
+          s2 += static_cast<double>(p[i]) * p[i];
+        }
+      }
+      observer->sum[c] += s1;
+      observer->sum_sq[c] += s2;
+    }
+    observer->count += N * S;
+    if (stop_after_observe) throw StopForward{};
   }
   return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum,
                          eps);

@@ -20,6 +20,8 @@
 // Errors: std::invalid_argument for an input of the wrong rank or channel count.
 #pragma once
 
+#include <vector>
+
 #include "layers/module.hpp"
 
 namespace minidl {
@@ -34,6 +36,18 @@ class BatchNorm : public Module {
   Tensor weight, bias, running_mean, running_var;
   int64_t num_features;
   float eps, momentum;
+
+  /// Per-channel sums of this layer's inputs, gathered while `observer` is set (see
+  /// layers/recalibrate.hpp). sum, sum_sq [C] in double; count = values per channel.
+  struct InputStats {
+    std::vector<double> sum, sum_sq;
+    int64_t count = 0;
+  };
+  InputStats* observer = nullptr;
+  /// With an observer: stop the forward pass right after observing (recalibration needs no
+  /// later layer). Thrown as StopForward.
+  bool stop_after_observe = false;
+  struct StopForward {};
 
  private:
   bool spatial_;

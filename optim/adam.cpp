@@ -39,7 +39,9 @@ void Adam::step() {
     }
     float* m = m_[i].data();
     float* v = v_[i].data();
+    const uint8_t* mk = mask(i);
     for (int64_t j = 0; j < n; ++j) {
+      if (mk && !mk[j]) continue;  // masked out: untouched
       float g = grad[j];
       if (opt_.decoupled_weight_decay) {
         w[j] *= 1.0f - lr_ * opt_.weight_decay;  // AdamW: p *= 1 - lr * wd

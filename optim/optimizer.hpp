@@ -3,6 +3,7 @@
 // bit for bit and get no weight decay). A parameter without a gradient is skipped, as in PyTorch.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -25,10 +26,19 @@ class Optimizer {
   virtual int64_t step_count() const { return 0; }
   virtual void set_step_count(int64_t) {}
   const std::vector<Tensor>& params() const { return params_; }
+  /// Restricts updates of `param` (one of this optimizer's) to the elements where mask is 1;
+  /// the others keep their values bit for bit and get no weight decay. Throws
+  /// std::invalid_argument if `param` is not optimized here or the mask has the wrong length.
+  void set_update_mask(const Tensor& param, std::vector<uint8_t> mask);
 
  protected:
+  /// The mask of parameter i, or nullptr when every element learns.
+  const uint8_t* mask(size_t i) const { return masks_[i].empty() ? nullptr : masks_[i].data(); }
   std::vector<Tensor> params_;
   float lr_;
+
+ private:
+  std::vector<std::vector<uint8_t>> masks_;
 };
 
 }  // namespace minidl::optim

@@ -30,7 +30,9 @@ void SGD::step() {
     std::vector<float>& buf = momentum_buffer_[i];
     const bool first = buf.empty();
     if (mu != 0.0f && first) buf.resize(n);
+    const uint8_t* m = mask(i);
     for (int64_t j = 0; j < n; ++j) {
+      if (m && !m[j]) continue;  // masked out: untouched
       float d = g[j] + wd * w[j];  // g = grad + weight_decay * p
       if (mu != 0.0f) {
         buf[j] = first ? d : mu * buf[j] + d;  // buf = momentum * buf + g
