@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs minidl's build and test dependencies from Debian's packages (run as root or with sudo).
-#   build: g++ cmake libopenblas-openmp-dev libstb-dev catch2 libcli11-dev nlohmann-json3-dev
+#   build: g++ cmake libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
+#          nlohmann-json3-dev libbenchmark-dev (Google Benchmark, for tests/bench)
 #   reference values and plots (optional, scripts/): python3-torch python3-numpy python3-matplotlib
 # Usage: scripts/install_deps.sh [--with-python]
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-packages=(g++ cmake make libopenblas-openmp-dev libstb-dev catch2 libcli11-dev nlohmann-json3-dev)
+packages=(g++ cmake make libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
+          nlohmann-json3-dev libbenchmark-dev)
 if [ "${1:-}" = "--with-python" ]; then
   packages+=(python3-torch python3-numpy python3-matplotlib)
 fi

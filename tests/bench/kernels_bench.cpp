@@ -1,0 +1,61 @@
+// Google Benchmark of minidl's hot kernels at resnet20's shapes (batch 128): conv2d forward and
+// backward per stage, batch_norm forward and backward. Reports items (images) per second.
+// Build: the `minidl_bench_kernels` target (when libbenchmark-dev is installed); run it on an
+// idle machine: build/tests/minidl_bench_kernels --benchmark_min_time=1
+#include <benchmark/benchmark.h>
+
+#include "core/kernels.hpp"
+#include "core/ops.hpp"
+#include "core/random.hpp"
+
+using namespace minidl;
+
+static Tensor randn(const Shape& s, bool grad = false) {
+  Generator g(1);
+  Tensor t(s, grad);
+  for (float& v : t.vec()) v = g.normal();
+  return t;
+}
+
+// args: channels, spatial size (resnet20 stages: 16x32, 32x16, 64x8)
+static void BM_conv3x3_forward(benchmark::State& st) {
+  set_num_threads(2);
+  const int64_t C = st.range(0), H = st.range(1), N = 128;
+  Tensor x = randn({N, C, H, H}), w = randn({C, C, 3, 3});
+  for (auto _ : st) benchmark::DoNotOptimize(ops::conv2d(x, w, Tensor(), 1, 1).data());
+  st.SetItemsProcessed(st.iterations() * N);
+}
+BENCHMARK(BM_conv3x3_forward)->Args({16, 32})->Args({32, 16})->Args({64, 8})->UseRealTime();
+
+static void BM_conv3x3_forward_backward(benchmark::State& st) {
+  set_num_threads(2);
+  const int64_t C = st.range(0), H = st.range(1), N = 128;
+  Tensor x = randn({N, C, H, H}, true), w = randn({C, C, 3, 3}, true);
+  Tensor dy = randn({N, C, H, H});
+  for (auto _ : st) {
+    Tensor y = ops::conv2d(x, w, Tensor(), 1, 1);
+    y.backward(dy);
+    x.zero_grad();
+    w.zero_grad();
+  }
+  st.SetItemsProcessed(st.iterations() * N);
+}
+BENCHMARK(BM_conv3x3_forward_backward)->Args({16, 32})->Args({32, 16})->Args({64, 8})->UseRealTime();
+
+static void BM_batch_norm_train_forward_backward(benchmark::State& st) {
+  set_num_threads(2);
+  const int64_t C = st.range(0), H = st.range(1), N = 128;
+  Tensor x = randn({N, C, H, H}, true), g = Tensor::full({C}, 1.0f), b({C});
+  g.set_requires_grad(true);
+  b.set_requires_grad(true);
+  Tensor rm({C}), rv = Tensor::full({C}, 1.0f), dy = randn({N, C, H, H});
+  for (auto _ : st) {
+    Tensor y = ops::batch_norm(x, g, b, rm, rv, true, 0.1f, 1e-5f);
+    y.backward(dy);
+    x.zero_grad();
+  }
+  st.SetItemsProcessed(st.iterations() * N);
+}
+BENCHMARK(BM_batch_norm_train_forward_backward)->Args({16, 32})->Args({64, 8})->UseRealTime();
+
+BENCHMARK_MAIN();
