@@ -66,7 +66,7 @@ static int64_t changed(const Tensor& a, const Tensor& b) {
   return k;
 }
 
-TEST_CASE("--train-only trains exactly what it names; frozen tensors stay bit for bit",
+TEST_CASE("train-only modes train exactly what they name and frozen tensors stay bit for bit",
           "[freeze][slow]") {
   for (const std::string mode : {"bn", "fc", "bn+fc", "all"}) {
     auto [init, trained] = train_mode(mode);
@@ -86,7 +86,7 @@ TEST_CASE("--train-only trains exactly what it names; frozen tensors stay bit fo
   }
 }
 
-TEST_CASE("--train-only random-per-channel trains two conv weights per output channel",
+TEST_CASE("train-only random-per-channel trains two conv weights per output channel",
           "[freeze][slow]") {
   auto [init, trained] = train_mode("random-per-channel");
   int64_t conv_changed = 0, bn_params = 0;
@@ -113,7 +113,7 @@ TEST_CASE("--train-only random-per-channel trains two conv weights per output ch
   CHECK(conv_changed == bn_params);  // as many as BN's gamma and beta
 }
 
-TEST_CASE("--bn-stats running freezes the statistics, not the parameters", "[freeze][slow]") {
+TEST_CASE("bn-stats running freezes the statistics and not the parameters", "[freeze][slow]") {
   auto [init, trained] = train_mode("all", "running");
   for (auto& [name, t0] : init) {
     INFO(name);

@@ -111,7 +111,7 @@ TEST_CASE("gradcheck a composed graph: conv - bn - relu - pool - linear - loss",
       1e-3, 3e-2, 1e-3);  // small h: ReLU kinks lie close to some inputs
 }
 
-TEST_CASE("frozen parameters receive no gradient; no-grad mode records nothing", "[autograd]") {
+TEST_CASE("frozen parameters receive no gradient and no-grad mode records nothing", "[autograd]") {
   Generator g(8);
   Tensor x = randn({2, 3, 5, 5}, g), w = randn({4, 3, 3, 3}, g);  // neither requires grad
   Tensor b = randn({4}, g, 1, 0, true);

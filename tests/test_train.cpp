@@ -78,7 +78,7 @@ TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval a
   }
 }
 
-TEST_CASE("same seed, same run; resume continues where the run stopped", "[train][slow]") {
+TEST_CASE("same seed gives the same run and resume continues where the run stopped", "[train][slow]") {
   const std::string a = fresh_dir("det_a"), b = fresh_dir("det_b");
   app::TrainConfig ca = small_config(a), cb = small_config(b);
   ca.epochs = cb.epochs = 2;
