@@ -3,6 +3,7 @@
 // file, then renamed).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -165,6 +166,7 @@ TrainResult run_train(const TrainConfig& given) {
     saved.epochs = given.epochs_set_by_user ? given.epochs : saved.epochs;
     saved.threads = given.threads;
     saved.quiet = given.quiet;
+    saved.stop_after = given.stop_after;
     if (!given.data.empty()) saved.data = given.data;
     saved.out = cfg.resume;
     saved.resume = cfg.resume;
@@ -239,7 +241,9 @@ TrainResult run_train(const TrainConfig& given) {
   int64_t images_total = 0;
   double train_seconds = 0.0;
   const auto run_start = std::chrono::steady_clock::now();
-  for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
+  const int64_t end_epoch =
+      cfg.stop_after > 0 ? std::min(cfg.epochs, start_epoch + cfg.stop_after) : cfg.epochs;
+  for (int64_t epoch = start_epoch; epoch < end_epoch; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     model->train();
     if (cfg.bn_stats == "running") set_batch_norm_training(*model, false);
@@ -290,7 +294,7 @@ TrainResult run_train(const TrainConfig& given) {
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   if (!cfg.quiet) {
     std::printf("done: test accuracy %.2f%% after %lld epochs in %s; checkpoint %s\n",
-                100 * result.final_test_accuracy, static_cast<long long>(cfg.epochs),
+                100 * result.final_test_accuracy, static_cast<long long>(end_epoch),
                 format_duration(result.seconds).c_str(), model_path.c_str());
   }
   return result;

@@ -43,6 +43,9 @@ struct TrainConfig {
   std::string bn_stats = "batch";
   bool quiet = false;                ///< no per-epoch lines (tests)
   bool epochs_set_by_user = false;   ///< with --resume: --epochs overrides the saved value
+  /// Stop this invocation after N epochs (-1: run to --epochs); the schedule still spans
+  /// --epochs, so `--stop-after` then `--resume` equals one uninterrupted run.
+  int64_t stop_after = -1;
 };
 
 /// Result of a training run (also written to RUN_DIR).

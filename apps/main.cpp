@@ -48,6 +48,9 @@ int main(int argc, char** argv) {
   train->add_option("--out", tc.out, "RUN_DIR for metrics.csv, config.json, model.safetensors")
       ->capture_default_str();
   train->add_option("--resume", tc.resume, "continue the run in RUN_DIR (its config.json)");
+  train->add_option("--stop-after", tc.stop_after, "stop after N epochs of this invocation "
+                    "(the schedule still spans --epochs; continue with --resume)")
+      ->check(CLI::PositiveNumber);
   train->add_option("--bn-init", tc.bn_init, "BatchNorm gamma init: fixed (1) | uniform (U[0,1])")
       ->capture_default_str()->check(CLI::IsMember({"fixed", "uniform"}));
   train->add_option("--train-only", tc.train_only,

@@ -84,13 +84,11 @@ TEST_CASE("same seed gives the same run and resume continues where the run stopp
   ca.epochs = cb.epochs = 2;
   ca.limit_train = cb.limit_train = 640;
   app::run_train(ca);
-  // b: one epoch, then resume to two.
-  cb.epochs = 1;
-  app::run_train(cb);
+  // b: interrupted after one epoch, then resumed.
+  cb.stop_after = 1;
+  CHECK(app::run_train(cb).epochs_run == 1);
   app::TrainConfig resume;
   resume.resume = b;
-  resume.epochs = 2;
-  resume.epochs_set_by_user = true;
   resume.quiet = true;
   resume.threads = ca.threads;
   app::TrainResult resumed = app::run_train(resume);
@@ -138,7 +136,7 @@ TEST_CASE("a diverging run stops with a NaN-loss error and keeps the saved check
   app::TrainConfig bad = c;
   bad.resume = dir;
   bad.epochs = 2;
-  bad.epochs_set_by_user = true;
+  bad.epochs_set_by_user = true;  // extends the run (and its schedule) to two epochs
   // Resume keeps the saved recipe; make it diverge by editing the saved lr.
   {
     std::ifstream in(dir + "/config.json");
