@@ -12,33 +12,22 @@
 #include "layers/models/registry.hpp"
 #include "layers/models/resnet.hpp"
 #include "layers/recalibrate.hpp"
+#include "test_util.hpp"
+
+using minidl::testing::data_dir;
 
 using namespace minidl;
 namespace fs = std::filesystem;
 
-static std::string data_dir() {
-  const char* d = std::getenv("MINIDL_DATA");
-  if (!d || !*d) FAIL("MINIDL_DATA is not set: point it at cifar-10-batches-bin");
-  return d;
-}
-
 /// Trains resnet8 for a few steps with --train-only `mode`; returns (initial, final) state.
 static std::pair<std::map<std::string, Tensor>, std::map<std::string, Tensor>> train_mode(
     const std::string& mode, const std::string& bn_stats = "batch") {
-  app::TrainConfig c;
-  c.data = data_dir();
-  c.model = "resnet8";
-  c.epochs = 1;
-  c.batch_size = 64;
-  c.limit_train = 256;
+  app::TrainConfig c = minidl::testing::small_config("freeze_" + mode + "_" + bn_stats, 1, 256);
   c.limit_test = 100;
   c.seed = 21;
   c.weight_decay = 5e-4f;  // frozen tensors must not decay either
   c.train_only = mode;
   c.bn_stats = bn_stats;
-  c.quiet = true;
-  c.out = (fs::temp_directory_path() / ("minidl_test_freeze_" + std::to_string(std::hash<std::string>{}(mode + bn_stats)))).string();
-  fs::remove_all(c.out);
   app::run_train(c);
   ModelOptions o;
   o.seed = c.seed;

@@ -12,21 +12,13 @@
 
 #include "apps/commands.hpp"
 #include "core/safetensors.hpp"
+#include "test_util.hpp"
+
+using minidl::testing::data_dir;
+using minidl::testing::fresh_dir;
 
 using namespace minidl;
 namespace fs = std::filesystem;
-
-static std::string data_dir() {
-  const char* d = std::getenv("MINIDL_DATA");
-  if (!d || !*d) FAIL("MINIDL_DATA is not set: point it at cifar-10-batches-bin");
-  return d;
-}
-
-static std::string fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("minidl_test_" + name);
-  fs::remove_all(p);
-  return p.string();
-}
 
 /// Runs the minidl binary; returns (exit status, stdout + stderr).
 static std::pair<int, std::string> run_cli(const std::string& args) {
@@ -40,25 +32,11 @@ static std::pair<int, std::string> run_cli(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-static app::TrainConfig small_config(const std::string& out) {
-  app::TrainConfig c;
-  c.data = data_dir();
-  c.model = "resnet8";
-  c.epochs = 3;
-  c.batch_size = 64;
-  c.lr = 0.05f;
-  c.limit_train = 2000;
-  c.limit_test = 1000;
-  c.seed = 5;
-  c.out = out;
-  c.quiet = true;
-  return c;
-}
-
 TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval agrees",
           "[train][slow]") {
-  const std::string dir = fresh_dir("train");
-  app::TrainResult r = app::run_train(small_config(dir));
+  app::TrainConfig cfg = minidl::testing::small_config("train", 3, 2000);
+  const std::string dir = cfg.out;
+  app::TrainResult r = app::run_train(cfg);
   INFO("test accuracy " << r.final_test_accuracy);
   CHECK(r.final_test_accuracy >= 0.30);  // chance is 0.10
   CHECK(fs::exists(dir + "/metrics.csv"));
@@ -79,10 +57,9 @@ TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval a
 }
 
 TEST_CASE("same seed gives the same run and resume continues where the run stopped", "[train][slow]") {
-  const std::string a = fresh_dir("det_a"), b = fresh_dir("det_b");
-  app::TrainConfig ca = small_config(a), cb = small_config(b);
-  ca.epochs = cb.epochs = 2;
-  ca.limit_train = cb.limit_train = 640;
+  app::TrainConfig ca = minidl::testing::small_config("det_a", 2, 640);
+  app::TrainConfig cb = minidl::testing::small_config("det_b", 2, 640);
+  const std::string a = ca.out, b = cb.out;
   app::run_train(ca);
   // b: interrupted after one epoch, then resumed.
   cb.stop_after = 1;
@@ -126,10 +103,8 @@ TEST_CASE("the CLI rejects bad flags and inputs with a message naming them", "[c
 
 TEST_CASE("a diverging run stops with a NaN-loss error and keeps the saved checkpoint",
           "[train][errors]") {
-  const std::string dir = fresh_dir("nan");
-  app::TrainConfig c = small_config(dir);
-  c.limit_train = 256;
-  c.epochs = 1;
+  app::TrainConfig c = minidl::testing::small_config("nan", 1, 256);
+  const std::string dir = c.out;
   app::run_train(c);
   const auto before = fs::last_write_time(dir + "/model.safetensors");
   const auto size = fs::file_size(dir + "/model.safetensors");

@@ -1,0 +1,49 @@
+// minidl tests — shared helpers: where the data is, scratch folders, a small training config.
+#pragma once
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "apps/commands.hpp"
+
+namespace minidl::testing {
+
+/// The CIFAR-10 folder from $MINIDL_DATA (CMake sets it for ctest); fails the test if unset.
+inline std::string data_dir() {
+  const char* d = std::getenv("MINIDL_DATA");
+  if (!d || !*d) FAIL("MINIDL_DATA is not set: point it at cifar-10-batches-bin");
+  return d;
+}
+
+/// An empty scratch folder under the system's temporary directory, unique to this process
+/// (ctest -j runs test cases in parallel processes).
+inline std::string fresh_dir(const std::string& name) {
+  const auto p = std::filesystem::temp_directory_path() /
+                 ("minidl_test_" + name + "_" + std::to_string(getpid()));
+  std::filesystem::remove_all(p);
+  return p.string();
+}
+
+/// A quick seeded run: resnet8, batch 64, the first `train_images` training and 1,000 test
+/// images, no output, into a fresh folder `name`.
+inline app::TrainConfig small_config(const std::string& name, int64_t epochs,
+                                     int64_t train_images) {
+  app::TrainConfig c;
+  c.data = data_dir();
+  c.model = "resnet8";
+  c.epochs = epochs;
+  c.batch_size = 64;
+  c.lr = 0.05f;
+  c.limit_train = train_images;
+  c.limit_test = 1000;
+  c.seed = 5;
+  c.out = fresh_dir(name);
+  c.quiet = true;
+  return c;
+}
+
+}  // namespace minidl::testing
