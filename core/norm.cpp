@@ -11,6 +11,9 @@
 //   dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma)
 // Eval: mean/var are the running buffers (constants), so dx = gamma * inv_std * dy.
 // Saved for backward: mean and inv_std per channel (x_hat is recomputed from x).
+// Fused ReLU (batch_norm_relu): y = max(bn(x), 0) in the same pass; backward uses
+// dy' = dy * (y > 0) in place of dy in every formula above.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -21,9 +24,9 @@ namespace minidl::ops {
 
 using detail::check;
 
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                  Tensor running_mean, Tensor running_var, bool training, float momentum,
-                  float eps) {
+static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              Tensor running_mean, Tensor running_var, bool training,
+                              float momentum, float eps, bool relu) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
@@ -96,7 +99,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
       const float shift = (bd ? bd[c] : 0.0f) - mean[c] * scale;
       const float* p = xd + (n * C + c) * S;
       float* q = yd + (n * C + c) * S;
-      for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+      if (relu) {
+        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift, 0.0f);
+      } else {
+        for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+      }
     }
   }
 
@@ -105,8 +112,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
   attach_node(
       y, {x, weight, bias},
       [x, weight, bias, out, mean = std::move(mean), inv_std = std::move(inv_std), training, N,
-       C, S, M]() mutable {
+       C, S, M, relu]() mutable {
         const float* dy = out->grad.data();
+        // With the fused ReLU, dy' = dy * (y > 0), applied on the fly from the saved output.
+        const float* yd = out->storage->data();
         const float* xd = x.data();
         float* dx = detail::grad_or_null(x);
         float* dgamma = detail::grad_or_null(weight);
@@ -119,10 +128,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
           for (int64_t n = 0; n < N; ++n) {
             const float* p = xd + (n * C + c) * S;
             const float* g = dy + (n * C + c) * S;
+            const float* yo = yd + (n * C + c) * S;
+            float s1 = 0.0f, s2 = 0.0f;
             for (int64_t i = 0; i < S; ++i) {
-              sum_dy += g[i];
-              sum_dy_xhat += g[i] * ((p[i] - mean[c]) * inv_std[c]);
+              const float gi = (relu && !(yo[i] > 0.0f)) ? 0.0f : g[i];
+              s1 += gi;
+              s2 += gi * ((p[i] - mean[c]) * inv_std[c]);
             }
+            sum_dy += s1;
+            sum_dy_xhat += s2;
           }
           if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
           if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
@@ -136,10 +150,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
             for (int64_t n = 0; n < N; ++n) {
               const float* p = xd + (n * C + c) * S;
               const float* g = dy + (n * C + c) * S;
+              const float* yo = yd + (n * C + c) * S;
               float* d = dx + (n * C + c) * S;
               for (int64_t i = 0; i < S; ++i) {
                 const float xhat = (p[i] - mean[c]) * inv_std[c];
-                d[i] += k * (g[i] - a - xhat * b);
+                const float gi = (relu && !(yo[i] > 0.0f)) ? 0.0f : g[i];
+                d[i] += k * (gi - a - xhat * b);
               }
             }
           } else {
@@ -147,14 +163,31 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
             const float k = gamma * inv_std[c];
             for (int64_t n = 0; n < N; ++n) {
               const float* g = dy + (n * C + c) * S;
+              const float* yo = yd + (n * C + c) * S;
               float* d = dx + (n * C + c) * S;
-              for (int64_t i = 0; i < S; ++i) d[i] += k * g[i];
+              for (int64_t i = 0; i < S; ++i) {
+                d[i] += (relu && !(yo[i] > 0.0f)) ? 0.0f : k * g[i];
+              }
             }
           }
         }
       },
-      "batch_norm");
+      relu ? "batch_norm_relu" : "batch_norm");
   return y;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  Tensor running_mean, Tensor running_var, bool training, float momentum,
+                  float eps) {
+  return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                         false);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       Tensor running_mean, Tensor running_var, bool training, float momentum,
+                       float eps) {
+  return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                         true);
 }
 
 }  // namespace minidl::ops

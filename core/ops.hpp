@@ -40,6 +40,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   Tensor running_mean, Tensor running_var, bool training, float momentum,
                   float eps);
 
+/// relu(batch_norm(...)) fused: one pass writes the output, and the backward applies ReLU's
+/// mask inside BN's two passes (the stem and every block's first BN in a ResNet). Same
+/// arguments, shapes and errors as batch_norm.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       Tensor running_mean, Tensor running_var, bool training, float momentum,
+                       float eps);
+
 /// max over K x K windows (torch.nn.functional.max_pool2d, padding counts as -inf).
 /// x [N, C, H, W] -> [N, C, (H + 2p - K) / s + 1, (W + 2p - K) / s + 1].
 Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t padding);

@@ -32,6 +32,8 @@ class BatchNorm : public Module {
   BatchNorm(int64_t num_features, bool spatial, float eps = 1e-5f, float momentum = 0.1f,
             bool affine = true);
   Tensor forward(const Tensor& x) override;
+  /// relu(forward(x)), fused into one op (ops::batch_norm_relu).
+  Tensor forward_relu(const Tensor& x);
   std::string type_name() const override { return spatial_ ? "BatchNorm2d" : "BatchNorm1d"; }
   Tensor weight, bias, running_mean, running_var;
   int64_t num_features;
@@ -50,6 +52,7 @@ class BatchNorm : public Module {
   struct StopForward {};
 
  private:
+  Tensor run(const Tensor& x, bool relu);
   bool spatial_;
 };
 

@@ -51,6 +51,31 @@ TEST_CASE("gradcheck batch_norm train and eval, 1d and 2d", "[gradcheck]") {
   }
 }
 
+TEST_CASE("batch_norm_relu equals relu(batch_norm) with the same gradients", "[gradcheck]") {
+  for (bool training : {true, false}) {
+    Generator g(13);
+    Tensor x = randn({3, 4, 5, 5}, g, 2, 0.3f, true), w = randn({4}, g, 0.5, 1, true);
+    Tensor b = randn({4}, g, 1, 0, true), rm = randn({4}, g, 0.3f), rv = randn({4}, g, 0.1f, 1);
+    Tensor dy = randn({3, 4, 5, 5}, g);
+    Tensor fused = ops::batch_norm_relu(x, w, b, rm.clone(), rv.clone(), training, 0.1f, 1e-5f);
+    fused.backward(dy);
+    const std::vector<float> gx(x.grad_data(), x.grad_data() + x.numel());
+    const std::vector<float> gw(w.grad_data(), w.grad_data() + 4), gb(b.grad_data(), b.grad_data() + 4);
+    x.zero_grad(); w.zero_grad(); b.zero_grad();
+    Tensor plain = ops::relu(ops::batch_norm(x, w, b, rm.clone(), rv.clone(), training, 0.1f, 1e-5f));
+    plain.backward(dy);
+    INFO("training " << training);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      CHECK(fused.data()[i] == Approx(plain.data()[i]).margin(1e-6));
+      CHECK(gx[i] == Approx(x.grad_data()[i]).margin(1e-5));
+    }
+    for (int64_t c = 0; c < 4; ++c) {
+      CHECK(gw[c] == Approx(w.grad_data()[c]).margin(1e-5));
+      CHECK(gb[c] == Approx(b.grad_data()[c]).margin(1e-5));
+    }
+  }
+}
+
 TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
   Generator g(4);
   // Inputs kept away from the kink at 0 so central differences are valid.

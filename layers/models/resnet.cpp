@@ -22,7 +22,7 @@ BasicBlock::BasicBlock(int64_t in, int64_t out, bool downsample, Generator& gen)
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor h = ops::relu((*bn1)((*conv1)(x)));
+  Tensor h = bn1->forward_relu((*conv1)(x));  // relu(bn1(conv1(x))), fused
   h = (*bn2)((*conv2)(h));
   return ops::add_relu(h, shortcut ? (*shortcut)(x) : x);
 }
@@ -49,7 +49,7 @@ CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Gene
 }
 
 Tensor CifarResNet::forward(const Tensor& x) {
-  Tensor h = ops::relu((*bn)((*conv)(x)));
+  Tensor h = bn->forward_relu((*conv)(x));  // relu(bn(conv(x))), fused
   h = (*blocks)(h);
   return (*fc)(ops::global_avg_pool2d(h));
 }
