@@ -13,6 +13,7 @@
 // Saved for backward: mean and inv_std per channel (x_hat is recomputed from x).
 // Fused ReLU (batch_norm_relu): y = max(bn(x), 0) in the same pass; backward uses
 // dy' = dy * (y > 0) in place of dy in every formula above.
+// Fused residual (batch_norm_add_relu): y = max(bn(x) + r, 0); dr += dy * (y > 0).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -26,7 +27,7 @@ using detail::check;
 
 static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
                               Tensor running_mean, Tensor running_var, bool training,
-                              float momentum, float eps, bool relu) {
+                              float momentum, float eps, bool relu, const Tensor& residual) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
@@ -38,6 +39,8 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
   if (!training && !(running_mean.defined() && running_var.defined())) {
     throw std::invalid_argument("batch_norm: eval mode needs running_mean and running_var");
   }
+  if (residual.defined()) check(residual.shape() == x.shape(), "batch_norm_add_relu",
+                                "residual of x's shape " + shape_str(x.shape()), residual);
   if (training && M <= 1) {
     throw std::invalid_argument(
         "batch_norm: expected more than 1 value per channel when training, got input shape " +
@@ -99,7 +102,10 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
       const float shift = (bd ? bd[c] : 0.0f) - mean[c] * scale;
       const float* p = xd + (n * C + c) * S;
       float* q = yd + (n * C + c) * S;
-      if (relu) {
+      if (residual.defined()) {
+        const float* r = residual.data() + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift + r[i], 0.0f);
+      } else if (relu) {
         for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift, 0.0f);
       } else {
         for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
@@ -107,12 +113,12 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
     }
   }
 
-  if (!needs_graph({&x, &weight, &bias})) return y;
+  if (!needs_graph({&x, &weight, &bias, &residual})) return y;
   TensorImpl* out = y.impl();
   attach_node(
-      y, {x, weight, bias},
-      [x, weight, bias, out, mean = std::move(mean), inv_std = std::move(inv_std), training, N,
-       C, S, M, relu]() mutable {
+      y, {x, weight, bias, residual},
+      [x, weight, bias, residual, out, mean = std::move(mean), inv_std = std::move(inv_std),
+       training, N, C, S, M, relu]() mutable {
         const float* dy = out->grad.data();
         // With the fused ReLU, dy' = dy * (y > 0), applied on the fly from the saved output.
         const float* yd = out->storage->data();
@@ -121,6 +127,11 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
         float* dgamma = detail::grad_or_null(weight);
         float* dbeta = detail::grad_or_null(bias);
         const float* gd = weight.defined() ? weight.data() : nullptr;
+        if (float* dr = detail::grad_or_null(residual)) {
+          const int64_t n = N * C * S;
+#pragma omp parallel for schedule(static) if (n > 65536)
+          for (int64_t i = 0; i < n; ++i) dr[i] += yd[i] > 0.0f ? dy[i] : 0.0f;
+        }
 #pragma omp parallel for schedule(static)
         for (int64_t c = 0; c < C; ++c) {
           // dbeta = sum(dy), dgamma = sum(dy * x_hat)
@@ -180,14 +191,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   Tensor running_mean, Tensor running_var, bool training, float momentum,
                   float eps) {
   return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                         false);
+                         false, Tensor());
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
                        float eps) {
   return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                         true);
+                         true, Tensor());
+}
+
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           Tensor running_mean, Tensor running_var, bool training,
+                           float momentum, float eps, const Tensor& residual) {
+  if (!residual.defined()) throw std::invalid_argument("batch_norm_add_relu: residual undefined");
+  return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                         true, residual);
 }
 
 }  // namespace minidl::ops

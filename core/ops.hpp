@@ -47,6 +47,12 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
                        float eps);
 
+/// relu(batch_norm(x, ...) + residual) fused (a ResNet block's tail: bn2, the shortcut sum and
+/// the ReLU in one pass). residual has x's shape; its gradient is dy * (y > 0).
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           Tensor running_mean, Tensor running_var, bool training,
+                           float momentum, float eps, const Tensor& residual);
+
 /// max over K x K windows (torch.nn.functional.max_pool2d, padding counts as -inf).
 /// x [N, C, H, W] -> [N, C, (H + 2p - K) / s + 1, (W + 2p - K) / s + 1].
 Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t padding);

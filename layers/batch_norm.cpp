@@ -17,10 +17,13 @@ BatchNorm::BatchNorm(int64_t c, bool spatial, float eps_, float momentum_, bool 
   running_var = register_buffer("running_var", Tensor::full({c}, 1.0f));
 }
 
-Tensor BatchNorm::forward(const Tensor& x) { return run(x, false); }
-Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true); }
+Tensor BatchNorm::forward(const Tensor& x) { return run(x, false, Tensor()); }
+Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true, Tensor()); }
+Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  return run(x, true, residual);
+}
 
-Tensor BatchNorm::run(const Tensor& x, bool relu) {
+Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
   const bool rank_ok = spatial_ ? x.dim() == 4 : (x.dim() == 2 || x.dim() == 3);
   if (!rank_ok || x.size(1) != num_features) {
     throw std::invalid_argument(type_name() + "(" + std::to_string(num_features) +
@@ -48,6 +51,10 @@ Tensor BatchNorm::run(const Tensor& x, bool relu) {
     }
     observer->count += N * S;
     if (stop_after_observe) throw StopForward{};
+  }
+  if (residual.defined()) {
+    return ops::batch_norm_add_relu(x, weight, bias, running_mean, running_var, is_training(),
+                                    momentum, eps, residual);
   }
   if (relu) {
     return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(),

@@ -34,6 +34,8 @@ class BatchNorm : public Module {
   Tensor forward(const Tensor& x) override;
   /// relu(forward(x)), fused into one op (ops::batch_norm_relu).
   Tensor forward_relu(const Tensor& x);
+  /// relu(forward(x) + residual), fused into one op (ops::batch_norm_add_relu).
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   std::string type_name() const override { return spatial_ ? "BatchNorm2d" : "BatchNorm1d"; }
   Tensor weight, bias, running_mean, running_var;
   int64_t num_features;
@@ -52,7 +54,7 @@ class BatchNorm : public Module {
   struct StopForward {};
 
  private:
-  Tensor run(const Tensor& x, bool relu);
+  Tensor run(const Tensor& x, bool relu, const Tensor& residual);
   bool spatial_;
 };
 

@@ -76,6 +76,31 @@ TEST_CASE("batch_norm_relu equals relu(batch_norm) with the same gradients", "[g
   }
 }
 
+TEST_CASE("gradcheck batch_norm_add_relu and its agreement with the unfused ops", "[gradcheck]") {
+  Generator g(14);
+  Tensor rm = randn({3}, g, 0.3f), rv = randn({3}, g, 0.1f, 1);
+  Tensor x0 = randn({3, 3, 4, 4}, g, 2, 0.5, true), w0 = randn({3}, g, 0.5, 1, true);
+  Tensor b0 = randn({3}, g, 1, 0, true), r0 = randn({3, 3, 4, 4}, g, 1, 0, true);
+  {  // keep every output 0.05 away from ReLU's kink, where central differences are invalid
+    NoGradGuard ng;
+    Tensor y0 = ops::batch_norm(x0, w0, b0, rm.clone(), rv.clone(), true, 0.1f, 1e-5f);
+    for (int64_t i = 0; i < y0.numel(); ++i) {
+      const float s = y0.data()[i] + r0.data()[i];
+      if (std::abs(s) < 0.05f) r0.data()[i] += s >= 0 ? 0.1f : -0.1f;
+    }
+  }
+  gradcheck(
+      [&](const std::vector<Tensor>& t) {
+        return ops::batch_norm_add_relu(t[0], t[1], t[2], rm.clone(), rv.clone(), true, 0.1f,
+                                        1e-5f, t[3]);
+      },
+      {x0, w0, b0, r0}, 1e-3, 3e-2, 1e-3);
+  Tensor x = randn({2, 3, 4, 4}, g), r = randn({2, 3, 4, 4}, g), w = randn({3}, g, 0.5, 1);
+  Tensor fused = ops::batch_norm_add_relu(x, w, Tensor(), rm.clone(), rv.clone(), false, 0.1f, 1e-5f, r);
+  Tensor plain = ops::add_relu(ops::batch_norm(x, w, Tensor(), rm.clone(), rv.clone(), false, 0.1f, 1e-5f), r);
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(fused.data()[i] == Approx(plain.data()[i]).margin(1e-6));
+}
+
 TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
   Generator g(4);
   // Inputs kept away from the kink at 0 so central differences are valid.

@@ -23,8 +23,8 @@ BasicBlock::BasicBlock(int64_t in, int64_t out, bool downsample, Generator& gen)
 
 Tensor BasicBlock::forward(const Tensor& x) {
   Tensor h = bn1->forward_relu((*conv1)(x));  // relu(bn1(conv1(x))), fused
-  h = (*bn2)((*conv2)(h));
-  return ops::add_relu(h, shortcut ? (*shortcut)(x) : x);
+  // relu(bn2(conv2(h)) + shortcut(x)), fused
+  return bn2->forward_add_relu((*conv2)(h), shortcut ? (*shortcut)(x) : x);
 }
 
 CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen) {
