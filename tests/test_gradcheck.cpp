@@ -19,7 +19,10 @@ TEST_CASE("gradcheck conv2d", "[gradcheck]") {
                         Case{{2, 3, 7, 7}, {4, 3, 3, 3}, false, 2, 1},
                         Case{{2, 4, 6, 6}, {5, 4, 1, 1}, false, 2, 0},
                         Case{{1, 2, 5, 5}, {3, 2, 1, 1}, true, 1, 0},
-                        Case{{1, 2, 6, 5}, {2, 2, 5, 5}, false, 1, 2}}) {
+                        Case{{1, 2, 6, 5}, {2, 2, 5, 5}, false, 1, 2},
+                        // >= 32 channels: the untransposed GEMM paths (conv.cpp, kNarrow)
+                        Case{{2, 32, 4, 4}, {33, 32, 3, 3}, true, 1, 1},
+                        Case{{2, 40, 5, 5}, {32, 40, 3, 3}, false, 2, 1}}) {
     Generator g(2);
     INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " stride " << c.stride);
     gradcheck(
