@@ -13,6 +13,7 @@
 // dx[n]^T = col(dy)^T Wf^T are computed instead and the small [H*W, C] result is transposed.
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/kernels.hpp"
@@ -104,7 +105,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
       y, {x, weight, bias},
       [x, weight, bias, out, g, N, CO, K, HWO, CHW, direct, narrow]() mutable {
         const float* dy = out->grad.data();
-        float* dx = detail::grad_or_null(x);
+        bool dx_fresh = false;  // dx allocated now, uninitialized: the first write assigns
+        float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
         float* dw = detail::grad_or_null(weight);
         float* db = detail::grad_or_null(bias);
         const float* xd = x.data();
@@ -148,19 +150,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
               }
             }
             if (dx) {
+              const float beta = dx_fresh ? 0.0f : 1.0f;
               if (direct) {
-                kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 1.0f, dx + n * CHW);
+                kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, beta, dx + n * CHW);
               } else if (flip_path) {
                 kernels::im2col(dyn, gt, dcol.data());
                 if (narrow_in) {  // dx[n]^T = col(dy)^T Wf^T, then transposed into dx
                   kernels::gemm(true, true, g.H * g.W, g.C, CO * g.KH * g.KW, 1.0f, dcol.data(),
                                 wflip.data(), 0.0f, dxt.data());
-                  transpose_into(dxt.data(), g.H * g.W, g.C, dx + n * CHW, true);
+                  transpose_into(dxt.data(), g.H * g.W, g.C, dx + n * CHW, !dx_fresh);
                 } else {
                   kernels::gemm(false, false, g.C, g.H * g.W, CO * g.KH * g.KW, 1.0f,
-                                wflip.data(), dcol.data(), 1.0f, dx + n * CHW);
+                                wflip.data(), dcol.data(), beta, dx + n * CHW);
                 }
               } else {
+                if (dx_fresh) std::fill(dx + n * CHW, dx + (n + 1) * CHW, 0.0f);
                 kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 0.0f, dcol.data());
                 kernels::col2im_add(dcol.data(), g, dx + n * CHW);
               }

@@ -123,15 +123,21 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
         // With the fused ReLU, dy' = dy * (y > 0), applied on the fly from the saved output.
         const float* yd = out->storage->data();
         const float* xd = x.data();
-        float* dx = detail::grad_or_null(x);
+        bool dx_fresh = false, dr_fresh = false;  // fresh: assign instead of accumulate
         float* dgamma = detail::grad_or_null(weight);
         float* dbeta = detail::grad_or_null(bias);
         const float* gd = weight.defined() ? weight.data() : nullptr;
-        if (float* dr = detail::grad_or_null(residual)) {
+        if (float* dr = detail::grad_for_write_or_null(residual, &dr_fresh)) {
           const int64_t n = N * C * S;
 #pragma omp parallel for schedule(static) if (n > 65536)
-          for (int64_t i = 0; i < n; ++i) dr[i] += yd[i] > 0.0f ? dy[i] : 0.0f;
+          for (int64_t i = 0; i < n; ++i) {
+            const float v = yd[i] > 0.0f ? dy[i] : 0.0f;
+            dr[i] = dr_fresh ? v : dr[i] + v;
+          }
         }
+        // Requested only now: a fresh buffer must be filled before anything else reads it
+        // (x and residual may be one tensor).
+        float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
 #pragma omp parallel for schedule(static)
         for (int64_t c = 0; c < C; ++c) {
           // dbeta = sum(dy), dgamma = sum(dy * x_hat)
@@ -166,7 +172,8 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
               for (int64_t i = 0; i < S; ++i) {
                 const float xhat = (p[i] - mean[c]) * inv_std[c];
                 const float gi = (relu && !(yo[i] > 0.0f)) ? 0.0f : g[i];
-                d[i] += k * (gi - a - xhat * b);
+                const float v = k * (gi - a - xhat * b);
+                d[i] = dx_fresh ? v : d[i] + v;
               }
             }
           } else {
@@ -177,7 +184,8 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
               const float* yo = yd + (n * C + c) * S;
               float* d = dx + (n * C + c) * S;
               for (int64_t i = 0; i < S; ++i) {
-                d[i] += (relu && !(yo[i] > 0.0f)) ? 0.0f : k * g[i];
+                const float v = (relu && !(yo[i] > 0.0f)) ? 0.0f : k * g[i];
+                d[i] = dx_fresh ? v : d[i] + v;
               }
             }
           }

@@ -22,4 +22,10 @@ inline float* grad_or_null(const Tensor& t) {
   return (t.defined() && t.requires_grad()) ? t.grad_data() : nullptr;
 }
 
+/// Like grad_or_null, for an op that writes every element: *fresh tells whether to assign.
+inline float* grad_for_write_or_null(const Tensor& t, bool* fresh) {
+  *fresh = false;
+  return (t.defined() && t.requires_grad()) ? t.grad_for_write(fresh) : nullptr;
+}
+
 }  // namespace minidl::detail

@@ -107,6 +107,13 @@ float* Tensor::grad_data() const {
   return t.grad.data();
 }
 
+float* Tensor::grad_for_write(bool* fresh) const {
+  TensorImpl& t = checked(impl_.get());
+  *fresh = t.grad.empty();
+  if (*fresh) t.grad.resize(t.storage->size());  // uninitialized (UninitAllocator)
+  return t.grad.data();
+}
+
 bool Tensor::has_grad() const { return !checked(impl_.get()).grad.empty(); }
 void Tensor::zero_grad() { Storage().swap(checked(impl_.get()).grad); }
 

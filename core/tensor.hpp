@@ -90,6 +90,10 @@ class Tensor {
   Tensor grad() const;
   /// Gradient storage, allocated (zeros) on first use.
   float* grad_data() const;
+  /// Gradient storage for an op about to write every element: when the tensor has no gradient
+  /// yet it is allocated *uninitialized* and *fresh is set true — the op must then assign (=),
+  /// not accumulate (+=). Saves the zero-fill pass for activation-sized gradients.
+  float* grad_for_write(bool* fresh) const;
   bool has_grad() const;
   /// Drops the gradient (torch: tensor.grad = None).
   void zero_grad();

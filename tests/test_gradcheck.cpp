@@ -191,4 +191,25 @@ TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autogr
   w.zero_grad();
   ops::cross_entropy(ops::linear(x, w, Tensor()), {0, 1, 1}).backward();
   for (int64_t i = 0; i < w.numel(); ++i) CHECK(twice[i] == Approx(2 * w.grad_data()[i]));
+  // conv2d and the BN ops assign a fresh gradient and add to an existing one (a ResNet block's
+  // input gets both conv1's and the shortcut's contribution).
+  Tensor img = randn({2, 3, 6, 6}, g, 1, 0, true), k = randn({4, 3, 3, 3}, g);
+  Tensor dy = randn({2, 4, 6, 6}, g), rm({3}), rv = Tensor::full({3}, 1.0f);
+  auto grads_after = [&](int calls, bool bn) {
+    img.zero_grad();
+    for (int i = 0; i < calls; ++i) {
+      if (bn) {
+        Tensor y = ops::batch_norm_add_relu(img, Tensor(), Tensor(), rm, rv, true, 0.1f, 1e-5f, img);
+        y.backward(randn({2, 3, 6, 6}, g = Generator(5)));
+      } else {
+        ops::conv2d(img, k, Tensor(), 1, 1).backward(dy);
+      }
+    }
+    return std::vector<float>(img.grad_data(), img.grad_data() + img.numel());
+  };
+  for (bool bn : {false, true}) {
+    const auto once = grads_after(1, bn), two = grads_after(2, bn);
+    INFO((bn ? "batch_norm_add_relu (x and residual are one tensor)" : "conv2d"));
+    for (size_t i = 0; i < once.size(); ++i) CHECK(two[i] == Approx(2 * once[i]).margin(1e-6));
+  }
 }
