@@ -12,7 +12,10 @@
 
 #include "apps/commands.hpp"
 #include "core/safetensors.hpp"
+#include "data/cifar10.hpp"
 #include "test_util.hpp"
+
+#include <stb/stb_image_write.h>
 
 using minidl::testing::data_dir;
 using minidl::testing::fresh_dir;
@@ -126,4 +129,33 @@ TEST_CASE("a diverging run stops with a NaN-loss error and keeps the saved check
   CHECK_THROWS_WITH(app::run_train(bad), Catch::Contains("loss is") && Catch::Contains("epoch 2"));
   CHECK(fs::last_write_time(dir + "/model.safetensors") == before);
   CHECK(fs::file_size(dir + "/model.safetensors") == size);
+}
+
+TEST_CASE("predict prints the top 3 classes with probabilities for an image file", "[cli]") {
+  app::TrainConfig c = minidl::testing::small_config("predict", 1, 128);
+  c.limit_test = 100;
+  app::run_train(c);
+  // A test image (label 3, cat) as a 64x64 PNG: predict must read it and resize it.
+  data::Dataset ds = data::load_cifar10(data_dir(), false, 1);
+  std::vector<uint8_t> rgb(64 * 64 * 3);
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 64; ++x)
+      for (int ch = 0; ch < 3; ++ch) rgb[(y * 64 + x) * 3 + ch] = ds.images[ch * 1024 + (y / 2) * 32 + x / 2];
+  const std::string png = c.out + "/cat.png";
+  REQUIRE(stbi_write_png(png.c_str(), 64, 64, 3, rgb.data(), 64 * 3) != 0);
+  auto [status, out] = run_cli("predict --checkpoint " + c.out + "/model.safetensors " + png);
+  INFO(out);
+  CHECK(status == 0);
+  CHECK_THAT(out, Catch::Contains(png));
+  int lines_with_percent = 0;
+  double total = 0;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find('%') == std::string::npos) continue;
+    ++lines_with_percent;
+    total += std::stod(line.substr(line.find_last_of(' ', line.size() - 2) + 1));
+  }
+  CHECK(lines_with_percent == 3);
+  CHECK(total > 0.0);
+  CHECK(total <= 100.01);
 }
