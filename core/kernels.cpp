@@ -42,36 +42,70 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
               static_cast<int>(K), alpha, A, lda, B, ldb, beta, C, static_cast<int>(N));
 }
 
+// "Same" convolutions (stride 1, W_out = W): the plane of tap (kh, kw) is the input plane shifted
+// by kw - pad columns and kh - pad rows, i.e. one contiguous copy of the valid rows, then the
+// |shift| columns that fell off the edge set to zero.
+static void im2col_same(const float* x, const ConvGeom& g, float* col) {
+  const int64_t W = g.W, HWO = g.HO * g.WO;
+  for (int64_t c = 0; c < g.C; ++c) {
+    const float* xc = x + c * g.H * W;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t oh_lo = std::max<int64_t>(0, g.pad - kh);
+      const int64_t oh_hi = std::max(oh_lo, std::min(g.HO, g.H + g.pad - kh));
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        float* row = col + ((c * g.KH + kh) * g.KW + kw) * HWO;
+        const int64_t shift = kw - g.pad;
+        std::memset(row, 0, sizeof(float) * oh_lo * W);
+        std::memset(row + oh_hi * W, 0, sizeof(float) * (g.HO - oh_hi) * W);
+        const int64_t n = (oh_hi - oh_lo) * W;
+        if (n <= 0) continue;
+        float* dst = row + oh_lo * W;
+        const float* src = xc + (oh_lo - g.pad + kh) * W + shift;  // dst[i] = src[i]
+        // Copy only elements that lie inside this plane (src[i] for i in [a, b)).
+        const int64_t a = std::max<int64_t>(0, -shift), b = n - std::max<int64_t>(0, shift);
+        if (b > a) std::memcpy(dst + a, src + a, sizeof(float) * (b - a));
+        // Zero the columns whose input column is outside [0, W).
+        if (shift < 0) {
+          for (int64_t r = 0; r < n; r += W)
+            for (int64_t j = 0; j < -shift; ++j) dst[r + j] = 0.0f;
+        } else if (shift > 0) {
+          for (int64_t r = 0; r < n; r += W)
+            for (int64_t j = W - shift; j < W; ++j) dst[r + j] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
 void im2col(const float* x, const ConvGeom& g, float* col) {
+  if (g.stride == 1 && g.WO == g.W && g.HO == g.H && g.pad < g.W) return im2col_same(x, g, col);
   const int64_t HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {
     const float* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         float* row = col + ((c * g.KH + kh) * g.KW + kw) * HWO;
+        // Output columns whose input column iw = ow * stride - pad + kw lies inside [0, W).
+        const int64_t shift = kw - g.pad;
+        const int64_t lo = std::min(g.WO, std::max<int64_t>(0, (-shift + g.stride - 1) / g.stride));
+        const int64_t hi = std::max(lo, std::min(g.WO, (g.W - shift + g.stride - 1) / g.stride));
         for (int64_t oh = 0; oh < g.HO; ++oh) {
           const int64_t ih = oh * g.stride - g.pad + kh;
           float* out = row + oh * g.WO;
           if (ih < 0 || ih >= g.H) {
-            std::memset(out, 0, sizeof(float) * g.WO);
+            for (int64_t ow = 0; ow < g.WO; ++ow) out[ow] = 0.0f;
             continue;
           }
-          const float* xrow = xc + ih * g.W;
+          const float* src = xc + ih * g.W + shift;  // src[ow * stride] = x[ih, iw]
+          for (int64_t ow = 0; ow < lo; ++ow) out[ow] = 0.0f;
           if (g.stride == 1) {
-            // iw = ow - pad + kw: a shifted copy with zero edges.
-            const int64_t shift = kw - g.pad;
-            int64_t lo = std::max<int64_t>(0, -shift);
-            int64_t hi = std::min<int64_t>(g.WO, g.W - shift);
-            if (hi < lo) hi = lo;
-            for (int64_t ow = 0; ow < lo; ++ow) out[ow] = 0.0f;
-            std::memcpy(out + lo, xrow + lo + shift, sizeof(float) * (hi - lo));
-            for (int64_t ow = hi; ow < g.WO; ++ow) out[ow] = 0.0f;
+            // Plain loops, not memcpy: rows are ~8-32 floats, where a call costs more than the
+            // copy; the compiler vectorizes these.
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow];
           } else {
-            for (int64_t ow = 0; ow < g.WO; ++ow) {
-              const int64_t iw = ow * g.stride - g.pad + kw;
-              out[ow] = (iw >= 0 && iw < g.W) ? xrow[iw] : 0.0f;
-            }
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow * g.stride];
           }
+          for (int64_t ow = hi; ow < g.WO; ++ow) out[ow] = 0.0f;
         }
       }
     }
