@@ -127,16 +127,10 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
         float* dgamma = detail::grad_or_null(weight);
         float* dbeta = detail::grad_or_null(bias);
         const float* gd = weight.defined() ? weight.data() : nullptr;
-        if (float* dr = detail::grad_for_write_or_null(residual, &dr_fresh)) {
-          const int64_t n = N * C * S;
-#pragma omp parallel for schedule(static) if (n > 65536)
-          for (int64_t i = 0; i < n; ++i) {
-            const float v = yd[i] > 0.0f ? dy[i] : 0.0f;
-            dr[i] = dr_fresh ? v : dr[i] + v;
-          }
-        }
-        // Requested only now: a fresh buffer must be filled before anything else reads it
-        // (x and residual may be one tensor).
+        // The residual's gradient dy * (y > 0) is written in pass 1 below. dr is requested
+        // before dx: when x and residual are one tensor, a fresh buffer is assigned by pass 1
+        // and then accumulated into by pass 2 of the same channel.
+        float* dr = detail::grad_for_write_or_null(residual, &dr_fresh);
         float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
 #pragma omp parallel for schedule(static)
         for (int64_t c = 0; c < C; ++c) {
@@ -151,6 +145,13 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
               const float gi = (relu && !(yo[i] > 0.0f)) ? 0.0f : g[i];
               s1 += gi;
               s2 += gi * ((p[i] - mean[c]) * inv_std[c]);
+            }
+            if (dr) {
+              float* r = dr + (n * C + c) * S;
+              for (int64_t i = 0; i < S; ++i) {
+                const float gi = yo[i] > 0.0f ? g[i] : 0.0f;
+                r[i] = dr_fresh ? gi : r[i] + gi;
+              }
             }
             sum_dy += s1;
             sum_dy_xhat += s2;
