@@ -5,11 +5,11 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
+#include "apps/engine.hpp"
 #include "core/kernels.hpp"
 #include "core/safetensors.hpp"
 #include "data/loader.hpp"
 #include "layers/batch_norm.hpp"
-#include "layers/recalibrate.hpp"
 
 namespace minidl::app {
 
@@ -61,16 +61,11 @@ void run_bn_stats(const std::string& checkpoint) {
 }
 
 void run_recalibrate(const RecalibrateConfig& cfg) {
-  if (cfg.batch_size < 1) throw std::invalid_argument("--batch-size must be >= 1");
   set_num_threads(cfg.threads);
   Checkpoint ck;
   std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
   data::Dataset train = data::load_cifar10(resolve_data_dir(cfg.data), true, cfg.limit);
-  const int n = recalibrate_batch_norm(*model, [&](const std::function<void(const Tensor&)>& visit) {
-    for (int64_t b = 0; b < train.size(); b += cfg.batch_size) {
-      visit(data::to_tensor(train, b, std::min(cfg.batch_size, train.size() - b)));
-    }
-  });
+  const int n = recalibrate_on(*model, train, cfg.batch_size);
   auto meta = ck.metadata;
   meta["bn_statistics"] = "population over " + std::to_string(train.size()) +
                           " training images (minidl recalibrate-bn)";

@@ -9,7 +9,6 @@
 #include "apps/common.hpp"
 #include "apps/engine.hpp"
 #include "core/kernels.hpp"
-#include "layers/recalibrate.hpp"
 
 namespace minidl::app {
 
@@ -24,10 +23,7 @@ double run_eval(const EvalConfig& cfg) {
   data::Dataset test = data::load_cifar10(dir, false, cfg.limit);
   if (cfg.bn_stats == "population") {
     data::Dataset train = data::load_cifar10(dir, true, cfg.recalibrate_limit);
-    recalibrate_batch_norm(*model, [&](const std::function<void(const Tensor&)>& visit) {
-      for (int64_t b = 0; b < train.size(); b += 500)
-        visit(data::to_tensor(train, b, std::min<int64_t>(500, train.size() - b)));
-    });
+    recalibrate_on(*model, train, 500);
   }
   EvalResult r;
   try {

@@ -7,8 +7,26 @@
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "layers/batch_norm.hpp"
+#include "layers/recalibrate.hpp"
 
 namespace minidl::app {
+
+namespace {
+/// Index of the largest of logits[i, 0..K).
+int64_t argmax_row(const float* z, int64_t i, int64_t K) {
+  int64_t pred = 0;
+  for (int64_t k = 1; k < K; ++k) pred = z[i * K + k] > z[i * K + pred] ? k : pred;
+  return pred;
+}
+}  // namespace
+
+int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size) {
+  if (batch_size < 1) throw std::invalid_argument("--batch-size must be >= 1");
+  return recalibrate_batch_norm(model, [&](const std::function<void(const Tensor&)>& visit) {
+    for (int64_t b = 0; b < ds.size(); b += batch_size)
+      visit(data::to_tensor(ds, b, std::min(batch_size, ds.size() - b)));
+  });
+}
 
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats) {
   if (batch_size < 1) {
@@ -38,8 +56,7 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
     const int64_t K = logits.size(1);
     const float* z = logits.data();
     for (int64_t i = 0; i < count; ++i) {
-      int64_t pred = 0;
-      for (int64_t k = 1; k < K; ++k) pred = z[i * K + k] > z[i * K + pred] ? k : pred;
+      const int64_t pred = argmax_row(z, i, K);
       r.correct += pred == y[i];
       if (y[i] < 10 && pred < 10) r.confusion[y[i]][pred] += 1;
     }
@@ -85,9 +102,7 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     const int64_t K = logits.size(1);
     const float* z = logits.data();
     for (int64_t i = 0; i < n; ++i) {
-      int64_t pred = 0;
-      for (int64_t k = 1; k < K; ++k) pred = z[i * K + k] > z[i * K + pred] ? k : pred;
-      correct += pred == batch.labels[i];
+      correct += argmax_row(z, i, K) == batch.labels[i];
     }
     s.images += n;
     ++batch_index;

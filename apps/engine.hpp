@@ -37,6 +37,11 @@ enum class BnStats { kRunning, kBatch };
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size,
                     BnStats bn_stats = BnStats::kRunning);
 
+/// Sets every BatchNorm's running statistics to the population statistics of `ds` (no
+/// augmentation), in inference mode, layer after layer (layers/recalibrate.hpp), feeding
+/// batches of `batch_size` images. Returns the number of BN layers.
+int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size);
+
 /// Statistics of one training epoch.
 struct EpochStats {
   double loss = 0.0;      ///< mean training loss (with label smoothing, as optimized)

@@ -6,6 +6,7 @@
 
 #include "apps/commands.hpp"
 #include "layers/models/registry.hpp"
+#include "optim/freeze.hpp"
 
 using namespace minidl::app;
 
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
                     "which parameters learn (freezes the rest: no gradient, no decay): all | bn "
                     "| fc | bn+fc | random-per-channel")
       ->capture_default_str()
-      ->check(CLI::IsMember({"all", "bn", "fc", "bn+fc", "random-per-channel"}));
+      ->check(CLI::IsMember(minidl::optim::train_only_modes()));
   train->add_option("--bn-stats", tc.bn_stats,
                     "BN statistics while training (freezes statistics, not parameters): batch "
                     "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
@@ -100,7 +101,7 @@ int main(int argc, char** argv) {
   bench->add_flag("--json", bc.json, "print one JSON object");
   bench->add_option("--train-only", bc.train_only, "which parameters learn (as in train)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"all", "bn", "fc", "bn+fc", "random-per-channel"}));
+      ->check(CLI::IsMember(minidl::optim::train_only_modes()));
 
   std::string bn_stats_checkpoint;
   auto* bn_stats = app.add_subcommand("bn-stats", "per BN layer: mean/std/min/max of gamma, "
@@ -141,7 +142,7 @@ int main(int argc, char** argv) {
   experiment->add_option("--limit-test", xc.limit_test, "test on the first N images")
       ->check(CLI::PositiveNumber);
   experiment->add_option("--variants", xc.variants, "subset of all bn fc bn+fc random-per-channel")
-      ->check(CLI::IsMember({"all", "bn", "fc", "bn+fc", "random-per-channel"}));
+      ->check(CLI::IsMember(minidl::optim::train_only_modes()));
 
   CLI11_PARSE(app, argc, argv);
   try {
