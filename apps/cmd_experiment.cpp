@@ -71,6 +71,7 @@ void run_experiment(const ExperimentConfig& e) {
     // The learned gammas of every BN layer, for the histogram and the "turned off" fraction.
     std::shared_ptr<Module> model = load_model(c.out + "/model.safetensors");
     std::ofstream g(c.out + "/gammas.csv");
+    g.precision(9);  // max_digits10 of float: the values read back exactly
     g << "layer,channel,gamma\n";
     int64_t off = 0;
     for (auto& [name, m] : model->named_modules()) {

@@ -3,7 +3,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
+#include <vector>
 
 #include "apps/commands.hpp"
 #include "core/ops.hpp"
@@ -152,4 +155,69 @@ TEST_CASE("recalibrated BN statistics equal a direct computation over the data",
       CHECK(std::abs(bn->running_var.data()[c] - var) <= 1e-5 * (1 + var));
     }
   }
+}
+
+TEST_CASE("experiment bn-only writes a table that matches its checkpoints", "[freeze][experiment][slow]") {
+  app::ExperimentConfig e;
+  e.data = data_dir();
+  e.out = minidl::testing::fresh_dir("experiment");
+  e.model = "resnet8";
+  e.epochs = 1;
+  e.limit_train = 256;
+  e.limit_test = 200;
+  e.variants = {"bn", "fc"};
+  e.quiet = true;
+  app::run_experiment(e);
+  REQUIRE(fs::exists(e.out + "/results.md"));
+  std::ifstream csv(e.out + "/results.csv");
+  REQUIRE(csv);
+  std::string line;
+  std::getline(csv, line);
+  CHECK(line ==
+        "variant,trained_parameters,train_accuracy,test_accuracy,wall_seconds,images_per_second,"
+        "gamma_below_0.05");
+  // resnet8's BN parameters and the output layer's (64 * 10 + 10), counted from the model.
+  int64_t bn_params = 0;
+  for (auto& [n, t] : create_model("resnet8", {})->state_dict())
+    if (!is_buffer(n) && is_bn_param(n)) bn_params += t.numel();
+  REQUIRE(bn_params == 672);
+  const std::map<std::string, int64_t> expected_params = {{"bn", bn_params}, {"fc", 650}};
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    ++rows;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    REQUIRE(f.size() == 7);
+    const std::string& v = f[0];
+    INFO("variant " << v);
+    CHECK(std::stoll(f[1]) == expected_params.at(v));
+    // The table's test accuracy is what eval gives on the saved checkpoint.
+    app::EvalConfig ev;
+    ev.checkpoint = e.out + "/" + v + "/model.safetensors";
+    ev.data = e.data;
+    ev.limit = e.limit_test;
+    ev.json = true;
+    CHECK(std::abs(app::run_eval(ev) - std::stod(f[3])) < 1e-4);
+    // The gamma statistic is the fraction of gammas.csv rows with |gamma| < 0.05.
+    std::ifstream g(e.out + "/" + v + "/gammas.csv");
+    std::string gl;
+    std::getline(g, gl);
+    int64_t n = 0, off = 0, ones = 0;
+    while (std::getline(g, gl)) {
+      const float gamma = std::stof(gl.substr(gl.rfind(',') + 1));
+      ++n;
+      off += std::fabs(gamma) < 0.05f;
+      ones += gamma == 1.0f;
+    }
+    CHECK(n == bn_params / 2);
+    CHECK(std::abs(std::stod(f[6]) - static_cast<double>(off) / n) < 1e-4);
+    if (v == "fc") CHECK(ones == n);  // frozen gammas keep their init, 1
+    if (v == "bn") CHECK(ones == 0);  // every learned gamma moved
+  }
+  CHECK(rows == 2);
+
+  app::ExperimentConfig bad = e;
+  bad.recipe = "paper";
+  CHECK_THROWS_WITH(app::run_experiment(bad), Catch::Contains("--recipe"));
 }
