@@ -1,28 +1,42 @@
-// minidl — conv2d forward and backward (im2col + sgemm, one image per OpenMP iteration).
+// minidl — conv2d: forward and backward as sibling functions, and the op that ties them to
+// autograd.
 //
-// Per image n, with col = im2col(x[n]) of shape [C_in*KH*KW, HO*WO]:
-//   forward:  y[n] = W col + b                    W viewed as [C_out, C_in*KH*KW]
-//   backward: dW  += dy[n] col^T                  (skipped when W is frozen)
-//             db  += sum over HO*WO of dy[n]
-//             dx[n] = col2im(W^T dy[n])           (skipped when x needs no gradient)
-// For stride 1 and a square kernel, dx is itself a convolution: dx[n] = Wf * dy[n] with
-// Wf[c, o, kh, kw] = W[o, c, K-1-kh, K-1-kw] and padding K-1-padding, so it is computed as
-// im2col(dy[n]) and one GEMM that accumulates into dx — a gather instead of col2im's scatter.
-// Narrow layers (fewer than kNarrow output channels, or input channels for dx): OpenBLAS is about
-// twice as fast on the transposed products, so y[n]^T = col^T W^T, dW^T += col dy[n]^T and
-// dx[n]^T = col(dy)^T Wf^T are computed instead and the small [H*W, C] result is transposed.
+// Legend: N images, C input channels, O output channels, H x W input, HO x WO output, K = C*KH*KW.
+// Two algorithms, chosen per geometry by conv2d_uses_winograd():
+// - Winograd F(4x4, 3x3) (core/winograd.hpp) for 3x3 stride-1 convolutions, the bulk of a
+//   ResNet: forward, input gradient (a convolution of dy with the flipped filters) and weight
+//   gradient. The transformed weight is cached on the weight tensor and recomputed only when
+//   the weight's version changes (an optimizer step, load_state_dict), so frozen convolutions
+//   (BN-only training, eval mode) transform their filters once.
+// - im2col + GEMM for every other geometry, one image per OpenMP iteration. Per image n, with
+//   col = im2col(x[n]) of shape [K, HO*WO]:
+//     forward:  y[n] = W col                       W viewed as [O, K]
+//     backward: dW  += dy[n] col^T                 (skipped when W is frozen)
+//               dx[n] = col2im(W^T dy[n])          (skipped when x needs no gradient)
+//   For stride 1 and a square kernel, dx is itself a convolution: dx[n] = Wf * dy[n] with
+//   Wf[c, o, kh, kw] = W[o, c, K-1-kh, K-1-kw] and padding K-1-padding, so it is computed as
+//   im2col(dy[n]) and one GEMM — a gather instead of col2im's scatter. Narrow layers (fewer
+//   than kNarrow output channels, or input channels for dx): OpenBLAS is about twice as fast on
+//   the transposed products, so y[n]^T = col^T W^T, dW^T += col dy[n]^T and
+//   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [H*W, C] result is transposed.
+// The bias is added after either algorithm: y += b, db += sum over N, HO, WO of dy.
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
+#include "core/profiler.hpp"
+#include "core/winograd.hpp"
 
 namespace minidl::ops {
 
 using detail::check;
+using kernels::ConvGeom;
 
 namespace {
 constexpr int64_t kNarrow = 32;
@@ -38,10 +52,203 @@ void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bo
     }
   }
 }
+
+/// Wf [C, O, KH, KW] with Wf[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw] (the input gradient's
+/// filters).
+Storage flip_weight(const float* w, int64_t O, int64_t C, int64_t KK) {
+  Storage wf(O * C * KK);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t k = 0; k < KK; ++k) wf[(c * O + o) * KK + (KK - 1 - k)] = w[(o * C + c) * KK + k];
+  return wf;
+}
+
+/// The Winograd transform of `w` ([O, C, 3, 3]), or of its flipped filters, cached on the
+/// tensor and valid while its version is unchanged.
+const float* winograd_weight(const Tensor& w, bool flipped) {
+  TensorImpl* t = w.impl();
+  const int key = flipped ? 1 : 0;
+  auto it = std::find_if(t->derived.begin(), t->derived.end(),
+                         [key](const DerivedCache& d) { return d.key == key; });
+  if (it == t->derived.end()) {
+    t->derived.push_back(DerivedCache{key, 0, Storage()});
+    it = t->derived.end() - 1;
+  } else if (it->version == t->version && !it->data.empty()) {
+    return it->data.data();
+  }
+  const int64_t O = w.size(0), C = w.size(1);
+  it->data.resize(kernels::winograd_weight_size(O, C));
+  kernels::winograd_weight_transform(w.data(), O, C, flipped, it->data.data());
+  it->version = t->version;
+  return it->data.data();
+}
+
+// ---- im2col + GEMM -------------------------------------------------------------------------
+
+/// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias.
+void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const ConvGeom& g,
+                           int64_t O, float* y) {
+  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+  // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
+  const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
+  const bool narrow = O < kNarrow;
+#pragma omp parallel
+  {
+    Storage col(direct ? 0 : K * HWO);  // scratch, fully written by im2col
+    Storage yt(narrow ? HWO * O : 0);   // y[n]^T for narrow layers
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* c = x + n * CHW;
+      if (!direct) {
+        kernels::im2col(c, g, col.data());
+        c = col.data();
+      }
+      float* yn = y + n * O * HWO;
+      if (narrow) {
+        kernels::gemm(true, true, HWO, O, K, 1.0f, c, w, 0.0f, yt.data());  // col^T W^T
+        transpose_into(yt.data(), HWO, O, yn, false);
+      } else {
+        kernels::gemm(false, false, O, HWO, K, 1.0f, w, c, 0.0f, yn);
+      }
+    }
+  }
+}
+
+/// dx [N, C, H, W] (= when dx_fresh, else +=) and dw [O, C, KH, KW] (+=) from dy [N, O, HO, WO];
+/// either output may be null (not needed).
+void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int64_t N,
+                            const ConvGeom& g, int64_t O, float* dx, bool dx_fresh, float* dw) {
+  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+  const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
+  const bool narrow = O < kNarrow;
+  const int nthreads = omp_get_max_threads();
+  // The flipped kernel for the stride-1 input gradient (see the header comment).
+  const bool flip_path = dx && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
+  const ConvGeom gt{O, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
+  const Storage wflip = flip_path ? flip_weight(w, O, g.C, g.KH * g.KW) : Storage();
+  // Per-thread weight-gradient partials, summed in thread order: deterministic.
+  std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    Storage col((direct || !dw) ? 0 : K * HWO);
+    Storage dcol((direct || !dx) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : K * HWO));
+    const bool narrow_in = g.C < kNarrow;
+    Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
+    if (dw) dw_part[tid].assign(O * K, 0.0f);  // [O, K], or [K, O] when narrow
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* dyn = dy + n * O * HWO;
+      if (dw) {
+        const float* c = x + n * CHW;
+        if (!direct) {
+          kernels::im2col(c, g, col.data());
+          c = col.data();
+        }
+        if (narrow) {  // dW^T += col dy[n]^T
+          kernels::gemm(false, true, K, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
+        } else {
+          kernels::gemm(false, true, O, K, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
+        }
+      }
+      if (dx) {
+        const float beta = dx_fresh ? 0.0f : 1.0f;
+        float* dxn = dx + n * CHW;
+        if (direct) {
+          kernels::gemm(true, false, K, HWO, O, 1.0f, w, dyn, beta, dxn);
+        } else if (flip_path) {
+          kernels::im2col(dyn, gt, dcol.data());
+          if (narrow_in) {  // dx[n]^T = col(dy)^T Wf^T, then transposed into dx
+            kernels::gemm(true, true, g.H * g.W, g.C, O * g.KH * g.KW, 1.0f, dcol.data(),
+                          wflip.data(), 0.0f, dxt.data());
+            transpose_into(dxt.data(), g.H * g.W, g.C, dxn, !dx_fresh);
+          } else {
+            kernels::gemm(false, false, g.C, g.H * g.W, O * g.KH * g.KW, 1.0f, wflip.data(),
+                          dcol.data(), beta, dxn);
+          }
+        } else {
+          if (dx_fresh) std::fill(dxn, dxn + CHW, 0.0f);
+          kernels::gemm(true, false, K, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
+          kernels::col2im_add(dcol.data(), g, dxn);
+        }
+      }
+    }
+  }
+  if (!dw) return;
+  for (int t = 0; t < nthreads; ++t) {
+    if (dw_part[t].empty()) continue;
+    if (narrow) {
+      transpose_into(dw_part[t].data(), K, O, dw, true);
+    } else {
+      for (int64_t i = 0; i < O * K; ++i) dw[i] += dw_part[t][i];
+    }
+  }
+}
+
+// ---- bias ---------------------------------------------------------------------------------
+
+/// y [N, O, S] += b [O].
+void bias_forward(float* y, const float* b, int64_t N, int64_t O, int64_t S) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o) {
+      float* p = y + (n * O + o) * S;
+      for (int64_t i = 0; i < S; ++i) p[i] += b[o];
+    }
+}
+
+/// db [O] += sum over N and S of dy [N, O, S] (double accumulation).
+void bias_backward(const float* dy, float* db, int64_t N, int64_t O, int64_t S) {
+  for (int64_t o = 0; o < O; ++o) {
+    double s = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* p = dy + (n * O + o) * S;
+      for (int64_t i = 0; i < S; ++i) s += p[i];
+    }
+    db[o] += static_cast<float>(s);
+  }
+}
+
 }  // namespace
+
+bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
+                          int64_t padding) {
+  (void)in_channels;
+  static const bool off = std::getenv("MINIDL_NO_WINOGRAD") != nullptr;  // TEMP measurement
+  if (off) return false;
+  return kernel_size == 3 && stride == 1 && padding >= 0 && padding <= 2;
+}
+
+/// y [N, O, HO, WO] = conv(x, w) + b; w [O, C, KH, KW]; b [O] or null.
+static void conv2d_forward(const Tensor& x, const Tensor& w, const float* b, int64_t N,
+                           const ConvGeom& g, int64_t O, float* y) {
+  if (g.KH == g.KW && conv2d_uses_winograd(g.C, g.KH, g.stride, g.pad)) {
+    kernels::winograd_forward(x.data(), N, g, O, winograd_weight(w, false), y, false);
+  } else {
+    conv2d_im2col_forward(x.data(), w.data(), N, g, O, y);
+  }
+  if (b) bias_forward(y, b, N, O, g.HO * g.WO);
+}
+
+/// From dy [N, O, HO, WO]: dx [N, C, H, W] (= when dx_fresh, else +=), dw [O, C, KH, KW] (+=),
+/// db [O] (+=); each may be null (not needed).
+static void conv2d_backward(const Tensor& x, const Tensor& w, const float* dy, int64_t N,
+                            const ConvGeom& g, int64_t O, float* dx, bool dx_fresh, float* dw,
+                            float* db) {
+  if (g.KH == g.KW && conv2d_uses_winograd(g.C, g.KH, g.stride, g.pad)) {
+    if (dx) {  // dx = conv(dy, flipped w) with padding 2 - pad: a forward Winograd pass
+      const ConvGeom gt{O, g.HO, g.WO, 3, 3, 1, 2 - g.pad, g.H, g.W};
+      kernels::winograd_forward(dy, N, gt, g.C, winograd_weight(w, true), dx, !dx_fresh);
+    }
+    if (dw) kernels::winograd_backward_weight(x.data(), dy, N, g, O, dw);
+  } else {
+    conv2d_im2col_backward(x.data(), w.data(), dy, N, g, O, dx, dx_fresh, dw);
+  }
+  if (db) bias_backward(dy, db, N, O, g.HO * g.WO);
+}
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding) {
+  profiler::Scope prof("conv2d");
   check(x.dim() == 4, "conv2d", "input [N, C_in, H, W]", x);
   check(weight.dim() == 4 && weight.size(1) == x.size(1), "conv2d",
         "weight [C_out, " + std::to_string(x.size(1)) + ", KH, KW] for input " +
@@ -55,142 +262,34 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     throw std::invalid_argument("conv2d: stride must be >= 1 and padding >= 0, got stride " +
                                 std::to_string(stride) + ", padding " + std::to_string(padding));
   }
-  const int64_t N = x.size(0), CO = weight.size(0);
-  kernels::ConvGeom g{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3),
-                      stride, padding, 0, 0};
-  g.HO = (g.H + 2 * padding - g.KH) / stride + 1;
-  g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
+  const int64_t N = x.size(0), O = weight.size(0);
+  ConvGeom g{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3), stride, padding,
+             0, 0};
   if (g.H + 2 * padding < g.KH || g.W + 2 * padding < g.KW) {
     throw std::invalid_argument("conv2d: kernel " + shape_str(weight.shape()) +
                                 " larger than padded input " + shape_str(x.shape()));
   }
-  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
-  // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
-  const bool direct = g.KH == 1 && g.KW == 1 && stride == 1 && padding == 0;
-  const bool narrow = CO < kNarrow;
+  g.HO = (g.H + 2 * padding - g.KH) / stride + 1;
+  g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
+  // Multiply-adds of the direct convolution; every pass (forward, dx, dw) does this many.
+  const double flops = 2.0 * N * O * g.HO * g.WO * g.C * g.KH * g.KW;
+  profiler::add_flops(flops);
 
-  Tensor y = Tensor::empty({N, CO, g.HO, g.WO});
-  const float* xd = x.data();
-  const float* wd = weight.data();
-  float* yd = y.data();
-#pragma omp parallel
-  {
-    Storage col(direct ? 0 : K * HWO);  // scratch, fully written by im2col
-    Storage yt(narrow ? HWO * CO : 0);  // y[n]^T for narrow layers
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* c = xd + n * CHW;
-      if (!direct) {
-        kernels::im2col(c, g, col.data());
-        c = col.data();
-      }
-      float* yn = yd + n * CO * HWO;
-      if (narrow) {
-        kernels::gemm(true, true, HWO, CO, K, 1.0f, c, wd, 0.0f, yt.data());  // col^T W^T
-        transpose_into(yt.data(), HWO, CO, yn, false);
-      } else {
-        kernels::gemm(false, false, CO, HWO, K, 1.0f, wd, c, 0.0f, yn);
-      }
-      if (bias.defined()) {
-        const float* b = bias.data();
-        for (int64_t o = 0; o < CO; ++o)
-          for (int64_t i = 0; i < HWO; ++i) yn[o * HWO + i] += b[o];
-      }
-    }
-  }
-
+  Tensor y = Tensor::empty({N, O, g.HO, g.WO});
+  conv2d_forward(x, weight, bias.defined() ? bias.data() : nullptr, N, g, O, y.data());
   if (!needs_graph({&x, &weight, &bias})) return y;
+
+  // The closure only unpacks gradients and calls conv2d_backward (llm.c's op template).
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
-      [x, weight, bias, out, g, N, CO, K, HWO, CHW, direct, narrow]() mutable {
-        const float* dy = out->grad.data();
+      [x, weight, bias, out, g, N, O, flops]() {
         bool dx_fresh = false;  // dx allocated now, uninitialized: the first write assigns
         float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
         float* dw = detail::grad_or_null(weight);
         float* db = detail::grad_or_null(bias);
-        const float* xd = x.data();
-        const float* wd = weight.data();
-        const int nthreads = omp_get_max_threads();
-        // The flipped kernel for the stride-1 input gradient (see the header comment).
-        const bool flip_path = dx && !direct && g.stride == 1 && g.KH == g.KW &&
-                               g.pad <= g.KH - 1;
-        kernels::ConvGeom gt{CO, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
-        Storage wflip(flip_path ? K * CO : 0);
-        if (flip_path) {
-          const int64_t KK = g.KH * g.KW;
-          for (int64_t o = 0; o < CO; ++o)
-            for (int64_t c = 0; c < g.C; ++c)
-              for (int64_t k = 0; k < KK; ++k)
-                wflip[(c * CO + o) * KK + (KK - 1 - k)] = wd[(o * g.C + c) * KK + k];
-        }
-        // Per-thread weight-gradient partials, summed in thread order: deterministic.
-        std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
-#pragma omp parallel
-        {
-          const int tid = omp_get_thread_num();
-          Storage col((direct || !dw) ? 0 : K * HWO);
-          Storage dcol((direct || !dx) ? 0 : (flip_path ? CO * g.KH * g.KW * g.H * g.W : K * HWO));
-          const bool narrow_in = g.C < kNarrow;
-          Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
-          if (dw) dw_part[tid].assign(CO * K, 0.0f);  // [CO, K], or [K, CO] when narrow
-#pragma omp for schedule(static)
-          for (int64_t n = 0; n < N; ++n) {
-            const float* dyn = dy + n * CO * HWO;
-            if (dw) {
-              const float* c = xd + n * CHW;
-              if (!direct) {
-                kernels::im2col(c, g, col.data());
-                c = col.data();
-              }
-              if (narrow) {  // dW^T += col dy[n]^T
-                kernels::gemm(false, true, K, CO, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
-              } else {
-                kernels::gemm(false, true, CO, K, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
-              }
-            }
-            if (dx) {
-              const float beta = dx_fresh ? 0.0f : 1.0f;
-              if (direct) {
-                kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, beta, dx + n * CHW);
-              } else if (flip_path) {
-                kernels::im2col(dyn, gt, dcol.data());
-                if (narrow_in) {  // dx[n]^T = col(dy)^T Wf^T, then transposed into dx
-                  kernels::gemm(true, true, g.H * g.W, g.C, CO * g.KH * g.KW, 1.0f, dcol.data(),
-                                wflip.data(), 0.0f, dxt.data());
-                  transpose_into(dxt.data(), g.H * g.W, g.C, dx + n * CHW, !dx_fresh);
-                } else {
-                  kernels::gemm(false, false, g.C, g.H * g.W, CO * g.KH * g.KW, 1.0f,
-                                wflip.data(), dcol.data(), beta, dx + n * CHW);
-                }
-              } else {
-                if (dx_fresh) std::fill(dx + n * CHW, dx + (n + 1) * CHW, 0.0f);
-                kernels::gemm(true, false, K, HWO, CO, 1.0f, wd, dyn, 0.0f, dcol.data());
-                kernels::col2im_add(dcol.data(), g, dx + n * CHW);
-              }
-            }
-          }
-        }
-        if (dw) {
-          for (int t = 0; t < nthreads; ++t) {
-            if (dw_part[t].empty()) continue;
-            if (narrow) {
-              transpose_into(dw_part[t].data(), K, CO, dw, true);
-            } else {
-              for (int64_t i = 0; i < CO * K; ++i) dw[i] += dw_part[t][i];
-            }
-          }
-        }
-        if (db) {
-          for (int64_t o = 0; o < CO; ++o) {
-            double s = 0.0;
-            for (int64_t n = 0; n < N; ++n) {
-              const float* p = dy + (n * CO + o) * HWO;
-              for (int64_t i = 0; i < HWO; ++i) s += p[i];
-            }
-            db[o] += static_cast<float>(s);
-          }
-        }
+        profiler::add_flops((dx ? flops : 0.0) + (dw ? flops : 0.0));
+        conv2d_backward(x, weight, out->grad.data(), N, g, O, dx, dx_fresh, dw, db);
       },
       "conv2d");
   return y;

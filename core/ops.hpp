@@ -27,6 +27,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding);
 
+/// Whether conv2d computes a square kernel_size x kernel_size convolution with Winograd
+/// F(4x4, 3x3) (core/winograd.hpp) rather than im2col + GEMM: 3x3, stride 1, padding 0 to 2.
+bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
+                          int64_t padding);
+
 /// Batch normalization (Ioffe & Szegedy 2015, Algorithm 1; torch.nn.functional.batch_norm).
 /// x [N, C] or [N, C, H, W] (statistics per C over N, or over N, H, W).
 /// training: normalize with the batch mean and biased variance, and update

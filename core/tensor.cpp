@@ -77,7 +77,11 @@ int64_t Tensor::size(int64_t d) const {
 int64_t Tensor::numel() const { return static_cast<int64_t>(vec().size()); }
 float* Tensor::data() { return vec().data(); }
 const float* Tensor::data() const { return vec().data(); }
-Storage& Tensor::vec() { return *checked(impl_.get()).storage; }
+Storage& Tensor::vec() {
+  TensorImpl& t = checked(impl_.get());
+  ++t.version;
+  return *t.storage;
+}
 const Storage& Tensor::vec() const { return *checked(impl_.get()).storage; }
 
 float Tensor::item() const {

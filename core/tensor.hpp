@@ -76,6 +76,7 @@ class Tensor {
   int64_t size(int64_t d) const;
   int64_t numel() const;
 
+  /// Mutable access bumps the tensor's version (invalidating cached derived data).
   float* data();
   const float* data() const;
   Storage& vec();
@@ -128,12 +129,25 @@ struct Node {
   const char* name = "";
 };
 
+/// Data an op derives from a tensor's values and keeps for reuse (conv2d's Winograd-transformed
+/// weight): valid while the tensor's `version` equals the one it was computed from.
+struct DerivedCache {
+  int key = -1;
+  uint64_t version = 0;
+  Storage data;
+};
+
 struct TensorImpl {
   Shape shape;
   std::shared_ptr<Storage> storage;
   Storage grad;  // empty until first accumulation
   bool requires_grad = false;
   std::shared_ptr<Node> node;  // set for outputs of recorded ops
+  /// Bumped by every mutable access to the values (Tensor::data(), vec(), copy_, fill_): an
+  /// optimizer step, load_state_dict, initialization. Writes through a view() of this tensor, or
+  /// through a pointer kept from an earlier data() call, are not seen.
+  uint64_t version = 0;
+  std::vector<DerivedCache> derived;  ///< see DerivedCache; ops look entries up by key
 };
 
 }  // namespace minidl

@@ -1,0 +1,403 @@
+// minidl — Winograd F(m x m, 3 x 3) convolution kernels (see winograd.hpp for the math).
+//
+// Buffers of one chunk (T tiles: nb images x P tiles each, tile t = (image, tile row, tile col)):
+//   E   [a, a, T]   the input tiles, gathered from a zero-padded copy of one channel plane
+//   U   [a*a, C, T] transformed input tiles              (B^T D B)
+//   Mt  [a*a, O, T] transform-domain products            (V U, one GEMM per xi)
+//   Ot  [m, m, T]   output tiles of one channel          (A^T M A)
+// Every 1-d transform below runs along rows of T floats, so the compiler vectorizes it over
+// tiles; the 2-d transform is the 1-d one applied to columns, then to rows.
+#include "core/winograd.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace minidl::kernels {
+
+namespace {
+
+constexpr int m = kWinogradTile;
+constexpr int a = kWinogradAlpha;
+
+// ---- The transform matrices (Lavin & Gray 2016, Section 4.1 and 4.2) ----------------------
+// F(4x4, 3x3), interpolation points 0, +-1, +-2, +-1/2 (wincnn's choice), as used by Lavin & Gray:
+//   B^T (6x6), G (6x3), A^T (4x6).
+// F(2x2, 3x3), points 0, +-1: B^T (4x4), G (4x3), A^T (2x4).
+template <int M>
+struct Matrices;
+template <>
+struct Matrices<4> {
+  static constexpr float G[6][3] = {{1.f / 4, 0, 0},
+                                    {-1.f / 6, -1.f / 6, -1.f / 6},
+                                    {-1.f / 6, 1.f / 6, -1.f / 6},
+                                    {1.f / 24, 1.f / 12, 1.f / 6},
+                                    {1.f / 24, -1.f / 12, 1.f / 6},
+                                    {0, 0, 1}};
+};
+template <>
+struct Matrices<2> {
+  static constexpr float G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+};
+
+// ---- Lanes ---------------------------------------------------------------------------------
+// A chunk of kLanes images is processed as one vector per tile element: `lanes` is a GCC/Clang
+// vector extension type, which compiles to one AVX-512 register, two AVX2 registers, or
+// SSE/scalar code elsewhere (the portable fallback). Smaller chunks use plain floats, one lane
+// at a time, through the same templates.
+constexpr int64_t kLanes = 16;
+typedef float lanes __attribute__((vector_size(kLanes * sizeof(float))));
+typedef float lanes_unaligned __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)));
+
+template <class V>
+inline V load(const float* p) {
+  if constexpr (std::is_same_v<V, float>) {
+    return *p;
+  } else {
+    return *reinterpret_cast<const lanes_unaligned*>(p);
+  }
+}
+template <class V>
+inline void store(float* p, V v) {
+  if constexpr (std::is_same_v<V, float>) {
+    *p = v;
+  } else {
+    *reinterpret_cast<lanes_unaligned*>(p) = v;
+  }
+}
+
+// ---- 1-d transforms on a (or m) values of type V, strided ------------------------------------
+
+// r = B^T d (a values in, a out): d[j * ds], r[i * rs].
+template <class V>
+inline void bt_1d(const V* d, int ds, V* r, int rs) {
+  if constexpr (m == 4) {
+    const V d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds],
+            d5 = d[5 * ds];
+    r[0] = 4.f * d0 - 5.f * d2 + d4;
+    r[rs] = -4.f * (d1 + d2) + d3 + d4;
+    r[2 * rs] = 4.f * (d1 - d2) - d3 + d4;
+    r[3 * rs] = 2.f * (d3 - d1) - d2 + d4;
+    r[4 * rs] = 2.f * (d1 - d3) - d2 + d4;
+    r[5 * rs] = 4.f * d1 - 5.f * d3 + d5;
+  } else {
+    const V d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds];
+    r[0] = d0 - d2;
+    r[rs] = d1 + d2;
+    r[2 * rs] = d2 - d1;
+    r[3 * rs] = d1 - d3;
+  }
+}
+
+// y = A^T v (a values in, m out).
+template <class V>
+inline void at_1d(const V* v, int vs, V* y, int ys) {
+  if constexpr (m == 4) {
+    const V v0 = v[0], v1 = v[vs], v2 = v[2 * vs], v3 = v[3 * vs], v4 = v[4 * vs],
+            v5 = v[5 * vs];
+    const V s12 = v1 + v2, d12 = v1 - v2, s34 = v3 + v4, d34 = v3 - v4;
+    y[0] = v0 + s12 + s34;
+    y[ys] = d12 + 2.f * d34;
+    y[2 * ys] = s12 + 4.f * s34;
+    y[3 * ys] = d12 + 8.f * d34 + v5;
+  } else {
+    const V v0 = v[0], v1 = v[vs], v2 = v[2 * vs], v3 = v[3 * vs];
+    y[0] = v0 + v1 + v2;
+    y[ys] = v1 - v2 - v3;
+  }
+}
+
+// v = A y (m values in, a out): the adjoint of at_1d.
+template <class V>
+inline void a_1d(const V* y, int ys, V* v, int vs) {
+  if constexpr (m == 4) {
+    const V y0 = y[0], y1 = y[ys], y2 = y[2 * ys], y3 = y[3 * ys];
+    const V e = y0 + y2, o1 = y1 + y3, e4 = y0 + 4.f * y2, o2 = 2.f * y1 + 8.f * y3;
+    v[0] = y0;
+    v[vs] = e + o1;
+    v[2 * vs] = e - o1;
+    v[3 * vs] = e4 + o2;
+    v[4 * vs] = e4 - o2;
+    v[5 * vs] = y3;
+  } else {
+    const V y0 = y[0], y1 = y[ys];
+    v[0] = y0;
+    v[vs] = y0 + y1;
+    v[2 * vs] = y0 - y1;
+    v[3 * vs] = -y1;
+  }
+}
+
+// ---- 2-d tile transforms ---------------------------------------------------------------------
+// Element (row, col) of a tile is at in[row * rs + col * cs], element xi of a transform at
+// t[xi * xs]; each holds V (one lane, or kLanes lanes). The loops have constant bounds and are
+// unrolled, so a tile lives in registers.
+
+// U = B^T D B: tile D (a x a) -> transform (a*a).
+template <class V>
+inline void input_tile(const float* in, int64_t rs, int64_t cs, float* out, int64_t xs) {
+  V d[a][a], t[a][a], u[a][a];
+  for (int j = 0; j < a; ++j)
+    for (int l = 0; l < a; ++l) d[j][l] = load<V>(in + j * rs + l * cs);
+  for (int l = 0; l < a; ++l) bt_1d<V>(&d[0][l], a, &t[0][l], a);  // columns
+  for (int i = 0; i < a; ++i) bt_1d<V>(t[i], 1, u[i], 1);           // rows
+  for (int i = 0; i < a; ++i)
+    for (int k = 0; k < a; ++k) store<V>(out + (i * a + k) * xs, u[i][k]);
+}
+
+// Y = A^T M A: transform (a*a) -> output tile (m x m).
+template <class V>
+inline void output_tile(const float* in, int64_t xs, float* out, int64_t rs, int64_t cs) {
+  V q[a][a], t[m][a], y[m][m];
+  for (int j = 0; j < a; ++j)
+    for (int l = 0; l < a; ++l) q[j][l] = load<V>(in + (j * a + l) * xs);
+  for (int l = 0; l < a; ++l) at_1d<V>(&q[0][l], a, &t[0][l], a);  // columns
+  for (int i = 0; i < m; ++i) at_1d<V>(t[i], 1, y[i], 1);           // rows
+  for (int i = 0; i < m; ++i)
+    for (int k = 0; k < m; ++k) store<V>(out + i * rs + k * cs, y[i][k]);
+}
+
+// dM = A dY A^T: output-tile gradient (m x m) -> transform (a*a), the adjoint of output_tile.
+template <class V>
+inline void output_tile_adjoint(const float* in, int64_t rs, int64_t cs, float* out, int64_t xs) {
+  V y[m][m], t[a][m], q[a][a];
+  for (int i = 0; i < m; ++i)
+    for (int k = 0; k < m; ++k) y[i][k] = load<V>(in + i * rs + k * cs);
+  for (int k = 0; k < m; ++k) a_1d<V>(&y[0][k], m, &t[0][k], m);  // columns
+  for (int j = 0; j < a; ++j) a_1d<V>(t[j], 1, q[j], 1);           // rows
+  for (int j = 0; j < a; ++j)
+    for (int l = 0; l < a; ++l) store<V>(out + (j * a + l) * xs, q[j][l]);
+}
+
+// The three transforms over nv lanes: one vector when nv == kLanes, else lane by lane.
+#define MINIDL_OVER_LANES(fn, in, s1, s2, out, s3, nv)                        \
+  do {                                                                         \
+    if ((nv) == kLanes) {                                                      \
+      fn<lanes>(in, s1, s2, out, s3);                                          \
+    } else {                                                                   \
+      for (int64_t v = 0; v < (nv); ++v) fn<float>((in) + v, s1, s2, (out) + v, s3); \
+    }                                                                          \
+  } while (0)
+
+// ---- Tiling ------------------------------------------------------------------------------
+
+// The batch is cut into chunks of NB images, which become the vector lanes of every tile
+// transform: a chunk's planes are stored image-innermost ([C, rows, cols, NB], "CHWN"), so a tile
+// transform reads and writes whole vectors and needs no gather. The chunk's tiles are processed
+// in blocks of Pb tiles, T = Pb * NB transform columns per GEMM, sized so that a block's U and
+// M stay near the cache.
+constexpr int64_t kBlockFloats = 8192;  // C * T (and O * T) per transform position and block
+
+struct Tiling {
+  int64_t TH, TW, P;   // tiles per column, per row, per image
+  int64_t PH, PW;      // zero-padded input plane: (TH * m + 2) x (TW * m + 2)
+  int64_t QH, QW;      // output plane rounded up to whole tiles: TH * m x TW * m
+  int64_t NB, chunks;  // images per chunk (lanes), number of chunks
+  int64_t Pb;          // tiles per block
+};
+
+Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
+  Tiling t{};
+  t.TH = (g.HO + m - 1) / m;
+  t.TW = (g.WO + m - 1) / m;
+  t.P = t.TH * t.TW;
+  t.PH = t.TH * m + 2;
+  t.PW = t.TW * m + 2;
+  t.QH = t.TH * m;
+  t.QW = t.TW * m;
+  const int64_t threads = std::max(1, omp_get_max_threads());
+  t.NB = std::max<int64_t>(1, std::min(kLanes, (N + threads - 1) / threads));
+  t.chunks = (N + t.NB - 1) / t.NB;
+  t.Pb = std::max<int64_t>(1, std::min(t.P, kBlockFloats / (std::max(g.C, O) * t.NB)));
+  return t;
+}
+
+// Xt [C, PH, PW, NB] interior <- the images [n0, n0 + nb) of x [N, C, H, W] (the zero border
+// of Xt is never written, so it stays zero).
+void gather_chunk(const float* x, const ConvGeom& g, const Tiling& tl, int64_t n0, int64_t nb,
+                  float* Xt) {
+  const int64_t NB = tl.NB;
+  // Channel by channel, so that one channel's [PH, PW, NB] slice (tens of KB) stays in cache
+  // while its lanes are filled.
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t v = 0; v < nb; ++v) {
+      const float* src = x + ((n0 + v) * g.C + c) * g.H * g.W;
+      for (int64_t r = 0; r < g.H; ++r) {
+        float* dst = Xt + ((c * tl.PH + g.pad + r) * tl.PW + g.pad) * NB + v;
+        const float* s = src + r * g.W;
+        for (int64_t w = 0; w < g.W; ++w) dst[w * NB] = s[w];
+      }
+    }
+}
+
+// U [a*a, C, T] for tiles [p0, p0 + pb) of the chunk in Xt.
+void transform_input_block(const float* Xt, const ConvGeom& g, const Tiling& tl, int64_t p0,
+                           int64_t pb, float* U) {
+  const int64_t NB = tl.NB, T = pb * NB;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t p = p0; p < p0 + pb; ++p) {
+      const int64_t th = p / tl.TW, tw = p % tl.TW;
+      MINIDL_OVER_LANES(input_tile, Xt + ((c * tl.PH + th * m) * tl.PW + tw * m) * NB,
+                        tl.PW * NB, NB, U + c * T + (p - p0) * NB, g.C * T, NB);
+    }
+}
+
+}  // namespace
+
+bool winograd_applies(const ConvGeom& g) {
+  return g.KH == 3 && g.KW == 3 && g.stride == 1 && g.pad >= 0 && g.pad <= 2 && g.HO >= 1 &&
+         g.WO >= 1;
+}
+
+int64_t winograd_weight_size(int64_t O, int64_t C) { return a * a * O * C; }
+
+void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flipped, float* V) {
+  const auto& G = Matrices<m>::G;
+  // Output [a*a, R, S]: R = O, S = C normally; R = C, S = O for the flipped filters.
+  const int64_t R = flipped ? C : O, S = flipped ? O : C;
+  for (int64_t o = 0; o < O; ++o) {
+    for (int64_t c = 0; c < C; ++c) {
+      float f[3][3];
+      const float* src = w + (o * C + c) * 9;
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw)
+          f[kh][kw] = flipped ? src[(2 - kh) * 3 + (2 - kw)] : src[kh * 3 + kw];
+      float gf[a][3];  // G f
+      for (int i = 0; i < a; ++i)
+        for (int k = 0; k < 3; ++k)
+          gf[i][k] = G[i][0] * f[0][k] + G[i][1] * f[1][k] + G[i][2] * f[2][k];
+      const int64_t r = flipped ? c : o, s = flipped ? o : c;
+      for (int i = 0; i < a; ++i)
+        for (int j = 0; j < a; ++j)  // (G f G^T)[i][j]
+          V[((i * a + j) * R + r) * S + s] =
+              gf[i][0] * G[j][0] + gf[i][1] * G[j][1] + gf[i][2] * G[j][2];
+    }
+  }
+}
+
+void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, const float* V,
+                      float* y, bool accumulate) {
+  const Tiling tl = make_tiling(g, N, O);
+  const int64_t C = g.C, NB = tl.NB, HOWO = g.HO * g.WO;
+#pragma omp parallel
+  {
+    const int64_t Tmax = tl.Pb * NB;
+    Storage Xt(C * tl.PH * tl.PW * NB, 0.0f), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
+        Mt(a * a * O * Tmax);
+#pragma omp for schedule(static)
+    for (int64_t chunk = 0; chunk < tl.chunks; ++chunk) {
+      const int64_t n0 = chunk * NB, nb = std::min(NB, N - n0);
+      gather_chunk(x, g, tl, n0, nb, Xt.data());
+      for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
+        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = pb * NB;
+        transform_input_block(Xt.data(), g, tl, p0, pb, U.data());
+        for (int xi = 0; xi < a * a; ++xi) {  // Mt[xi] [O, T] = V[xi] [O, C] U[xi] [C, T]
+          gemm(false, false, O, T, C, 1.0f, V + xi * O * C, U.data() + xi * C * T, 0.0f,
+               Mt.data() + xi * O * T);
+        }
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t p = p0; p < p0 + pb; ++p) {
+            const int64_t th = p / tl.TW, tw = p % tl.TW;
+            const float* in = Mt.data() + o * T + (p - p0) * NB;
+            float* out = Yt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
+            if (NB == kLanes) {
+              output_tile<lanes>(in, O * T, out, tl.QW * NB, NB);
+            } else {
+              for (int64_t v = 0; v < NB; ++v) output_tile<float>(in + v, O * T, out + v, tl.QW * NB, NB);
+            }
+          }
+      }
+      // y <- Yt [O, QH, QW, NB], the valid lanes and the HO x WO corner.
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t v = 0; v < nb; ++v)
+          for (int64_t r = 0; r < g.HO; ++r) {
+            float* dst = y + ((n0 + v) * O + o) * HOWO + r * g.WO;
+            const float* src = Yt.data() + ((o * tl.QH + r) * tl.QW) * NB + v;
+            if (accumulate) {
+              for (int64_t w = 0; w < g.WO; ++w) dst[w] += src[w * NB];
+            } else {
+              for (int64_t w = 0; w < g.WO; ++w) dst[w] = src[w * NB];
+            }
+          }
+    }
+  }
+}
+
+void winograd_backward_weight(const float* x, const float* dy, int64_t N, const ConvGeom& g,
+                              int64_t O, float* dw) {
+  const Tiling tl = make_tiling(g, N, O);
+  const int64_t C = g.C, NB = tl.NB, HOWO = g.HO * g.WO;
+  const int nthreads = omp_get_max_threads();
+  std::vector<Storage> dV(nthreads);  // per-thread partial sums [a*a, O, C], summed in order
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    const int64_t Tmax = tl.Pb * NB;
+    Storage Xt(C * tl.PH * tl.PW * NB, 0.0f), Dt(O * tl.QH * tl.QW * NB, 0.0f),
+        U(a * a * C * Tmax), dM(a * a * O * Tmax);
+    Storage& part = dV[tid];
+    part.assign(a * a * O * C, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t chunk = 0; chunk < tl.chunks; ++chunk) {
+      const int64_t n0 = chunk * NB, nb = std::min(NB, N - n0);
+      gather_chunk(x, g, tl, n0, nb, Xt.data());
+      // Dt [O, QH, QW, NB] <- dy, zero beyond HO x WO (never written) and, in a last partial
+      // chunk, in the unused lanes (so they add nothing to dV).
+      if (nb < NB) std::fill(Dt.begin(), Dt.end(), 0.0f);
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t v = 0; v < nb; ++v)
+          for (int64_t r = 0; r < g.HO; ++r) {
+            const float* src = dy + ((n0 + v) * O + o) * HOWO + r * g.WO;
+            float* dst = Dt.data() + ((o * tl.QH + r) * tl.QW) * NB + v;
+            for (int64_t w = 0; w < g.WO; ++w) dst[w * NB] = src[w];
+          }
+      for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
+        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = pb * NB;
+        transform_input_block(Xt.data(), g, tl, p0, pb, U.data());
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t p = p0; p < p0 + pb; ++p) {
+            const int64_t th = p / tl.TW, tw = p % tl.TW;
+            MINIDL_OVER_LANES(output_tile_adjoint,
+                              Dt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB,
+                              tl.QW * NB, NB, dM.data() + o * T + (p - p0) * NB, O * T, NB);
+          }
+        for (int xi = 0; xi < a * a; ++xi) {  // dV[xi] [O, C] += dM[xi] [O, T] U[xi]^T [T, C]
+          gemm(false, true, O, C, T, 1.0f, dM.data() + xi * O * T, U.data() + xi * C * T, 1.0f,
+               part.data() + xi * O * C);
+        }
+      }
+    }
+  }
+  // dw[o][c] += G^T dV[.][o][c] G, the partial sums added in thread order (deterministic).
+  const auto& G = Matrices<m>::G;
+  for (int t = 1; t < nthreads; ++t)
+    for (int64_t i = 0; i < a * a * O * C; ++i) dV[0][i] += dV[t][i];
+  for (int64_t o = 0; o < O; ++o) {
+    for (int64_t c = 0; c < C; ++c) {
+      float v[a][a];
+      for (int i = 0; i < a; ++i)
+        for (int j = 0; j < a; ++j) v[i][j] = dV[0][((i * a + j) * O + o) * C + c];
+      float gv[3][a];  // G^T v
+      for (int p = 0; p < 3; ++p)
+        for (int j = 0; j < a; ++j) {
+          float s = 0.0f;
+          for (int i = 0; i < a; ++i) s += G[i][p] * v[i][j];
+          gv[p][j] = s;
+        }
+      float* d = dw + (o * C + c) * 9;
+      for (int p = 0; p < 3; ++p)
+        for (int q = 0; q < 3; ++q) {
+          float s = 0.0f;
+          for (int j = 0; j < a; ++j) s += gv[p][j] * G[j][q];
+          d[p * 3 + q] += s;
+        }
+    }
+  }
+}
+
+}  // namespace minidl::kernels

@@ -1,0 +1,57 @@
+// minidl — Winograd convolution F(m x m, 3 x 3) for 3x3, stride-1 convolutions (forward, input
+// gradient and weight gradient). Lavin & Gray, "Fast Algorithms for Convolutional Neural
+// Networks", CVPR 2016, Section 4 (the 2-d nesting of the 1-d minimal filtering algorithm).
+//
+// Legend: N images, C input channels, O output channels (C_out), H x W input, HO x WO output,
+//   m output tile size, a = m + 2 input tile size, P tiles per image = ceil(HO/m) * ceil(WO/m),
+//   T tiles in a chunk of images, xi = one of the a*a transform-domain positions.
+//
+// One output tile Y (m x m) from one input tile D (a x a) and one filter g (3 x 3), Eq. (8):
+//   Y = A^T [ (G g G^T) (.) (B^T D B) ] A
+// Summed over input channels, each transform position xi becomes a GEMM over the chunk's tiles:
+//   U[xi] [C, T] = (B^T D B)[xi],   V[xi] [O, C] = (G g G^T)[xi],   M[xi] [O, T] = V[xi] U[xi]
+// and the output is Y = A^T M A per tile (Lavin & Gray, Eq. (10)-(12)).
+// Gradients (the adjoints of the three linear maps):
+//   input:  dx is the stride-1 convolution of dy with the flipped, transposed filters
+//           (wf[c, o] = rot180(w[o, c])) and padding 2 - pad, so it runs through the same
+//           forward routine with the transform of wf;
+//   weight: dM = A dY A^T per tile, dV[xi] [O, C] = sum over tiles dM[xi] U[xi]^T (a GEMM), and
+//           dw = G^T dV G.
+// Chunks of whole images are spread over the OpenMP pool; OpenBLAS runs single-threaded inside.
+// Precision: F(4x4, 3x3) multiplies by up to 8 and 1/24 in its transforms, so float results
+// differ from direct convolution by about 1e-6 to 1e-5 relative (the oracle test reports it).
+#pragma once
+
+#include <cstdint>
+
+#include "core/kernels.hpp"
+
+namespace minidl::kernels {
+
+/// Output tile size m of the Winograd algorithm used (F(m x m, 3 x 3)); a = m + 2.
+constexpr int kWinogradTile = 4;
+constexpr int kWinogradAlpha = kWinogradTile + 2;
+
+/// True when g is a 3x3 stride-1 convolution with padding 0, 1 or 2 (what winograd_* compute).
+bool winograd_applies(const ConvGeom& g);
+
+/// Floats of a transformed weight: a * a * O * C.
+int64_t winograd_weight_size(int64_t O, int64_t C);
+
+/// V[xi][o][c] = (G w[o, c] G^T)[xi]. w [O, C, 3, 3] -> V [a*a, O, C].
+/// flipped = true transforms the filters of the input gradient instead,
+/// wf[c, o, kh, kw] = w[o, c, 2 - kh, 2 - kw], giving V [a*a, C, O].
+void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flipped, float* V);
+
+/// y [N, O, HO, WO] = (or, accumulate = true, +=) the 3x3 stride-1 cross-correlation of
+/// x [N, C, H, W] (geometry g, zero padding g.pad) with the filters whose transform is
+/// V [a*a, O, C]. Requires winograd_applies(g).
+void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, const float* V,
+                      float* y, bool accumulate);
+
+/// dw [O, C, 3, 3] += d(sum(y * dy)) / dw for y = conv(x, w) of geometry g, from
+/// x [N, C, H, W] and dy [N, O, HO, WO]. Deterministic for a given thread count.
+void winograd_backward_weight(const float* x, const float* dy, int64_t N, const ConvGeom& g,
+                              int64_t O, float* dw);
+
+}  // namespace minidl::kernels
