@@ -46,6 +46,10 @@ struct TrainConfig {
   /// Stop this invocation after N epochs (-1: run to --epochs); the schedule still spans
   /// --epochs, so `--stop-after` then `--resume` equals one uninterrupted run.
   int64_t stop_after = -1;
+  /// Profile the first epoch of this invocation (core/profiler.hpp) and print the per-op table
+  /// to stdout after it (total: that epoch's training loop, evaluation excluded). Not saved in
+  /// config.json.
+  bool profile = false;
 };
 
 /// Result of a training run (also written to RUN_DIR).

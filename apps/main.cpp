@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
                     "BN statistics while training (freezes statistics, not parameters): batch "
                     "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
       ->capture_default_str()->check(CLI::IsMember({"batch", "running"}));
+  train->add_flag("--profile", tc.profile, "print a per-op time table (calls, ms, % and GFLOP/s "
+                  "per op and pass) of the first epoch's training loop, evaluation excluded");
 
   EvalConfig ec;
   auto* eval = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
