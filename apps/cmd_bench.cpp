@@ -1,66 +1,123 @@
-// minidl bench — times training steps (forward, backward, SGD step) of a model at a batch size
-// on random data; reports images/second and the process's peak resident memory.
+// minidl bench — times steps of a model at a batch size on random data and reports images/second
+// and the process's peak resident memory. --mode train: training steps (forward, loss,
+// zero_grad, backward, SGD step); --mode eval: inference-mode forward passes under no-grad.
+// --profile adds the per-op profiler table of the timed steps.
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
+#include "core/autograd.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
+#include "core/profiler.hpp"
 #include "layers/models/registry.hpp"
 #include "optim/freeze.hpp"
 #include "optim/sgd.hpp"
 
 namespace minidl::app {
 
+static void validate(const BenchConfig& cfg) {
+  auto bad = [](const std::string& flag, const std::string& what) {
+    throw std::invalid_argument(flag + ": " + what);
+  };
+  if (cfg.mode != "train" && cfg.mode != "eval")
+    bad("--mode", "must be train or eval, got \"" + cfg.mode + "\"");
+  if (cfg.mode == "train" && cfg.batch_size < 2)
+    bad("--batch-size", "must be >= 2 with --mode train (BatchNorm training), got " +
+                            std::to_string(cfg.batch_size));
+  if (cfg.batch_size < 1) bad("--batch-size", "must be >= 1, got " + std::to_string(cfg.batch_size));
+  if (cfg.steps < 1) bad("--steps", "must be >= 1, got " + std::to_string(cfg.steps));
+  if (cfg.warmup < 0) bad("--warmup", "must be >= 0, got " + std::to_string(cfg.warmup));
+}
+
 void run_bench(const BenchConfig& cfg) {
-  if (cfg.batch_size < 2 || cfg.steps < 1 || cfg.warmup < 0) {
-    throw std::invalid_argument("bench: need --batch-size >= 2, --steps >= 1, --warmup >= 0");
-  }
+  validate(cfg);
+  const bool train = cfg.mode == "train";
   set_num_threads(cfg.threads);
   auto model = create_model(cfg.model, ModelOptions{});
-  model->train();
   const auto masks = optim::apply_train_only(*model, cfg.train_only, 0);
-  optim::SGD opt(model->parameters(), {0.01f, 0.9f, 5e-4f, true});
-  for (const auto& m : masks) opt.set_update_mask(m.param, m.mask);
+  std::unique_ptr<optim::SGD> opt;  // train mode only: eval's peak RSS holds no momentum buffers
+  if (train) {
+    model->train();
+    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{0.01f, 0.9f, 5e-4f, true});
+    for (const auto& m : masks) opt->set_update_mask(m.param, m.mask);
+  } else {
+    model->eval();
+  }
   Generator gen(1);
   Tensor x({cfg.batch_size, 3, 32, 32});
   for (float& v : x.vec()) v = gen.normal();
   std::vector<int32_t> y(cfg.batch_size);
   for (auto& l : y) l = static_cast<int32_t>(gen.randint(10));
+
+  ProfileWindow profile_window(cfg.profile);
   double fwd = 0, bwd = 0;
   for (int64_t i = 0; i < cfg.warmup + cfg.steps; ++i) {
+    if (i == cfg.warmup && cfg.profile) profiler::reset();  // the timed steps only
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor loss = ops::cross_entropy((*model)(x), y);
-    const auto t1 = std::chrono::steady_clock::now();
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-    const auto t2 = std::chrono::steady_clock::now();
+    auto t1 = t0, t2 = t0;
+    if (train) {
+      Tensor loss = ops::cross_entropy((*model)(x), y);
+      t1 = std::chrono::steady_clock::now();
+      {
+        profiler::Scope prof("optimizer.zero_grad");
+        opt->zero_grad();
+      }
+      loss.backward();
+      {
+        profiler::Scope prof("optimizer.step");
+        opt->step();
+      }
+      t2 = std::chrono::steady_clock::now();
+    } else {
+      NoGradGuard no_grad;
+      Tensor logits = (*model)(x);
+      t1 = t2 = std::chrono::steady_clock::now();
+    }
     if (i >= cfg.warmup) {
       fwd += std::chrono::duration<double>(t1 - t0).count();
       bwd += std::chrono::duration<double>(t2 - t1).count();
     }
   }
+  profile_window.stop();
   const double step = (fwd + bwd) / cfg.steps;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mib = ru.ru_maxrss / 1024.0;
   if (cfg.json) {
-    nlohmann::json j{{"framework", "minidl"}, {"model", cfg.model}, {"train_only", cfg.train_only},
-                     {"batch_size", cfg.batch_size}, {"threads", cfg.threads},
-                     {"steps", cfg.steps}, {"images_per_second", cfg.batch_size / step},
-                     {"seconds_per_step", step}, {"forward_seconds", fwd / cfg.steps},
-                     {"backward_seconds", bwd / cfg.steps}, {"peak_rss_mib", rss_mib}};
+    nlohmann::json j{{"framework", "minidl"}, {"model", cfg.model}, {"mode", cfg.mode},
+                     {"train_only", cfg.train_only}, {"batch_size", cfg.batch_size},
+                     {"threads", cfg.threads}, {"steps", cfg.steps},
+                     {"images_per_second", cfg.batch_size / step}, {"seconds_per_step", step},
+                     {"forward_seconds", fwd / cfg.steps}, {"backward_seconds", bwd / cfg.steps},
+                     {"peak_rss_mib", rss_mib}};
     std::printf("%s\n", j.dump().c_str());
+  } else if (train) {
+    std::printf("%s --mode train (--train-only %s) batch %lld, %d threads: %.1f images/s (%.3f "
+                "s/step: forward %.3f, backward+step %.3f), peak RSS %.0f MiB\n",
+                cfg.model.c_str(), cfg.train_only.c_str(), static_cast<long long>(cfg.batch_size),
+                cfg.threads, cfg.batch_size / step, step, fwd / cfg.steps, bwd / cfg.steps,
+                rss_mib);
   } else {
-    std::printf("%s (--train-only %s) batch %lld, %d threads: %.1f images/s (%.3f s/step: forward %.3f, backward+"
-                "step %.3f), peak RSS %.0f MiB\n",
-                cfg.model.c_str(), cfg.train_only.c_str(), static_cast<long long>(cfg.batch_size), cfg.threads,
-                cfg.batch_size / step, step, fwd / cfg.steps, bwd / cfg.steps, rss_mib);
+    std::printf("%s --mode eval (inference-mode forward, no grad) batch %lld, %d threads: %.1f "
+                "images/s (%.3f s/step), peak RSS %.0f MiB\n",
+                cfg.model.c_str(), static_cast<long long>(cfg.batch_size), cfg.threads,
+                cfg.batch_size / step, step, rss_mib);
+  }
+  if (cfg.profile) {
+    // With --json the table goes to stderr, so stdout stays one JSON object.
+    FILE* out = cfg.json ? stderr : stdout;
+    std::fflush(stdout);
+    std::fprintf(out, "per-op profile of the %lld timed steps (--mode %s, %.3f s):\n%s",
+                 static_cast<long long>(cfg.steps), cfg.mode.c_str(), fwd + bwd,
+                 profiler::table(fwd + bwd, cfg.steps).c_str());
+    std::fflush(out);
   }
 }
 

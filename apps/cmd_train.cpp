@@ -167,6 +167,7 @@ TrainResult run_train(const TrainConfig& given) {
     saved.threads = given.threads;
     saved.quiet = given.quiet;
     saved.stop_after = given.stop_after;
+    saved.profile = given.profile;
     if (!given.data.empty()) saved.data = given.data;
     saved.out = cfg.resume;
     saved.resume = cfg.resume;
@@ -257,7 +258,11 @@ TrainResult run_train(const TrainConfig& given) {
       if (i == n) std::fprintf(stderr, "\r%s\r", std::string(80, ' ').c_str());
     };
     const float lr_now = sched.lr(step);
+    // --profile: the first epoch of this invocation, training loop only (not the evaluation).
+    const bool profile_epoch = cfg.profile && epoch == start_epoch;
+    ProfileWindow profile_window(profile_epoch);
     EpochStats tr = train_epoch(*model, loader, *opt, sched, step, cfg.label_smoothing, epoch, progress);
+    profile_window.stop();
     EvalResult te = evaluate(*model, test, 1000);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = tr.images / tr.seconds;
@@ -266,6 +271,13 @@ TrainResult run_train(const TrainConfig& given) {
                   "lr %.4g  %.1fs  %.0f img/s\n",
                   static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs), tr.loss,
                   100 * tr.accuracy, te.loss, 100 * te.accuracy(), lr_now, secs, ips);
+      std::fflush(stdout);
+    }
+    if (profile_epoch) {
+      std::printf("per-op profile of epoch %lld (%lld batches, training loop %.3f s, evaluation "
+                  "excluded):\n%s",
+                  static_cast<long long>(epoch + 1), static_cast<long long>(per_epoch),
+                  tr.seconds, profiler::table(tr.seconds, per_epoch).c_str());
       std::fflush(stdout);
     }
     char row[256];

@@ -46,6 +46,10 @@ struct TrainConfig {
   /// Stop this invocation after N epochs (-1: run to --epochs); the schedule still spans
   /// --epochs, so `--stop-after` then `--resume` equals one uninterrupted run.
   int64_t stop_after = -1;
+  /// Profile the first epoch of this invocation (core/profiler.hpp) and print the per-op table
+  /// to stdout after it (total: that epoch's training loop, evaluation excluded). Not saved in
+  /// config.json.
+  bool profile = false;
 };
 
 /// Result of a training run (also written to RUN_DIR).
@@ -84,15 +88,26 @@ struct PredictConfig {
 };
 void run_predict(const PredictConfig& cfg);
 
+/// `minidl bench`: times `steps` steps after `warmup` untimed ones on random [batch_size, 3, 32,
+/// 32] images and prints images/s, seconds per step (forward, backward) and the peak RSS: one
+/// line, or one JSON object with `json`.
 struct BenchConfig {
   std::string model = "resnet20";
-  int64_t batch_size = 128;
-  int64_t steps = 20;
-  int64_t warmup = 3;
+  int64_t batch_size = 128;  ///< >= 2 in train mode (BatchNorm training), >= 1 in eval mode
+  int64_t steps = 20;        ///< >= 1
+  int64_t warmup = 3;        ///< >= 0
   int threads = 2;
   bool json = false;
   std::string train_only = "all";
+  /// train: forward, cross-entropy, zero_grad, backward, SGD step, BN in train mode |
+  /// eval: model.eval() forward under NoGradGuard only (no loss, no backward)
+  std::string mode = "train";
+  /// Print the per-op profiler table of the timed steps (core/profiler.hpp) after the result:
+  /// to stdout, or to stderr with `json` so stdout stays one JSON object.
+  bool profile = false;
 };
+/// Throws std::invalid_argument naming the flag for a bad --mode, --batch-size, --steps or
+/// --warmup, and create_model's error for an unknown --model.
 void run_bench(const BenchConfig& cfg);
 
 /// `minidl bn-stats`: per BN layer, mean/std/min/max of weight, bias, running_mean, running_var.

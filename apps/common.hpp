@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "core/profiler.hpp"
 #include "core/safetensors.hpp"
 #include "layers/module.hpp"
 
@@ -21,6 +22,29 @@ int64_t count_parameters(const Module& model);
 /// Sets the mode of every BatchNorm in `model` (train: batch statistics; eval: running), leaving
 /// other layers as they are.
 void set_batch_norm_training(Module& model, bool training);
+
+/// `--profile`'s window: when `on`, clears the profiler and enables it; stop() or the
+/// destructor (also when an exception leaves the scope) disables it again, keeping the rows for
+/// profiler::table(). Does nothing when `on` is false.
+class ProfileWindow {
+ public:
+  explicit ProfileWindow(bool on) : on_(on) {
+    if (on_) {
+      profiler::reset();
+      profiler::set_enabled(true);
+    }
+  }
+  ~ProfileWindow() { stop(); }
+  ProfileWindow(const ProfileWindow&) = delete;
+  ProfileWindow& operator=(const ProfileWindow&) = delete;
+  void stop() {
+    if (on_) profiler::set_enabled(false);
+    on_ = false;
+  }
+
+ private:
+  bool on_;
+};
 
 /// Builds the model named in a checkpoint's metadata ("model") and loads its tensors.
 /// Throws std::runtime_error naming the file when the metadata has no model name, and the

@@ -6,6 +6,7 @@
 
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
+#include "core/profiler.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/recalibrate.hpp"
 
@@ -93,9 +94,15 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
                                std::to_string(batch_index + 1) +
                                " (try a smaller --lr); the last saved checkpoint is kept");
     }
-    opt.zero_grad();
+    {
+      profiler::Scope prof("optimizer.zero_grad");
+      opt.zero_grad();
+    }
     loss.backward();
-    opt.step();
+    {
+      profiler::Scope prof("optimizer.step");
+      opt.step();
+    }
     ++step;
     const int64_t n = static_cast<int64_t>(batch.labels.size());
     loss_sum += static_cast<double>(l) * n;

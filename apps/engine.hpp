@@ -51,7 +51,8 @@ struct EpochStats {
 };
 
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
-/// zero_grad, backward, step. `on_batch(i, n, running_loss)` is called after every batch (for
+/// zero_grad, backward, step (the last two as profiler Scopes "optimizer.zero_grad" and
+/// "optimizer.step"). `on_batch(i, n, running_loss)` is called after every batch (for
 /// progress bars). Throws std::runtime_error when the loss becomes NaN or infinite (naming the
 /// epoch and batch) — nothing already saved is touched.
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
                     "BN statistics while training (freezes statistics, not parameters): batch "
                     "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
       ->capture_default_str()->check(CLI::IsMember({"batch", "running"}));
+  train->add_flag("--profile", tc.profile, "print a per-op time table (calls, ms, % and GFLOP/s "
+                  "per op and pass) of the first epoch's training loop, evaluation excluded");
 
   EvalConfig ec;
   auto* eval = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
@@ -91,9 +93,11 @@ int main(int argc, char** argv) {
   predict->add_option("--threads", pc.threads, "OpenMP threads")->capture_default_str();
 
   BenchConfig bc;
-  auto* bench = app.add_subcommand("bench", "images/s and peak RSS of training steps");
+  auto* bench = app.add_subcommand("bench", "images/s and peak RSS of training steps or "
+                                   "inference forward passes, on random data");
   bench->add_option("--model", bc.model, "model name")->capture_default_str();
-  bench->add_option("--batch-size", bc.batch_size, "images per batch")->capture_default_str();
+  bench->add_option("--batch-size", bc.batch_size, "images per batch (>= 2 in train mode)")
+      ->capture_default_str();
   bench->add_option("--steps", bc.steps, "timed steps")->capture_default_str();
   bench->add_option("--warmup", bc.warmup, "untimed steps first")->capture_default_str();
   bench->add_option("--threads", bc.threads, "OpenMP threads")->capture_default_str()
@@ -102,6 +106,11 @@ int main(int argc, char** argv) {
   bench->add_option("--train-only", bc.train_only, "which parameters learn (as in train)")
       ->capture_default_str()
       ->check(CLI::IsMember(minidl::optim::train_only_modes()));
+  bench->add_option("--mode", bc.mode, "train: forward, loss, backward, SGD step | eval: "
+                    "inference-mode forward under no-grad (no loss, no backward)")
+      ->capture_default_str()->check(CLI::IsMember({"train", "eval"}));
+  bench->add_flag("--profile", bc.profile, "print a per-op time table (calls, ms, % and GFLOP/s "
+                  "per op and pass) of the timed steps (to stderr with --json)");
 
   std::string bn_stats_checkpoint;
   auto* bn_stats = app.add_subcommand("bn-stats", "per BN layer: mean/std/min/max of gamma, "

@@ -29,7 +29,9 @@ class NoGradGuard {
 /// True when grad mode is on and any of `inputs` requires a gradient.
 bool needs_graph(std::initializer_list<const Tensor*> inputs);
 
-/// Makes `out` require grad and attaches a Node holding `inputs` and `backward`.
+/// Makes `out` require grad and attaches a Node holding `inputs` and `backward`. `name` (a
+/// string literal: it is stored, not copied) names the node's row in the profiler's backward
+/// pass; use the name of the op's forward profiler::Scope.
 void attach_node(Tensor& out, std::vector<Tensor> inputs, std::function<void()> backward,
                  const char* name);
 

@@ -5,12 +5,14 @@
 //   reshape:   same values;          dx += dy (viewed in x's shape)
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
+#include "core/profiler.hpp"
 
 namespace minidl::ops {
 
 using detail::check;
 
 Tensor relu(const Tensor& x) {
+  profiler::Scope _prof("relu");
   Tensor y = Tensor::empty(x.shape());
   const float* xd = x.data();
   float* yd = y.data();
@@ -65,10 +67,18 @@ static Tensor add_impl(const Tensor& a, const Tensor& b, bool with_relu) {
   return y;
 }
 
-Tensor add(const Tensor& a, const Tensor& b) { return add_impl(a, b, false); }
-Tensor add_relu(const Tensor& a, const Tensor& b) { return add_impl(a, b, true); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  profiler::Scope _prof("add");
+  return add_impl(a, b, false);
+}
+
+Tensor add_relu(const Tensor& a, const Tensor& b) {
+  profiler::Scope _prof("add_relu");
+  return add_impl(a, b, true);
+}
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
+  profiler::Scope _prof("reshape");
   if (shape_numel(shape) != x.numel()) {
     throw std::invalid_argument("reshape: cannot reshape " + shape_str(x.shape()) + " to " +
                                 shape_str(shape));
@@ -87,6 +97,8 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   return y;
 }
 
+// No Scope of its own: flatten is a reshape and records the reshape node, so it is profiled as
+// "reshape" (a second Scope here would count the same time twice).
 Tensor flatten(const Tensor& x) {
   check(x.dim() >= 1, "flatten", "input [N, ...]", x);
   return reshape(x, {x.size(0), x.numel() / (x.size(0) ? x.size(0) : 1)});

@@ -1,15 +1,18 @@
 // minidl — linear forward and backward.
 //   y = x W^T + b                       x [N, D_in], W [D_out, D_in], b [D_out]
 //   dx += dy W,  dW += dy^T x,  db += sum_n dy
+// FLOPs (profiler): 2 N D_in D_out forward, and as many per gradient GEMM (dx, dW) backward.
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
+#include "core/profiler.hpp"
 
 namespace minidl::ops {
 
 using detail::check;
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  profiler::Scope _prof("linear");
   check(x.dim() == 2, "linear", "input [N, D_in]", x);
   check(weight.dim() == 2 && weight.size(1) == x.size(1), "linear",
         "weight [D_out, " + std::to_string(x.size(1)) + "]", weight);
@@ -28,16 +31,22 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     kernels::gemm(false, true, 1, DO, DI, 1.0f, x.data() + n * DI, weight.data(),
                   bias.defined() ? 1.0f : 0.0f, yd + n * DO);
   }
+  const double gemm_flops = 2.0 * static_cast<double>(N) * DI * DO;
+  profiler::add_flops(gemm_flops);
   if (!needs_graph({&x, &weight, &bias})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
-      [x, weight, bias, out, N, DI, DO]() mutable {
+      [x, weight, bias, out, N, DI, DO, gemm_flops]() mutable {
         const float* dy = out->grad.data();
-        if (float* dx = detail::grad_or_null(x))
+        if (float* dx = detail::grad_or_null(x)) {
           kernels::gemm(false, false, N, DI, DO, 1.0f, dy, weight.data(), 1.0f, dx);
-        if (float* dw = detail::grad_or_null(weight))
+          profiler::add_flops(gemm_flops);
+        }
+        if (float* dw = detail::grad_or_null(weight)) {
           kernels::gemm(true, false, DO, DI, N, 1.0f, dy, x.data(), 1.0f, dw);
+          profiler::add_flops(gemm_flops);
+        }
         if (float* db = detail::grad_or_null(bias)) {
           for (int64_t o = 0; o < DO; ++o) {
             double s = 0.0;

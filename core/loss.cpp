@@ -8,6 +8,7 @@
 
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
+#include "core/profiler.hpp"
 
 namespace minidl::ops {
 
@@ -15,6 +16,7 @@ using detail::check;
 
 Tensor cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels,
                      float label_smoothing) {
+  profiler::Scope _prof("cross_entropy");
   check(logits.dim() == 2, "cross_entropy", "logits [N, K]", logits);
   const int64_t N = logits.size(0), K = logits.size(1);
   if (static_cast<int64_t>(labels.size()) != N || N == 0) {

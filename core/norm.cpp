@@ -20,6 +20,7 @@
 
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
+#include "core/profiler.hpp"
 
 namespace minidl::ops {
 
@@ -192,13 +193,14 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
           }
         }
       },
-      relu ? "batch_norm_relu" : "batch_norm");
+      residual.defined() ? "batch_norm_add_relu" : relu ? "batch_norm_relu" : "batch_norm");
   return y;
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   Tensor running_mean, Tensor running_var, bool training, float momentum,
                   float eps) {
+  profiler::Scope _prof("batch_norm");
   return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
                          false, Tensor());
 }
@@ -206,6 +208,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
                        float eps) {
+  profiler::Scope _prof("batch_norm_relu");
   return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
                          true, Tensor());
 }
@@ -213,6 +216,7 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training,
                            float momentum, float eps, const Tensor& residual) {
+  profiler::Scope _prof("batch_norm_add_relu");
   if (!residual.defined()) throw std::invalid_argument("batch_norm_add_relu: residual undefined");
   return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
                          true, residual);

@@ -5,6 +5,9 @@
 //   global_avg_pool2d), elementwise.cpp (relu, add, add_relu, reshape/flatten), loss.cpp
 //   (cross_entropy).
 // Every op throws std::invalid_argument naming the op, what it expected and what it got.
+// Each op opens a profiler::Scope named after its node at the top of its forward function
+// (core/profiler.hpp), so its `--profile` forward row lines up with the backward row of the same
+// name (conv2d's forward Scope and FLOP counts come with the conv rewrite).
 #pragma once
 
 #include <cstdint>

@@ -9,12 +9,14 @@
 
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
+#include "core/profiler.hpp"
 
 namespace minidl::ops {
 
 using detail::check;
 
 Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t padding) {
+  profiler::Scope _prof("max_pool2d");
   check(x.dim() == 4, "max_pool2d", "input [N, C, H, W]", x);
   if (kernel_size < 1 || stride < 1 || padding < 0 || 2 * padding > kernel_size) {
     throw std::invalid_argument("max_pool2d: need kernel_size >= 1, stride >= 1 and "
@@ -79,6 +81,7 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t 
 }
 
 Tensor global_avg_pool2d(const Tensor& x) {
+  profiler::Scope _prof("global_avg_pool2d");
   check(x.dim() == 4, "global_avg_pool2d", "input [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2) * x.size(3);
   Tensor y({N, C});

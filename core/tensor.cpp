@@ -2,6 +2,7 @@
 #include "core/tensor.hpp"
 
 #include "core/kernels.hpp"
+#include "core/profiler.hpp"
 
 #include <algorithm>
 #include <sstream>
@@ -195,7 +196,10 @@ void Tensor::backward(const Tensor& grad_output) {
   for (int64_t i = 0; i < numel(); ++i) g[i] += go[i];
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     TensorImpl* t = it->impl();
-    if (!t->grad.empty() && t->node->backward) t->node->backward();
+    if (!t->grad.empty() && t->node->backward) {
+      profiler::Scope prof(t->node->name, /*backward=*/true);
+      t->node->backward();
+    }
     t->node.reset();  // release the graph as we go (closures and saved tensors)
     if (t != impl_.get()) Storage().swap(t->grad);  // intermediates keep no grad
   }
