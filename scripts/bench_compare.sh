@@ -2,7 +2,8 @@
 # minidl and PyTorch (Debian's python3-torch) side by side on resnet20, same machine, same threads:
 #   train     batch 128  training step (forward, cross-entropy, backward, SGD momentum step)
 #   train bn  batch 128  the same step with only BatchNorm's weight and bias trainable
-#                        (minidl --train-only bn; PyTorch requires_grad=False on every conv and the fc)
+#                        (minidl --train-only bn; PyTorch: requires_grad=False on every conv and
+#                        on the final Linear)
 #   eval      batch 128  and batch 1: forward only, model.eval() under torch.no_grad()
 #                        (minidl --mode eval); batch 1 runs 20x STEPS (and 20x the warm-up)
 # Configurations per row: minidl; PyTorch default; PyTorch best = LD_PRELOAD of Debian's
@@ -23,6 +24,7 @@ set -euo pipefail
 start_dir="$PWD"
 cd "$(dirname "$0")/.."
 die() { echo "bench_compare: $*" >&2; exit 1; }
+usage="usage: scripts/bench_compare.sh [--json FILE] [THREADS] [STEPS] [ROUNDS]"
 
 json_out="${BENCH_JSON:-}"
 positional=()
@@ -31,11 +33,11 @@ while [ $# -gt 0 ]; do
     --json) [ $# -ge 2 ] || die "--json needs a file name"; json_out="$2"; shift 2 ;;
     --json=*) json_out="${1#--json=}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) die "unknown option $1 (usage: scripts/bench_compare.sh [--json FILE] [THREADS] [STEPS] [ROUNDS])" ;;
+    -*) die "unknown option $1 ($usage)" ;;
     *) positional+=("$1"); shift ;;
   esac
 done
-[ "${#positional[@]}" -le 3 ] || die "too many arguments (usage: scripts/bench_compare.sh [--json FILE] [THREADS] [STEPS] [ROUNDS])"
+[ "${#positional[@]}" -le 3 ] || die "too many arguments ($usage)"
 threads="${positional[0]:-2}"
 steps="${positional[1]:-20}"
 rounds="${positional[2]:-3}"
@@ -47,14 +49,18 @@ done
 
 minidl="${MINIDL_BIN:-build/minidl}"
 # MINIDL_BIN and --json FILE are relative to the caller's directory; build/minidl to the repo's
-if [ -n "${MINIDL_BIN:-}" ] && [[ "$minidl" != /* ]]; then minidl="$start_dir/$minidl"; fi
+if [ -n "${MINIDL_BIN:-}" ] && [[ "$minidl" != /* ]]; then
+  minidl="$start_dir/$minidl"
+fi
 if [ -n "$json_out" ] && [[ "$json_out" != /* ]]; then json_out="$start_dir/$json_out"; fi
-[ -x "$minidl" ] || die "$minidl missing or not executable; build first (cmake -S . -B build && cmake --build build -j2) or set MINIDL_BIN"
+[ -x "$minidl" ] || die "$minidl missing or not executable; build first" \
+  "(cmake -S . -B build && cmake --build build -j2) or set MINIDL_BIN"
 "$minidl" bench --help 2>/dev/null | grep -Eq -- '--mode\b' ||
   die "$minidl bench has no --mode option (needs a minidl with bench --mode train|eval)"
 [ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing (scripts/install_deps.sh --with-python)"
 torch_version=$(/usr/bin/python3 -c "import torch; print(torch.__version__)" 2>/dev/null) ||
-  die "/usr/bin/python3 cannot import torch; needs Debian's python3-torch (scripts/install_deps.sh --with-python)"
+  die "/usr/bin/python3 cannot import torch; needs Debian's python3-torch" \
+    "(scripts/install_deps.sh --with-python)"
 tcmalloc=$(compgen -G "/usr/lib/*/libtcmalloc_minimal.so.4" | head -n 1 || true)
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -n 1)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -102,8 +108,8 @@ for ((round = 1; round <= rounds; round++)); do
         pytorch-default) run "$round" "$row" "$config" "${clean_env[@]}" "${py[@]}" ;;
         pytorch-best)
           if [ -n "$tcmalloc" ]; then
-            run "$round" "$row" "$config" "${clean_env[@]}" LD_PRELOAD="$tcmalloc" OMP_PROC_BIND=true \
-              "${py[@]}" --channels-last
+            run "$round" "$row" "$config" "${clean_env[@]}" LD_PRELOAD="$tcmalloc" \
+              OMP_PROC_BIND=true "${py[@]}" --channels-last
           fi ;;
       esac
     done
