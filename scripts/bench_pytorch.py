@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Time one ResNet-20 training step in PyTorch on the CPU, as the baseline for minidl's bench.
+"""Time ResNet-20 training steps or inference in PyTorch on the CPU: the baseline for minidl bench.
 
 Rerun with Debian's interpreter (the one that has python3-torch):
 
-    /usr/bin/python3 scripts/bench_pytorch.py [--threads 2] [--steps 20] [--warmup 3]
+    /usr/bin/python3 scripts/bench_pytorch.py [--mode train|eval] [--train-only all|bn]
+        [--channels-last] [--batch-size 128] [--threads 2] [--steps 20] [--warmup 3]
 
 The model is the CIFAR-10 ResNet of He et al. 2016 (section 4.2) as named by open_lth
 (cifar_resnet_20_16): a 3x3 conv with 16 filters + BN + ReLU, then three segments of three
@@ -11,16 +12,32 @@ basic blocks with 16, 32 and 64 filters (the first block of segments 2 and 3 dow
 stride 2 and has a 1x1-conv + BN projection shortcut), global average pooling and a 10-way
 linear layer; Kaiming-normal conv/linear weights and uniform(0, 1) BN weights.
 
-One step = forward, mean cross-entropy, backward, torch.optim.SGD step (lr 0.1, momentum 0.9,
-weight decay 1e-4, open_lth's defaults) on a fixed random batch of 128 images 3x32x32 with
-random labels. torch.set_num_threads(--threads); oneDNN (mkldnn) is left as the build ships it.
+--mode train (default): one step = forward, mean cross-entropy, backward, torch.optim.SGD step
+(lr 0.1, momentum 0.9, weight decay 1e-4, open_lth's defaults) on a fixed random batch of
+--batch-size images 3x32x32 with random labels, in train mode (BN uses batch statistics).
+--train-only bn sets requires_grad=False on every parameter that is not a BatchNorm weight or
+bias (every conv and the final Linear are frozen), and SGD gets only the BN parameters.
+--mode eval: one step = one forward pass in model.eval() under torch.no_grad() (BN uses its
+running statistics); --train-only is then irrelevant.
+--channels-last converts the model and the input to torch.channels_last.
+
+torch.set_num_threads(--threads); oneDNN (mkldnn) is left as the build ships it. The allocator
+and OpenMP binding come from the environment (LD_PRELOAD, OMP_PROC_BIND); the JSON says whether
+tcmalloc is mapped into the process and what OMP_PROC_BIND was. --steps is used as given (for
+batch 1 the caller should pass more steps; scripts/bench_compare.sh passes 20x).
 After --warmup untimed steps, --steps steps are timed one by one; seconds_per_step is their mean.
-Prints ONE JSON line on stdout; the BLAS / mkldnn part of torch.__config__.show() and the
+Prints ONE JSON line on stdout (framework, model, mode, train_only, channels_last, batch_size,
+threads, steps, warmup, images_per_second, seconds_per_step, peak_rss_mib (getrusage ru_maxrss of
+this process, including the interpreter and torch), trainable_parameters, tcmalloc,
+omp_proc_bind, torch_version, mkldnn); the BLAS / mkldnn part of torch.__config__.show() and the
 min / median / max step time go to stderr.
 """
 
 import argparse
+import contextlib
 import json
+import os
+import resource
 import sys
 import time
 
@@ -97,13 +114,33 @@ def config_info():
     return "\n".join(lines)
 
 
+def tcmalloc_loaded():
+    """True if a tcmalloc library is mapped into this process (e.g. through LD_PRELOAD)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libtcmalloc" in f.read()
+    except OSError:
+        return False
+
+
 def main():
-    ap = argparse.ArgumentParser(description="PyTorch ResNet-20 CPU training-step benchmark")
+    ap = argparse.ArgumentParser(description="PyTorch ResNet-20 CPU benchmark (training step or "
+                                             "inference)")
+    ap.add_argument("--mode", choices=("train", "eval"), default="train",
+                    help="train: forward+backward+SGD step; eval: forward under no_grad")
+    ap.add_argument("--train-only", choices=("all", "bn"), default="all",
+                    help="bn: only BatchNorm weight and bias have requires_grad (train mode)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and input in torch.channels_last")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--batch-size", type=int, default=128)
     args = ap.parse_args()
+    if args.threads < 1 or args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
+        ap.error("need --threads >= 1, --steps >= 1, --warmup >= 0, --batch-size >= 1")
+    if args.mode == "train" and args.batch_size < 2:
+        ap.error("--mode train needs --batch-size >= 2 (BatchNorm in train mode)")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -113,42 +150,66 @@ def main():
     print(config_info(), file=sys.stderr)
 
     model = CifarResNet(20, 16, 10)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    if args.train_only == "bn":
+        for m in model.modules():
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(isinstance(m, nn.BatchNorm2d))
+    trainable = [p for p in model.parameters() if p.requires_grad]
     x = torch.randn(args.batch_size, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch_size,))
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    if args.mode == "train":
+        model.train()
+        opt = torch.optim.SGD(trainable, lr=0.1, momentum=0.9, weight_decay=1e-4)
 
-    for _ in range(args.warmup):
-        step()
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return float(loss)  # the step's result is materialized before the clock stops
+    else:
+        model.eval()
+
+        def step():
+            return float(model(x)[0, 0])
+
     times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        float(step())  # the step's result is materialized before the clock stops
-        times.append(time.perf_counter() - t0)
+    with torch.no_grad() if args.mode == "eval" else contextlib.nullcontext():
+        for _ in range(args.warmup):
+            step()
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
     seconds = sum(times) / len(times)
     ordered = sorted(times)
-    print(f"step seconds: mean {seconds:.4f}, min {ordered[0]:.4f}, "
-          f"median {ordered[len(ordered) // 2]:.4f}, max {ordered[-1]:.4f} "
+    print(f"step seconds: mean {seconds:.5f}, min {ordered[0]:.5f}, "
+          f"median {ordered[len(ordered) // 2]:.5f}, max {ordered[-1]:.5f} "
           f"(stdout reports the mean; a noisy machine shows as max >> min)", file=sys.stderr)
 
     print(json.dumps({
         "framework": "pytorch",
         "model": "resnet20",
+        "mode": args.mode,
+        "train_only": args.train_only,
+        "channels_last": args.channels_last,
         "batch_size": args.batch_size,
         "threads": args.threads,
+        "steps": args.steps,
+        "warmup": args.warmup,
         "images_per_second": round(args.batch_size / seconds, 2),
-        "seconds_per_step": round(seconds, 5),
+        "seconds_per_step": round(seconds, 6),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "trainable_parameters": sum(p.numel() for p in trainable),
+        "tcmalloc": tcmalloc_loaded(),
+        "omp_proc_bind": os.environ.get("OMP_PROC_BIND"),
         "torch_version": torch.__version__,
         "mkldnn": torch.backends.mkldnn.is_available(),
     }))
-
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,9 @@
 # Installs minidl's build and test dependencies from Debian's packages (run as root or with sudo).
 #   build: g++ cmake libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
 #          nlohmann-json3-dev libbenchmark-dev (Google Benchmark, for tests/bench)
-#   reference values and plots (optional, scripts/): python3-torch python3-numpy python3-matplotlib
+#   reference values, plots and the PyTorch benchmark (optional, --with-python): python3-torch
+#          python3-numpy python3-matplotlib libtcmalloc-minimal4 (the tcmalloc that
+#          scripts/bench_compare.sh preloads for its "PyTorch best" rows)
 # Usage: scripts/install_deps.sh [--with-python]
 set -euo pipefail
 SUDO=""
@@ -10,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(g++ cmake make libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
           nlohmann-json3-dev libbenchmark-dev)
 if [ "${1:-}" = "--with-python" ]; then
-  packages+=(python3-torch python3-numpy python3-matplotlib)
+  packages+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4)
 fi
 missing=()
 for p in "${packages[@]}"; do
