@@ -71,6 +71,41 @@ inline void store(float* p, V v) {
   }
 }
 
+// out[k * os + v] (= or +=) in[v * is + k] for v, k < kLanes: a 16 x 16 block transpose in
+// registers, four butterfly stages that each swap one bit of the row index with the same bit
+// of the column index (moves whole vectors between the NCHW planes and the lane layout).
+template <bool kAccumulate>
+inline void transpose_block(const float* in, int64_t is, float* out, int64_t os) {
+  static_assert(kLanes == 16, "transpose_block is written for 16 lanes");
+  typedef int32_t mask __attribute__((vector_size(kLanes * sizeof(int32_t))));
+  lanes r[kLanes];
+  for (int v = 0; v < kLanes; ++v) r[v] = load<lanes>(in + v * is);
+#define MINIDL_STAGE(b, lo, hi)                                        \
+  for (int i = 0; i < kLanes; ++i) {                                   \
+    if (i & (b)) continue;                                             \
+    const lanes x = r[i], y = r[i | (b)];                              \
+    r[i] = __builtin_shuffle(x, y, lo);                                \
+    r[i | (b)] = __builtin_shuffle(x, y, hi);                          \
+  }
+  // lo[e] = e & b ? 16 + (e ^ b) : e;   hi[e] = e & b ? 16 + e : e ^ b
+  MINIDL_STAGE(8, (mask{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+               (mask{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+  MINIDL_STAGE(4, (mask{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+               (mask{4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+  MINIDL_STAGE(2, (mask{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+               (mask{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+  MINIDL_STAGE(1, (mask{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+               (mask{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+#undef MINIDL_STAGE
+  for (int k = 0; k < kLanes; ++k) {
+    if constexpr (kAccumulate) {
+      store<lanes>(out + k * os, load<lanes>(out + k * os) + r[k]);
+    } else {
+      store<lanes>(out + k * os, r[k]);
+    }
+  }
+}
+
 // ---- 1-d transforms on a (or m) values of type V, strided ------------------------------------
 
 // r = B^T d (a values in, a out): d[j * ds], r[i * rs].
@@ -221,17 +256,43 @@ Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
 // of Xt is never written, so it stays zero).
 void gather_chunk(const float* x, const ConvGeom& g, const Tiling& tl, int64_t n0, int64_t nb,
                   float* Xt) {
-  const int64_t NB = tl.NB;
+  const int64_t NB = tl.NB, HW = g.H * g.W;
+  const int64_t full = (nb == kLanes) ? g.W / kLanes * kLanes : 0;  // columns moved in blocks
   // Channel by channel, so that one channel's [PH, PW, NB] slice (tens of KB) stays in cache
   // while its lanes are filled.
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t v = 0; v < nb; ++v) {
-      const float* src = x + ((n0 + v) * g.C + c) * g.H * g.W;
-      for (int64_t r = 0; r < g.H; ++r) {
-        float* dst = Xt + ((c * tl.PH + g.pad + r) * tl.PW + g.pad) * NB + v;
-        const float* s = src + r * g.W;
-        for (int64_t w = 0; w < g.W; ++w) dst[w * NB] = s[w];
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int64_t r = 0; r < g.H; ++r) {
+      float* dst = Xt + ((c * tl.PH + g.pad + r) * tl.PW + g.pad) * NB;
+      const float* src = x + (n0 * g.C + c) * HW + r * g.W;
+      for (int64_t w = 0; w < full; w += kLanes)
+        transpose_block<false>(src + w, g.C * HW, dst + w * NB, NB);
+      for (int64_t v = 0; v < nb; ++v)
+        for (int64_t w = full; w < g.W; ++w) dst[w * NB + v] = src[v * g.C * HW + w];
+    }
+  }
+}
+
+// y [N, O, HO, WO] (= or +=) the lanes [0, nb) of Yt [O, QH, QW, NB] (the images from n0).
+void scatter_chunk(const float* Yt, const Tiling& tl, const ConvGeom& g, int64_t O, int64_t n0,
+                   int64_t nb, float* y, bool accumulate) {
+  const int64_t NB = tl.NB, HOWO = g.HO * g.WO;
+  const int64_t full = (nb == kLanes) ? g.WO / kLanes * kLanes : 0;
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t r = 0; r < g.HO; ++r) {
+      const float* src = Yt + (o * tl.QH + r) * tl.QW * NB;
+      float* dst = y + (n0 * O + o) * HOWO + r * g.WO;
+      for (int64_t w = 0; w < full; w += kLanes) {
+        if (accumulate) {
+          transpose_block<true>(src + w * NB, NB, dst + w, O * HOWO);
+        } else {
+          transpose_block<false>(src + w * NB, NB, dst + w, O * HOWO);
+        }
       }
+      for (int64_t v = 0; v < nb; ++v)
+        for (int64_t w = full; w < g.WO; ++w) {
+          float& d = dst[v * O * HOWO + w];
+          d = accumulate ? d + src[w * NB + v] : src[w * NB + v];
+        }
     }
 }
 
@@ -283,7 +344,7 @@ void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flippe
 void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, const float* V,
                       float* y, bool accumulate) {
   const Tiling tl = make_tiling(g, N, O);
-  const int64_t C = g.C, NB = tl.NB, HOWO = g.HO * g.WO;
+  const int64_t C = g.C, NB = tl.NB;
 #pragma omp parallel
   {
     const int64_t Tmax = tl.Pb * NB;
@@ -312,18 +373,7 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
             }
           }
       }
-      // y <- Yt [O, QH, QW, NB], the valid lanes and the HO x WO corner.
-      for (int64_t o = 0; o < O; ++o)
-        for (int64_t v = 0; v < nb; ++v)
-          for (int64_t r = 0; r < g.HO; ++r) {
-            float* dst = y + ((n0 + v) * O + o) * HOWO + r * g.WO;
-            const float* src = Yt.data() + ((o * tl.QH + r) * tl.QW) * NB + v;
-            if (accumulate) {
-              for (int64_t w = 0; w < g.WO; ++w) dst[w] += src[w * NB];
-            } else {
-              for (int64_t w = 0; w < g.WO; ++w) dst[w] = src[w * NB];
-            }
-          }
+      scatter_chunk(Yt.data(), tl, g, O, n0, nb, y, accumulate);
     }
   }
 }
@@ -331,7 +381,12 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
 void winograd_backward_weight(const float* x, const float* dy, int64_t N, const ConvGeom& g,
                               int64_t O, float* dw) {
   const Tiling tl = make_tiling(g, N, O);
-  const int64_t C = g.C, NB = tl.NB, HOWO = g.HO * g.WO;
+  const int64_t C = g.C, NB = tl.NB;
+  // dy is gathered like an input: O channels of HO x WO into [O, QH, QW, NB], no padding.
+  const ConvGeom gy{O, g.HO, g.WO, 3, 3, 1, 0, g.HO, g.WO};
+  Tiling tly = tl;
+  tly.PH = tl.QH;
+  tly.PW = tl.QW;
   const int nthreads = omp_get_max_threads();
   std::vector<Storage> dV(nthreads);  // per-thread partial sums [a*a, O, C], summed in order
 #pragma omp parallel
@@ -349,13 +404,7 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
       // Dt [O, QH, QW, NB] <- dy, zero beyond HO x WO (never written) and, in a last partial
       // chunk, in the unused lanes (so they add nothing to dV).
       if (nb < NB) std::fill(Dt.begin(), Dt.end(), 0.0f);
-      for (int64_t o = 0; o < O; ++o)
-        for (int64_t v = 0; v < nb; ++v)
-          for (int64_t r = 0; r < g.HO; ++r) {
-            const float* src = dy + ((n0 + v) * O + o) * HOWO + r * g.WO;
-            float* dst = Dt.data() + ((o * tl.QH + r) * tl.QW) * NB + v;
-            for (int64_t w = 0; w < g.WO; ++w) dst[w * NB] = src[w];
-          }
+      gather_chunk(dy, gy, tly, n0, nb, Dt.data());
       for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
         const int64_t pb = std::min(tl.Pb, tl.P - p0), T = pb * NB;
         transform_input_block(Xt.data(), g, tl, p0, pb, U.data());
