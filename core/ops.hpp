@@ -31,7 +31,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
               int64_t padding);
 
 /// Whether conv2d computes a square kernel_size x kernel_size convolution with Winograd
-/// F(4x4, 3x3) (core/winograd.hpp) rather than im2col + GEMM: 3x3, stride 1, padding 0 to 2.
+/// F(4x4, 3x3) (core/winograd.hpp) rather than im2col + GEMM: 3x3, stride 1, padding 0 to 2,
+/// at least 8 input channels.
 bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
                           int64_t padding);
 

@@ -10,6 +10,8 @@
 #include "core/safetensors.hpp"
 #include "gradcheck.hpp"
 #include "layers/batch_norm.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/sequential.hpp"
 #include "layers/models/registry.hpp"
 #include "layers/models/resnet.hpp"
 
@@ -119,23 +121,48 @@ TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorc
   CHECK_THROWS_WITH(bn(Tensor({2, 5})), Catch::Contains("BatchNorm1d(4)"));
 }
 
-TEST_CASE("eval mode: one image gives exactly its row of the batch", "[layers][bn]") {
-  Generator g(12);
-  auto model = create_model("resnet8", {});
-  // Give the running statistics non-trivial values first.
-  model->train();
-  { NoGradGuard ng; (*model)(randn({16, 3, 32, 32}, g)); }
-  model->eval();
-  NoGradGuard ng;
-  Tensor batch = randn({5, 3, 32, 32}, g);
-  Tensor all = (*model)(batch);
-  for (int64_t n = 0; n < 5; ++n) {
-    Tensor one({1, 3, 32, 32});
-    std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.data());
-    Tensor y = (*model)(one);
-    for (int64_t k = 0; k < 10; ++k) {
-      INFO("image " << n << " class " << k);
-      CHECK(y.data()[k] == all.data()[n * 10 + k]);  // bit for bit
+// In eval mode every op computes an image's result the same way whatever the batch, except that
+// a Winograd convolution multiplies a chunk of images' tiles in one GEMM, whose rounding may
+// depend on the chunk's size: logits then agree to 1e-5 relative, and the prediction exactly.
+// With im2col convolutions only (no 3x3 stride-1 conv with >= 8 input channels) they agree bit
+// for bit.
+TEST_CASE("eval mode: one image gives its row of the batch (Winograd: to 1e-5; im2col: exactly)",
+          "[layers][bn]") {
+  for (const std::string name : {"resnet8", "stem-only"}) {
+    Generator g(12);
+    auto model = create_model("resnet8", {});
+    // stem-only: conv 3 -> 16 (im2col, < 8 input channels) and BN, which must be exact.
+    auto stem = std::make_shared<Sequential>();
+    stem->add(std::make_shared<Conv2d>(3, 16, 3, 1, 1, false, g));
+    stem->add(std::make_shared<BatchNorm2d>(16));
+    std::shared_ptr<Module> net = model;
+    if (name == "stem-only") net = stem;
+    // Give the running statistics non-trivial values first.
+    net->train();
+    { NoGradGuard ng; (*net)(randn({16, 3, 32, 32}, g)); }
+    net->eval();
+    NoGradGuard ng;
+    Tensor batch = randn({5, 3, 32, 32}, g);
+    Tensor all = (*net)(batch);
+    const int64_t per = all.numel() / 5;
+    float scale = 0.0f;
+    for (float v : all.vec()) scale = std::max(scale, std::abs(v));
+    for (int64_t n = 0; n < 5; ++n) {
+      Tensor one({1, 3, 32, 32});
+      std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.data());
+      Tensor y = (*net)(one);
+      REQUIRE(y.numel() == per);
+      int64_t differ = 0, argmax_one = 0, argmax_all = 0;
+      for (int64_t k = 0; k < per; ++k) {
+        const float a = y.data()[k], b = all.data()[n * per + k];
+        INFO(name << " image " << n << " output " << k << ": " << a << " vs " << b);
+        differ += a != b;
+        REQUIRE(std::abs(a - b) <= 1e-5f * scale);
+        if (a > y.data()[argmax_one]) argmax_one = k;
+        if (b > all.data()[n * per + argmax_all]) argmax_all = k;
+      }
+      if (name == "resnet8") CHECK(argmax_one == argmax_all);
+      if (name == "stem-only") CHECK(differ == 0);  // bit for bit
     }
   }
 }
