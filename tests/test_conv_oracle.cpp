@@ -1,0 +1,444 @@
+// minidl tests — a correctness oracle for conv2d: ops::conv2d (forward, and backward through
+// x, weight and bias) against a naive direct convolution in plain loops, accumulated in
+// double, over a deterministic grid of geometries.
+//
+// Error metric, separately for y, dx, dw and db: the normwise relative error
+//   max_i |fast_i - ref_i| / max(max_i |ref_i|, 1e-6),   required <= 1e-4.
+// Inputs are standard normal (seeded per geometry); weights are scaled like Kaiming,
+// std sqrt(2 / (C_in K K)), so y, dx and dw stay of order one.
+//
+// The grid (see winograd_grid and im2col_grid):
+//   - 3x3, stride 1, padding 0, 1, 2 (the geometries a Winograd fast path takes): every
+//     C_in x C_out in {1, 3, 16, 33, 64}^2, every size, every padding;
+//   - every other (kernel in {1, 3, 5}, stride in {1, 2}, padding in {0, 1, 2}): a covering
+//     set in which every C_in, C_out, N and size appears, plus a fixed pseudo-random sample.
+// Sizes H x W: 1x1, 5x5, 8x8, 32x32 and the non-square 5x8, 8x5, 8x32. N in {1, 3}.
+// Geometries whose kernel is larger than the padded input are skipped (conv2d refuses them).
+// A second test case runs a covering set per (kernel, stride, padding) with bias undefined,
+// with x frozen (dw only), with weight frozen (dx only), and with two backward passes whose
+// gradients must accumulate (+=), since conv2d skips or assigns GEMMs in those cases.
+// Both print their worst errors with WARN, separately for 3x3 stride 1 and the rest.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/ops.hpp"
+#include "core/random.hpp"
+#include "core/tensor.hpp"
+
+using namespace minidl;
+
+namespace {
+
+constexpr double kTol = 1e-4;
+
+/// One convolution problem: x [N, C, H, W], weight [CO, C, K, K], stride s, padding p.
+struct Geom {
+  int64_t N, C, CO, H, W, K, s, p;
+  int64_t HO() const { return (H + 2 * p - K) / s + 1; }
+  int64_t WO() const { return (W + 2 * p - K) / s + 1; }
+  /// conv2d refuses a kernel larger than the padded input.
+  bool valid() const { return H + 2 * p >= K && W + 2 * p >= K; }
+  bool winograd() const { return K == 3 && s == 1; }
+  std::string str() const {
+    std::ostringstream o;
+    o << "x [" << N << ", " << C << ", " << H << ", " << W << "], weight [" << CO << ", " << C
+      << ", " << K << ", " << K << "], stride " << s << ", padding " << p << " -> y [" << N
+      << ", " << CO << ", " << HO() << ", " << WO() << "]";
+    return o.str();
+  }
+};
+
+/// For kernel offset k: the output indices o in [lo[k], hi[k]) whose input index o*s - p + k
+/// lies inside [0, in); the others read zero padding. Computed by brute force, once.
+void valid_outputs(int64_t in, int64_t out, int64_t K, int64_t s, int64_t p,
+                   std::vector<int64_t>& lo, std::vector<int64_t>& hi) {
+  lo.assign(K, 0);
+  hi.assign(K, 0);
+  for (int64_t k = 0; k < K; ++k) {
+    int64_t a = out, b = 0;
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t i = o * s - p + k;
+      if (i >= 0 && i < in) { a = std::min(a, o); b = o + 1; }
+    }
+    lo[k] = std::min(a, b);
+    hi[k] = b;
+  }
+}
+
+/// Naive conv2d forward (torch.nn.functional.conv2d: cross-correlation, groups = 1,
+/// dilation = 1, zero padding), accumulated in double.
+/// x [N, C_in, H, W], w [C_out, C_in, K, K], b [C_out] or nullptr -> y [N, C_out, H_out, W_out],
+/// H_out = (H + 2p - K) / s + 1 (likewise W_out), with
+///   y[n, o, oh, ow] = b[o] + sum_{c, kh, kw} w[o, c, kh, kw] * x[n, c, oh*s-p+kh, ow*s-p+kw]
+/// where x is zero outside [0, H) x [0, W).
+std::vector<double> naive_conv2d_forward(const float* x, const float* w, const float* b,
+                                         const Geom& g) {
+  const int64_t HO = g.HO(), WO = g.WO(), K = g.K;
+  std::vector<int64_t> lh, hh, lw, hw;
+  valid_outputs(g.H, HO, K, g.s, g.p, lh, hh);
+  valid_outputs(g.W, WO, K, g.s, g.p, lw, hw);
+  std::vector<double> y(g.N * g.CO * HO * WO, 0.0);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t o = 0; o < g.CO; ++o) {
+      double* yo = y.data() + (n * g.CO + o) * HO * WO;
+      if (b) std::fill(yo, yo + HO * WO, static_cast<double>(b[o]));
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t kh = 0; kh < K; ++kh)
+          for (int64_t kw = 0; kw < K; ++kw) {
+            const double wv = w[((o * g.C + c) * K + kh) * K + kw];
+            for (int64_t oh = lh[kh]; oh < hh[kh]; ++oh) {
+              // x[xi + ow * s] = x[n, c, oh*s - p + kh, ow*s - p + kw]
+              const int64_t xi = ((n * g.C + c) * g.H + oh * g.s - g.p + kh) * g.W - g.p + kw;
+              double* yr = yo + oh * WO;
+              for (int64_t ow = lw[kw]; ow < hw[kw]; ++ow) yr[ow] += wv * x[xi + ow * g.s];
+            }
+          }
+    }
+  return y;
+}
+
+/// Naive gradient of naive_conv2d_forward with respect to x, for an output gradient dy,
+/// accumulated in double.
+/// dy [N, C_out, H_out, W_out], w [C_out, C_in, K, K] -> dx [N, C_in, H, W] with
+///   dx[n, c, ih, iw] = sum_{o, kh, kw, oh, ow : oh*s - p + kh = ih, ow*s - p + kw = iw}
+///                      w[o, c, kh, kw] * dy[n, o, oh, ow]
+/// (computed as the scatter dx[n, c, oh*s - p + kh, ow*s - p + kw] += w[o, c, kh, kw] * dy[...],
+/// dropping the terms that land in the padding).
+std::vector<double> naive_conv2d_input_grad(const float* dy, const float* w, const Geom& g) {
+  const int64_t HO = g.HO(), WO = g.WO(), K = g.K;
+  std::vector<int64_t> lh, hh, lw, hw;
+  valid_outputs(g.H, HO, K, g.s, g.p, lh, hh);
+  valid_outputs(g.W, WO, K, g.s, g.p, lw, hw);
+  std::vector<double> dx(g.N * g.C * g.H * g.W, 0.0);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t o = 0; o < g.CO; ++o)
+        for (int64_t kh = 0; kh < K; ++kh)
+          for (int64_t kw = 0; kw < K; ++kw) {
+            const double wv = w[((o * g.C + c) * K + kh) * K + kw];
+            for (int64_t oh = lh[kh]; oh < hh[kh]; ++oh) {
+              const float* dyr = dy + ((n * g.CO + o) * HO + oh) * WO;
+              const int64_t xi = ((n * g.C + c) * g.H + oh * g.s - g.p + kh) * g.W - g.p + kw;
+              for (int64_t ow = lw[kw]; ow < hw[kw]; ++ow) dx[xi + ow * g.s] += wv * dyr[ow];
+            }
+          }
+  return dx;
+}
+
+/// Naive gradient of naive_conv2d_forward with respect to w, for an output gradient dy,
+/// accumulated in double.
+/// dy [N, C_out, H_out, W_out], x [N, C_in, H, W] -> dw [C_out, C_in, K, K] with
+///   dw[o, c, kh, kw] = sum_{n, oh, ow} dy[n, o, oh, ow] * x[n, c, oh*s - p + kh, ow*s - p + kw]
+/// (x zero in the padding). The bias gradient is naive_conv2d_bias_grad.
+std::vector<double> naive_conv2d_weight_grad(const float* dy, const float* x, const Geom& g) {
+  const int64_t HO = g.HO(), WO = g.WO(), K = g.K;
+  std::vector<int64_t> lh, hh, lw, hw;
+  valid_outputs(g.H, HO, K, g.s, g.p, lh, hh);
+  valid_outputs(g.W, WO, K, g.s, g.p, lw, hw);
+  std::vector<double> dw(g.CO * g.C * K * K, 0.0);
+  std::vector<double> acc(WO);  // acc[ow]: the terms of one output column, summed at the end
+  for (int64_t o = 0; o < g.CO; ++o)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t kh = 0; kh < K; ++kh)
+        for (int64_t kw = 0; kw < K; ++kw) {
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int64_t n = 0; n < g.N; ++n)
+            for (int64_t oh = lh[kh]; oh < hh[kh]; ++oh) {
+              const float* dyr = dy + ((n * g.CO + o) * HO + oh) * WO;
+              const int64_t xi = ((n * g.C + c) * g.H + oh * g.s - g.p + kh) * g.W - g.p + kw;
+              for (int64_t ow = lw[kw]; ow < hw[kw]; ++ow)
+                acc[ow] += static_cast<double>(dyr[ow]) * x[xi + ow * g.s];
+            }
+          double s = 0.0;
+          for (double a : acc) s += a;
+          dw[((o * g.C + c) * K + kh) * K + kw] = s;
+        }
+  return dw;
+}
+
+/// Naive bias gradient: dy [N, C_out, H_out, W_out] -> db [C_out],
+///   db[o] = sum_{n, oh, ow} dy[n, o, oh, ow].
+std::vector<double> naive_conv2d_bias_grad(const float* dy, const Geom& g) {
+  const int64_t HWO = g.HO() * g.WO();
+  std::vector<double> db(g.CO, 0.0);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t o = 0; o < g.CO; ++o)
+      for (int64_t i = 0; i < HWO; ++i) db[o] += dy[(n * g.CO + o) * HWO + i];
+  return db;
+}
+
+/// max|fast - ref| / max(max|ref|, 1e-6).
+double rel_err(const float* fast, const std::vector<double>& ref) {
+  double diff = 0.0, scale = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(fast[i]) - ref[i]));
+    scale = std::max(scale, std::abs(ref[i]));
+  }
+  return diff / std::max(scale, 1e-6);
+}
+
+void add_into(std::vector<double>& a, const std::vector<double>& b) {
+  for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+}
+
+/// Which inputs exist / require a gradient, and how many backward passes run.
+struct Variant {
+  const char* name;
+  bool bias;    // bias defined (and requiring grad)
+  bool x_grad;  // x requires grad
+  bool w_grad;  // weight requires grad
+  bool twice;   // a second forward + backward (another dy) accumulates into the gradients
+};
+const Variant kFull{"bias, x and weight require grad", true, true, true, false};
+const Variant kVariants[] = {
+    {"bias undefined", false, true, true, false},
+    {"x frozen, bias undefined: dw only", false, false, true, false},
+    {"weight frozen, bias undefined: dx only", false, true, false, false},
+    {"second backward accumulates (+=) into x, weight and bias grads", true, true, true, true},
+};
+
+/// Errors of one check (-1: not applicable).
+struct Errors {
+  double y = -1, dx = -1, dw = -1, db = -1;
+};
+
+/// Worst errors over a group of geometries.
+struct Worst {
+  Errors e{0, 0, 0, 0};
+  int64_t count = 0;
+  void add(const Errors& x) {
+    e.y = std::max(e.y, x.y);
+    e.dx = std::max(e.dx, x.dx);
+    e.dw = std::max(e.dw, x.dw);
+    e.db = std::max(e.db, x.db);
+    ++count;
+  }
+  /// "<group> worst normwise relative error: y .., dx .., dw .., db .. over <count> <unit>".
+  std::string str(const std::string& group, const std::string& unit = "geometries") const {
+    std::ostringstream o;
+    o.precision(2);
+    o << std::scientific << group << " worst normwise relative error: y " << e.y << ", dx "
+      << e.dx << ", dw " << e.dw << ", db " << e.db << " over " << count << " " << unit;
+    return o.str();
+  }
+};
+
+Tensor randn(const Shape& shape, Generator& gen, float scale, bool requires_grad) {
+  Tensor t(shape, requires_grad);
+  for (float& v : t.vec()) v = scale * gen.normal();
+  return t;
+}
+
+/// One geometry's inputs and ops::conv2d's results: y, and the gradients left in x, w, b.
+struct Run {
+  Geom g;
+  const Variant* v;
+  Tensor x, w, b, dy, dy2, y;
+};
+
+/// Draws g's inputs (seeded by g) and runs ops::conv2d forward and backward(dy), and with
+/// v.twice a second forward and backward(dy2) into the same gradients.
+Run run_fast(const Geom& g, const Variant& v) {
+  Generator gen(((((((g.N * 131 + g.C) * 131 + g.CO) * 131 + g.H) * 131 + g.W) * 7 + g.K) * 3 +
+                 g.s) * 3 + g.p);
+  const float wstd = static_cast<float>(std::sqrt(2.0 / static_cast<double>(g.C * g.K * g.K)));
+  Run r{g, &v, {}, {}, {}, {}, {}, {}};
+  r.x = randn({g.N, g.C, g.H, g.W}, gen, 1.0f, v.x_grad);
+  r.w = randn({g.CO, g.C, g.K, g.K}, gen, wstd, v.w_grad);
+  r.b = v.bias ? randn({g.CO}, gen, 1.0f, true) : Tensor();
+  r.dy = randn({g.N, g.CO, g.HO(), g.WO()}, gen, 1.0f, false);
+  r.dy2 = v.twice ? randn(r.dy.shape(), gen, 1.0f, false) : Tensor();
+  r.y = ops::conv2d(r.x, r.w, r.b, g.s, g.p);
+  r.y.backward(r.dy);
+  if (v.twice) ops::conv2d(r.x, r.w, r.b, g.s, g.p).backward(r.dy2);
+  return r;
+}
+
+/// Checks one run against the naive oracle: CHECKs every error <= kTol, and that exactly the
+/// inputs requiring grad got a gradient.
+Errors check_run(const Run& r) {
+  const Geom& g = r.g;
+  const Variant& v = *r.v;
+  INFO(g.str() << " [" << v.name << "]");
+  REQUIRE(r.y.shape() == Shape{g.N, g.CO, g.HO(), g.WO()});
+  CHECK(r.x.has_grad() == v.x_grad);
+  CHECK(r.w.has_grad() == v.w_grad);
+  Errors e;
+  e.y = rel_err(r.y.data(),
+                naive_conv2d_forward(r.x.data(), r.w.data(), v.bias ? r.b.data() : nullptr, g));
+  if (v.x_grad && r.x.has_grad()) {
+    std::vector<double> ref = naive_conv2d_input_grad(r.dy.data(), r.w.data(), g);
+    if (v.twice) add_into(ref, naive_conv2d_input_grad(r.dy2.data(), r.w.data(), g));
+    e.dx = rel_err(r.x.grad_data(), ref);
+  }
+  if (v.w_grad && r.w.has_grad()) {
+    std::vector<double> ref = naive_conv2d_weight_grad(r.dy.data(), r.x.data(), g);
+    if (v.twice) add_into(ref, naive_conv2d_weight_grad(r.dy2.data(), r.x.data(), g));
+    e.dw = rel_err(r.w.grad_data(), ref);
+  }
+  if (v.bias) {
+    REQUIRE(r.b.has_grad());
+    std::vector<double> ref = naive_conv2d_bias_grad(r.dy.data(), g);
+    if (v.twice) add_into(ref, naive_conv2d_bias_grad(r.dy2.data(), g));
+    e.db = rel_err(r.b.grad_data(), ref);
+  }
+  INFO("normwise relative errors: y " << e.y << ", dx " << e.dx << ", dw " << e.dw << ", db "
+                                      << e.db << " (-1: not computed), tolerance " << kTol);
+  CHECK(e.y <= kTol);
+  CHECK(e.dx <= kTol);
+  CHECK(e.dw <= kTol);
+  CHECK(e.db <= kTol);
+  return e;
+}
+
+/// Checks geometries in chunks: ops::conv2d runs on every geometry of a chunk (about 32 MB of
+/// tensors), then the oracle checks them one by one. Interleaving each short, parallel conv2d
+/// call with the long, serial oracle loops would keep OpenMP's idle thread spin-waiting through
+/// the whole run (libgomp spins for a while after each parallel region before it sleeps), which
+/// tripled the wall time on a busy 2-core machine.
+class Checker {
+ public:
+  /// Queues g with variant v; its errors go into *worst when the chunk is checked.
+  void add(const Geom& g, const Variant& v, Worst* worst) {
+    runs_.push_back(run_fast(g, v));
+    worsts_.push_back(worst);
+    const Run& r = runs_.back();
+    floats_ += 2 * (r.x.numel() + r.w.numel()) + r.y.numel() * (v.twice ? 3 : 2);
+    if (floats_ > kChunkFloats) flush();
+  }
+  /// Checks every queued run.
+  void flush() {
+    for (size_t i = 0; i < runs_.size(); ++i) worsts_[i]->add(check_run(runs_[i]));
+    runs_.clear();
+    worsts_.clear();
+    floats_ = 0;
+  }
+
+ private:
+  static constexpr int64_t kChunkFloats = 8 << 20;
+  std::vector<Run> runs_;
+  std::vector<Worst*> worsts_;
+  int64_t floats_ = 0;
+};
+
+const int64_t kBatch[] = {1, 3};
+const int64_t kChannels[] = {1, 3, 16, 33, 64};
+struct Size { int64_t H, W; };
+const Size kSizes[] = {{1, 1}, {5, 5}, {8, 8}, {32, 32}, {5, 8}, {8, 5}, {8, 32}};
+constexpr int64_t kNumChannels = 5, kNumSizes = 7;
+
+/// 3x3, stride 1, padding 0, 1, 2: every (C_in, C_out, size, padding); N alternates so both
+/// batch sizes meet every C_in, C_out and size.
+std::vector<Geom> winograd_grid() {
+  std::vector<Geom> out;
+  for (int64_t p = 0; p < 3; ++p)
+    for (int64_t i = 0; i < kNumChannels; ++i)
+      for (int64_t j = 0; j < kNumChannels; ++j)
+        for (int64_t k = 0; k < kNumSizes; ++k) {
+          const Geom g{kBatch[(i + j + k + p) % 2], kChannels[i], kChannels[j], kSizes[k].H,
+                       kSizes[k].W, 3, 1, p};
+          if (g.valid()) out.push_back(g);
+        }
+  return out;
+}
+
+/// For one (kernel, stride, padding): a covering set (every size once, with every C_in, C_out
+/// and N among them), shifted by `shift` so different (K, s, p) see different pairs.
+std::vector<Geom> covering_set(int64_t K, int64_t s, int64_t p, int64_t shift) {
+  std::vector<Geom> out;
+  for (int64_t k = 0; k < kNumSizes; ++k) {
+    const Geom g{kBatch[(k + shift) % 2], kChannels[(k + shift) % kNumChannels],
+                 kChannels[(2 * k + 3 * shift + 1) % kNumChannels], kSizes[k].H, kSizes[k].W,
+                 K, s, p};
+    if (g.valid()) out.push_back(g);
+  }
+  return out;
+}
+
+/// Every (kernel, stride, padding) except 3x3 stride 1: its covering set plus a fixed
+/// pseudo-random sample of `samples` more valid geometries.
+std::vector<Geom> im2col_grid(int samples) {
+  std::vector<Geom> out;
+  Generator pick(20240611);
+  int64_t shift = 0;
+  for (int64_t K : {1, 3, 5})
+    for (int64_t s : {1, 2})
+      for (int64_t p : {0, 1, 2}) {
+        if (K == 3 && s == 1) continue;
+        for (const Geom& g : covering_set(K, s, p, shift++)) out.push_back(g);
+        for (int i = 0; i < samples;) {
+          const Size sz = kSizes[pick.randint(kNumSizes)];
+          const Geom g{kBatch[pick.randint(2)], kChannels[pick.randint(kNumChannels)],
+                       kChannels[pick.randint(kNumChannels)], sz.H, sz.W, K, s, p};
+          if (g.valid()) { out.push_back(g); ++i; }
+        }
+      }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d forward and gradients match a naive direct convolution", "[oracle]") {
+  const std::vector<Geom> wino_grid = winograd_grid(), other_grid = im2col_grid(8);
+  {  // every (K, s, p) appears, each with every N, C_in, C_out and every size it accepts
+    std::map<std::tuple<int64_t, int64_t, int64_t>, std::array<std::set<int64_t>, 4>> seen;
+    for (const auto* grid : {&wino_grid, &other_grid})
+      for (const Geom& g : *grid) {
+        auto& axes = seen[{g.K, g.s, g.p}];
+        axes[0].insert(g.N);
+        axes[1].insert(g.C);
+        axes[2].insert(g.CO);
+        axes[3].insert(g.H * 1000 + g.W);
+      }
+    CHECK(seen.size() == 18);
+    for (const auto& [ksp, axes] : seen) {
+      const auto [K, s, p] = ksp;
+      size_t sizes = 0;
+      for (const Size& sz : kSizes) sizes += Geom{1, 1, 1, sz.H, sz.W, K, s, p}.valid();
+      INFO("kernel " << K << ", stride " << s << ", padding " << p);
+      CHECK(axes[0].size() == 2);
+      CHECK(axes[1].size() == kNumChannels);
+      CHECK(axes[2].size() == kNumChannels);
+      CHECK(axes[3].size() == sizes);
+    }
+  }
+  Worst wino, other;
+  Checker checker;
+  for (const Geom& g : wino_grid) checker.add(g, kFull, &wino);
+  for (const Geom& g : other_grid) checker.add(g, kFull, &other);
+  checker.flush();
+  WARN(wino.str("3x3 stride-1 (Winograd)"));
+  WARN(other.str("other (im2col+GEMM)"));
+  WARN("conv2d oracle: " << wino.count + other.count << " geometries checked");
+}
+
+TEST_CASE("conv2d without bias, with frozen inputs, and accumulating gradients matches the "
+          "naive convolution", "[oracle]") {
+  Worst wino, other;
+  Checker checker;
+  int64_t shift = 0;
+  constexpr int64_t kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+  for (int64_t K : {1, 3, 5})
+    for (int64_t s : {1, 2})
+      for (int64_t p : {0, 1, 2})
+        for (const Geom& g : covering_set(K, s, p, shift++))
+          for (const Variant& v : kVariants) checker.add(g, v, g.winograd() ? &wino : &other);
+  checker.flush();
+  auto unit = [&](const Worst& w) {
+    return "checks (" + std::to_string(w.count / kNumVariants) + " geometries x " +
+           std::to_string(kNumVariants) + " variants: no bias; x frozen; weight frozen; "
+           "two backwards)";
+  };
+  WARN(wino.str("3x3 stride-1 (Winograd), variants", unit(wino)));
+  WARN(other.str("other (im2col+GEMM), variants", unit(other)));
+}
