@@ -248,7 +248,6 @@ static void conv2d_backward(const Tensor& x, const Tensor& w, const float* dy, i
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding) {
-  profiler::Scope prof("conv2d");
   check(x.dim() == 4, "conv2d", "input [N, C_in, H, W]", x);
   check(weight.dim() == 4 && weight.size(1) == x.size(1), "conv2d",
         "weight [C_out, " + std::to_string(x.size(1)) + ", KH, KW] for input " +
@@ -271,7 +270,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   }
   g.HO = (g.H + 2 * padding - g.KH) / stride + 1;
   g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
-  // Multiply-adds of the direct convolution; every pass (forward, dx, dw) does this many.
+  // The profiler's rows name the algorithm; FLOPs are the direct convolution's (2 per
+  // multiply-add), which every pass (forward, dx, dw) does, whatever the algorithm.
+  const char* name = (g.KH == g.KW && conv2d_uses_winograd(g.C, g.KH, stride, padding))
+                         ? "conv2d (winograd)"
+                         : "conv2d (im2col)";
+  profiler::Scope prof(name);
   const double flops = 2.0 * N * O * g.HO * g.WO * g.C * g.KH * g.KW;
   profiler::add_flops(flops);
 
@@ -291,7 +295,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
         profiler::add_flops((dx ? flops : 0.0) + (dw ? flops : 0.0));
         conv2d_backward(x, weight, out->grad.data(), N, g, O, dx, dx_fresh, dw, db);
       },
-      "conv2d");
+      name);
   return y;
 }
 

@@ -138,24 +138,42 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
         float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
 #pragma omp parallel for schedule(static)
         for (int64_t c = 0; c < C; ++c) {
-          // dbeta = sum(dy), dgamma = sum(dy * x_hat)
+          const float mu = mean[c], is = inv_std[c];
+          // dbeta = sum(dy), dgamma = sum(dy * x_hat). Every load is unconditional, so the
+          // ReLU mask is a vector select.
           double sum_dy = 0.0, sum_dy_xhat = 0.0;
           for (int64_t n = 0; n < N; ++n) {
-            const float* p = xd + (n * C + c) * S;
-            const float* g = dy + (n * C + c) * S;
-            const float* yo = yd + (n * C + c) * S;
+            const float* __restrict p = xd + (n * C + c) * S;
+            const float* __restrict g = dy + (n * C + c) * S;
+            const float* __restrict yo = yd + (n * C + c) * S;
             float s1 = 0.0f, s2 = 0.0f;
+            if (relu) {
 #pragma omp simd reduction(+ : s1, s2)
-            for (int64_t i = 0; i < S; ++i) {
-              const float gi = (relu && !(yo[i] > 0.0f)) ? 0.0f : g[i];
-              s1 += gi;
-              s2 += gi * ((p[i] - mean[c]) * inv_std[c]);
+              for (int64_t i = 0; i < S; ++i) {
+                const float gv = g[i], yv = yo[i], xv = p[i];
+                const float gi = yv > 0.0f ? gv : 0.0f;
+                s1 += gi;
+                s2 += gi * ((xv - mu) * is);
+              }
+            } else {
+#pragma omp simd reduction(+ : s1, s2)
+              for (int64_t i = 0; i < S; ++i) {
+                s1 += g[i];
+                s2 += g[i] * ((p[i] - mu) * is);
+              }
             }
             if (dr) {
-              float* r = dr + (n * C + c) * S;
-              for (int64_t i = 0; i < S; ++i) {
-                const float gi = yo[i] > 0.0f ? g[i] : 0.0f;
-                r[i] = dr_fresh ? gi : r[i] + gi;
+              float* __restrict r = dr + (n * C + c) * S;
+              if (dr_fresh) {
+                for (int64_t i = 0; i < S; ++i) {
+                  const float gv = g[i];
+                  r[i] = yo[i] > 0.0f ? gv : 0.0f;
+                }
+              } else {
+                for (int64_t i = 0; i < S; ++i) {
+                  const float gv = g[i];
+                  r[i] += yo[i] > 0.0f ? gv : 0.0f;
+                }
               }
             }
             sum_dy += s1;
@@ -165,34 +183,22 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
           if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
           if (!dx) continue;
           const float gamma = gd ? gd[c] : 1.0f;
-          if (training) {
-            // dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma)
-            const float k = gamma * inv_std[c];
-            const float a = static_cast<float>(sum_dy / M);
-            const float b = static_cast<float>(sum_dy_xhat / M);
-            for (int64_t n = 0; n < N; ++n) {
-              const float* p = xd + (n * C + c) * S;
-              const float* g = dy + (n * C + c) * S;
-              const float* yo = yd + (n * C + c) * S;
-              float* d = dx + (n * C + c) * S;
-              for (int64_t i = 0; i < S; ++i) {
-                const float xhat = (p[i] - mean[c]) * inv_std[c];
-                const float gi = (relu && !(yo[i] > 0.0f)) ? 0.0f : g[i];
-                const float v = k * (gi - a - xhat * b);
-                d[i] = dx_fresh ? v : d[i] + v;
-              }
-            }
-          } else {
-            // y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy
-            const float k = gamma * inv_std[c];
-            for (int64_t n = 0; n < N; ++n) {
-              const float* g = dy + (n * C + c) * S;
-              const float* yo = yd + (n * C + c) * S;
-              float* d = dx + (n * C + c) * S;
-              for (int64_t i = 0; i < S; ++i) {
-                const float v = (relu && !(yo[i] > 0.0f)) ? 0.0f : k * g[i];
-                d[i] = dx_fresh ? v : d[i] + v;
-              }
+          // Training: dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma).
+          // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy,
+          // the same expression with a = b = 0.
+          const float k = gamma * is;
+          const float a = training ? static_cast<float>(sum_dy / M) : 0.0f;
+          const float b = training ? static_cast<float>(sum_dy_xhat / M) : 0.0f;
+          for (int64_t n = 0; n < N; ++n) {
+            const float* __restrict p = xd + (n * C + c) * S;
+            const float* __restrict g = dy + (n * C + c) * S;
+            const float* __restrict yo = yd + (n * C + c) * S;
+            float* d = dx + (n * C + c) * S;
+            for (int64_t i = 0; i < S; ++i) {
+              const float gv = g[i], yv = yo[i], xv = p[i];
+              const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
+              const float v = k * (gi - a - (xv - mu) * is * b);
+              d[i] = dx_fresh ? v : d[i] + v;
             }
           }
         }

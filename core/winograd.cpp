@@ -321,6 +321,7 @@ void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flippe
   const auto& G = Matrices<m>::G;
   // Output [a*a, R, S]: R = O, S = C normally; R = C, S = O for the flipped filters.
   const int64_t R = flipped ? C : O, S = flipped ? O : C;
+#pragma omp parallel for schedule(static) if (O * C >= 256)
   for (int64_t o = 0; o < O; ++o) {
     for (int64_t c = 0; c < C; ++c) {
       float f[3][3];
@@ -424,8 +425,11 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
   }
   // dw[o][c] += G^T dV[.][o][c] G, the partial sums added in thread order (deterministic).
   const auto& G = Matrices<m>::G;
-  for (int t = 1; t < nthreads; ++t)
-    for (int64_t i = 0; i < a * a * O * C; ++i) dV[0][i] += dV[t][i];
+  const int64_t nv = a * a * O * C;
+#pragma omp parallel for schedule(static) if (nv >= (1 << 14))
+  for (int64_t i = 0; i < nv; ++i)
+    for (int t = 1; t < nthreads; ++t) dV[0][i] += dV[t][i];
+#pragma omp parallel for schedule(static) if (O * C >= 256)
   for (int64_t o = 0; o < O; ++o) {
     for (int64_t c = 0; c < C; ++c) {
       float v[a][a];

@@ -2,6 +2,7 @@
 # Installs minidl's build and test dependencies from Debian's packages (run as root or with sudo).
 #   build: g++ cmake libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
 #          nlohmann-json3-dev libbenchmark-dev (Google Benchmark, for tests/bench)
+#          libgoogle-perftools-dev (tcmalloc_minimal: minidl's allocator, see CMakeLists.txt)
 #   reference values, plots and the PyTorch benchmark (optional, --with-python): python3-torch
 #          python3-numpy python3-matplotlib libtcmalloc-minimal4 (the tcmalloc that
 #          scripts/bench_compare.sh preloads for its "PyTorch best" rows)
@@ -10,7 +11,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(g++ cmake make libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
-          nlohmann-json3-dev libbenchmark-dev)
+          nlohmann-json3-dev libbenchmark-dev libgoogle-perftools-dev)
 if [ "${1:-}" = "--with-python" ]; then
   packages+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4)
 fi

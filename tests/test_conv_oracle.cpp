@@ -417,7 +417,7 @@ TEST_CASE("conv2d forward and gradients match a naive direct convolution", "[ora
   for (const Geom& g : wino_grid) checker.add(g, kFull, &wino);
   for (const Geom& g : other_grid) checker.add(g, kFull, &other);
   checker.flush();
-  WARN(wino.str("3x3 stride-1 (Winograd)"));
+  WARN(wino.str("3x3 stride-1 (Winograd for C_in >= 8)"));
   WARN(other.str("other (im2col+GEMM)"));
   WARN("conv2d oracle: " << wino.count + other.count << " geometries checked");
 }
@@ -439,6 +439,6 @@ TEST_CASE("conv2d without bias, with frozen inputs, and accumulating gradients m
            std::to_string(kNumVariants) + " variants: no bias; x frozen; weight frozen; "
            "two backwards)";
   };
-  WARN(wino.str("3x3 stride-1 (Winograd), variants", unit(wino)));
+  WARN(wino.str("3x3 stride-1 (Winograd for C_in >= 8), variants", unit(wino)));
   WARN(other.str("other (im2col+GEMM), variants", unit(other)));
 }
