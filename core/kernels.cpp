@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace minidl {
 
@@ -77,8 +78,51 @@ static void im2col_same(const float* x, const ConvGeom& g, float* col) {
   }
 }
 
+// Stride 2: input column iw = 2 * ow - pad + kw = 2 * (ow + s) + q with parity q in {0, 1}, so
+// after splitting each input row into its even and odd columns (the phase planes ph[q], rows of
+// Wq = (W - q + 1) / 2 values), every row of col is a contiguous copy of a phase row, shifted
+// by s, instead of a stride-2 gather.
+static void im2col_stride2(const float* x, const ConvGeom& g, float* col) {
+  const int64_t HWO = g.HO * g.WO, W0 = (g.W + 1) / 2, W1 = g.W / 2;
+  std::vector<float> ph(g.H * (W0 + W1));
+  for (int64_t c = 0; c < g.C; ++c) {
+    const float* xc = x + c * g.H * g.W;
+    float* p0 = ph.data();
+    float* p1 = ph.data() + g.H * W0;
+    for (int64_t h = 0; h < g.H; ++h) {
+      const float* r = xc + h * g.W;
+      for (int64_t j = 0; j < W0; ++j) p0[h * W0 + j] = r[2 * j];
+      for (int64_t j = 0; j < W1; ++j) p1[h * W1 + j] = r[2 * j + 1];
+    }
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        float* row = col + ((c * g.KH + kh) * g.KW + kw) * HWO;
+        const int64_t d = kw - g.pad;
+        const int64_t q = ((d % 2) + 2) % 2, s = (d - q) / 2, Wq = q ? W1 : W0;
+        const float* pq = q ? p1 : p0;
+        // Output columns whose phase column ow + s lies inside [0, Wq).
+        const int64_t lo = std::min(g.WO, std::max<int64_t>(0, -s));
+        const int64_t hi = std::max(lo, std::min(g.WO, Wq - s));
+        for (int64_t oh = 0; oh < g.HO; ++oh) {
+          const int64_t ih = 2 * oh - g.pad + kh;
+          float* out = row + oh * g.WO;
+          if (ih < 0 || ih >= g.H) {
+            for (int64_t ow = 0; ow < g.WO; ++ow) out[ow] = 0.0f;
+            continue;
+          }
+          const float* src = pq + ih * Wq + s;
+          for (int64_t ow = 0; ow < lo; ++ow) out[ow] = 0.0f;
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow];
+          for (int64_t ow = hi; ow < g.WO; ++ow) out[ow] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
 void im2col(const float* x, const ConvGeom& g, float* col) {
   if (g.stride == 1 && g.WO == g.W && g.HO == g.H && g.pad < g.W) return im2col_same(x, g, col);
+  if (g.stride == 2 && g.KW > 1) return im2col_stride2(x, g, col);
   const int64_t HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {
     const float* xc = x + c * g.H * g.W;
@@ -112,7 +156,43 @@ void im2col(const float* x, const ConvGeom& g, float* col) {
   }
 }
 
+// Stride 2, the adjoint of im2col_stride2: accumulate each col row into its phase plane with
+// contiguous adds, then add the two phase planes back into dx's even and odd columns.
+static void col2im_add_stride2(const float* col, const ConvGeom& g, float* dx) {
+  const int64_t HWO = g.HO * g.WO, W0 = (g.W + 1) / 2, W1 = g.W / 2;
+  std::vector<float> ph(g.H * (W0 + W1));
+  for (int64_t c = 0; c < g.C; ++c) {
+    std::fill(ph.begin(), ph.end(), 0.0f);
+    float* p0 = ph.data();
+    float* p1 = ph.data() + g.H * W0;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const float* row = col + ((c * g.KH + kh) * g.KW + kw) * HWO;
+        const int64_t d = kw - g.pad;
+        const int64_t q = ((d % 2) + 2) % 2, s = (d - q) / 2, Wq = q ? W1 : W0;
+        float* pq = q ? p1 : p0;
+        const int64_t lo = std::min(g.WO, std::max<int64_t>(0, -s));
+        const int64_t hi = std::max(lo, std::min(g.WO, Wq - s));
+        for (int64_t oh = 0; oh < g.HO; ++oh) {
+          const int64_t ih = 2 * oh - g.pad + kh;
+          if (ih < 0 || ih >= g.H) continue;
+          float* dst = pq + ih * Wq + s;
+          const float* in = row + oh * g.WO;
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow] += in[ow];
+        }
+      }
+    }
+    float* dxc = dx + c * g.H * g.W;
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* r = dxc + h * g.W;
+      for (int64_t j = 0; j < W0; ++j) r[2 * j] += p0[h * W0 + j];
+      for (int64_t j = 0; j < W1; ++j) r[2 * j + 1] += p1[h * W1 + j];
+    }
+  }
+}
+
 void col2im_add(const float* col, const ConvGeom& g, float* dx) {
+  if (g.stride == 2 && g.KW > 1) return col2im_add_stride2(col, g, dx);
   const int64_t HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {
     float* dxc = dx + c * g.H * g.W;
