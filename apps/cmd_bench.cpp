@@ -87,7 +87,6 @@ void run_bench(const BenchConfig& cfg) {
       fwd += std::chrono::duration<double>(t1 - t0).count();
       bwd += std::chrono::duration<double>(t2 - t1).count();
       step_seconds.push_back(std::chrono::duration<double>(t2 - t0).count());
-      if (std::getenv("MINIDL_BENCH_TRACE")) std::fprintf(stderr, "step %.4f\n", step_seconds.back());
     }
   }
   profile_window.stop();
