@@ -252,11 +252,29 @@ Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
   return t;
 }
 
+// Zeroes planes [C, rows, cols, NB] outside rows [r0, r1) x columns [c0, c1): the padding
+// border, written once per buffer; the chunks then overwrite only the interior.
+void zero_border(float* p, int64_t C, int64_t rows, int64_t cols, int64_t r0, int64_t r1,
+                 int64_t c0, int64_t c1, int64_t NB) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = p + (c * rows + r) * cols * NB;
+      if (r < r0 || r >= r1) {
+        std::fill(row, row + cols * NB, 0.0f);
+      } else {
+        std::fill(row, row + c0 * NB, 0.0f);
+        std::fill(row + c1 * NB, row + cols * NB, 0.0f);
+      }
+    }
+}
+
 // Xt [C, PH, PW, NB] interior <- the images [n0, n0 + nb) of x [N, C, H, W] (the zero border
-// of Xt is never written, so it stays zero).
+// of Xt is never written, so it stays zero). A partial chunk (nb < NB) zeroes Xt first: its
+// unused lanes then hold zeros, not stale values that could be NaN (0 * NaN would reach dV).
 void gather_chunk(const float* x, const ConvGeom& g, const Tiling& tl, int64_t n0, int64_t nb,
                   float* Xt) {
   const int64_t NB = tl.NB, HW = g.H * g.W;
+  if (nb < NB) std::fill(Xt, Xt + g.C * tl.PH * tl.PW * NB, 0.0f);
   const int64_t full = (nb == kLanes) ? g.W / kLanes * kLanes : 0;  // columns moved in blocks
   // Channel by channel, so that one channel's [PH, PW, NB] slice (tens of KB) stays in cache
   // while its lanes are filled.
@@ -349,8 +367,9 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
 #pragma omp parallel
   {
     const int64_t Tmax = tl.Pb * NB;
-    Storage Xt(C * tl.PH * tl.PW * NB, 0.0f), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
+    Storage Xt(C * tl.PH * tl.PW * NB), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         Mt(a * a * O * Tmax);
+    zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
 #pragma omp for schedule(static)
     for (int64_t chunk = 0; chunk < tl.chunks; ++chunk) {
       const int64_t n0 = chunk * NB, nb = std::min(NB, N - n0);
@@ -394,8 +413,10 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
   {
     const int tid = omp_get_thread_num();
     const int64_t Tmax = tl.Pb * NB;
-    Storage Xt(C * tl.PH * tl.PW * NB, 0.0f), Dt(O * tl.QH * tl.QW * NB, 0.0f),
-        U(a * a * C * Tmax), dM(a * a * O * Tmax);
+    Storage Xt(C * tl.PH * tl.PW * NB), Dt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
+        dM(a * a * O * Tmax);
+    zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
+    zero_border(Dt.data(), O, tl.QH, tl.QW, 0, g.HO, 0, g.WO, NB);
     Storage& part = dV[tid];
     part.assign(a * a * O * C, 0.0f);
 #pragma omp for schedule(static)
@@ -404,8 +425,7 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
       gather_chunk(x, g, tl, n0, nb, Xt.data());
       // Dt [O, QH, QW, NB] <- dy, zero beyond HO x WO (never written) and, in a last partial
       // chunk, in the unused lanes (so they add nothing to dV).
-      if (nb < NB) std::fill(Dt.begin(), Dt.end(), 0.0f);
-      gather_chunk(dy, gy, tly, n0, nb, Dt.data());
+      gather_chunk(dy, gy, tly, n0, nb, Dt.data());  // (zeroes Dt first when nb < NB)
       for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
         const int64_t pb = std::min(tl.Pb, tl.P - p0), T = pb * NB;
         transform_input_block(Xt.data(), g, tl, p0, pb, U.data());

@@ -442,3 +442,27 @@ TEST_CASE("conv2d without bias, with frozen inputs, and accumulating gradients m
   WARN(wino.str("3x3 stride-1 (Winograd for C_in >= 8), variants", unit(wino)));
   WARN(other.str("other (im2col+GEMM), variants", unit(other)));
 }
+
+// Batches of 16 and more images: the Winograd path then runs 16 images as the lanes of one
+// vector (core/winograd.cpp, kLanes), moves whole 16 x 16 blocks between NCHW and the lane
+// layout when the width is a multiple of 16, and leaves a last partial chunk (33 = 16 + 16 + 1
+// images with 2 threads). The stride-2 rows cover the phase-plane im2col/col2im.
+TEST_CASE("conv2d matches the naive convolution on large batches (vector lanes, partial chunks)",
+          "[oracle]") {
+  Worst wino, other;
+  Checker checker;
+  const Geom geoms[] = {
+      {33, 16, 16, 32, 32, 3, 1, 1},  // resnet20's first stage, 3 chunks of 16, 16 and 1
+      {32, 32, 8, 16, 16, 3, 1, 0},   // whole chunks only
+      {35, 9, 33, 8, 17, 3, 1, 2},    // odd width: the lane layout without block transposes
+      {17, 64, 64, 8, 8, 3, 1, 1},    // resnet20's last stage shape
+      {33, 16, 32, 32, 32, 3, 2, 1},  // stride-2 phase planes
+      {20, 5, 7, 9, 11, 5, 2, 2}};
+  for (const Geom& g : geoms)
+    for (const Variant& v : {kFull, kVariants[1], kVariants[3]})
+      checker.add(g, v, g.winograd() ? &wino : &other);
+  checker.flush();
+  WARN(wino.str("large batches, 3x3 stride-1 (Winograd)"));
+  WARN(other.str("large batches, other (im2col+GEMM)"));
+  CHECK(wino.count == 12);
+}
