@@ -1,12 +1,15 @@
 // minidl — Winograd F(m x m, 3 x 3) convolution kernels (see winograd.hpp for the math).
 //
-// Buffers of one chunk (T tiles: nb images x P tiles each, tile t = (image, tile row, tile col)):
-//   E   [a, a, T]   the input tiles, gathered from a zero-padded copy of one channel plane
-//   U   [a*a, C, T] transformed input tiles              (B^T D B)
-//   Mt  [a*a, O, T] transform-domain products            (V U, one GEMM per xi)
-//   Ot  [m, m, T]   output tiles of one channel          (A^T M A)
-// Every 1-d transform below runs along rows of T floats, so the compiler vectorizes it over
-// tiles; the 2-d transform is the 1-d one applied to columns, then to rows.
+// Layout. The batch is cut into chunks of NB (up to 16) images; in every buffer the image is
+// the innermost index, so one tile element of the whole chunk is one vector of NB floats:
+//   Xt  [C, PH, PW, NB]  the chunk's input planes, zero-padded      (gather_chunk)
+//   U   [a*a, C, T]      transformed input tiles B^T D B, T = Pb * NB columns for a block of
+//                        Pb tiles                                    (input_tile)
+//   Mt  [a*a, O, T]      products V[xi] U[xi], one GEMM per xi       (OpenBLAS)
+//   Yt  [O, QH, QW, NB]  output tiles A^T M A                        (output_tile)
+// then back to NCHW (scatter_chunk). The weight gradient gathers dy the same way, transforms
+// its tiles with A dY A^T (output_tile_adjoint) and accumulates dV[xi] += dM[xi] U[xi]^T.
+// Each 2-d transform is the 1-d one applied to the tile's columns, then to its rows.
 #include "core/winograd.hpp"
 
 #include <omp.h>

@@ -28,8 +28,14 @@
 
 namespace minidl::kernels {
 
-/// Output tile size m of the Winograd algorithm used (F(m x m, 3 x 3)); a = m + 2.
-constexpr int kWinogradTile = 4;
+/// Output tile size m of the Winograd algorithm used (F(m x m, 3 x 3)); a = m + 2. 4 by default;
+/// building with -DMINIDL_WINOGRAD_TILE=2 selects F(2x2, 3x3) (for comparisons: README, Speed).
+#ifndef MINIDL_WINOGRAD_TILE
+#define MINIDL_WINOGRAD_TILE 4
+#endif
+static_assert(MINIDL_WINOGRAD_TILE == 2 || MINIDL_WINOGRAD_TILE == 4,
+              "MINIDL_WINOGRAD_TILE must be 2 or 4");
+constexpr int kWinogradTile = MINIDL_WINOGRAD_TILE;
 constexpr int kWinogradAlpha = kWinogradTile + 2;
 
 /// True when g is a 3x3 stride-1 convolution with padding 0, 1 or 2 (what winograd_* compute).
