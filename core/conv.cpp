@@ -5,9 +5,10 @@
 // Two algorithms, chosen per geometry by conv2d_uses_winograd():
 // - Winograd F(4x4, 3x3) (core/winograd.hpp) for 3x3 stride-1 convolutions (padding 0-2) with at
 //   least 8 input channels, the bulk of a ResNet: forward, input gradient (a convolution of dy
-//   with the flipped filters) and weight gradient. The transformed weight is cached on the weight tensor and recomputed only when
-//   the weight's version changes (an optimizer step, load_state_dict), so frozen convolutions
-//   (BN-only training, eval mode) transform their filters once.
+//   with the flipped filters) and weight gradient. The transformed weight is cached on the
+//   weight tensor and recomputed only when the weight's version changes (an optimizer step,
+//   load_state_dict), so frozen convolutions (BN-only training, eval mode) transform their
+//   filters once.
 // - im2col + GEMM for every other geometry, one image per OpenMP iteration. Per image n, with
 //   col = im2col(x[n]) of shape [K, HO*WO]:
 //     forward:  y[n] = W col                       W viewed as [O, K]
