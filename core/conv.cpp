@@ -211,18 +211,22 @@ void bias_backward(const float* dy, float* db, int64_t N, int64_t O, int64_t S) 
 
 }  // namespace
 
+/// The geometries Winograd computes (kernels::winograd_applies: 3x3, stride 1, padding 0-2), less
+/// those with fewer than 8 input channels (an RGB stem), where the transforms cost as much as
+/// they save: measured equal for resnet20's 3 -> 16 stem, so im2col keeps those.
+static bool use_winograd(const ConvGeom& g) {
+  return kernels::winograd_applies(g) && g.C >= kWinogradMinChannels;
+}
+
 bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
                           int64_t padding) {
-  // Below 8 input channels (an RGB stem) the transforms cost as much as they save: measured
-  // equal for resnet20's 3 -> 16 stem, so im2col keeps those.
-  return kernel_size == 3 && stride == 1 && padding >= 0 && padding <= 2 &&
-         in_channels >= kWinogradMinChannels;
+  return use_winograd(ConvGeom{in_channels, 1, 1, kernel_size, kernel_size, stride, padding, 1, 1});
 }
 
 /// y [N, O, HO, WO] = conv(x, w) + b; w [O, C, KH, KW]; b [O] or null.
 static void conv2d_forward(const Tensor& x, const Tensor& w, const float* b, int64_t N,
-                           const ConvGeom& g, int64_t O, float* y) {
-  if (g.KH == g.KW && conv2d_uses_winograd(g.C, g.KH, g.stride, g.pad)) {
+                           const ConvGeom& g, int64_t O, bool winograd, float* y) {
+  if (winograd) {
     kernels::winograd_forward(x.data(), N, g, O, winograd_weight(w, false), y, false);
   } else {
     conv2d_im2col_forward(x.data(), w.data(), N, g, O, y);
@@ -233,9 +237,9 @@ static void conv2d_forward(const Tensor& x, const Tensor& w, const float* b, int
 /// From dy [N, O, HO, WO]: dx [N, C, H, W] (= when dx_fresh, else +=), dw [O, C, KH, KW] (+=),
 /// db [O] (+=); each may be null (not needed).
 static void conv2d_backward(const Tensor& x, const Tensor& w, const float* dy, int64_t N,
-                            const ConvGeom& g, int64_t O, float* dx, bool dx_fresh, float* dw,
-                            float* db) {
-  if (g.KH == g.KW && conv2d_uses_winograd(g.C, g.KH, g.stride, g.pad)) {
+                            const ConvGeom& g, int64_t O, bool winograd, float* dx, bool dx_fresh,
+                            float* dw, float* db) {
+  if (winograd) {
     if (dx) {  // dx = conv(dy, flipped w) with padding 2 - pad: a forward Winograd pass
       const ConvGeom gt{O, g.HO, g.WO, 3, 3, 1, 2 - g.pad, g.H, g.W};
       kernels::winograd_forward(dy, N, gt, g.C, winograd_weight(w, true), dx, !dx_fresh);
@@ -273,28 +277,27 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
   // The profiler's rows name the algorithm; FLOPs are the direct convolution's (2 per
   // multiply-add), which every pass (forward, dx, dw) does, whatever the algorithm.
-  const char* name = (g.KH == g.KW && conv2d_uses_winograd(g.C, g.KH, stride, padding))
-                         ? "conv2d (winograd)"
-                         : "conv2d (im2col)";
+  const bool winograd = use_winograd(g);
+  const char* name = winograd ? "conv2d (winograd)" : "conv2d (im2col)";
   profiler::Scope prof(name);
   const double flops = 2.0 * N * O * g.HO * g.WO * g.C * g.KH * g.KW;
   profiler::add_flops(flops);
 
   Tensor y = Tensor::empty({N, O, g.HO, g.WO});
-  conv2d_forward(x, weight, bias.defined() ? bias.data() : nullptr, N, g, O, y.data());
+  conv2d_forward(x, weight, bias.defined() ? bias.data() : nullptr, N, g, O, winograd, y.data());
   if (!needs_graph({&x, &weight, &bias})) return y;
 
   // The closure only unpacks gradients and calls conv2d_backward (llm.c's op template).
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
-      [x, weight, bias, out, g, N, O, flops]() {
+      [x, weight, bias, out, g, N, O, winograd, flops]() {
         bool dx_fresh = false;  // dx allocated now, uninitialized: the first write assigns
         float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
         float* dw = detail::grad_or_null(weight);
         float* db = detail::grad_or_null(bias);
         profiler::add_flops((dx ? flops : 0.0) + (dw ? flops : 0.0));
-        conv2d_backward(x, weight, out->grad.data(), N, g, O, dx, dx_fresh, dw, db);
+        conv2d_backward(x, weight, out->grad.data(), N, g, O, winograd, dx, dx_fresh, dw, db);
       },
       name);
   return y;

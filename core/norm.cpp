@@ -184,8 +184,8 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
           if (!dx) continue;
           const float gamma = gd ? gd[c] : 1.0f;
           // Training: dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma).
-          // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy,
-          // the same expression with a = b = 0.
+          // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy
+          // (x is not read, so an infinite x cannot turn into 0 * inf = NaN).
           const float k = gamma * is;
           const float a = training ? static_cast<float>(sum_dy / M) : 0.0f;
           const float b = training ? static_cast<float>(sum_dy_xhat / M) : 0.0f;
@@ -197,7 +197,7 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
             for (int64_t i = 0; i < S; ++i) {
               const float gv = g[i], yv = yo[i], xv = p[i];
               const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
-              const float v = k * (gi - a - (xv - mu) * is * b);
+              const float v = training ? k * (gi - a - (xv - mu) * is * b) : k * gi;
               d[i] = dx_fresh ? v : d[i] + v;
             }
           }

@@ -7,7 +7,7 @@
 // Every op throws std::invalid_argument naming the op, what it expected and what it got.
 // Each op opens a profiler::Scope named after its node at the top of its forward function
 // (core/profiler.hpp), so its `--profile` forward row lines up with the backward row of the same
-// name (conv2d's forward Scope and FLOP counts come with the conv rewrite).
+// name; conv2d's rows name its algorithm ("conv2d (winograd)", "conv2d (im2col)").
 #pragma once
 
 #include <cstdint>

@@ -212,15 +212,16 @@ inline void output_tile_adjoint(const float* in, int64_t rs, int64_t cs, float* 
     for (int l = 0; l < a; ++l) store<V>(out + (j * a + l) * xs, q[j][l]);
 }
 
-// The three transforms over nv lanes: one vector when nv == kLanes, else lane by lane.
-#define MINIDL_OVER_LANES(fn, in, s1, s2, out, s3, nv)                        \
-  do {                                                                         \
-    if ((nv) == kLanes) {                                                      \
-      fn<lanes>(in, s1, s2, out, s3);                                          \
-    } else {                                                                   \
-      for (int64_t v = 0; v < (nv); ++v) fn<float>((in) + v, s1, s2, (out) + v, s3); \
-    }                                                                          \
-  } while (0)
+// Runs f(V{}, v) over nv lanes: once with V = lanes (v = 0) when nv == kLanes, else once per
+// lane with V = float. f applies a tile transform at lane offset v.
+template <class F>
+inline void over_lanes(int64_t nv, F&& f) {
+  if (nv == kLanes) {
+    f(lanes{}, int64_t{0});
+  } else {
+    for (int64_t v = 0; v < nv; ++v) f(0.0f, v);
+  }
+}
 
 // ---- Tiling ------------------------------------------------------------------------------
 
@@ -327,8 +328,11 @@ void transform_input_block(const float* Xt, const ConvGeom& g, const Tiling& tl,
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t p = p0; p < p0 + pb; ++p) {
       const int64_t th = p / tl.TW, tw = p % tl.TW;
-      MINIDL_OVER_LANES(input_tile, Xt + ((c * tl.PH + th * m) * tl.PW + tw * m) * NB,
-                        tl.PW * NB, NB, U + c * T + (p - p0) * NB, g.C * T, NB);
+      const float* in = Xt + ((c * tl.PH + th * m) * tl.PW + tw * m) * NB;
+      float* out = U + c * T + (p - p0) * NB;
+      over_lanes(NB, [&](auto lane, int64_t v) {
+        input_tile<decltype(lane)>(in + v, tl.PW * NB, NB, out + v, g.C * T);
+      });
     }
 }
 
@@ -392,11 +396,9 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
             const int64_t th = p / tl.TW, tw = p % tl.TW;
             const float* in = Mt.data() + o * T + (p - p0) * NB;
             float* out = Yt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
-            if (NB == kLanes) {
-              output_tile<lanes>(in, O * T, out, tl.QW * NB, NB);
-            } else {
-              for (int64_t v = 0; v < NB; ++v) output_tile<float>(in + v, O * T, out + v, tl.QW * NB, NB);
-            }
+            over_lanes(NB, [&](auto lane, int64_t v) {
+              output_tile<decltype(lane)>(in + v, O * T, out + v, tl.QW * NB, NB);
+            });
           }
       }
       scatter_chunk(Yt.data(), tl, g, O, n0, nb, y, accumulate);
@@ -438,9 +440,11 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
         for (int64_t o = 0; o < O; ++o)
           for (int64_t p = p0; p < p0 + pb; ++p) {
             const int64_t th = p / tl.TW, tw = p % tl.TW;
-            MINIDL_OVER_LANES(output_tile_adjoint,
-                              Dt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB,
-                              tl.QW * NB, NB, dM.data() + o * T + (p - p0) * NB, O * T, NB);
+            const float* in = Dt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
+            float* out = dM.data() + o * T + (p - p0) * NB;
+            over_lanes(NB, [&](auto lane, int64_t v) {
+              output_tile_adjoint<decltype(lane)>(in + v, tl.QW * NB, NB, out + v, O * T);
+            });
           }
         for (int xi = 0; xi < a * a; ++xi) {  // dV[xi] [O, C] += dM[xi] [O, T] U[xi]^T [T, C]
           gemm(false, true, O, C, T, 1.0f, dM.data() + xi * O * T, U.data() + xi * C * T, 1.0f,
