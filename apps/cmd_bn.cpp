@@ -65,7 +65,7 @@ void run_recalibrate(const RecalibrateConfig& cfg) {
   Checkpoint ck;
   std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
   data::Dataset train = data::load_cifar10(resolve_data_dir(cfg.data), true, cfg.limit);
-  const int n = recalibrate_on(*model, train, cfg.batch_size);
+  const int n = recalibrate_on(*model, train, cfg.batch_size, checkpoint_normalization(ck, cfg.checkpoint));
   auto meta = ck.metadata;
   meta["bn_statistics"] = "population over " + std::to_string(train.size()) +
                           " training images (minidl recalibrate-bn)";

@@ -18,17 +18,19 @@ double run_eval(const EvalConfig& cfg) {
                                 cfg.bn_stats + "\"");
   }
   set_num_threads(cfg.threads);
-  std::shared_ptr<Module> model = load_model(cfg.checkpoint);
+  Checkpoint ck;
+  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
+  const data::Normalization norm = checkpoint_normalization(ck, cfg.checkpoint);
   const std::string dir = resolve_data_dir(cfg.data);
   data::Dataset test = data::load_cifar10(dir, false, cfg.limit);
   if (cfg.bn_stats == "population") {
     data::Dataset train = data::load_cifar10(dir, true, cfg.recalibrate_limit);
-    recalibrate_on(*model, train, 500);
+    recalibrate_on(*model, train, 500, norm);
   }
   EvalResult r;
   try {
     r = evaluate(*model, test, cfg.batch_size,
-                 cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning);
+                 cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning, norm);
   } catch (const std::invalid_argument& e) {
     if (cfg.bn_stats != "batch") throw;
     throw std::invalid_argument(std::string("--bn-stats batch with --batch-size ") +

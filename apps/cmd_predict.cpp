@@ -15,11 +15,13 @@ namespace minidl::app {
 
 void run_predict(const PredictConfig& cfg) {
   set_num_threads(cfg.threads);
-  std::shared_ptr<Module> model = load_model(cfg.checkpoint);
+  Checkpoint ck;
+  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
+  const data::Normalization norm = checkpoint_normalization(ck, cfg.checkpoint);
   NoGradGuard no_grad;
   const auto& names = data::cifar10_class_names();
   for (const std::string& path : cfg.images) {
-    Tensor logits = (*model)(data::load_image(path));
+    Tensor logits = (*model)(data::load_image(path, norm));
     const int64_t K = logits.size(1);
     std::vector<double> p(K);
     const float* z = logits.data();

@@ -45,6 +45,7 @@ json config_to_json(const TrainConfig& c) {
               {"gamma", c.gamma},
               {"label_smoothing", c.label_smoothing},
               {"augment", c.augment},
+              {"normalize", c.normalize},
               {"seed", c.seed},
               {"threads", c.threads},
               {"limit_train", c.limit_train},
@@ -72,6 +73,7 @@ TrainConfig config_from_json(const json& j) {
   c.gamma = j.value("gamma", c.gamma);
   c.label_smoothing = j.value("label_smoothing", c.label_smoothing);
   c.augment = j.value("augment", c.augment);
+  c.normalize = j.value("normalize", c.normalize);
   c.seed = j.value("seed", c.seed);
   c.threads = j.value("threads", c.threads);
   c.limit_train = j.value("limit_train", c.limit_train);
@@ -100,6 +102,7 @@ static void validate(const TrainConfig& c) {
   if (c.limit_train == 0 || c.limit_train < -1) bad("--limit-train", "must be >= 1");
   if (c.bn_stats != "batch" && c.bn_stats != "running")
     bad("--bn-stats", "must be batch or running, got \"" + c.bn_stats + "\"");
+  data::normalization_named(c.normalize, "--normalize");
 }
 
 static std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, Module& model) {
@@ -196,6 +199,7 @@ TrainResult run_train(const TrainConfig& given) {
   lo.augment = cfg.augment;
   lo.drop_last = train.size() > cfg.batch_size;  // a BN batch of one would be an error
   lo.seed = cfg.seed;
+  lo.norm = data::normalization_named(cfg.normalize);
   data::DataLoader loader(train, lo);
   const int64_t per_epoch = loader.num_batches();
 
@@ -263,7 +267,7 @@ TrainResult run_train(const TrainConfig& given) {
     ProfileWindow profile_window(profile_epoch);
     EpochStats tr = train_epoch(*model, loader, *opt, sched, step, cfg.label_smoothing, epoch, progress);
     profile_window.stop();
-    EvalResult te = evaluate(*model, test, 1000);
+    EvalResult te = evaluate(*model, test, 1000, BnStats::kRunning, lo.norm);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = tr.images / tr.seconds;
     if (!cfg.quiet) {
@@ -287,6 +291,7 @@ TrainResult run_train(const TrainConfig& given) {
     metrics += row;
     std::map<std::string, std::string> meta = {{"format", "minidl"},
                                                {"model", cfg.model},
+                                               {"normalization", cfg.normalize},
                                                {"config", config_to_json(cfg).dump()},
                                                {"epoch", std::to_string(epoch + 1)},
                                                {"test_accuracy", std::to_string(te.accuracy())},

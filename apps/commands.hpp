@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct TrainConfig {
   float gamma = 0.1f;
   float label_smoothing = 0.1f;
   bool augment = true;               ///< random crop 32 (pad 4) + horizontal flip
+  /// Input normalization (data::normalization_named): cifar10 | imagenet. Saved in the
+  /// checkpoint's metadata ("normalization"); eval, predict and recalibrate-bn read it there.
+  std::string normalize = "cifar10";
   uint64_t seed = 0;
   int threads = 2;
   int64_t limit_train = -1;          ///< use the first N training images (-1: all 50,000)
@@ -64,6 +68,11 @@ struct TrainResult {
 };
 
 TrainResult run_train(const TrainConfig& cfg);
+
+/// A TrainConfig as RUN_DIR/config.json holds it (every field but quiet, resume, stop_after,
+/// profile and epochs_set_by_user), and back; missing keys keep TrainConfig's defaults.
+nlohmann::json config_to_json(const TrainConfig& c);
+TrainConfig config_from_json(const nlohmann::json& j);
 
 struct EvalConfig {
   std::string checkpoint;
@@ -123,18 +132,39 @@ struct RecalibrateConfig {
 /// checkpoint (atomically).
 void run_recalibrate(const RecalibrateConfig& cfg);
 
-/// `minidl experiment bn-only`: trains the variants all, bn, fc, bn+fc and random-per-channel
-/// with one seed and recipe and writes results.md, results.csv and plots to `out`.
+/// `minidl experiment bn-only` and `bn-only-sweep` (apps/cmd_experiment.cpp).
 struct ExperimentConfig {
   std::string data, out = "runs/bn-only", model = "resnet14";
+  /// bn-only-sweep: the models, each run as one bn-only experiment in OUT/<model>/
+  std::vector<std::string> models = {"resnet14", "resnet32", "resnet56", "resnet14_32"};
   int64_t epochs = 15;
   uint64_t seed = 0;
   std::string recipe = "default";  ///< default | frankle2021
   int threads = 2;
   int64_t limit_train = -1, limit_test = -1;
   std::vector<std::string> variants = {"all", "bn", "fc", "bn+fc", "random-per-channel"};
+  /// Train at most this many epochs in this invocation, summed over variants (and models);
+  /// -1: no limit. The schedule still spans --epochs; continue with `resume`.
+  int64_t stop_after = -1;
+  /// Continue the experiment in `out`: finished variants are kept, a partial one continues from
+  /// its last epoch. Its config.json must be the one this invocation would write (data, out
+  /// and threads may differ); otherwise std::runtime_error names the file and the field.
+  bool resume = false;
   bool quiet = false;
 };
-void run_experiment(const ExperimentConfig& cfg);
+
+/// `minidl experiment bn-only`: trains `variants` of `model` with one seed and recipe, each in
+/// OUT/<variant>/ (a `minidl train` run directory plus gammas.csv), then writes OUT/results.csv,
+/// OUT/results.md and the plots (scripts/plot_experiment.py). Returns false when `stop_after`
+/// ran out before every variant finished (no table is written then). Throws
+/// std::invalid_argument for bad flags and std::runtime_error when OUT/<variant>/ already holds
+/// a run and `resume` is not set.
+bool run_experiment(const ExperimentConfig& cfg);
+
+/// `minidl experiment bn-only-sweep`: one bn-only experiment per model in OUT/<model>/, then
+/// OUT/results.csv (one row per model and variant, with depth and width), OUT/results.md and
+/// OUT/sweep.png (scripts/plot_sweep.py: accuracy against depth and width with the paper's
+/// 160-epoch values as reference markers). Returns false when `stop_after` ran out first.
+bool run_sweep(const ExperimentConfig& cfg);
 
 }  // namespace minidl::app

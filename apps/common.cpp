@@ -62,4 +62,14 @@ std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out) {
   return model;
 }
 
+data::Normalization checkpoint_normalization(const Checkpoint& ck, const std::string& path) {
+  auto it = ck.metadata.find("normalization");
+  if (it == ck.metadata.end()) return data::Normalization{};
+  try {
+    return data::normalization_named(it->second, "checkpoint \"" + path + "\"");
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
+  }
+}
+
 }  // namespace minidl::app

@@ -6,6 +6,7 @@
 
 #include "core/profiler.hpp"
 #include "core/safetensors.hpp"
+#include "data/loader.hpp"
 #include "layers/module.hpp"
 
 namespace minidl::app {
@@ -50,5 +51,10 @@ class ProfileWindow {
 /// Throws std::runtime_error naming the file when the metadata has no model name, and the
 /// load_state_dict error (naming the tensor) when a name or shape does not fit.
 std::shared_ptr<Module> load_model(const std::string& checkpoint_path, Checkpoint* out = nullptr);
+
+/// The input normalization a checkpoint was trained with: its metadata entry "normalization"
+/// (cifar10 | imagenet, data::normalization_named); cifar10 when the entry is absent (minidl
+/// before the entry existed). Throws std::runtime_error naming `path` for an unknown name.
+data::Normalization checkpoint_normalization(const Checkpoint& ck, const std::string& path);
 
 }  // namespace minidl::app

@@ -21,15 +21,17 @@ int64_t argmax_row(const float* z, int64_t i, int64_t K) {
 }
 }  // namespace
 
-int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size) {
+int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
+                   const data::Normalization& norm) {
   if (batch_size < 1) throw std::invalid_argument("--batch-size must be >= 1");
   return recalibrate_batch_norm(model, [&](const std::function<void(const Tensor&)>& visit) {
     for (int64_t b = 0; b < ds.size(); b += batch_size)
-      visit(data::to_tensor(ds, b, std::min(batch_size, ds.size() - b)));
+      visit(data::to_tensor(ds, b, std::min(batch_size, ds.size() - b), norm));
   });
 }
 
-EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats) {
+EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats,
+                    const data::Normalization& norm) {
   if (batch_size < 1) {
     throw std::invalid_argument("--batch-size must be >= 1, got " + std::to_string(batch_size));
   }
@@ -50,7 +52,7 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
   double loss_sum = 0.0;
   for (int64_t begin = 0; begin < ds.size(); begin += batch_size) {
     const int64_t count = std::min(batch_size, ds.size() - begin);
-    Tensor x = data::to_tensor(ds, begin, count);
+    Tensor x = data::to_tensor(ds, begin, count, norm);
     std::vector<int32_t> y(ds.labels.begin() + begin, ds.labels.begin() + begin + count);
     Tensor logits = model(x);
     loss_sum += static_cast<double>(ops::cross_entropy(logits, y).item()) * count;

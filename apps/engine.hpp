@@ -35,12 +35,13 @@ enum class BnStats { kRunning, kBatch };
 /// BnStats::kBatch, BN layers in train mode on a copy of their buffers) and leaves it in eval
 /// mode. Throws std::invalid_argument for batch_size < 1.
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size,
-                    BnStats bn_stats = BnStats::kRunning);
+                    BnStats bn_stats = BnStats::kRunning, const data::Normalization& norm = {});
 
 /// Sets every BatchNorm's running statistics to the population statistics of `ds` (no
 /// augmentation), in inference mode, layer after layer (layers/recalibrate.hpp), feeding
 /// batches of `batch_size` images. Returns the number of BN layers.
-int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size);
+int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
+                   const data::Normalization& norm = {});
 
 /// Statistics of one training epoch.
 struct EpochStats {

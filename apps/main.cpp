@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 
 #include "apps/commands.hpp"
 #include "layers/models/registry.hpp"
@@ -52,6 +53,9 @@ int main(int argc, char** argv) {
   train->add_option("--stop-after", tc.stop_after, "stop after N epochs of this invocation "
                     "(the schedule still spans --epochs; continue with --resume)")
       ->check(CLI::PositiveNumber);
+  train->add_option("--normalize", tc.normalize, "input normalization: cifar10 (its own mean/std) "
+                    "| imagenet (torchvision's ImageNet mean/std, as the BN-only paper's code)")
+      ->capture_default_str()->check(CLI::IsMember({"cifar10", "imagenet"}));
   train->add_option("--bn-init", tc.bn_init, "BatchNorm gamma init: fixed (1) | uniform (U[0,1])")
       ->capture_default_str()->check(CLI::IsMember({"fixed", "uniform"}));
   train->add_option("--train-only", tc.train_only,
@@ -133,11 +137,21 @@ int main(int argc, char** argv) {
 
   ExperimentConfig xc;
   std::string experiment_name;
-  auto* experiment = app.add_subcommand("experiment", "run a named experiment: bn-only");
-  experiment->add_option("name", experiment_name, "bn-only")->required()
-      ->check(CLI::IsMember({"bn-only"}));
+  auto* experiment = app.add_subcommand("experiment", "run a named experiment: bn-only | "
+                                        "bn-only-sweep");
+  experiment->add_option("name", experiment_name, "bn-only (one model, several variants) | "
+                         "bn-only-sweep (several models: accuracy against depth and width)")
+      ->required()->check(CLI::IsMember({"bn-only", "bn-only-sweep"}));
   experiment->add_option("--data", xc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  experiment->add_option("--model", xc.model, "model")->capture_default_str();
+  auto* model_opt = experiment->add_option("--model", xc.model, "bn-only: the model")
+                        ->capture_default_str();
+  auto* models_opt = experiment->add_option("--models", xc.models, "bn-only-sweep: the models")
+                         ->capture_default_str();
+  experiment->add_option("--stop-after", xc.stop_after, "train at most N epochs in this "
+                         "invocation (summed over variants and models), then stop; continue "
+                         "with --resume")->check(CLI::PositiveNumber);
+  experiment->add_flag("--resume", xc.resume, "continue the experiment in --out: finished "
+                       "variants are kept, a partial one continues (same flags required)");
   experiment->add_option("--epochs", xc.epochs, "epochs per variant")->capture_default_str()
       ->check(CLI::PositiveNumber);
   experiment->add_option("--out", xc.out, "output folder")->capture_default_str();
@@ -169,7 +183,12 @@ int main(int argc, char** argv) {
     } else if (*recal) {
       run_recalibrate(rc);
     } else if (*experiment) {
-      run_experiment(xc);
+      const bool sweep = experiment_name == "bn-only-sweep";
+      if (sweep && model_opt->count() > 0)
+        throw std::invalid_argument("--model is for bn-only; bn-only-sweep takes --models");
+      if (!sweep && models_opt->count() > 0)
+        throw std::invalid_argument("--models is for bn-only-sweep; bn-only takes --model");
+      sweep ? run_sweep(xc) : run_experiment(xc);
     }
   } catch (const std::exception& e) {
     std::fflush(stdout);

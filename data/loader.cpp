@@ -68,6 +68,13 @@ void augment_with(const NormTable& t, const uint8_t* src, float* dst, const Augm
 
 }  // namespace
 
+Normalization normalization_named(const std::string& name, const std::string& what) {
+  if (name == "cifar10") return Normalization{};
+  if (name == "imagenet") return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+  throw std::invalid_argument(what + ": normalization must be cifar10 or imagenet, got \"" + name +
+                              "\"");
+}
+
 void normalize_image(const uint8_t* src, float* dst, const Normalization& norm) {
   normalize_with(NormTable(norm), src, dst);
 }

@@ -19,6 +19,7 @@
 #include <exception>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -29,11 +30,17 @@
 namespace minidl::data {
 
 /// Per-channel (R, G, B) mean and standard deviation on the 0..1 scale. The defaults are the
-/// CIFAR-10 training-set statistics.
+/// CIFAR-10 training-set statistics ("cifar10").
 struct Normalization {
   std::array<float, 3> mean{0.4914f, 0.4822f, 0.4465f};
   std::array<float, 3> std{0.2470f, 0.2435f, 0.2616f};
 };
+
+/// The named normalizations: "cifar10" (the CIFAR-10 training set's statistics, the default)
+/// and "imagenet" (mean 0.485, 0.456, 0.406, std 0.229, 0.224, 0.225: torchvision's ImageNet
+/// values, which open_lth, the BN-only paper's code, uses for CIFAR-10 too). Throws
+/// std::invalid_argument naming `what` (a flag or file) for any other name.
+Normalization normalization_named(const std::string& name, const std::string& what = "--normalize");
 
 /// Normalizes one CHW image: src is 3 x 32 x 32 bytes, dst receives 3 x 32 x 32 floats
 /// (byte / 255 - mean[c]) / std[c]. src and dst must not overlap.

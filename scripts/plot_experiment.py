@@ -1,12 +1,29 @@
 #!/usr/bin/python3
-"""Plots of a `minidl experiment bn-only` run (Debian's python3-matplotlib).
+"""Plots of a `minidl experiment bn-only` run (Debian's python3-matplotlib and numpy).
 
 Usage: /usr/bin/python3 scripts/plot_experiment.py RUN_DIR
-Reads RUN_DIR/<variant>/metrics.csv and RUN_DIR/<variant>/gammas.csv; writes
-RUN_DIR/accuracy.png (test accuracy per epoch, one line per variant) and RUN_DIR/gammas.png
-(histogram of the learned BatchNorm gammas per variant).
+
+Reads, for each variant folder RUN_DIR/<variant>/ that holds a metrics.csv:
+  RUN_DIR/<variant>/metrics.csv  epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,
+                                 seconds,images_per_second (accuracies are fractions 0..1)
+  RUN_DIR/<variant>/gammas.csv   layer,channel,gamma: one row per BatchNorm channel, in network
+                                 order (optional; variants without it get no gamma plots)
+  RUN_DIR/<variant>/config.json  only its "bn_init", to name the initial gamma (optional)
+
+Writes:
+  RUN_DIR/accuracy.png         test accuracy per epoch, one line per variant, chance at 10%
+  RUN_DIR/gammas.png           one histogram panel per variant that trains gamma (shared x
+                               axis, |gamma| < 0.05 shaded, that fraction in each panel title);
+                               the variants that freeze gamma are named in a footnote
+  RUN_DIR/gammas_by_layer.png  fraction of features with |gamma| < 0.05 per BN layer, in
+                               network order, for `bn` (else the first variant that trains gamma)
+  RUN_DIR/gammas_by_layer.csv  the same numbers: layer,features,below_0.05,fraction
+
+Variants appear in the order all, bn, fc, bn+fc, random-per-channel, then any others
+alphabetically. Exits non-zero if RUN_DIR has no <variant>/metrics.csv.
 """
 import csv
+import json
 import os
 import sys
 
@@ -14,46 +31,213 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+import numpy as np  # noqa: E402
+
+# The variants of `minidl experiment bn-only`, in the order the plots and tables use.
+VARIANT_ORDER = ["all", "bn", "fc", "bn+fc", "random-per-channel"]
+# Variants whose BatchNorm gamma never moves from its initial value.
+FROZEN_GAMMA = {"fc", "random-per-channel"}
+# A feature counts as switched off when |gamma| is below this (results.csv: gamma_below_0.05).
+GAMMA_OFF = 0.05
+DPI = 120
+GRID_ALPHA = 0.3
 
 
 def read_csv(path):
+    """Rows of a CSV file with a header line, as a list of dicts."""
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def main(run_dir):
-    variants = [d for d in sorted(os.listdir(run_dir))
-                if os.path.isfile(os.path.join(run_dir, d, "metrics.csv"))]
-    if not variants:
-        sys.exit(f"plot_experiment: no <variant>/metrics.csv under {run_dir}")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def variant_sort_key(variant):
+    """Sort key: the known variants in VARIANT_ORDER, then any others alphabetically."""
+    if variant in VARIANT_ORDER:
+        return (0, VARIANT_ORDER.index(variant), "")
+    return (1, 0, variant)
+
+
+def variant_color(variant, others=()):
+    """A fixed colour per variant, the same in every figure; `others` lists unknown variants."""
+    if variant in VARIANT_ORDER:
+        return f"C{VARIANT_ORDER.index(variant)}"
+    return f"C{(len(VARIANT_ORDER) + list(others).index(variant)) % 10}"
+
+
+def find_variants(run_dir):
+    """Names of the subfolders of run_dir that hold a metrics.csv, in variant order."""
+    found = [d for d in os.listdir(run_dir)
+             if os.path.isfile(os.path.join(run_dir, d, "metrics.csv"))]
+    return sorted(found, key=variant_sort_key)
+
+
+def read_gammas(run_dir, variant):
+    """(layer names per row, gammas as a numpy array) of <variant>/gammas.csv, or None."""
+    path = os.path.join(run_dir, variant, "gammas.csv")
+    if not os.path.isfile(path):
+        return None
+    rows = read_csv(path)
+    return [r["layer"] for r in rows], np.array([float(r["gamma"]) for r in rows])
+
+
+def trains_gamma(variant, run_dir):
+    """True if the variant learns gamma and left a gammas.csv to show it."""
+    return variant not in FROZEN_GAMMA and os.path.isfile(
+        os.path.join(run_dir, variant, "gammas.csv"))
+
+
+def initial_gamma(run_dir, variant):
+    """How gamma was initialized ("1" or "U[0, 1]"), from config.json; None if unknown."""
+    try:
+        with open(os.path.join(run_dir, variant, "config.json")) as f:
+            init = json.load(f).get("bn_init")
+    except (OSError, ValueError):
+        return None
+    return {"fixed": "1", "uniform": "U[0, 1]"}.get(init)
+
+
+def fraction_off(gammas):
+    """Fraction of the gammas with |gamma| < GAMMA_OFF (0 for an empty array)."""
+    return float(np.mean(np.abs(gammas) < GAMMA_OFF)) if gammas.size else 0.0
+
+
+def plot_accuracy(run_dir, variants, out_path):
+    """Test accuracy (%) per epoch, one line per variant, with the 10% chance line."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for v in variants:
         rows = read_csv(os.path.join(run_dir, v, "metrics.csv"))
         ax.plot([int(r["epoch"]) for r in rows], [100 * float(r["test_accuracy"]) for r in rows],
-                marker="o", ms=3, label=v)
-    ax.axhline(10, color="gray", ls=":", lw=1, label="chance")
+                marker="o", ms=3, label=v, color=variant_color(v, variants))
+    ax.axhline(10, color="gray", ls=":", lw=1, label="chance (10%)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%), eval mode")
     ax.set_title("What learns: CIFAR-10 test accuracy per epoch")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: the curves fill the axes
+    ax.grid(alpha=GRID_ALPHA)
     fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "accuracy.png"), dpi=120)
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in variants:
-        path = os.path.join(run_dir, v, "gammas.csv")
-        if not os.path.isfile(path):
-            continue
-        gammas = [float(r["gamma"]) for r in read_csv(path)]
-        ax.hist(gammas, bins=60, alpha=0.5, label=v)
-    ax.axvspan(-0.05, 0.05, color="red", alpha=0.1, label="|gamma| < 0.05")
-    ax.set_xlabel("BatchNorm gamma (weight)")
-    ax.set_ylabel("features")
-    ax.set_title("Learned BatchNorm gammas")
-    ax.legend()
+
+def common_bins(arrays, max_bins=80):
+    """Histogram bin edges shared by all panels, on multiples of GAMMA_OFF so that +-GAMMA_OFF
+    are edges; the bin width is a multiple of GAMMA_OFF chosen to give at most max_bins bins."""
+    values = np.concatenate(arrays)
+    lo = np.floor(values.min() / GAMMA_OFF) - 1
+    hi = np.ceil(values.max() / GAMMA_OFF) + 1
+    step = max(1, int(np.ceil((hi - lo) / max_bins)))
+    lo = np.floor(lo / step) * step  # keep 0 (and so +-GAMMA_OFF when step is 1) on an edge
+    return np.arange(lo, hi + step, step) * GAMMA_OFF
+
+
+def frozen_note(run_dir, frozen):
+    """Footnote naming the variants whose gamma stays at its initial value."""
+    inits = {initial_gamma(run_dir, v) for v in frozen}
+    init = f" ({inits.pop()})" if len(inits) == 1 and None not in inits else ""
+    return f"{', '.join(frozen)}: gamma frozen at its initial value{init}, not drawn"
+
+
+def plot_gamma_histograms(run_dir, trained, frozen, out_path):
+    """One histogram panel per variant in `trained`, stacked with a shared x axis."""
+    gammas = {v: read_gammas(run_dir, v)[1] for v in trained}
+    bins = common_bins(list(gammas.values()))
+    fig, axes = plt.subplots(len(trained), 1, sharex=True, squeeze=False,
+                             figsize=(7, 1.2 + 2.0 * len(trained)))
+    for ax, v in zip(axes[:, 0], trained):
+        g = gammas[v]
+        ax.hist(g, bins=bins, color=variant_color(v, trained))
+        ax.axvspan(-GAMMA_OFF, GAMMA_OFF, color="red", alpha=0.15, lw=0)
+        ax.set_title(f"{v}: {100 * fraction_off(g):.1f}% of {g.size:,} features with "
+                     f"|gamma| < {GAMMA_OFF}", fontsize=10)
+        ax.set_ylabel("features")
+        ax.grid(alpha=GRID_ALPHA)
+    axes[-1, 0].set_xlabel(f"learned BatchNorm gamma (weight); shaded: |gamma| < {GAMMA_OFF}")
+    fig.suptitle("Learned BatchNorm gammas, variants that train gamma")
+    if frozen:
+        fig.text(0.01, 0.01, frozen_note(run_dir, frozen), fontsize=8, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03 if frozen else 0, 1, 1))
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+def per_layer_counts(layers, gammas):
+    """[(layer, features, features with |gamma| < GAMMA_OFF)] in first-appearance order."""
+    counts = {}
+    for name, g in zip(layers, gammas):
+        total, off = counts.get(name, (0, 0))
+        counts[name] = (total + 1, off + int(abs(g) < GAMMA_OFF))
+    return [(name, total, off) for name, (total, off) in counts.items()]
+
+
+def write_layer_csv(counts, out_path):
+    """gammas_by_layer.csv: layer,features,below_0.05,fraction."""
+    with open(out_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["layer", "features", f"below_{GAMMA_OFF}", "fraction"])
+        for name, total, off in counts:
+            w.writerow([name, total, off, f"{off / total:.4f}"])
+
+
+def layer_kind(name):
+    """The BN's role, for colouring bars: "stem" for a top-level layer (the ResNet's "bn"),
+    else the last name part that is not an index ("bn1", "bn2", "shortcut")."""
+    parts = name.split(".")
+    if len(parts) == 1:
+        return "stem"
+    return parts[-2] if parts[-1].isdigit() else parts[-1]
+
+
+def plot_layer_fractions(variant, counts, out_path):
+    """Bar chart: fraction of features with |gamma| < GAMMA_OFF per BN layer, network order."""
+    names = [c[0] for c in counts]
+    fractions = np.array([100 * off / total for _, total, off in counts])
+    overall = 100 * sum(c[2] for c in counts) / sum(c[1] for c in counts)
+    kinds = sorted({layer_kind(n) for n in names})
+    colors = {k: plt.get_cmap("Dark2")(i % 8) for i, k in enumerate(kinds)}  # not variant colours
+    fig, ax = plt.subplots(figsize=(min(16, max(7, 2 + 0.3 * len(names))), 5))
+    x = np.arange(len(names))
+    ax.bar(x, fractions, color=[colors[layer_kind(n)] for n in names], width=0.8)
+    line = ax.axhline(overall, color="black", ls="--", lw=1, label=f"all layers: {overall:.1f}%")
+    handles = [line] + [Patch(color=colors[k], label=k) for k in kinds]
+    step = max(1, int(np.ceil(len(names) / 60)))  # at most about 60 tick labels
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels(names[::step], rotation=90, fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0, max(5.0, 1.15 * max(fractions.max(), overall)))
+    ax.set_xlabel("BatchNorm layer (network order)")
+    ax.set_ylabel(f"features with |gamma| < {GAMMA_OFF} (%)")
+    ax.set_title(f"Features switched off per BN layer, variant {variant}\n"
+                 "Frankle et al. (ICLR 2021) find BN-only training disables about a third "
+                 "of the features", fontsize=10)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=GRID_ALPHA, axis="y")
     fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "gammas.png"), dpi=120)
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+def main(run_dir):
+    if not os.path.isdir(run_dir):
+        sys.exit(f"plot_experiment: {run_dir} is not a directory")
+    variants = find_variants(run_dir)
+    if not variants:
+        sys.exit(f"plot_experiment: no <variant>/metrics.csv under {run_dir}")
+    plot_accuracy(run_dir, variants, os.path.join(run_dir, "accuracy.png"))
+    written = ["accuracy.png"]
+
+    trained = [v for v in variants if trains_gamma(v, run_dir)]
+    frozen = [v for v in variants if v in FROZEN_GAMMA]
+    if trained:
+        plot_gamma_histograms(run_dir, trained, frozen, os.path.join(run_dir, "gammas.png"))
+        variant = "bn" if "bn" in trained else trained[0]
+        counts = per_layer_counts(*read_gammas(run_dir, variant))
+        write_layer_csv(counts, os.path.join(run_dir, "gammas_by_layer.csv"))
+        plot_layer_fractions(variant, counts, os.path.join(run_dir, "gammas_by_layer.png"))
+        written += ["gammas.png", "gammas_by_layer.png", "gammas_by_layer.csv"]
+    else:
+        print("plot_experiment: no variant that trains gamma has a gammas.csv; "
+              "gammas.png and gammas_by_layer.png not made")
+    print(f"plot_experiment: wrote {', '.join(os.path.join(run_dir, w) for w in written)}")
 
 
 if __name__ == "__main__":
