@@ -354,6 +354,23 @@ TEST_CASE("to_tensor normalizes (byte/255 - mean) / std", "[data]") {
   CHECK_THROWS_AS(to_tensor(train, 0, -1), std::out_of_range);
 }
 
+TEST_CASE("normalization_named: cifar10, imagenet (open_lth's values), errors name the flag", "[data]") {
+  const Normalization c = normalization_named("cifar10");
+  CHECK(c.mean == Normalization{}.mean);
+  CHECK(c.std == Normalization{}.std);
+  const Normalization i = normalization_named("imagenet");
+  CHECK(i.mean == std::array<float, 3>{0.485f, 0.456f, 0.406f});
+  CHECK(i.std == std::array<float, 3>{0.229f, 0.224f, 0.225f});
+  // Image 0, pixel (0, 0), red 59 under ImageNet's red mean and std.
+  const Tensor t = to_tensor(train_set(), 0, 1, i);
+  CHECK(t.data()[0] == Approx((59.0 / 255.0 - 0.485) / 0.229).epsilon(1e-6));
+  CHECK_THROWS_WITH(normalization_named("ImageNet"),
+                    Catch::Contains("--normalize") && Catch::Contains("cifar10 or imagenet") &&
+                        Catch::Contains("\"ImageNet\""));
+  CHECK_THROWS_WITH(normalization_named("x", "checkpoint \"m.safetensors\""),
+                    Catch::StartsWith("checkpoint \"m.safetensors\""));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Augmentation
 

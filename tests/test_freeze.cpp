@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "apps/commands.hpp"
+#include "apps/common.hpp"
+#include "apps/engine.hpp"
+#include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "core/safetensors.hpp"
 #include "data/loader.hpp"
@@ -220,4 +223,148 @@ TEST_CASE("experiment bn-only writes a table that matches its checkpoints", "[fr
   app::ExperimentConfig bad = e;
   bad.recipe = "paper";
   CHECK_THROWS_WITH(app::run_experiment(bad), Catch::Contains("--recipe"));
+}
+
+/// The rows of a CSV file, split at commas (header included).
+static std::vector<std::vector<std::string>> read_csv_rows(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE(in);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    rows.push_back(f);
+  }
+  return rows;
+}
+
+TEST_CASE("bn-only-sweep split by --stop-after and --resume equals one run; eval reads the "
+          "checkpoint's normalization", "[freeze][experiment][slow]") {
+  app::ExperimentConfig e;
+  e.data = data_dir();
+  e.models = {"resnet8", "resnet8_8"};
+  e.variants = {"bn", "fc"};
+  e.epochs = 2;
+  e.recipe = "frankle2021";  // ImageNet normalization, gamma ~ U[0, 1], milestones at 1 and 1.5
+  e.limit_train = 256;
+  e.limit_test = 200;
+  e.quiet = true;
+
+  app::ExperimentConfig whole = e;
+  whole.out = minidl::testing::fresh_dir("sweep_whole");
+  REQUIRE(app::run_sweep(whole));
+
+  // 2 models x 2 variants x 2 epochs = 8 epochs, 3 per invocation: 3 invocations.
+  app::ExperimentConfig split = e;
+  split.out = minidl::testing::fresh_dir("sweep_split");
+  split.stop_after = 3;
+  int invocations = 1;
+  bool finished = app::run_sweep(split);
+  CHECK_FALSE(finished);
+  CHECK_FALSE(fs::exists(split.out + "/results.csv"));  // no table before every run finished
+  // Continuing without --resume would overwrite saved epochs: refused, naming the folder.
+  CHECK_THROWS_WITH(app::run_sweep(split), Catch::Contains(split.out + "/resnet8/bn") &&
+                                               Catch::Contains("--resume"));
+  split.resume = true;
+  while (!finished && invocations < 5) {
+    finished = app::run_sweep(split);
+    ++invocations;
+  }
+  CHECK(finished);
+  CHECK(invocations == 3);
+
+  // The same table apart from the timing columns (wall_seconds, images_per_second).
+  const auto a = read_csv_rows(whole.out + "/results.csv");
+  const auto b = read_csv_rows(split.out + "/results.csv");
+  REQUIRE(a.size() == 5);
+  REQUIRE(b.size() == 5);
+  CHECK(a[0] == std::vector<std::string>{"model", "depth", "width", "variant", "trained_parameters",
+                                         "bn_parameters", "epochs", "train_accuracy",
+                                         "test_accuracy", "wall_seconds", "images_per_second",
+                                         "gamma_below_0.05"});
+  for (size_t r = 1; r < a.size(); ++r) {
+    REQUIRE(a[r].size() == 12);
+    REQUIRE(b[r].size() == 12);
+    for (size_t col : {0, 1, 2, 3, 4, 5, 6, 7, 8, 11}) CHECK(a[r][col] == b[r][col]);
+  }
+  // model, depth, width, variant, trained, BN parameters (resnet8: 672, width 8: 336).
+  CHECK(a[1][0] == "resnet8");
+  CHECK(a[1][1] == "8");
+  CHECK(a[1][2] == "16");
+  CHECK(a[1][3] == "bn");
+  CHECK(a[1][4] == "672");
+  CHECK(a[1][5] == "672");
+  CHECK(a[2][3] == "fc");
+  CHECK(a[2][4] == "650");
+  CHECK(a[3][0] == "resnet8_8");
+  CHECK(a[3][2] == "8");
+  CHECK(a[3][5] == "336");
+  CHECK(a[4][4] == "330");  // 32 * 10 + 10
+
+  // The split run's checkpoints are bit-identical to the uninterrupted run's.
+  for (const char* run : {"resnet8/bn", "resnet8_8/fc"}) {
+    INFO(run);
+    const auto x = load_safetensors(whole.out + "/" + run + "/model.safetensors").tensors;
+    const auto y = load_safetensors(split.out + "/" + run + "/model.safetensors").tensors;
+    REQUIRE(x.size() == y.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      CHECK(x[i].first == y[i].first);
+      CHECK(x[i].second.vec() == y[i].second.vec());
+    }
+  }
+
+  // The checkpoint records ImageNet normalization, and eval uses it: eval's loss is the test
+  // loss of the last epoch in metrics.csv (with CIFAR-10's mean/std the loss would differ).
+  const std::string ck = whole.out + "/resnet8/bn/model.safetensors";
+  CHECK(load_safetensors(ck).metadata.at("normalization") == "imagenet");
+  const auto metrics = read_csv_rows(whole.out + "/resnet8/bn/metrics.csv");
+  REQUIRE(metrics.size() == 3);
+  app::EvalConfig ev;
+  ev.checkpoint = ck;
+  ev.data = e.data;
+  ev.limit = e.limit_test;
+  ev.json = true;
+  CHECK(app::run_eval(ev) == Approx(std::stod(a[1][8])).margin(1e-9));
+  CHECK(app::run_eval(ev) == Approx(std::stod(metrics[2][4])).margin(1e-9));
+  {
+    // eval's path: load_model, checkpoint_normalization, evaluate. Its loss is metrics.csv's
+    // last test_loss; CIFAR-10's mean/std would give another loss.
+    Checkpoint c;
+    std::shared_ptr<Module> model = app::load_model(ck, &c);
+    const data::Normalization norm = app::checkpoint_normalization(c, ck);
+    CHECK(norm.mean == data::normalization_named("imagenet").mean);
+    const data::Dataset test = data::load_cifar10(e.data, false, e.limit_test);
+    const double loss = app::evaluate(*model, test, 1000, app::BnStats::kRunning, norm).loss;
+    CHECK(loss == Approx(std::stod(metrics[2][3])).margin(2e-6));
+    CHECK(std::abs(app::evaluate(*model, test, 1000).loss - loss) > 1e-3);
+  }
+
+  // The same tensors saved as trained with CIFAR-10 normalization give another accuracy or,
+  // at least, another prediction for some image: compare the logits directly.
+  {
+    Checkpoint c = load_safetensors(ck);
+    std::shared_ptr<Module> model = create_model("resnet8", {});
+    model->load_state_dict(c.tensors);
+    model->eval();
+    const data::Dataset test = data::load_cifar10(e.data, false, 8);
+    NoGradGuard no_grad;
+    const Tensor in_imagenet = (*model)(data::to_tensor(test, 0, 8, data::normalization_named("imagenet")));
+    const Tensor in_cifar = (*model)(data::to_tensor(test, 0, 8));
+    CHECK(in_imagenet.vec() != in_cifar.vec());
+    // A checkpoint naming an unknown normalization is refused, naming the file.
+    c.metadata["normalization"] = "bogus";
+    const std::string bad = split.out + "/bogus.safetensors";
+    save_safetensors(bad, c.tensors, c.metadata);
+    ev.checkpoint = bad;
+    CHECK_THROWS_WITH(app::run_eval(ev), Catch::Contains(bad) && Catch::Contains("cifar10 or imagenet"));
+  }
+
+  // --resume with other flags is refused, naming the run's config.json and the field.
+  app::ExperimentConfig other = split;
+  other.seed = 1;
+  CHECK_THROWS_WITH(app::run_sweep(other), Catch::Contains("resnet8/bn/config.json") &&
+                                               Catch::Contains("seed"));
+  fs::remove_all(whole.out);
+  fs::remove_all(split.out);
 }
