@@ -35,7 +35,7 @@ Summary summarize(const Tensor& t) {
 }  // namespace
 
 void run_bn_stats(const std::string& checkpoint) {
-  std::shared_ptr<Module> model = load_model(checkpoint);
+  std::shared_ptr<Module> model = load_model(checkpoint, nullptr, /*allow_nonfinite=*/true);
   std::printf("%-28s %5s  %-12s %9s %9s %9s %9s\n", "BatchNorm layer", "C", "tensor", "mean",
               "std", "min", "max");
   int layers = 0;

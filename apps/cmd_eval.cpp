@@ -19,7 +19,7 @@ double run_eval(const EvalConfig& cfg) {
   }
   set_num_threads(cfg.threads);
   Checkpoint ck;
-  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
+  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck, cfg.allow_nonfinite);
   const data::Normalization norm = checkpoint_normalization(ck, cfg.checkpoint);
   const std::string dir = resolve_data_dir(cfg.data);
   data::Dataset test = data::load_cifar10(dir, false, cfg.limit);

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -17,6 +19,7 @@
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
 #include "apps/engine.hpp"
+#include "core/file_io.hpp"
 #include "core/kernels.hpp"
 #include "core/safetensors.hpp"
 #include "layers/models/registry.hpp"
@@ -56,33 +59,106 @@ json config_to_json(const TrainConfig& c) {
               {"bn_stats", c.bn_stats}};
 }
 
+namespace {
+
+/// Reads key `key` of `j` into `field` if present, checking its JSON type first. Throws
+/// std::runtime_error naming the key and the expected type.
+template <typename T>
+void read_field(const json& j, const char* key, T& field) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  const json& v = *it;
+  auto bad = [&](const char* expected) {
+    std::string got = v.dump();
+    if (got.size() > 40) got = got.substr(0, 40) + "...";
+    return std::runtime_error(std::string("key \"") + key + "\" must be " + expected + ", got " + got);
+  };
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) throw bad("a string");
+    field = v.get<std::string>();
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) throw bad("true or false");
+    field = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer()) throw bad("an integer");
+    if (v.is_number_unsigned()) {  // nlohmann parses every non-negative integer as unsigned
+      if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+        throw bad("an integer in range");
+      }
+    } else if (std::is_unsigned_v<T> ||
+               v.get<int64_t>() < static_cast<int64_t>(std::numeric_limits<T>::lowest())) {
+      throw bad("an integer in range");
+    }
+    field = v.get<T>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) throw bad("a number");
+    field = v.get<T>();
+  } else {  // std::vector<double>
+    if (!v.is_array()) throw bad("an array of numbers");
+    field.clear();
+    for (const json& x : v) {
+      if (!x.is_number()) throw bad("an array of numbers");
+      field.push_back(x.get<double>());
+    }
+  }
+}
+
+}  // namespace
+
 TrainConfig config_from_json(const json& j) {
+  if (!j.is_object()) throw std::runtime_error("expected a JSON object of training settings");
   TrainConfig c;
-  c.data = j.value("data", c.data);
-  c.model = j.value("model", c.model);
-  c.epochs = j.value("epochs", c.epochs);
-  c.batch_size = j.value("batch_size", c.batch_size);
-  c.optimizer = j.value("optimizer", c.optimizer);
-  c.lr = j.value("lr", c.lr);
-  c.momentum = j.value("momentum", c.momentum);
-  c.nesterov = j.value("nesterov", c.nesterov);
-  c.weight_decay = j.value("weight_decay", c.weight_decay);
-  c.schedule = j.value("schedule", c.schedule);
-  c.warmup_epochs = j.value("warmup_epochs", c.warmup_epochs);
-  c.milestones = j.value("milestones", c.milestones);
-  c.gamma = j.value("gamma", c.gamma);
-  c.label_smoothing = j.value("label_smoothing", c.label_smoothing);
-  c.augment = j.value("augment", c.augment);
-  c.normalize = j.value("normalize", c.normalize);
-  c.seed = j.value("seed", c.seed);
-  c.threads = j.value("threads", c.threads);
-  c.limit_train = j.value("limit_train", c.limit_train);
-  c.limit_test = j.value("limit_test", c.limit_test);
-  c.out = j.value("out", c.out);
-  c.bn_init = j.value("bn_init", c.bn_init);
-  c.train_only = j.value("train_only", c.train_only);
-  c.bn_stats = j.value("bn_stats", c.bn_stats);
+  read_field(j, "data", c.data);
+  read_field(j, "model", c.model);
+  read_field(j, "epochs", c.epochs);
+  read_field(j, "batch_size", c.batch_size);
+  read_field(j, "optimizer", c.optimizer);
+  read_field(j, "lr", c.lr);
+  read_field(j, "momentum", c.momentum);
+  read_field(j, "nesterov", c.nesterov);
+  read_field(j, "weight_decay", c.weight_decay);
+  read_field(j, "schedule", c.schedule);
+  read_field(j, "warmup_epochs", c.warmup_epochs);
+  read_field(j, "milestones", c.milestones);
+  read_field(j, "gamma", c.gamma);
+  read_field(j, "label_smoothing", c.label_smoothing);
+  read_field(j, "augment", c.augment);
+  read_field(j, "normalize", c.normalize);
+  read_field(j, "seed", c.seed);
+  read_field(j, "threads", c.threads);
+  read_field(j, "limit_train", c.limit_train);
+  read_field(j, "limit_test", c.limit_test);
+  read_field(j, "out", c.out);
+  read_field(j, "bn_init", c.bn_init);
+  read_field(j, "train_only", c.train_only);
+  read_field(j, "bn_stats", c.bn_stats);
   return c;
+}
+
+TrainConfig read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("\"" + path + "\" does not exist or cannot be read");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > (1u << 20)) {
+    throw std::runtime_error("\"" + path + "\" is " + std::to_string(text.size()) +
+                             " bytes; a minidl config.json is under 1 MiB");
+  }
+  if (json_nesting_depth(text) > 8) {
+    throw std::runtime_error("\"" + path + "\" nests arrays or objects more than 8 deep; it is "
+                             "not a minidl config.json");
+  }
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error("\"" + path + "\" is not valid JSON (error at byte " +
+                             std::to_string(e.byte) + ")");
+  }
+  try {
+    return config_from_json(j);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("\"" + path + "\": " + e.what());
+  }
 }
 
 static void validate(const TrainConfig& c) {
@@ -118,36 +194,196 @@ static std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, Mo
   return std::make_unique<optim::Adam>(model.parameters(), o);
 }
 
-static void save_train_state(const std::string& path, optim::Optimizer& opt, int64_t epoch,
-                             int64_t step) {
+/// RUN_DIR/train_state.safetensors, version 2: everything --resume needs, in one file written
+/// atomically after every epoch (the epoch's commit point, before model.safetensors and
+/// metrics.csv are rewritten from the same state):
+///   model.<name>              every tensor of model.state_dict()
+///   optimizer.<param>.<kind>  every optimizer state buffer (shape [0] before its first update)
+///   metadata                  format "minidl-train-state", version "2", model, epochs_done,
+///                             step, optimizer_steps, metrics (metrics.csv's text so far)
+/// Version 1 (before this format) held only "optimizer.<index>" buffers; it is still read,
+/// with the model from model.safetensors, whose "epoch" must equal epochs_done.
+static const char* kStateFormat = "minidl-train-state";
+
+static void save_train_state(const std::string& path, const Module& model, optim::Optimizer& opt,
+                             const std::string& model_name, int64_t epoch, int64_t step,
+                             const std::string& metrics) {
   NamedTensors state;
-  auto buffers = opt.state_buffers();
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    state.emplace_back("optimizer." + std::to_string(i),
-                       Tensor({static_cast<int64_t>(buffers[i]->size())}, *buffers[i]));
+  for (auto& [name, t] : model.state_dict()) state.emplace_back("model." + name, t);
+  const NamedTensors params = model.named_parameters();
+  for (const auto& b : opt.state_buffers()) {
+    state.emplace_back("optimizer." + params.at(b.param).first + "." + b.kind,
+                       Tensor({static_cast<int64_t>(b.values->size())}, *b.values));
   }
   save_safetensors(path, state,
-                   {{"epochs_done", std::to_string(epoch)},
+                   {{"format", kStateFormat},
+                    {"version", "2"},
+                    {"model", model_name},
+                    {"epochs_done", std::to_string(epoch)},
                     {"step", std::to_string(step)},
-                    {"optimizer_steps", std::to_string(opt.step_count())}});
+                    {"optimizer_steps", std::to_string(opt.step_count())},
+                    {"metrics", metrics}});
 }
 
-static void load_train_state(const std::string& path, optim::Optimizer& opt, int64_t& epoch,
-                             int64_t& step) {
+/// RUN_DIR/model.safetensors: the model's state_dict with metadata format "minidl", model,
+/// normalization, config (JSON), epoch, test_accuracy and seed; what eval, predict and
+/// bn-stats read.
+static void save_model_checkpoint(const std::string& path, const Module& model,
+                                  const TrainConfig& cfg, int64_t epoch,
+                                  const std::string& test_accuracy) {
+  save_safetensors(path, model.state_dict(),
+                   {{"format", "minidl"},
+                    {"model", cfg.model},
+                    {"normalization", cfg.normalize},
+                    {"config", config_to_json(cfg).dump(-1, ' ', false, json::error_handler_t::replace)},
+                    {"epoch", std::to_string(epoch)},
+                    {"test_accuracy", test_accuracy},
+                    {"seed", std::to_string(cfg.seed)}});
+}
+
+/// What --resume continues from.
+struct ResumePoint {
+  int64_t epoch = 0;    ///< epochs done
+  int64_t step = 0;     ///< optimizer steps done (epoch * batches per epoch)
+  std::string metrics;  ///< metrics.csv's text up to `epoch`
+};
+
+/// The integer metadata entry `key` of `ck` (read from `path`), which must be in [lo, hi].
+static int64_t meta_int(const Checkpoint& ck, const std::string& path, const std::string& key,
+                        int64_t lo, int64_t hi) {
+  auto it = ck.metadata.find(key);
+  auto bad = [&](const std::string& what) {
+    return std::runtime_error("--resume: \"" + path + "\": metadata \"" + key + "\" " + what);
+  };
+  if (it == ck.metadata.end()) throw bad("is missing");
+  const std::string& v = it->second;
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
+    throw bad("must be a non-negative integer, got \"" + v.substr(0, 40) + "\"");
+  const int64_t x = std::stoll(v);
+  if (x < lo || x > hi) {
+    throw bad("is " + v + ", expected " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return x;
+}
+
+/// The first `rows` epoch rows of a metrics.csv text (header kept). Throws if it has fewer.
+static std::string first_metrics_rows(const std::string& text, int64_t rows, const std::string& path) {
+  std::istringstream in(text);
+  std::string line, out;
+  int64_t n = -1;  // the header is row -1
+  while (n < rows && std::getline(in, line)) {
+    out += line + "\n";
+    ++n;
+  }
+  if (n < rows) {
+    throw std::runtime_error("--resume: \"" + path + "\" has " + std::to_string(std::max<int64_t>(n, 0)) +
+                             " epoch rows, the saved state is at epoch " + std::to_string(rows));
+  }
+  return out;
+}
+
+/// Loads the state saved by save_train_state into `model` and `opt`, checking every name, shape
+/// and size against them. Throws std::runtime_error naming the file and the entry.
+static ResumePoint load_train_state(const std::string& run_dir, Module& model, optim::Optimizer& opt,
+                                    const TrainConfig& cfg, int64_t per_epoch) {
+  const std::string path = run_dir + "/train_state.safetensors";
+  const std::string model_path = run_dir + "/model.safetensors";
+  if (!fs::exists(path)) {
+    throw std::runtime_error("--resume: \"" + path + "\" does not exist: no epoch of this run "
+                             "finished, so there is nothing to continue (start it again without "
+                             "--resume)");
+  }
   Checkpoint ck = load_safetensors(path);
-  auto buffers = opt.state_buffers();
-  if (ck.tensors.size() != buffers.size()) {
-    throw std::runtime_error("\"" + path + "\" holds " + std::to_string(ck.tensors.size()) +
-                             " optimizer buffers, this optimizer has " +
-                             std::to_string(buffers.size()));
+  auto fail = [&](const std::string& what) {
+    return std::runtime_error("--resume: \"" + path + "\" " + what);
+  };
+  ResumePoint r;
+  r.epoch = meta_int(ck, path, "epochs_done", 1, cfg.epochs);
+  r.step = meta_int(ck, path, "step", 0, INT64_MAX / 2);
+  if (r.step != r.epoch * per_epoch) {
+    throw fail("is at step " + std::to_string(r.step) + " after " + std::to_string(r.epoch) +
+               " epochs, but this run has " + std::to_string(per_epoch) + " batches per epoch "
+               "(was --limit-train or --batch-size changed?)");
   }
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    const Storage& v = ck.tensors[i].second.vec();
-    buffers[i]->assign(v.begin(), v.end());
+  const int64_t optimizer_steps = meta_int(ck, path, "optimizer_steps", 0, INT64_MAX / 2);
+  const NamedTensors params = model.named_parameters();
+  if (params.size() != opt.params().size()) throw std::logic_error("optimizer and model disagree");
+  std::map<std::string, Tensor> saved_buffers;
+  NamedTensors model_state;
+  const bool v2 = ck.metadata.count("version") && ck.metadata.at("version") == "2";
+  for (auto& [name, t] : ck.tensors) {
+    if (v2 && name.rfind("model.", 0) == 0) model_state.emplace_back(name.substr(6), t);
+    else if (name.rfind("optimizer.", 0) == 0) saved_buffers[name] = t;
+    else throw fail("has an entry \"" + name + "\" that is neither model.* nor optimizer.*");
   }
-  epoch = std::stoll(ck.metadata.at("epochs_done"));
-  step = std::stoll(ck.metadata.at("step"));
-  opt.set_step_count(std::stoll(ck.metadata.at("optimizer_steps")));
+  if (v2) {
+    if (ck.metadata.at("format") != kStateFormat) throw fail("is not a minidl training state");
+    auto it = ck.metadata.find("model");
+    if (it == ck.metadata.end() || it->second != cfg.model) {
+      throw fail("holds model " + (it == ck.metadata.end() ? std::string("(none)") : it->second) +
+                 ", the run's config.json says " + cfg.model);
+    }
+    try {
+      model.load_state_dict(model_state);
+    } catch (const std::exception& e) {
+      throw fail(std::string("does not fit the model: ") + e.what());
+    }
+    auto m = ck.metadata.find("metrics");
+    if (m == ck.metadata.end()) throw fail("has no metrics entry");
+    r.metrics = first_metrics_rows(m->second, r.epoch, path);
+  } else {
+    // Version 1: the model from model.safetensors, which must be of the same epoch.
+    Checkpoint mk = load_safetensors(model_path);
+    const int64_t model_epoch = meta_int(mk, model_path, "epoch", 0, INT64_MAX / 2);
+    if (model_epoch != r.epoch) {
+      throw std::runtime_error(
+          "--resume: \"" + model_path + "\" is from epoch " + std::to_string(model_epoch) + " but \"" +
+          path + "\" from epoch " + std::to_string(r.epoch) + " (the run stopped between the two "
+          "writes); resuming would mix epochs, so this run cannot be continued");
+    }
+    try {
+      model.load_state_dict(mk.tensors);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("--resume: \"" + model_path + "\" does not fit the model: " + e.what());
+    }
+    std::ifstream in(run_dir + "/metrics.csv");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    r.metrics = first_metrics_rows(ss.str(), r.epoch, run_dir + "/metrics.csv");
+  }
+  // Every optimizer buffer: the expected name, and 0 values (never updated) or the parameter's.
+  const auto buffers = opt.state_buffers();
+  if (saved_buffers.size() != buffers.size()) {
+    throw fail("holds " + std::to_string(saved_buffers.size()) + " optimizer buffers, this run's "
+               "--optimizer " + cfg.optimizer + " has " + std::to_string(buffers.size()));
+  }
+  std::vector<std::string> kinds;  // version 1 stored the buffers kind by kind
+  for (const auto& b : buffers) {
+    if (std::find(kinds.begin(), kinds.end(), b.kind) == kinds.end()) kinds.push_back(b.kind);
+  }
+  for (const auto& b : buffers) {
+    const size_t v1_index =
+        static_cast<size_t>(std::find(kinds.begin(), kinds.end(), b.kind) - kinds.begin()) *
+            params.size() + b.param;
+    const std::string name = v2 ? "optimizer." + params[b.param].first + "." + b.kind
+                                : "optimizer." + std::to_string(v1_index);
+    auto it = saved_buffers.find(name);
+    if (it == saved_buffers.end()) {
+      throw fail("has no optimizer buffer \"" + name + "\" (was it written with another "
+                 "--optimizer or model?)");
+    }
+    const Tensor& t = it->second;
+    const int64_t want = params[b.param].second.numel();
+    if (t.dim() != 1 || (t.numel() != 0 && t.numel() != want)) {
+      throw fail("has optimizer buffer \"" + name + "\" of shape " + shape_str(t.shape()) +
+                 "; parameter \"" + params[b.param].first + "\" needs [" + std::to_string(want) +
+                 "] (or [0] before its first update)");
+    }
+    const Storage& v = t.vec();
+    b.values->assign(v.begin(), v.end());
+  }
+  opt.set_step_count(optimizer_steps);
+  return r;
 }
 
 static std::string format_duration(double s) {
@@ -162,10 +398,12 @@ TrainResult run_train(const TrainConfig& given) {
   TrainConfig cfg = given;
   int64_t start_epoch = 0, step = 0;
   if (!cfg.resume.empty()) {
-    const std::string cfg_path = cfg.resume + "/config.json";
-    std::ifstream in(cfg_path);
-    if (!in) throw std::runtime_error("--resume: cannot read \"" + cfg_path + "\"");
-    TrainConfig saved = config_from_json(json::parse(in));
+    TrainConfig saved;
+    try {
+      saved = read_config_file(cfg.resume + "/config.json");
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string("--resume: ") + e.what());
+    }
     saved.epochs = given.epochs_set_by_user ? given.epochs : saved.epochs;
     saved.threads = given.threads;
     saved.quiet = given.quiet;
@@ -220,14 +458,29 @@ TrainResult run_train(const TrainConfig& given) {
   std::string metrics = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,"
                         "images_per_second\n";
   if (!cfg.resume.empty()) {
-    model->load_state_dict(load_safetensors(model_path).tensors);
-    load_train_state(state_path, *opt, start_epoch, step);
-    std::ifstream in(metrics_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!ss.str().empty()) metrics = ss.str();
+    const ResumePoint r = load_train_state(cfg.out, *model, *opt, cfg, per_epoch);
+    start_epoch = r.epoch;
+    step = r.step;
+    metrics = r.metrics;
+    // model.safetensors and metrics.csv follow the state (a kill between the writes of an
+    // epoch can leave them one epoch apart).
+    write_text_atomic(metrics_path, metrics);
+    Checkpoint current;
+    bool model_current = false;
+    try {
+      current = load_safetensors(model_path);
+      model_current = current.metadata.count("epoch") && current.metadata.at("epoch") == std::to_string(start_epoch);
+    } catch (const std::runtime_error&) {
+    }
+    if (!model_current) {
+      const std::string last = metrics.substr(metrics.rfind('\n', metrics.size() - 2) + 1);
+      std::vector<std::string> f;
+      std::stringstream ss(last);
+      for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+      save_model_checkpoint(model_path, *model, cfg, start_epoch, f.size() > 4 ? f[4] : "");
+    }
   }
-  write_text_atomic(cfg.out + "/config.json", config_to_json(cfg).dump(2) + "\n");
+  write_text_atomic(cfg.out + "/config.json", config_to_json(cfg).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
   const bool tty = !cfg.quiet && isatty(STDERR_FILENO);
   if (!cfg.quiet) {
@@ -265,9 +518,27 @@ TrainResult run_train(const TrainConfig& given) {
     // --profile: the first epoch of this invocation, training loop only (not the evaluation).
     const bool profile_epoch = cfg.profile && epoch == start_epoch;
     ProfileWindow profile_window(profile_epoch);
-    EpochStats tr = train_epoch(*model, loader, *opt, sched, step, cfg.label_smoothing, epoch, progress);
+    // Divergence stops the run before anything of this epoch is saved; the message says what
+    // is kept.
+    auto diverged = [&](const std::string& what) {
+      return std::runtime_error(
+          "training diverged: " + what + " (try a smaller --lr). " +
+          (epoch > 0 ? "Kept: the checkpoint of epoch " + std::to_string(epoch) + " in \"" +
+                           model_path + "\" (continue it with --resume " + cfg.out + ")"
+                     : std::string("No checkpoint was written (the first epoch did not finish)")));
+    };
+    EpochStats tr;
+    try {
+      tr = train_epoch(*model, loader, *opt, sched, step, cfg.label_smoothing, epoch, progress);
+    } catch (const Diverged& e) {
+      throw diverged(e.what());
+    }
     profile_window.stop();
     EvalResult te = evaluate(*model, test, 1000, BnStats::kRunning, lo.norm);
+    if (!std::isfinite(te.loss)) {
+      throw diverged("the test loss is " + std::to_string(te.loss) + " after epoch " +
+                     std::to_string(epoch + 1));
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = tr.images / tr.seconds;
     if (!cfg.quiet) {
@@ -289,15 +560,9 @@ TrainResult run_train(const TrainConfig& given) {
                   static_cast<long long>(epoch + 1), tr.loss, tr.accuracy, te.loss, te.accuracy(),
                   lr_now, secs, ips);
     metrics += row;
-    std::map<std::string, std::string> meta = {{"format", "minidl"},
-                                               {"model", cfg.model},
-                                               {"normalization", cfg.normalize},
-                                               {"config", config_to_json(cfg).dump()},
-                                               {"epoch", std::to_string(epoch + 1)},
-                                               {"test_accuracy", std::to_string(te.accuracy())},
-                                               {"seed", std::to_string(cfg.seed)}};
-    save_safetensors(model_path, model->state_dict(), meta);
-    save_train_state(state_path, *opt, epoch + 1, step);
+    // The epoch's commit point is train_state.safetensors; the other two files follow it.
+    save_train_state(state_path, *model, *opt, cfg.model, epoch + 1, step, metrics);
+    save_model_checkpoint(model_path, *model, cfg, epoch + 1, std::to_string(te.accuracy()));
     write_text_atomic(metrics_path, metrics);
     result.final_test_accuracy = te.accuracy();
     result.final_test_loss = te.loss;

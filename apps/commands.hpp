@@ -72,7 +72,12 @@ TrainResult run_train(const TrainConfig& cfg);
 /// A TrainConfig as RUN_DIR/config.json holds it (every field but quiet, resume, stop_after,
 /// profile and epochs_set_by_user), and back; missing keys keep TrainConfig's defaults.
 nlohmann::json config_to_json(const TrainConfig& c);
+/// Throws std::runtime_error naming the key and the expected type for a wrong-typed value, or
+/// when `j` is not an object. Unknown keys are ignored.
 TrainConfig config_from_json(const nlohmann::json& j);
+/// Reads a RUN_DIR/config.json: size (< 1 MiB) and nesting checked before parsing, then
+/// config_from_json. Throws std::runtime_error naming `path` and what is wrong.
+TrainConfig read_config_file(const std::string& path);
 
 struct EvalConfig {
   std::string checkpoint;
@@ -85,6 +90,8 @@ struct EvalConfig {
   /// over the training set first (recalibrate-bn) | batch: each test batch's own statistics
   std::string bn_stats = "running";
   int64_t recalibrate_limit = -1;    ///< population: first N training images (-1: all)
+  /// Evaluate a checkpoint holding NaN or infinity (refused otherwise, naming the tensor).
+  bool allow_nonfinite = false;
 };
 /// Prints the evaluation and returns the accuracy (0..1).
 double run_eval(const EvalConfig& cfg);

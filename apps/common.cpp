@@ -1,10 +1,12 @@
 #include "apps/common.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 
+#include "core/file_io.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/models/registry.hpp"
 
@@ -18,17 +20,7 @@ std::string resolve_data_dir(const std::string& flag) {
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write \"" + tmp + "\"");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("write failed for \"" + tmp + "\"");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error("cannot rename \"" + tmp + "\" to \"" + path + "\"");
-  }
+  write_file_atomic(path, text);
 }
 
 int64_t count_parameters(const Module& model) {
@@ -43,8 +35,26 @@ void set_batch_norm_training(Module& model, bool training) {
   }
 }
 
-std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out) {
+std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, bool allow_nonfinite) {
   Checkpoint ck = load_safetensors(path);
+  if (!allow_nonfinite) {
+    for (const auto& [name, t] : ck.tensors) {
+      int64_t bad = 0, first = -1;
+      const float* v = t.data();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        if (!std::isfinite(v[i])) {
+          if (bad++ == 0) first = i;
+        }
+      }
+      if (bad > 0) {
+        throw std::runtime_error("checkpoint \"" + path + "\": tensor \"" + name + "\" has " +
+                                 std::to_string(bad) + " NaN or infinite value(s) of " +
+                                 std::to_string(t.numel()) + " (first at index " +
+                                 std::to_string(first) + "); the run that wrote it diverged. "
+                                 "Pass --allow-nonfinite to evaluate it anyway");
+      }
+    }
+  }
   auto it = ck.metadata.find("model");
   if (it == ck.metadata.end()) {
     throw std::runtime_error("checkpoint \"" + path + "\" has no \"model\" entry in its "

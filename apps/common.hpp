@@ -15,7 +15,8 @@ namespace minidl::app {
 /// naming both when neither is set.
 std::string resolve_data_dir(const std::string& flag);
 
-/// Writes `text` to "<path>.tmp" and renames it over `path`. Throws std::runtime_error.
+/// Writes `text` to "<path>.tmp", fsyncs it and renames it over `path` (core/file_io.hpp).
+/// Throws std::runtime_error naming the file.
 void write_text_atomic(const std::string& path, const std::string& text);
 
 int64_t count_parameters(const Module& model);
@@ -49,8 +50,11 @@ class ProfileWindow {
 
 /// Builds the model named in a checkpoint's metadata ("model") and loads its tensors.
 /// Throws std::runtime_error naming the file when the metadata has no model name, and the
-/// load_state_dict error (naming the tensor) when a name or shape does not fit.
-std::shared_ptr<Module> load_model(const std::string& checkpoint_path, Checkpoint* out = nullptr);
+/// load_state_dict error (naming the tensor) when a name or shape does not fit. Unless
+/// `allow_nonfinite`, a tensor holding NaN or infinity is refused too, naming the tensor, the
+/// count and the first index (eval's --allow-nonfinite sets it).
+std::shared_ptr<Module> load_model(const std::string& checkpoint_path, Checkpoint* out = nullptr,
+                                   bool allow_nonfinite = false);
 
 /// The input normalization a checkpoint was trained with: its metadata entry "normalization"
 /// (cifar10 | imagenet, data::normalization_named); cifar10 when the entry is absent (minidl

@@ -84,6 +84,10 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
   int64_t correct = 0, batch_index = 0;
   const int64_t num_batches = loader.num_batches();
   loader.start_epoch(epoch);
+  NamedTensors trainable;  // checked for NaN and infinity after every step
+  for (auto& [name, p] : model.named_parameters()) {
+    if (p.requires_grad()) trainable.emplace_back(name, p);
+  }
   data::Batch batch;
   while (loader.next(batch)) {
     opt.set_lr(schedule.lr(step));
@@ -91,10 +95,8 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     Tensor loss = ops::cross_entropy(logits, batch.labels, label_smoothing);
     const float l = loss.item();
     if (!std::isfinite(l)) {
-      throw std::runtime_error("training diverged: loss is " + std::to_string(l) + " at epoch " +
-                               std::to_string(epoch + 1) + ", batch " +
-                               std::to_string(batch_index + 1) +
-                               " (try a smaller --lr); the last saved checkpoint is kept");
+      throw Diverged("the training loss is " + std::to_string(l) + " at epoch " +
+                     std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
     }
     {
       profiler::Scope prof("optimizer.zero_grad");
@@ -104,6 +106,16 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     {
       profiler::Scope prof("optimizer.step");
       opt.step();
+    }
+    for (const auto& [name, p] : trainable) {
+      const float* w = p.data();
+      for (int64_t i = 0, n = p.numel(); i < n; ++i) {
+        if (!std::isfinite(w[i])) {
+          throw Diverged("parameter \"" + name + "\" holds " + std::to_string(w[i]) +
+                         " (index " + std::to_string(i) + ") after the step of epoch " +
+                         std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
+        }
+      }
     }
     ++step;
     const int64_t n = static_cast<int64_t>(batch.labels.size());

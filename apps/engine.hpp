@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -51,11 +52,17 @@ struct EpochStats {
   double seconds = 0.0;
 };
 
+/// Thrown by train_epoch when training diverges: a non-finite loss, or a non-finite value in a
+/// trainable parameter after a step. what() names the epoch and batch (and the parameter).
+struct Diverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
 /// zero_grad, backward, step (the last two as profiler Scopes "optimizer.zero_grad" and
 /// "optimizer.step"). `on_batch(i, n, running_loss)` is called after every batch (for
-/// progress bars). Throws std::runtime_error when the loss becomes NaN or infinite (naming the
-/// epoch and batch) — nothing already saved is touched.
+/// progress bars). Throws Diverged when the loss or a trainable parameter becomes NaN or
+/// infinite — nothing already saved is touched.
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
                        int64_t epoch,

@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
   eval->add_option("--batch-size", ec.batch_size, "images per batch")->capture_default_str()
       ->check(CLI::PositiveNumber);
   eval->add_flag("--json", ec.json, "print one JSON object");
+  eval->add_flag("--allow-nonfinite", ec.allow_nonfinite, "evaluate a checkpoint even if a "
+                 "tensor holds NaN or infinity (refused otherwise)");
   eval->add_option("--threads", ec.threads, "OpenMP threads")->capture_default_str()
       ->check(CLI::PositiveNumber);
   eval->add_option("--limit", ec.limit, "evaluate the first N test images")

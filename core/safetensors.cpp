@@ -1,5 +1,7 @@
 #include "core/safetensors.hpp"
 
+#include "core/file_io.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -22,94 +24,164 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  std::string text = header.dump();
+  // Invalid UTF-8 in a name or metadata value (a path, say) is replaced, never an exception.
+  std::string text = header.dump(-1, ' ', false, json::error_handler_t::replace);
   while (text.size() % 8 != 0) text += ' ';  // keeps the data 8-byte aligned, as the spec allows
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write checkpoint \"" + tmp + "\"");
-    uint64_t n = text.size();
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : tensors) {
-      out.write(reinterpret_cast<const char*>(t.data()),
-                static_cast<std::streamsize>(t.numel() * sizeof(float)));
-    }
-    out.flush();
-    if (!out) throw std::runtime_error("write failed for checkpoint \"" + tmp + "\"");
+  std::string bytes;
+  bytes.reserve(8 + text.size() + offset);
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  bytes += text;
+  for (const auto& [name, t] : tensors) {
+    bytes.append(reinterpret_cast<const char*>(t.data()), t.numel() * sizeof(float));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error("cannot rename \"" + tmp + "\" to \"" + path + "\": " +
-                             std::strerror(errno));
-  }
+  write_file_atomic(path, bytes);
 }
+
+namespace {
+
+/// Largest header minidl reads (a resnet866 checkpoint's header is about 100 KB).
+constexpr uint64_t kMaxHeaderBytes = 64ull << 20;
+/// Deepest nesting of JSON arrays and objects a valid header needs is 3 ({"t": {"shape": [..]}}).
+constexpr int kMaxHeaderDepth = 16;
+constexpr size_t kMaxRank = 8;
+
+/// `v` as a non-negative integer, or -1 if it is not one.
+int64_t as_count(const json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    return u > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>() < 0 ? -1 : v.get<int64_t>();
+  return -1;
+}
+
+}  // namespace
 
 Checkpoint load_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("checkpoint \"" + path + "\" does not exist or cannot be read");
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  const std::streamoff end_pos = in.tellg();
+  if (end_pos < 0) throw std::runtime_error("checkpoint \"" + path + "\" cannot be read (not a regular file?)");
+  const uint64_t file_size = static_cast<uint64_t>(end_pos);
   in.seekg(0);
   auto fail = [&](const std::string& what) {
     return std::runtime_error("checkpoint \"" + path + "\" is not a valid safetensors file: " +
                               what);
   };
-  if (file_size < 8) throw fail("shorter than the 8-byte header length");
+  if (file_size < 8) {
+    throw fail(file_size == 0 ? std::string("the file is empty (0 bytes)")
+                              : "shorter than the 8-byte header length (" +
+                                    std::to_string(file_size) + " bytes)");
+  }
   unsigned char len[8];
   in.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
   if (n > file_size - 8) {
     throw fail("header length " + std::to_string(n) + " exceeds the file size " +
-               std::to_string(file_size));
+               std::to_string(file_size) + " (truncated, or not a safetensors file)");
+  }
+  if (n > kMaxHeaderBytes) {
+    throw fail("header length " + std::to_string(n) + " is over minidl's limit of " +
+               std::to_string(kMaxHeaderBytes) + " bytes");
   }
   std::string text(n, '\0');
   in.read(text.data(), static_cast<std::streamsize>(n));
+  if (!in) throw fail("could not read the " + std::to_string(n) + "-byte header");
+  if (json_nesting_depth(text) > kMaxHeaderDepth) {
+    throw fail("the header nests arrays or objects more than " + std::to_string(kMaxHeaderDepth) +
+               " deep");
+  }
   json header;
   try {
     header = json::parse(text);
-  } catch (const std::exception& e) {
-    throw fail(std::string("header is not JSON (") + e.what() + ")");
+  } catch (const json::parse_error& e) {
+    throw fail("the header is not valid JSON (error at byte " + std::to_string(e.byte) + ")");
   }
+  if (!header.is_object()) throw fail("the header is not a JSON object");
   const uint64_t data_size = file_size - 8 - n;
   // The header is a JSON object, unordered: order the tensors by their data offsets.
-  std::vector<std::pair<uint64_t, std::string>> order;
+  struct Entry {
+    uint64_t begin, end;
+    std::string name;
+    Shape shape;
+  };
+  std::vector<Entry> entries;
   Checkpoint ck;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      for (auto m = it->begin(); m != it->end(); ++m)
-        ck.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
+    const std::string& name = it.key();
+    const json& e = *it;
+    if (name == "__metadata__") {
+      if (!e.is_object()) throw fail("\"__metadata__\" is not an object of strings");
+      for (auto m = e.begin(); m != e.end(); ++m) {
+        if (!m->is_string()) {
+          throw fail("\"__metadata__\" entry \"" + m.key() + "\" is not a string (the format " +
+                     "allows only strings there)");
+        }
+        ck.metadata[m.key()] = m->get<std::string>();
+      }
       continue;
     }
-    const json& e = *it;
-    if (!e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets")) {
-      throw fail("entry \"" + it.key() + "\" lacks dtype, shape or data_offsets");
+    const std::string where = "tensor \"" + name + "\"";
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+        !e.contains("data_offsets")) {
+      throw fail(where + " is not an object with dtype, shape and data_offsets");
     }
-    if (e["dtype"] != "F32") {
-      if (it.key().find("num_batches_tracked") != std::string::npos) continue;
-      throw fail("tensor \"" + it.key() + "\" has dtype " + e["dtype"].dump() +
-                 ", minidl reads F32");
+    const json& dtype = e["dtype"];
+    if (!dtype.is_string()) throw fail(where + ": dtype is not a string");
+    const json& offsets = e["data_offsets"];
+    if (!offsets.is_array() || offsets.size() != 2 || as_count(offsets[0]) < 0 ||
+        as_count(offsets[1]) < 0) {
+      throw fail(where + ": data_offsets must be two non-negative integers [begin, end], got " +
+                 offsets.dump().substr(0, 80));
     }
-    order.emplace_back(e["data_offsets"][0].get<uint64_t>(), it.key());
-  }
-  std::sort(order.begin(), order.end());
-  for (auto& [off, name] : order) {
-    const json& e = header[name];
-    Shape shape = e["shape"].get<Shape>();
-    const uint64_t begin = e["data_offsets"][0].get<uint64_t>();
-    const uint64_t end = e["data_offsets"][1].get<uint64_t>();
-    const uint64_t bytes = static_cast<uint64_t>(shape_numel(shape)) * sizeof(float);
-    if (end < begin || end - begin != bytes || end > data_size) {
-      throw fail("tensor \"" + name + "\" of shape " + shape_str(shape) + " has data_offsets [" +
-                 std::to_string(begin) + ", " + std::to_string(end) + "] but " +
+    const uint64_t begin = static_cast<uint64_t>(as_count(offsets[0]));
+    const uint64_t end = static_cast<uint64_t>(as_count(offsets[1]));
+    if (end < begin || end > data_size) {
+      throw fail(where + " has data_offsets [" + std::to_string(begin) + ", " +
+                 std::to_string(end) + "] outside the " + std::to_string(data_size) +
+                 " data bytes (truncated?)");
+    }
+    if (dtype != "F32") {
+      if (name.find("num_batches_tracked") != std::string::npos) continue;  // PyTorch's I64 counter
+      throw fail(where + " has dtype " + dtype.dump() + ", minidl reads F32");
+    }
+    const json& shape_json = e["shape"];
+    if (!shape_json.is_array() || shape_json.size() > kMaxRank) {
+      throw fail(where + ": shape must be an array of at most " + std::to_string(kMaxRank) +
+                 " non-negative integers");
+    }
+    Shape shape;
+    uint64_t numel = 1;
+    for (const json& d : shape_json) {
+      const int64_t v = as_count(d);
+      if (v < 0) throw fail(where + ": shape " + shape_json.dump() + " has an entry that is not a non-negative integer");
+      shape.push_back(v);
+      // Overflow-checked: numel * 4 must fit in the data section anyway.
+      if (v != 0 && numel > data_size / static_cast<uint64_t>(v)) numel = data_size + 1;
+      else numel *= static_cast<uint64_t>(v);
+    }
+    if (numel > data_size / sizeof(float)) {
+      throw fail(where + " of shape " + shape_str(shape) + " needs more bytes than the file's " +
                  std::to_string(data_size) + " data bytes (truncated?)");
     }
-    Tensor t(shape);
-    in.seekg(static_cast<std::streamoff>(8 + n + begin));
-    in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(bytes));
-    if (!in) throw fail("could not read tensor \"" + name + "\"");
-    ck.tensors.emplace_back(name, std::move(t));
+    if (end - begin != numel * sizeof(float)) {
+      throw fail(where + " of shape " + shape_str(shape) + " has data_offsets [" +
+                 std::to_string(begin) + ", " + std::to_string(end) + "], " +
+                 std::to_string(end - begin) + " bytes for " + std::to_string(numel) +
+                 " F32 values (" + std::to_string(numel * sizeof(float)) + " bytes)");
+    }
+    entries.push_back({begin, end, name, std::move(shape)});
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.name < b.name; });
+  for (Entry& e : entries) {
+    Tensor t(e.shape);
+    in.seekg(static_cast<std::streamoff>(8 + n + e.begin));
+    in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(e.end - e.begin));
+    if (!in) throw fail("could not read tensor \"" + e.name + "\"");
+    ck.tensors.emplace_back(e.name, std::move(t));
   }
   return ck;
 }

@@ -37,6 +37,11 @@ void Adam::step() {
       m_[i].assign(n, 0.0f);
       v_[i].assign(n, 0.0f);
     }
+    if (m_[i].size() != static_cast<size_t>(n) || v_[i].size() != static_cast<size_t>(n)) {
+      throw std::logic_error("Adam: state of parameter " + std::to_string(i) + " holds " +
+                             std::to_string(m_[i].size()) + " and " + std::to_string(v_[i].size()) +
+                             " values, the parameter " + std::to_string(n));
+    }
     float* m = m_[i].data();
     float* v = v_[i].data();
     const uint8_t* mk = mask(i);
@@ -55,10 +60,12 @@ void Adam::step() {
   }
 }
 
-std::vector<std::vector<float>*> Adam::state_buffers() {
-  std::vector<std::vector<float>*> out;
-  for (auto& b : m_) out.push_back(&b);
-  for (auto& b : v_) out.push_back(&b);
+std::vector<Optimizer::StateBuffer> Adam::state_buffers() {
+  std::vector<StateBuffer> out;
+  for (size_t i = 0; i < m_.size(); ++i) {
+    out.push_back({"exp_avg", i, &m_[i]});
+    out.push_back({"exp_avg_sq", i, &v_[i]});
+  }
   return out;
 }
 

@@ -25,7 +25,7 @@ class Adam : public Optimizer {
   /// Throws std::invalid_argument for lr < 0, betas outside [0, 1), eps < 0, weight_decay < 0.
   Adam(std::vector<Tensor> params, AdamOptions options);
   void step() override;
-  std::vector<std::vector<float>*> state_buffers() override;
+  std::vector<StateBuffer> state_buffers() override;
   int64_t step_count() const override { return t_; }
   void set_step_count(int64_t t) override { t_ = t; }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -20,8 +21,18 @@ class Optimizer {
   void zero_grad();
   float lr() const { return lr_; }
   void set_lr(float lr) { lr_ = lr; }
-  /// Optimizer state (momentum buffers, Adam moments) by parameter index, for checkpoints.
-  virtual std::vector<std::vector<float>*> state_buffers() { return {}; }
+  /// One state buffer of one parameter, for checkpoints. `kind` is PyTorch's name in
+  /// optimizer.state_dict() ("momentum_buffer" for SGD, "exp_avg" and "exp_avg_sq" for Adam);
+  /// `param` indexes params(). A buffer is empty until the parameter's first update (frozen
+  /// parameters never get one), else it holds params()[param].numel() floats; step() relies on
+  /// that, so whoever fills a buffer must keep it (checked: std::logic_error otherwise).
+  struct StateBuffer {
+    std::string kind;
+    size_t param;
+    std::vector<float>* values;
+  };
+  /// Every state buffer, parameter by parameter (for each parameter, its kinds in a fixed order).
+  virtual std::vector<StateBuffer> state_buffers() { return {}; }
   /// Number of step() calls so far that the update depends on (Adam's bias correction).
   virtual int64_t step_count() const { return 0; }
   virtual void set_step_count(int64_t) {}

@@ -30,6 +30,11 @@ void SGD::step() {
     std::vector<float>& buf = momentum_buffer_[i];
     const bool first = buf.empty();
     if (mu != 0.0f && first) buf.resize(n);
+    if (mu != 0.0f && buf.size() != static_cast<size_t>(n)) {
+      throw std::logic_error("SGD: momentum buffer of parameter " + std::to_string(i) + " holds " +
+                             std::to_string(buf.size()) + " values, the parameter " +
+                             std::to_string(n));
+    }
     const uint8_t* m = mask(i);
     for (int64_t j = 0; j < n; ++j) {
       if (m && !m[j]) continue;  // masked out: untouched
@@ -43,9 +48,11 @@ void SGD::step() {
   }
 }
 
-std::vector<std::vector<float>*> SGD::state_buffers() {
-  std::vector<std::vector<float>*> out;
-  for (auto& b : momentum_buffer_) out.push_back(&b);
+std::vector<Optimizer::StateBuffer> SGD::state_buffers() {
+  std::vector<StateBuffer> out;
+  for (size_t i = 0; i < momentum_buffer_.size(); ++i) {
+    out.push_back({"momentum_buffer", i, &momentum_buffer_[i]});
+  }
   return out;
 }
 

@@ -23,7 +23,7 @@ class SGD : public Optimizer {
   /// without momentum.
   SGD(std::vector<Tensor> params, SGDOptions options);
   void step() override;
-  std::vector<std::vector<float>*> state_buffers() override;
+  std::vector<StateBuffer> state_buffers() override;
 
  private:
   SGDOptions opt_;
