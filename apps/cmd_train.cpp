@@ -418,13 +418,13 @@ TrainResult run_train(const TrainConfig& given) {
   validate(cfg);
   set_num_threads(cfg.threads);
 
-  data::Dataset train = data::load_cifar10(cfg.data, true, cfg.limit_train);
-  data::Dataset test = data::load_cifar10(cfg.data, false, cfg.limit_test);
-
   ModelOptions mo;
   mo.seed = cfg.seed;
   mo.bn_init = cfg.bn_init;
-  std::shared_ptr<Module> model = create_model(cfg.model, mo);
+  std::shared_ptr<Module> model = create_model(cfg.model, mo);  // a bad --model fails first
+
+  data::Dataset train = data::load_cifar10(cfg.data, true, cfg.limit_train);
+  data::Dataset test = data::load_cifar10(cfg.data, false, cfg.limit_test);
   // Which parameters learn (requires_grad), before the optimizer sees them.
   const std::vector<optim::UpdateMask> masks = optim::apply_train_only(*model, cfg.train_only, cfg.seed);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(cfg, *model);

@@ -1,7 +1,14 @@
 // minidl — the command-line interface (CLI11). Parses flags into the subcommands' config structs
 // (apps/commands.hpp); errors from the library are printed as one line, exit status 1.
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <string>
 #include <exception>
 #include <stdexcept>
 
@@ -10,6 +17,88 @@
 #include "optim/freeze.hpp"
 
 using namespace minidl::app;
+
+namespace {
+
+std::string shown(const std::string& v) { return v.size() > 24 ? v.substr(0, 24) + "..." : v; }
+
+/// A CLI11 check: an integer in [lo, hi], refused with the range in words
+/// ("must be an integer from 1 to 256, got 0"). CLI11 prefixes the flag's name.
+CLI::Validator integer_in(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) -> std::string {
+        const std::string want = "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+        errno = 0;
+        char* end = nullptr;
+        const long long x = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi) return want + ", got " + shown(v);
+        return "";
+      },
+      "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+}
+
+/// A CLI11 check: a finite number in the interval from lo to hi (open at either end when asked),
+/// NaN and infinity refused ("must be a number >= 0 and < 1, got nan").
+CLI::Validator real_in(double lo, double hi, bool lo_open = false, bool hi_open = false) {
+  auto num = [](double d) {
+    std::ostringstream o;
+    o << d;
+    return o.str();
+  };
+  const std::string range = "a number " + std::string(lo_open ? "> " : ">= ") + num(lo) + " and " +
+                            (hi_open ? "< " : "<= ") + num(hi);
+  return CLI::Validator(
+      [=](std::string& v) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        const bool ok = !v.empty() && *end == '\0' && std::isfinite(x) &&
+                        (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+        return ok ? "" : "must be " + range + ", got " + shown(v);
+      },
+      "FLOAT: " + range);
+}
+
+/// Range checks of every numeric flag, by subcommand and flag name (flags not listed take
+/// strings or are checked with IsMember where they are declared).
+void add_range_checks(CLI::App& app) {
+  const long long kEpochs = 100000, kBatch = 65536, kThreads = 256;
+  const std::map<std::string, std::map<std::string, CLI::Validator>> rules = {
+      {"train",
+       {{"--epochs", integer_in(1, kEpochs)}, {"--batch-size", integer_in(2, kBatch)},
+        {"--lr", real_in(0, 1000, true)}, {"--momentum", real_in(0, 1, false, true)},
+        {"--weight-decay", real_in(0, 1)}, {"--warmup", real_in(-1, kEpochs)},
+        {"--milestones", real_in(0, kEpochs)}, {"--gamma", real_in(0, 10, true)},
+        {"--label-smoothing", real_in(0, 1, false, true)},
+        {"--seed", integer_in(0, std::numeric_limits<long long>::max())},
+        {"--threads", integer_in(1, kThreads)}, {"--limit-train", integer_in(1, 50000)},
+        {"--limit-test", integer_in(1, 10000)}, {"--stop-after", integer_in(1, kEpochs)}}},
+      {"eval",
+       {{"--batch-size", integer_in(1, kBatch)}, {"--threads", integer_in(1, kThreads)},
+        {"--limit", integer_in(1, 10000)}, {"--recalibrate-limit", integer_in(1, 50000)}}},
+      {"predict", {{"--top", integer_in(1, 10)}, {"--threads", integer_in(1, kThreads)}}},
+      {"bench",
+       {{"--batch-size", integer_in(1, kBatch)}, {"--steps", integer_in(1, 1000000)},
+        {"--warmup", integer_in(0, 1000000)}, {"--threads", integer_in(1, kThreads)}}},
+      {"recalibrate-bn",
+       {{"--batch-size", integer_in(1, kBatch)}, {"--limit", integer_in(1, 50000)},
+        {"--threads", integer_in(1, kThreads)}}},
+      {"experiment",
+       {{"--epochs", integer_in(1, kEpochs)}, {"--stop-after", integer_in(1, kEpochs)},
+        {"--seed", integer_in(0, std::numeric_limits<long long>::max())},
+        {"--threads", integer_in(1, kThreads)}, {"--limit-train", integer_in(1, 50000)},
+        {"--limit-test", integer_in(1, 10000)}}},
+  };
+  for (CLI::App* sub : app.get_subcommands({})) {
+    auto r = rules.find(sub->get_name());
+    if (r == rules.end()) continue;
+    for (CLI::Option* o : sub->get_options()) {
+      auto v = r->second.find(o->get_name());
+      if (v != r->second.end()) o->check(v->second);
+    }
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"minidl — a small C++ deep learning framework for inspecting BatchNorm on CIFAR-10"};
@@ -20,8 +109,7 @@ int main(int argc, char** argv) {
   train->add_option("--data", tc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
   train->add_option("--model", tc.model, "resnet<D>[_<W>] (e.g. resnet20, resnet14_64) or cnn")
       ->capture_default_str();
-  auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str()
-                         ->check(CLI::PositiveNumber);
+  auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str();
   train->add_option("--batch-size", tc.batch_size, "images per batch")->capture_default_str();
   train->add_option("--optimizer", tc.optimizer, "sgd | adam | adamw")->capture_default_str()
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
@@ -41,18 +129,14 @@ int main(int argc, char** argv) {
   train->add_option("--augment", tc.augment, "random crop (pad 4) + horizontal flip (true/false)")
       ->capture_default_str();
   train->add_option("--seed", tc.seed, "seed of init, shuffling and augmentation")->capture_default_str();
-  train->add_option("--threads", tc.threads, "OpenMP threads")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  train->add_option("--limit-train", tc.limit_train, "train on the first N images")
-      ->check(CLI::PositiveNumber);
-  train->add_option("--limit-test", tc.limit_test, "evaluate on the first N test images")
-      ->check(CLI::PositiveNumber);
+  train->add_option("--threads", tc.threads, "OpenMP threads")->capture_default_str();
+  train->add_option("--limit-train", tc.limit_train, "train on the first N images");
+  train->add_option("--limit-test", tc.limit_test, "evaluate on the first N test images");
   train->add_option("--out", tc.out, "RUN_DIR for metrics.csv, config.json, model.safetensors")
       ->capture_default_str();
   train->add_option("--resume", tc.resume, "continue the run in RUN_DIR (its config.json)");
   train->add_option("--stop-after", tc.stop_after, "stop after N epochs of this invocation "
-                    "(the schedule still spans --epochs; continue with --resume)")
-      ->check(CLI::PositiveNumber);
+                    "(the schedule still spans --epochs; continue with --resume)");
   train->add_option("--normalize", tc.normalize, "input normalization: cifar10 (its own mean/std) "
                     "| imagenet (torchvision's ImageNet mean/std, as the BN-only paper's code)")
       ->capture_default_str()->check(CLI::IsMember({"cifar10", "imagenet"}));
@@ -74,28 +158,24 @@ int main(int argc, char** argv) {
   auto* eval = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
   eval->add_option("--checkpoint", ec.checkpoint, "model.safetensors")->required();
   eval->add_option("--data", ec.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  eval->add_option("--batch-size", ec.batch_size, "images per batch")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  eval->add_option("--batch-size", ec.batch_size, "images per batch")->capture_default_str();
   eval->add_flag("--json", ec.json, "print one JSON object");
   eval->add_flag("--allow-nonfinite", ec.allow_nonfinite, "evaluate a checkpoint even if a "
                  "tensor holds NaN or infinity (refused otherwise)");
-  eval->add_option("--threads", ec.threads, "OpenMP threads")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  eval->add_option("--limit", ec.limit, "evaluate the first N test images")
-      ->check(CLI::PositiveNumber);
+  eval->add_option("--threads", ec.threads, "OpenMP threads")->capture_default_str();
+  eval->add_option("--limit", ec.limit, "evaluate the first N test images");
   eval->add_option("--bn-stats", ec.bn_stats,
                    "BN statistics at test time: running (inference mode) | population "
                    "(recalibrated over the training set first) | batch (each test batch's own)")
       ->capture_default_str()->check(CLI::IsMember({"running", "population", "batch"}));
   eval->add_option("--recalibrate-limit", ec.recalibrate_limit,
-                   "population: use the first N training images")->check(CLI::PositiveNumber);
+                   "population: use the first N training images");
 
   PredictConfig pc;
   auto* predict = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
   predict->add_option("--checkpoint", pc.checkpoint, "model.safetensors")->required();
   predict->add_option("images", pc.images, "image files")->required();
-  predict->add_option("--top", pc.top, "classes to show")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  predict->add_option("--top", pc.top, "classes to show")->capture_default_str();
   predict->add_option("--threads", pc.threads, "OpenMP threads")->capture_default_str();
 
   BenchConfig bc;
@@ -106,8 +186,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench->add_option("--steps", bc.steps, "timed steps")->capture_default_str();
   bench->add_option("--warmup", bc.warmup, "untimed steps first")->capture_default_str();
-  bench->add_option("--threads", bc.threads, "OpenMP threads")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  bench->add_option("--threads", bc.threads, "OpenMP threads")->capture_default_str();
   bench->add_flag("--json", bc.json, "print one JSON object");
   bench->add_option("--train-only", bc.train_only, "which parameters learn (as in train)")
       ->capture_default_str()
@@ -130,12 +209,9 @@ int main(int argc, char** argv) {
   recal->add_option("--checkpoint", rc.checkpoint, "model.safetensors")->required();
   recal->add_option("--data", rc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
   recal->add_option("--out", rc.out, "the new checkpoint")->required();
-  recal->add_option("--batch-size", rc.batch_size, "images per batch")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  recal->add_option("--limit", rc.limit, "use the first N training images")
-      ->check(CLI::PositiveNumber);
-  recal->add_option("--threads", rc.threads, "OpenMP threads")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  recal->add_option("--batch-size", rc.batch_size, "images per batch")->capture_default_str();
+  recal->add_option("--limit", rc.limit, "use the first N training images");
+  recal->add_option("--threads", rc.threads, "OpenMP threads")->capture_default_str();
 
   ExperimentConfig xc;
   std::string experiment_name;
@@ -151,24 +227,21 @@ int main(int argc, char** argv) {
                          ->capture_default_str();
   experiment->add_option("--stop-after", xc.stop_after, "train at most N epochs in this "
                          "invocation (summed over variants and models), then stop; continue "
-                         "with --resume")->check(CLI::PositiveNumber);
+                         "with --resume");
   experiment->add_flag("--resume", xc.resume, "continue the experiment in --out: finished "
                        "variants are kept, a partial one continues (same flags required)");
-  experiment->add_option("--epochs", xc.epochs, "epochs per variant")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  experiment->add_option("--epochs", xc.epochs, "epochs per variant")->capture_default_str();
   experiment->add_option("--out", xc.out, "output folder")->capture_default_str();
   experiment->add_option("--seed", xc.seed, "seed (shared by every variant)")->capture_default_str();
   experiment->add_option("--recipe", xc.recipe, "default | frankle2021 (the paper's)")
       ->capture_default_str()->check(CLI::IsMember({"default", "frankle2021"}));
-  experiment->add_option("--threads", xc.threads, "OpenMP threads")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  experiment->add_option("--limit-train", xc.limit_train, "train on the first N images")
-      ->check(CLI::PositiveNumber);
-  experiment->add_option("--limit-test", xc.limit_test, "test on the first N images")
-      ->check(CLI::PositiveNumber);
+  experiment->add_option("--threads", xc.threads, "OpenMP threads")->capture_default_str();
+  experiment->add_option("--limit-train", xc.limit_train, "train on the first N images");
+  experiment->add_option("--limit-test", xc.limit_test, "test on the first N images");
   experiment->add_option("--variants", xc.variants, "subset of all bn fc bn+fc random-per-channel")
       ->check(CLI::IsMember(minidl::optim::train_only_modes()));
 
+  add_range_checks(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) {

@@ -28,10 +28,11 @@ Tensor BasicBlock::forward(const Tensor& x) {
 }
 
 CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen) {
-  if (depth < 8 || (depth - 2) % 6 != 0 || width < 1) {
-    throw std::invalid_argument("CIFAR ResNet depth must be 6k + 2 (8, 14, 20, 32, 56, 110, "
-                                "866, ...) and width >= 1, got depth " + std::to_string(depth) +
-                                ", width " + std::to_string(width));
+  if (depth < 8 || depth > kMaxDepth || (depth - 2) % 6 != 0 || width < 1 || width > kMaxWidth) {
+    throw std::invalid_argument("CIFAR ResNet depth must be 6k + 2 from 8 to " +
+                                std::to_string(kMaxDepth) + " (8, 14, 20, 32, 56, 110, 866, ...) "
+                                "and width from 1 to " + std::to_string(kMaxWidth) + ", got depth " +
+                                std::to_string(depth) + ", width " + std::to_string(width));
   }
   conv = register_module("conv", std::make_shared<Conv2d>(3, width, 3, 1, 1, false, gen));
   bn = register_module("bn", std::make_shared<BatchNorm2d>(width));
@@ -61,6 +62,13 @@ MINIDL_REGISTER_MODEL(resnet, "resnet<D>[_<W>] (D = 6k + 2, W default 16)",
                         static const std::regex re("resnet([0-9]+)(?:_([0-9]+))?");
                         if (!std::regex_match(name, m, re)) return nullptr;
                         Generator gen(o.seed);
+                        // More digits than any allowed size: refused before std::stoll.
+                        if (m[1].length() > 6 || (m[2].matched && m[2].length() > 6)) {
+                          throw std::invalid_argument(
+                              "unknown model \"" + name.substr(0, 40) + "\": resnet<D>[_<W>] "
+                              "takes D = 6k + 2 from 8 to " + std::to_string(CifarResNet::kMaxDepth) +
+                              " and W from 1 to " + std::to_string(CifarResNet::kMaxWidth));
+                        }
                         const int64_t depth = std::stoll(m[1]);
                         const int64_t width = m[2].matched ? std::stoll(m[2]) : 16;
                         auto model = std::make_shared<CifarResNet>(depth, width,
