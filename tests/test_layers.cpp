@@ -59,7 +59,7 @@ TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count"
 TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", "[layers]") {
   auto model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", {}));
   REQUIRE(model);
-  const Tensor& w = model->blocks->children()[0].second->state_dict()[0].second;  // conv1 [16,16,3,3]
+  const Tensor w = model->blocks->children()[0].second->state_dict()[0].second;  // conv1 [16,16,3,3]
   double s = 0, ss = 0;
   for (float v : w.vec()) { s += v; ss += double(v) * v; }
   const double var = ss / w.numel() - (s / w.numel()) * (s / w.numel());
