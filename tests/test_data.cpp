@@ -216,7 +216,7 @@ TEST_CASE("load_cifar10 limit keeps a prefix", "[data]") {
   CHECK(std::equal(part.labels.begin(), part.labels.end(), train.labels.begin()));
   CHECK(std::equal(part.images.begin(), part.images.end(), train.images.begin()));
 
-  CHECK(load_cifar10(data_dir(), true, 0).size() == 0);
+  CHECK_THROWS_AS(load_cifar10(data_dir(), true, 0), std::invalid_argument);  // selects nothing
   CHECK(load_cifar10(data_dir(), false, 7).size() == 7);
   CHECK(load_cifar10(data_dir(), false, 20000).size() == 10000);
 }
@@ -288,10 +288,18 @@ TEST_CASE("read errors name the file, the size, the record and the label", "[dat
     CHECK(ds.images[3072] == bytes[3074]);
   }
 
-  SECTION("empty file is an empty dataset") {
+  SECTION("empty file is an error naming it") {
     const std::string path = tmp.file("empty.bin");
     write_bytes(path, {});
-    CHECK(read_cifar10_file(path).size() == 0);
+    try {
+      read_cifar10_file(path);
+      FAIL("no exception for an empty file");
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      CHECK(msg.find(path) != std::string::npos);
+      CHECK(msg.find("is empty (0 bytes)") != std::string::npos);
+    }
   }
 
   SECTION("missing directory names it and says how to get the data") {
