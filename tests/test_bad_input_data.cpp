@@ -310,3 +310,55 @@ TEST_CASE("bad data: image files that are not images name the file and the expec
     CHECK(has(msg, "cannot read image \"" + path + "\" as PNG: its header is damaged"));
   }
 }
+
+TEST_CASE("bad data: a JPEG Huffman table of more than 256 codes is refused before stb reads it", "[data][bad_input]") {
+  // SOI, then a DHT segment (length 19: one table) whose 16 code counts sum to 300. Debian's
+  // stb_image 2.27 would write past its Huffman arrays (found by tests/fuzz/fuzz_image).
+  Bytes b = {0xff, 0xd8, 0xff, 0xc4, 0x00, 0x13, 0x00};
+  for (int k = 0; k < 16; ++k) b.push_back(k == 14 ? 45 : k == 15 ? 255 : 0);
+  Scratch s("dht");
+  const std::string path = s.file("bad_dht.jpg");
+  write_bytes(path, b);
+  const std::string msg = message_of([&] { load_image(path); });
+  INFO(msg);
+  CHECK(has(msg, "cannot decode image \"" + path + "\" as JPEG"));
+  CHECK(has(msg, "declares 300 codes, at most 256"));
+  // The same segment behind fill bytes and junk, as stb would still find it.
+  Bytes hidden = {0xff, 0xff, 0xd8, 0x12, 0x34, 0xff, 0xff};
+  hidden.insert(hidden.end(), b.begin() + 3, b.end());
+  write_bytes(path, hidden);
+  CHECK(has(message_of([&] { load_image(path); }), "declares 300 codes"));
+}
+
+TEST_CASE("bad data: a 16-bit PGM is refused by name, an 8-bit PGM loads", "[data][bad_input]") {
+  Scratch s("pgm");
+  // P5, 32 x 32, maxval 65535: stb 2.27 would keep the low byte of each big-endian sample (and
+  // its gray-to-RGB conversion of such a file reads past its buffer).
+  const std::string header16 = "P5\n32 32\n65535\n";
+  Bytes b16(header16.begin(), header16.end());
+  for (int i = 0; i < 32 * 32; ++i) {
+    b16.push_back(static_cast<uint8_t>(i % 256));
+    b16.push_back(0x7f);
+  }
+  const std::string path16 = s.file("gray16.pgm");
+  write_bytes(path16, b16);
+  const std::string msg = message_of([&] { load_image(path16); });
+  INFO(msg);
+  CHECK(has(msg, "cannot decode image \"" + path16 + "\" as PNM: 16-bit samples"));
+
+  const std::string header8 = "P5\n32 32\n255\n";
+  Bytes b8(header8.begin(), header8.end());
+  for (int i = 0; i < 32 * 32; ++i) b8.push_back(static_cast<uint8_t>(i % 256));
+  const std::string path8 = s.file("gray8.pgm");
+  write_bytes(path8, b8);
+  const minidl::Tensor t = load_image(path8);
+  REQUIRE(t.shape() == minidl::Shape{1, 3, 32, 32});
+  const Normalization norm;
+  for (int c = 0; c < 3; ++c) {
+    for (int i : {0, 1, 200, 1023}) {
+      INFO("channel " << c << " pixel " << i);
+      CHECK(t.data()[c * 1024 + i] ==
+            (static_cast<float>(i % 256) / 255.0f - norm.mean[c]) / norm.std[c]);
+    }
+  }
+}
