@@ -66,7 +66,7 @@ for h in "${harnesses[@]}"; do
       -print_final_stats=1 "${dict[@]}" > "$work/log" 2>&1 || status=$?
   execs="$(awk '/stat::number_of_executed_units:/ {print $2}' "$work/log" | tail -n 1)"
   files="$(find "$work/corpus" -type f | wc -l)"
-  bytes="$(du -sb "$work/corpus" | cut -f1)"
+  bytes="$(find "$work/corpus" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
   result=ok
   found=()
   for f in "$work/artifacts"/crash-* "$work/artifacts"/leak-* "$work/artifacts"/timeout-* \
