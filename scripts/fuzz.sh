@@ -63,7 +63,11 @@ for h in "${harnesses[@]}"; do
   status=0
   "build-fuzz/tests/fuzz/fuzz_$h" "$work/corpus" -max_total_time="$seconds" -timeout=60 \
       -rss_limit_mb=2048 -max_len="${max_len[$h]}" -artifact_prefix="$work/artifacts/" \
-      -print_final_stats=1 "${dict[@]}" > "$work/log" 2>&1 || status=$?
+      -print_final_stats=1 "${dict[@]}" > "$work/log" 2>&1 &
+  pid=$!
+  wait "$pid" || status=$?
+  # libomp's registration file stays behind when the process dies on a finding.
+  rm -f "/dev/shm/__KMP_REGISTERED_LIB_${pid}_"*
   execs="$(awk '/stat::number_of_executed_units:/ {print $2}' "$work/log" | tail -n 1)"
   files="$(find "$work/corpus" -type f | wc -l)"
   bytes="$(find "$work/corpus" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
