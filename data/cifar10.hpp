@@ -34,23 +34,36 @@ struct Dataset {
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
 };
 
+/// At most this many records in one file (2^20 = 1,048,576 records, 3.2 GB); an official file
+/// has 10,000. A larger file is refused before anything is allocated.
+constexpr int64_t kMaxRecordsPerFile = int64_t{1} << 20;
+
 /// Reads one CIFAR-10 binary file (e.g. ".../data_batch_1.bin") completely.
-/// Returns N = file size / 3,073 images. An empty file gives an empty Dataset.
-/// Throws std::runtime_error when
-///  - the file cannot be opened (the message names the path and the OS reason),
-///  - its size is not a multiple of 3,073 bytes (names the file, its size and what was
-///    expected),
-///  - a record's label is > 9 (names the file, the 0-based record index and the label),
-///  - a read fails part way.
+/// Returns N = file size / 3,073 images, 1 <= N <= kMaxRecordsPerFile (the official files have
+/// N = 10,000, but any whole number of records is read).
+/// Throws std::runtime_error, the message naming the file (in double quotes) and what was
+/// expected, when
+///  - the path is missing or cannot be opened (names the OS reason), or is a directory or
+///    another non-regular file,
+///  - the file is empty (0 bytes),
+///  - its size is not a multiple of 3,073 bytes (names its size and the nearest valid sizes),
+///  - it has more than kMaxRecordsPerFile records,
+///  - a record's label is > 9 (names the 0-based record index and the label),
+///  - a read fails part way (names the record).
 Dataset read_cifar10_file(const std::string& path);
 
 /// Loads a split from `dir`, the folder holding the .bin files (cifar-10-batches-bin).
 ///  - train == true: data_batch_1.bin .. data_batch_5.bin concatenated in that order (50,000).
 ///  - train == false: test_batch.bin (10,000).
-/// limit >= 0 keeps only the first `limit` images (files past the ones needed are not read;
-/// a limit larger than the split keeps all); limit < 0 keeps all.
-/// Throws std::runtime_error when `dir` is not a directory (the message names it and says how
-/// to get the data: scripts/get_cifar10.sh), and for any error of read_cifar10_file.
+/// Every file of the split is checked first (it exists, is a regular file, is not empty and its
+/// size is a whole number of records), even the ones `limit` does not need, so a half-copied
+/// folder is reported at once; then the files are read in order.
+/// limit >= 1 keeps only the first `limit` images (files past the ones needed are checked but
+/// not read; a limit larger than the split keeps all); limit < 0 keeps all. The result is never
+/// empty.
+/// Throws std::invalid_argument for limit == 0 (it would select no images), and
+/// std::runtime_error when `dir` is not a directory (the message names it and says how to get
+/// the data: scripts/get_cifar10.sh) and for any error of read_cifar10_file, naming the file.
 Dataset load_cifar10(const std::string& dir, bool train, int64_t limit = -1);
 
 /// The 10 class names in label order: airplane automobile bird cat deer dog frog horse ship

@@ -1,0 +1,187 @@
+// Writes the seed corpus of the fuzz harnesses (tests/fuzz/corpus/<harness>/): a small valid
+// input of each kind written by minidl's or stb's own writers, plus a few edge cases. Run once
+// by hand when the seeds need to change; the files are committed.
+//
+//   cmake --build build --target minidl_fuzz_seeds
+//   MINIDL_DATA=.../cifar-10-batches-bin build/tests/fuzz/minidl_fuzz_seeds tests/fuzz/corpus
+//
+// The CIFAR-10 seeds take 2 records of test_batch.bin (no copies of whole batches).
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <stb/stb_image_write.h>
+
+#include "apps/commands.hpp"
+#include "core/safetensors.hpp"
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+void write_file(const fs::path& p, const Bytes& b) {
+  fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  if (!out) throw std::runtime_error("cannot write " + p.string());
+}
+
+void write_text(const fs::path& p, const std::string& s) { write_file(p, Bytes(s.begin(), s.end())); }
+
+Bytes read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+Bytes prefix(const Bytes& b, size_t n) { return Bytes(b.begin(), b.begin() + static_cast<long>(std::min(n, b.size()))); }
+
+void be32(Bytes& b, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
+}
+
+/// A PNG chunk with its CRC-32.
+void png_chunk(Bytes& b, const char* type, const Bytes& data) {
+  be32(b, static_cast<uint32_t>(data.size()));
+  Bytes typed(type, type + 4);
+  typed.insert(typed.end(), data.begin(), data.end());
+  uint32_t crc = 0xffffffffu;
+  for (uint8_t byte : typed) {
+    crc ^= byte;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+  }
+  b.insert(b.end(), typed.begin(), typed.end());
+  be32(b, crc ^ 0xffffffffu);
+}
+
+void safetensors_seeds(const fs::path& dir) {
+  using minidl::Shape;
+  using minidl::Tensor;
+  minidl::NamedTensors tensors;
+  Tensor w(Shape{2, 1, 2, 2});
+  for (int64_t i = 0; i < w.numel(); ++i) w.data()[i] = 0.125f * static_cast<float>(i) - 0.5f;
+  Tensor b(Shape{2});
+  b.data()[0] = 1.0f;
+  b.data()[1] = -2.0f;
+  tensors.emplace_back("conv.weight", w);
+  tensors.emplace_back("bn.bias", b);
+  const fs::path valid = dir / "valid.safetensors";
+  fs::create_directories(dir);
+  minidl::save_safetensors(valid.string(), tensors, {{"model", "resnet8"}, {"normalization", "cifar10"}});
+  minidl::save_safetensors((dir / "no_tensors.safetensors").string(), {}, {});
+  const Bytes v = read_file(valid);
+  write_file(dir / "truncated.safetensors", prefix(v, v.size() - 10));
+  // A PyTorch-style file: an I64 num_batches_tracked (skipped) next to an F32 scalar.
+  std::string header =
+      R"({"bn.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[0,8]},)"
+      R"("s":{"dtype":"F32","shape":[],"data_offsets":[8,12]}})";
+  while (header.size() % 8) header += ' ';
+  Bytes pt;
+  for (int i = 0; i < 8; ++i) pt.push_back(static_cast<uint8_t>(header.size() >> (8 * i)));
+  pt.insert(pt.end(), header.begin(), header.end());
+  for (int i = 0; i < 8; ++i) pt.push_back(i == 0 ? 7 : 0);
+  const float one = 1.0f;
+  const auto* ob = reinterpret_cast<const uint8_t*>(&one);
+  pt.insert(pt.end(), ob, ob + 4);
+  write_file(dir / "pytorch_style.safetensors", pt);
+  write_file(dir / "header_length_too_big.safetensors", Bytes{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, '{', '}'});
+}
+
+void cifar10_seeds(const fs::path& dir) {
+  const char* data = std::getenv("MINIDL_DATA");
+  if (!data || !*data) throw std::runtime_error("MINIDL_DATA is not set");
+  const Bytes test = read_file(fs::path(data) / "test_batch.bin");
+  const size_t rec = 3073;
+  write_file(dir / "two_records.bin", prefix(test, 2 * rec));
+  write_file(dir / "empty.bin", {});
+  write_file(dir / "short_record.bin", prefix(test, 100));
+  Bytes bad = prefix(test, rec);
+  bad[0] = 10;
+  write_file(dir / "label_10.bin", bad);
+}
+
+void config_seeds(const fs::path& dir) {
+  minidl::app::TrainConfig c;
+  c.data = "/data/cifar-10-batches-bin";
+  c.out = "runs/seed";
+  write_text(dir / "default.json", minidl::app::config_to_json(c).dump(2) + "\n");
+  c.optimizer = "adamw";
+  c.schedule = "multistep";
+  c.milestones = {80, 120};
+  c.train_only = "bn";
+  c.bn_stats = "running";
+  c.limit_train = 2000;
+  const std::string multistep = minidl::app::config_to_json(c).dump();
+  write_text(dir / "multistep.json", multistep + "\n");
+  write_text(dir / "empty_object.json", "{}");
+  write_text(dir / "not_an_object.json", "[1, 2.5, \"x\", null]");
+  write_text(dir / "wrong_types.json", R"({"epochs": "ten", "lr": [0.1], "augment": 1})");
+  write_text(dir / "truncated.json", multistep.substr(0, multistep.size() / 2));
+}
+
+void image_seeds(const fs::path& dir) {
+  fs::create_directories(dir);
+  auto path = [&](const char* name) { return (dir / name).string(); };
+  Bytes rgb(32 * 32 * 3);
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 32; ++x) {
+      uint8_t* p = &rgb[static_cast<size_t>((y * 32 + x) * 3)];
+      p[0] = static_cast<uint8_t>(x * 8);
+      p[1] = static_cast<uint8_t>(y * 8);
+      p[2] = 128;
+    }
+  if (!stbi_write_png(path("rgb_32x32.png").c_str(), 32, 32, 3, rgb.data(), 32 * 3)) throw std::runtime_error("png");
+  const Bytes gray = {0, 60, 120, 180, 240, 30, 90, 150, 210, 255, 10, 20, 30, 40, 50};
+  if (!stbi_write_png(path("gray_5x3.png").c_str(), 5, 3, 1, gray.data(), 5)) throw std::runtime_error("png");
+  if (!stbi_write_bmp(path("rgb_4x4.bmp").c_str(), 4, 4, 3, rgb.data())) throw std::runtime_error("bmp");
+  if (!stbi_write_tga(path("rgb_4x4.tga").c_str(), 4, 4, 3, rgb.data())) throw std::runtime_error("tga");
+  if (!stbi_write_jpg(path("rgb_8x8.jpg").c_str(), 8, 8, 3, rgb.data(), 50)) throw std::runtime_error("jpg");
+  const float hdr[2 * 2 * 3] = {0.1f, 0.2f, 0.3f, 1.0f, 2.0f, 4.0f, 0.5f, 0.5f, 0.5f, 8.0f, 0.0f, 1.0f};
+  if (!stbi_write_hdr(path("rgb_2x2.hdr").c_str(), 2, 2, 3, hdr)) throw std::runtime_error("hdr");
+  Bytes pgm = {'P', '5', '\n', '2', ' ', '2', '\n', '2', '5', '5', '\n', 0, 85, 170, 255};
+  write_file(dir / "gray_2x2.pgm", pgm);
+  // The classic 1x1 GIF (GIF89a, global palette of 2 colours, one LZW-coded pixel).
+  write_file(dir / "one_pixel.gif",
+             Bytes{'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0,
+                   0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3b});
+  // A PNG whose header claims 12000 x 12000 RGB pixels (no image data): refused by size.
+  Bytes big = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  Bytes ihdr;
+  be32(ihdr, 12000);
+  be32(ihdr, 12000);
+  ihdr.insert(ihdr.end(), {8, 2, 0, 0, 0});
+  png_chunk(big, "IHDR", ihdr);
+  png_chunk(big, "IEND", {});
+  write_file(dir / "header_12000x12000.png", big);
+  const Bytes png = read_file(dir / "rgb_32x32.png");
+  write_file(dir / "truncated.png", prefix(png, png.size() / 2));
+  write_file(dir / "empty.img", {});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s CORPUS_DIR (e.g. tests/fuzz/corpus)\n", argv[0]);
+    return 2;
+  }
+  try {
+    const fs::path root = argv[1];
+    safetensors_seeds(root / "safetensors");
+    cifar10_seeds(root / "cifar10");
+    config_seeds(root / "config");
+    image_seeds(root / "image");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "minidl_fuzz_seeds: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
