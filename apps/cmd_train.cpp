@@ -92,6 +92,10 @@ void read_field(const json& j, const char* key, T& field) {
     field = v.get<T>();
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!v.is_number()) throw bad("a number");
+    // Converting a double outside T's range is undefined behaviour: check first.
+    if (!(std::fabs(v.get<double>()) <= static_cast<double>(std::numeric_limits<T>::max()))) {
+      throw bad("a number within the range of a float");
+    }
     field = v.get<T>();
   } else {  // std::vector<double>
     if (!v.is_array()) throw bad("an array of numbers");

@@ -1,5 +1,5 @@
 // libFuzzer harness: reading a run's config.json as `minidl train --resume` does,
-// minidl::app::config_from_json(nlohmann::json::parse(text)). Any std::exception (a parse
+// minidl::app::read_config_file(path) (size and nesting checks, parse, config_from_json). Any std::exception (a parse
 // error, a wrong type) is a valid outcome; a crash, a sanitizer report (e.g. an out-of-range
 // float-to-integer conversion), a leak or a hang is a finding. A config that reads must also
 // survive config_to_json -> config_from_json unchanged.
@@ -14,10 +14,11 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using minidl::app::config_from_json;
   using minidl::app::config_to_json;
-  const std::string text(reinterpret_cast<const char*>(data), size);
+  static minidl::fuzz::InputFile file("config", ".json");
+  const std::string& path = file.write(data, size);
   minidl::app::TrainConfig c;
   try {
-    c = config_from_json(nlohmann::json::parse(text));
+    c = minidl::app::read_config_file(path);
   } catch (const std::exception&) {
     return 0;
   }
