@@ -529,7 +529,7 @@ TrainResult run_train(const TrainConfig& given) {
           "training diverged: " + what + " (try a smaller --lr). " +
           (epoch > 0 ? "Kept: the checkpoint of epoch " + std::to_string(epoch) + " in \"" +
                            model_path + "\" (continue it with --resume " + cfg.out + ")"
-                     : std::string("No checkpoint was written (the first epoch did not finish)")));
+                     : std::string("No checkpoint was written (no epoch of this run finished without diverging)")));
     };
     EpochStats tr;
     try {
@@ -540,7 +540,7 @@ TrainResult run_train(const TrainConfig& given) {
     profile_window.stop();
     EvalResult te = evaluate(*model, test, 1000, BnStats::kRunning, lo.norm);
     if (!std::isfinite(te.loss)) {
-      throw diverged("the test loss is " + std::to_string(te.loss) + " after epoch " +
+      throw diverged("the test loss is " + nonfinite_name(te.loss) + " after epoch " +
                      std::to_string(epoch + 1));
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -95,7 +95,7 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     Tensor loss = ops::cross_entropy(logits, batch.labels, label_smoothing);
     const float l = loss.item();
     if (!std::isfinite(l)) {
-      throw Diverged("the training loss is " + std::to_string(l) + " at epoch " +
+      throw Diverged("the training loss is " + nonfinite_name(l) + " at epoch " +
                      std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
     }
     {
@@ -111,7 +111,7 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
       const float* w = p.data();
       for (int64_t i = 0, n = p.numel(); i < n; ++i) {
         if (!std::isfinite(w[i])) {
-          throw Diverged("parameter \"" + name + "\" holds " + std::to_string(w[i]) +
+          throw Diverged("parameter \"" + name + "\" holds " + nonfinite_name(w[i]) +
                          " (index " + std::to_string(i) + ") after the step of epoch " +
                          std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
         }

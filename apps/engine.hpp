@@ -2,6 +2,7 @@
 // The step reads as llm.c's: forward, zero_grad, backward, step.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <memory>
@@ -51,6 +52,13 @@ struct EpochStats {
   int64_t images = 0;
   double seconds = 0.0;
 };
+
+/// "NaN", "infinity" or "-infinity" for a non-finite `v`; std::to_string(v) otherwise.
+inline std::string nonfinite_name(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "infinity" : "-infinity";
+  return std::to_string(v);
+}
 
 /// Thrown by train_epoch when training diverges: a non-finite loss, or a non-finite value in a
 /// trainable parameter after a step. what() names the epoch and batch (and the parameter).

@@ -242,7 +242,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(minidl::optim::train_only_modes()));
 
   add_range_checks(app);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);  // --help: the usage, exit status 0
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // A bad flag: one line naming it, exit status 1 like every other error.
+    std::fprintf(stderr, "minidl: error: %s\nRun with --help for the flags and their ranges.\n",
+                 e.what());
+    return 1;
+  }
   try {
     if (*train) {
       tc.epochs_set_by_user = epochs_opt->count() > 0;

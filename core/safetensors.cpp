@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -59,6 +60,9 @@ int64_t as_count(const json& v) {
 }  // namespace
 
 Checkpoint load_safetensors(const std::string& path) {
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    throw std::runtime_error("checkpoint \"" + path + "\" is a folder; expected a .safetensors file");
+  }
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("checkpoint \"" + path + "\" does not exist or cannot be read");
   const std::streamoff end_pos = in.tellg();
