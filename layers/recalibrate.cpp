@@ -11,8 +11,10 @@ namespace minidl {
 int recalibrate_batch_norm(Module& model, const BatchSource& for_each_batch) {
   NoGradGuard no_grad;
   model.eval();
-  // Forward order = registration order for every model in the zoo (each block registers its
-  // layers in the order it applies them).
+  // Each BN is recalibrated after every BN whose output reaches its input. Registration order
+  // gives that for every model in the zoo: a block registers conv1, bn1, conv2, bn2, then the
+  // shortcut's BN, and neither bn2 nor the shortcut BN feeds the other (their sum comes after
+  // both), so the order between those two does not matter.
   std::vector<std::pair<std::string, BatchNorm*>> bns;
   for (auto& [name, m] : model.named_modules()) {
     if (auto* bn = dynamic_cast<BatchNorm*>(m)) bns.emplace_back(name, bn);

@@ -35,7 +35,8 @@ class Adam : public Optimizer {
   std::vector<std::vector<float>> m_, v_;
 };
 
-/// AdamW: Adam with decoupled weight decay (default weight_decay 1e-2 as in PyTorch).
+/// AdamW: Adam with decoupled weight decay. `options.weight_decay` is used as given (AdamOptions'
+/// default is 0; torch.optim.AdamW's default is 1e-2, so pass it explicitly to match).
 inline Adam AdamW(std::vector<Tensor> params, AdamOptions options) {
   options.decoupled_weight_decay = true;
   return Adam(std::move(params), options);

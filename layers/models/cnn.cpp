@@ -1,4 +1,4 @@
-// minidl — "cnn": a small plain network for quick runs (about 0.29 M parameters).
+// minidl — "cnn": a small plain network for quick runs (141,034 parameters).
 //   [conv3x3 - BN - ReLU] x2 (32) - maxpool 2 - [conv3x3 - BN - ReLU] x2 (64) - maxpool 2
 //   - conv3x3 (128) - BN - ReLU - maxpool 2 - global average pool - Linear(128 -> num_classes)
 // Shape: [N, 3, 32, 32] -> logits [N, num_classes]. A Sequential: state names "0.weight", ...
