@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -73,16 +74,23 @@ static int64_t epochs_done(const std::string& dir) {
   if (!fs::exists(path)) return 0;
   const Checkpoint ck = load_safetensors(path);
   auto it = ck.metadata.find("epoch");
-  if (it == ck.metadata.end()) throw std::runtime_error("\"" + path + "\" has no epoch in its metadata");
-  return std::stoll(it->second);
+  const std::string& v = it == ck.metadata.end() ? std::string() : it->second;
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos) {
+    throw std::runtime_error("\"" + path + "\" has no epoch count in its metadata (was it "
+                             "written by minidl train?)");
+  }
+  return std::stoll(v);
 }
 
 /// Refuses to continue `dir` unless its config.json is `c` (data, out and threads aside).
 static void check_same_config(const std::string& dir, const TrainConfig& c) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("--resume: cannot read \"" + path + "\"");
-  json saved = config_to_json(config_from_json(json::parse(in)));
+  json saved;
+  try {
+    saved = config_to_json(read_config_file(path));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("--resume: ") + e.what());
+  }
   json want = config_to_json(c);
   for (const char* key : {"data", "out", "threads"}) {
     saved.erase(key);
@@ -123,11 +131,19 @@ static VariantSummary summarize(const std::string& dir, const TrainConfig& c) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    if (f.size() < 8) throw std::runtime_error("\"" + dir + "/metrics.csv\": short row \"" + line + "\"");
-    s.train_accuracy = std::stod(f[2]);
-    s.test_accuracy = std::stod(f[4]);
-    s.wall_seconds += std::stod(f[6]);
-    inverse_rate += 1.0 / std::stod(f[7]);
+    auto number = [&](size_t i) {
+      char* end = nullptr;
+      const double x = i < f.size() ? std::strtod(f[i].c_str(), &end) : 0.0;
+      if (i >= f.size() || end == f[i].c_str() || *end != '\0' || !std::isfinite(x)) {
+        throw std::runtime_error("\"" + dir + "/metrics.csv\": row \"" + line.substr(0, 80) +
+                                 "\" does not have 8 numeric columns");
+      }
+      return x;
+    };
+    s.train_accuracy = number(2);
+    s.test_accuracy = number(4);
+    s.wall_seconds += number(6);
+    inverse_rate += 1.0 / std::max(number(7), 1e-9);
     ++s.epochs;
   }
   if (s.epochs == 0) throw std::runtime_error("\"" + dir + "/metrics.csv\" has no epochs");
@@ -279,7 +295,7 @@ bool run_experiment(const ExperimentConfig& e) {
 static std::pair<int, int> depth_and_width(const std::string& model) {
   std::smatch m;
   static const std::regex re("resnet(\\d+)(?:_(\\d+))?");
-  if (!std::regex_match(model, m, re)) return {0, 0};
+  if (!std::regex_match(model, m, re) || m[1].length() > 6 || m[2].length() > 6) return {0, 0};
   return {std::stoi(m[1]), m[2].matched ? std::stoi(m[2]) : 16};
 }
 

@@ -321,7 +321,11 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
     else throw fail("has an entry \"" + name + "\" that is neither model.* nor optimizer.*");
   }
   if (v2) {
-    if (ck.metadata.at("format") != kStateFormat) throw fail("is not a minidl training state");
+    auto format = ck.metadata.find("format");
+    if (format == ck.metadata.end() || format->second != kStateFormat) {
+      throw fail("is not a minidl training state (its metadata has no format \"" +
+                 std::string(kStateFormat) + "\")");
+    }
     auto it = ck.metadata.find("model");
     if (it == ck.metadata.end() || it->second != cfg.model) {
       throw fail("holds model " + (it == ck.metadata.end() ? std::string("(none)") : it->second) +
