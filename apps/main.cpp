@@ -107,7 +107,9 @@ int main(int argc, char** argv) {
   TrainConfig tc;
   auto* train = app.add_subcommand("train", "train a model on CIFAR-10");
   train->add_option("--data", tc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  train->add_option("--model", tc.model, "resnet<D>[_<W>] (e.g. resnet20, resnet14_64) or cnn")
+  train->add_option("--model", tc.model,
+                    "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn][_w<k>] (e.g. "
+                    "vgg11_bn_w4) or cnn")
       ->capture_default_str();
   auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str();
   train->add_option("--batch-size", tc.batch_size, "images per batch")->capture_default_str();

@@ -102,6 +102,19 @@ void kaiming_normal_(Tensor& w, Generator& gen) {
   for (float& v : w.vec()) v = std * gen.normal();
 }
 
+void kaiming_normal_fan_out_(Tensor& w, Generator& gen) {
+  if (w.dim() < 2) {
+    throw std::invalid_argument("kaiming_normal_fan_out_: needs at least 2 dimensions, got " +
+                                shape_str(w.shape()));
+  }
+  const int64_t fan_out = w.numel() / w.size(1);
+  normal_(w, 0.0f, std::sqrt(2.0f / static_cast<float>(fan_out)), gen);
+}
+
+void normal_(Tensor& w, float mean, float std, Generator& gen) {
+  for (float& v : w.vec()) v = mean + std * gen.normal();
+}
+
 void uniform_(Tensor& w, float lo, float hi, Generator& gen) {
   for (float& v : w.vec()) v = gen.uniform(lo, hi);
 }

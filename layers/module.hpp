@@ -75,6 +75,13 @@ class Module {
 /// (mode fan_in, gain sqrt(2)): w ~ N(0, 2 / fan_in), fan_in = numel / shape[0].
 
 void kaiming_normal_(Tensor& w, Generator& gen);
+/// Kaiming normal init in mode fan_out, torch.nn.init.kaiming_normal_(w, mode="fan_out",
+/// nonlinearity="relu") as torchvision's VGG initializes its convs: w ~ N(0, 2 / fan_out),
+/// fan_out = numel / shape[1] (out_channels * kernel_h * kernel_w for a conv weight). It keeps
+/// the variance of the gradients, rather than of the activations, constant from layer to layer.
+void kaiming_normal_fan_out_(Tensor& w, Generator& gen);
+/// N(mean, std^2) init (torch.nn.init.normal_).
+void normal_(Tensor& w, float mean, float std, Generator& gen);
 /// U(-bound, bound) init.
 void uniform_(Tensor& w, float bound_lo, float bound_hi, Generator& gen);
 
