@@ -190,7 +190,7 @@ TEST_CASE("numeric flags refuse NaN, infinity and out-of-range values, stating t
   }
 }
 
-TEST_CASE("--resume refuses training state that does not fit, naming the file and the entry",
+TEST_CASE("resume refuses training state that does not fit, naming the file and the entry",
           "[errors][train]") {
   app::TrainConfig c = minidl::testing::small_config("resume_bad", 1, 128);
   c.limit_test = 100;
