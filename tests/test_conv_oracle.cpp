@@ -459,8 +459,10 @@ TEST_CASE("conv2d matches the naive convolution on large batches (vector lanes, 
       {33, 16, 32, 32, 32, 3, 2, 1},  // stride-2 phase planes
       {20, 5, 7, 9, 11, 5, 2, 2}};
   for (const Geom& g : geoms)
-    for (const Variant& v : {kFull, kVariants[1], kVariants[3]})
-      checker.add(g, v, g.winograd() ? &wino : &other);
+    // Pointers to the variants themselves: a run keeps &variant until its chunk is checked
+    // (iterating over copies in an initializer_list left it dangling; ASan's stack-use-after-scope).
+    for (const Variant* v : {&kFull, &kVariants[1], &kVariants[3]})
+      checker.add(g, *v, g.winograd() ? &wino : &other);
   checker.flush();
   WARN(wino.str("large batches, 3x3 stride-1 (Winograd)"));
   WARN(other.str("large batches, other (im2col+GEMM)"));
