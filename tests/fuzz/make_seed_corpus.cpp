@@ -3,12 +3,12 @@
 // by hand when the seeds need to change; the files are committed.
 //
 //   cmake --build build --target minidl_fuzz_seeds
-//   MINIDL_DATA=.../cifar-10-batches-bin build/tests/fuzz/minidl_fuzz_seeds tests/fuzz/corpus
+//   build/tests/fuzz/minidl_fuzz_seeds tests/fuzz/corpus
 //
-// The CIFAR-10 seeds take 2 records of test_batch.bin (no copies of whole batches).
+// The CIFAR-10 seeds are synthetic records in the binary layout (label byte, 3,072 pixel bytes
+// of a made-up gradient): no bytes of the dataset are copied into the repository.
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -95,12 +95,21 @@ void safetensors_seeds(const fs::path& dir) {
   write_file(dir / "header_length_too_big.safetensors", Bytes{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, '{', '}'});
 }
 
+/// One synthetic CIFAR-10 record: `label`, then R, G and B planes of 32 x 32 bytes.
+Bytes cifar10_record(uint8_t label) {
+  Bytes r{label};
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < 32; ++y)
+      for (int x = 0; x < 32; ++x) r.push_back(static_cast<uint8_t>(8 * x + 4 * y + 85 * c + label));
+  return r;
+}
+
 void cifar10_seeds(const fs::path& dir) {
-  const char* data = std::getenv("MINIDL_DATA");
-  if (!data || !*data) throw std::runtime_error("MINIDL_DATA is not set");
-  const Bytes test = read_file(fs::path(data) / "test_batch.bin");
   const size_t rec = 3073;
-  write_file(dir / "two_records.bin", prefix(test, 2 * rec));
+  Bytes test = cifar10_record(3);
+  const Bytes second = cifar10_record(8);
+  test.insert(test.end(), second.begin(), second.end());
+  write_file(dir / "two_records.bin", test);
   write_file(dir / "empty.bin", {});
   write_file(dir / "short_record.bin", prefix(test, 100));
   Bytes bad = prefix(test, rec);
