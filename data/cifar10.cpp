@@ -1,5 +1,6 @@
 // minidl — the CIFAR-10 binary reader (see cifar10.hpp).
 #include "data/cifar10.hpp"
+#include "data/messages.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -24,18 +25,9 @@ struct FileCloser {
   }
 };
 
-/// 30730000 -> "30,730,000".
-std::string with_commas(uint64_t v) {
-  std::string digits = std::to_string(v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
-std::string quoted(const std::string& path) { return "\"" + path + "\""; }
+using detail::quoted;
+using detail::with_commas;
 
 constexpr uint64_t kRecord = static_cast<uint64_t>(kRecordBytes);
 constexpr uint64_t kOfficialRecords = 10000;

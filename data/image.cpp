@@ -2,6 +2,7 @@
 // libstb.so, so STB_IMAGE_IMPLEMENTATION / STB_IMAGE_RESIZE_IMPLEMENTATION must NOT be defined
 // here (that would duplicate the library's symbols).
 #include "data/image.hpp"
+#include "data/messages.hpp"
 
 #include <sys/stat.h>
 
@@ -37,18 +38,9 @@ struct FileCloser {
 
 constexpr const char* kFormats = "PNG, JPEG, BMP, GIF, TGA, PSD, PIC, PNM (P5/P6) or HDR";
 
-std::string quoted(const std::string& path) { return "\"" + path + "\""; }
+using detail::quoted;
+using detail::with_commas;
 
-/// 67108864 -> "67,108,864".
-std::string with_commas(uint64_t v) {
-  std::string digits = std::to_string(v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 /// stb's reason for the last failure, as " (stb_image: ...)".
 std::string stb_reason() {

@@ -27,6 +27,7 @@
 
 using minidl::testing::data_dir;
 using minidl::testing::fresh_dir;
+using minidl::testing::run_cli;
 
 using namespace minidl;
 namespace fs = std::filesystem;
@@ -50,18 +51,6 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-/// Runs the minidl binary; returns (exit status, stdout + stderr).
-std::pair<int, std::string> run_cli(const std::string& args) {
-  const std::string cmd = std::string(MINIDL_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 /// The tensors of a checkpoint, by name, as raw bytes (for bit-for-bit comparisons).

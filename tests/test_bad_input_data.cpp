@@ -14,10 +14,13 @@
 
 #include "data/cifar10.hpp"
 #include "data/image.hpp"
+#include "byte_writer.hpp"
 
 namespace fs = std::filesystem;
 using namespace minidl::data;
-using Bytes = std::vector<uint8_t>;
+using minidl::testing::Bytes;
+using minidl::testing::be32;
+using minidl::testing::png_chunk;
 
 namespace {
 
@@ -71,9 +74,6 @@ std::string message_of(F&& f) {
 
 bool has(const std::string& msg, const std::string& part) { return msg.find(part) != std::string::npos; }
 
-void be32(Bytes& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
-}
 void le32(Bytes& b, uint32_t v) {
   for (int s = 0; s < 32; s += 8) b.push_back(static_cast<uint8_t>(v >> s));
 }
@@ -82,19 +82,6 @@ void le16(Bytes& b, uint16_t v) {
   b.push_back(static_cast<uint8_t>(v >> 8));
 }
 
-/// A PNG chunk: length, type, data, CRC-32 (ISO 3309, as the PNG spec).
-void png_chunk(Bytes& b, const char* type, const Bytes& data) {
-  be32(b, static_cast<uint32_t>(data.size()));
-  Bytes typed(type, type + 4);
-  typed.insert(typed.end(), data.begin(), data.end());
-  uint32_t crc = 0xffffffffu;
-  for (uint8_t byte : typed) {
-    crc ^= byte;
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
-  }
-  b.insert(b.end(), typed.begin(), typed.end());
-  be32(b, crc ^ 0xffffffffu);
-}
 
 /// A PNG of signature, IHDR (8-bit RGB, w x h) and IEND only: 45 bytes, no pixel data.
 Bytes png_header(uint32_t w, uint32_t h) {

@@ -19,21 +19,11 @@
 
 using minidl::testing::data_dir;
 using minidl::testing::fresh_dir;
+using minidl::testing::run_cli;
 
 using namespace minidl;
 namespace fs = std::filesystem;
 
-/// Runs the minidl binary; returns (exit status, stdout + stderr).
-static std::pair<int, std::string> run_cli(const std::string& args) {
-  const std::string cmd = std::string(MINIDL_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval agrees",
           "[train][slow]") {

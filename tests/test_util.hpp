@@ -1,7 +1,12 @@
 // minidl tests — shared helpers: where the data is, scratch folders, a small training config.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <utility>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -26,6 +31,19 @@ inline std::string fresh_dir(const std::string& name) {
                  ("minidl_test_" + name + "_" + std::to_string(getpid()));
   std::filesystem::remove_all(p);
   return p.string();
+}
+
+/// Runs the minidl binary (MINIDL_BINARY, set by CMake) with `args` through the shell; returns
+/// (exit status, stdout + stderr).
+inline std::pair<int, std::string> run_cli(const std::string& args) {
+  const std::string cmd = std::string(MINIDL_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 /// A quick seeded run: resnet8, batch 64, the first `train_images` training and 1,000 test

@@ -21,9 +21,12 @@
 
 #include "apps/commands.hpp"
 #include "core/safetensors.hpp"
+#include "tests/byte_writer.hpp"
 
 namespace fs = std::filesystem;
-using Bytes = std::vector<uint8_t>;
+using minidl::testing::Bytes;
+using minidl::testing::be32;
+using minidl::testing::png_chunk;
 
 namespace {
 
@@ -44,23 +47,7 @@ Bytes read_file(const fs::path& p) {
 
 Bytes prefix(const Bytes& b, size_t n) { return Bytes(b.begin(), b.begin() + static_cast<long>(std::min(n, b.size()))); }
 
-void be32(Bytes& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
-}
 
-/// A PNG chunk with its CRC-32.
-void png_chunk(Bytes& b, const char* type, const Bytes& data) {
-  be32(b, static_cast<uint32_t>(data.size()));
-  Bytes typed(type, type + 4);
-  typed.insert(typed.end(), data.begin(), data.end());
-  uint32_t crc = 0xffffffffu;
-  for (uint8_t byte : typed) {
-    crc ^= byte;
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
-  }
-  b.insert(b.end(), typed.begin(), typed.end());
-  be32(b, crc ^ 0xffffffffu);
-}
 
 void safetensors_seeds(const fs::path& dir) {
   using minidl::Shape;
