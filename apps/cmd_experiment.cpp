@@ -171,23 +171,6 @@ static VariantSummary summarize(const std::string& dir, const TrainConfig& c) {
   return s;
 }
 
-/// Runs /usr/bin/python3 scripts/<script> <dir> (the scripts folder next to the build folder,
-/// or $MINIDL_SCRIPTS). Returns whether it succeeded; prints how to run it by hand if not.
-static bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet) {
-  char exe[4096] = {0};
-  const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  fs::path script = fs::path(len > 0 ? std::string(exe, len) : "").parent_path().parent_path() /
-                    "scripts" / script_name;
-  if (const char* s = std::getenv("MINIDL_SCRIPTS")) script = fs::path(s) / script_name;
-  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + dir;
-  if (fs::exists(script) && std::system((cmd + " > /dev/null 2>&1").c_str()) == 0) return true;
-  if (!quiet) {
-    std::printf("plots not made (needs /usr/bin/python3 with matplotlib: "
-                "scripts/install_deps.sh --with-python); run: %s\n", cmd.c_str());
-  }
-  return false;
-}
-
 /// Trains (or continues) every variant of `model` in `out`/<variant>/, spending at most
 /// `budget` epochs (-1: no limit; decremented by the epochs trained). Appends one row per
 /// finished variant to `rows`; returns false when the budget ran out before all finished.

@@ -174,4 +174,35 @@ bool run_experiment(const ExperimentConfig& cfg);
 /// 160-epoch values as reference markers). Returns false when `stop_after` ran out first.
 bool run_sweep(const ExperimentConfig& cfg);
 
+/// `minidl experiment landscape` and `minidl experiment covariate-shift` (apps/cmd_why_bn.cpp,
+/// Santurkar et al. 2018). Every run: apps/why_bn.hpp's ProbedRunConfig (plain SGD, constant lr).
+struct WhyBnConfig {
+  std::string data, out;  ///< out: docs-style folder, default runs/landscape | runs/covariate-shift
+  /// The network without BN: vgg11 or vgg11_w<k>; the BN (vgg11_bn...) and noisy-BN
+  /// (vgg11_noisybn...) networks are derived from it and share its initial conv weights.
+  std::string model = "vgg11_w4";
+  /// landscape: standard bn; covariate-shift: standard bn noisy-bn (any subset, in that order)
+  std::vector<std::string> variants;
+  std::vector<float> lrs = {0.1f};  ///< one run per variant and learning rate
+  int64_t epochs = -1;              ///< -1: the experiment's default (README)
+  int64_t batch_size = 128;
+  float momentum = 0.0f, weight_decay = 0.0f;
+  int64_t probes = 50;              ///< measurements spread evenly over each run
+  /// landscape: step sizes as multiples of the run's lr
+  std::vector<double> eta_factors = {0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0};
+  int64_t layer = 3;                ///< covariate-shift: the conv block whose pre-activations are recorded
+  uint64_t seed = 0;
+  int threads = 2;
+  int64_t limit_train = -1, limit_test = -1;
+  bool quiet = false;
+};
+/// Trains each variant at each lr with landscape probes; writes OUT/metrics.csv,
+/// OUT/landscape.csv (one row per probe and step size), OUT/smoothness.csv (one row per probe),
+/// OUT/results.md and the plots (scripts/plot_why_bn.py). Throws std::invalid_argument for bad
+/// flags (naming the flag).
+void run_landscape(const WhyBnConfig& cfg);
+/// Trains each variant at each lr with covariate-shift and activation probes; writes
+/// OUT/metrics.csv, OUT/activations.csv, OUT/covariate_shift.csv, OUT/results.md and the plots.
+void run_covariate_shift(const WhyBnConfig& cfg);
+
 }  // namespace minidl::app

@@ -1,8 +1,11 @@
 #include "apps/common.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
@@ -80,6 +83,22 @@ data::Normalization checkpoint_normalization(const Checkpoint& ck, const std::st
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(e.what());
   }
+}
+
+bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet) {
+  namespace fs = std::filesystem;
+  char exe[4096] = {0};
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  fs::path script = fs::path(len > 0 ? std::string(exe, len) : "").parent_path().parent_path() /
+                    "scripts" / script_name;
+  if (const char* s = std::getenv("MINIDL_SCRIPTS")) script = fs::path(s) / script_name;
+  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + dir;
+  if (fs::exists(script) && std::system((cmd + " > /dev/null 2>&1").c_str()) == 0) return true;
+  if (!quiet) {
+    std::printf("plots not made (needs /usr/bin/python3 with matplotlib: "
+                "scripts/install_deps.sh --with-python); run: %s\n", cmd.c_str());
+  }
+  return false;
 }
 
 }  // namespace minidl::app

@@ -61,4 +61,9 @@ std::shared_ptr<Module> load_model(const std::string& checkpoint_path, Checkpoin
 /// before the entry existed). Throws std::runtime_error naming `path` for an unknown name.
 data::Normalization checkpoint_normalization(const Checkpoint& ck, const std::string& path);
 
+/// Runs /usr/bin/python3 scripts/<script_name> <dir> (the scripts folder next to the build
+/// folder, or $MINIDL_SCRIPTS). Returns whether it succeeded; unless `quiet`, prints how to run
+/// it by hand if not (matplotlib missing: scripts/install_deps.sh --with-python).
+bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet);
+
 }  // namespace minidl::app

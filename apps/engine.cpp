@@ -77,7 +77,8 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
                        int64_t epoch,
-                       const std::function<void(int64_t, int64_t, double)>& on_batch) {
+                       const std::function<void(int64_t, int64_t, double)>& on_batch,
+                       const StepHooks& hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   EpochStats s;
   double loss_sum = 0.0;
@@ -103,10 +104,12 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
       opt.zero_grad();
     }
     loss.backward();
+    if (hooks.after_backward) hooks.after_backward(batch, step);
     {
       profiler::Scope prof("optimizer.step");
       opt.step();
     }
+    if (hooks.after_step) hooks.after_step(batch, step);
     for (const auto& [name, p] : trainable) {
       const float* w = p.data();
       for (int64_t i = 0, n = p.numel(); i < n; ++i) {

@@ -66,6 +66,15 @@ struct Diverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Callbacks into one training step (the probes of `experiment landscape` and
+/// `covariate-shift`). `after_backward(batch, step)` runs once the batch's gradients are in the
+/// parameters' .grad, before the optimizer step; `after_step(batch, step)` right after the step
+/// (before the finiteness check). `step` is the step's 0-based index. A hook that changes the
+/// weights, buffers or gradients must put them back.
+struct StepHooks {
+  std::function<void(const data::Batch&, int64_t step)> after_backward, after_step;
+};
+
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
 /// zero_grad, backward, step (the last two as profiler Scopes "optimizer.zero_grad" and
 /// "optimizer.step"). `on_batch(i, n, running_loss)` is called after every batch (for
@@ -74,6 +83,7 @@ struct Diverged : std::runtime_error {
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
                        int64_t epoch,
-                       const std::function<void(int64_t, int64_t, double)>& on_batch = {});
+                       const std::function<void(int64_t, int64_t, double)>& on_batch = {},
+                       const StepHooks& hooks = {});
 
 }  // namespace minidl::app

@@ -1,6 +1,7 @@
 // minidl — the command-line interface (CLI11). Parses flags into the subcommands' config structs
 // (apps/commands.hpp); errors from the library are printed as one line, exit status 1.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -108,7 +109,7 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "train a model on CIFAR-10");
   train->add_option("--data", tc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
   train->add_option("--model", tc.model,
-                    "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn][_w<k>] (e.g. "
+                    "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn|_noisybn][_w<k>] (e.g. "
                     "vgg11_bn_w4) or cnn")
       ->capture_default_str();
   auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str();
@@ -218,30 +219,60 @@ int main(int argc, char** argv) {
   ExperimentConfig xc;
   std::string experiment_name;
   auto* experiment = app.add_subcommand("experiment", "run a named experiment: bn-only | "
-                                        "bn-only-sweep");
+                                        "bn-only-sweep | landscape | covariate-shift");
   experiment->add_option("name", experiment_name, "bn-only (one model, several variants) | "
-                         "bn-only-sweep (several models: accuracy against depth and width)")
-      ->required()->check(CLI::IsMember({"bn-only", "bn-only-sweep"}));
+                         "bn-only-sweep (several models: accuracy against depth and width) | "
+                         "landscape (loss and gradient along the gradient, BN vs no BN) | "
+                         "covariate-shift (standard, BN and noisy-BN training, internal "
+                         "covariate shift)")
+      ->required()->check(CLI::IsMember({"bn-only", "bn-only-sweep", "landscape",
+                                         "covariate-shift"}));
   experiment->add_option("--data", xc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  auto* model_opt = experiment->add_option("--model", xc.model, "bn-only: the model")
-                        ->capture_default_str();
+  auto* model_opt = experiment->add_option("--model", xc.model, "bn-only: the model (default "
+                                           "resnet14); landscape, covariate-shift: the VGG "
+                                           "without BN (default vgg11_w4)");
   auto* models_opt = experiment->add_option("--models", xc.models, "bn-only-sweep: the models")
                          ->capture_default_str();
-  experiment->add_option("--stop-after", xc.stop_after, "train at most N epochs in this "
+  auto* stop_after_opt = experiment->add_option("--stop-after", xc.stop_after, "train at most N epochs in this "
                          "invocation (summed over variants and models), then stop; continue "
                          "with --resume");
-  experiment->add_flag("--resume", xc.resume, "continue the experiment in --out: finished "
+  auto* resume_opt = experiment->add_flag("--resume", xc.resume, "continue the experiment in --out: finished "
                        "variants are kept, a partial one continues (same flags required)");
-  experiment->add_option("--epochs", xc.epochs, "epochs per variant")->capture_default_str();
-  experiment->add_option("--out", xc.out, "output folder")->capture_default_str();
+  auto* epochs_x_opt = experiment->add_option("--epochs", xc.epochs, "epochs per variant (bn-only: "
+                         "15; landscape, covariate-shift: 10)");
+  auto* out_opt = experiment->add_option("--out", xc.out, "output folder (default runs/bn-only, "
+                                         "runs/landscape, runs/covariate-shift)");
   experiment->add_option("--seed", xc.seed, "seed (shared by every variant)")->capture_default_str();
-  experiment->add_option("--recipe", xc.recipe, "default | frankle2021 (the paper's)")
+  auto* recipe_opt = experiment->add_option("--recipe", xc.recipe, "default | frankle2021 (the paper's)")
       ->capture_default_str()->check(CLI::IsMember({"default", "frankle2021"}));
   experiment->add_option("--threads", xc.threads, "OpenMP threads")->capture_default_str();
   experiment->add_option("--limit-train", xc.limit_train, "train on the first N images");
   experiment->add_option("--limit-test", xc.limit_test, "test on the first N images");
-  experiment->add_option("--variants", xc.variants, "subset of all bn fc bn+fc random-per-channel")
-      ->check(CLI::IsMember(minidl::optim::train_only_modes()));
+  std::vector<std::string> variants;
+  auto* variants_opt = experiment->add_option(
+      "--variants", variants, "bn-only: subset of all bn fc bn+fc random-per-channel; "
+      "landscape: of standard bn; covariate-shift: of standard bn noisy-bn");
+  // landscape and covariate-shift only (Santurkar et al. 2018; apps/cmd_why_bn.cpp)
+  WhyBnConfig wc;
+  std::vector<CLI::Option*> why_only = {
+      experiment->add_option("--lr", wc.lrs, "landscape, covariate-shift: learning rate(s), one "
+                             "run per variant and lr (e.g. --lr 0.1 0.5)")->capture_default_str()
+          ->check(real_in(0, 100, true)),
+      experiment->add_option("--batch-size", wc.batch_size, "landscape, covariate-shift: batch "
+                             "size")->capture_default_str()->check(integer_in(2, 65536)),
+      experiment->add_option("--momentum", wc.momentum, "landscape, covariate-shift: SGD "
+                             "momentum")->capture_default_str()->check(real_in(0, 1, false, true)),
+      experiment->add_option("--weight-decay", wc.weight_decay, "landscape, covariate-shift: L2 "
+                             "weight decay")->capture_default_str()->check(real_in(0, 1)),
+      experiment->add_option("--probes", wc.probes, "landscape, covariate-shift: measurements "
+                             "per run, evenly spaced")->capture_default_str()
+          ->check(integer_in(1, 100000)),
+      experiment->add_option("--etas", wc.eta_factors, "landscape: step sizes of the probe, as "
+                             "multiples of the lr")->capture_default_str()
+          ->check(real_in(0, 1000, true)),
+      experiment->add_option("--layer", wc.layer, "covariate-shift: the conv block (1-based) "
+                             "whose pre-activations are recorded")->capture_default_str()
+          ->check(integer_in(1, 1000))};
 
   add_range_checks(app);
   try {
@@ -270,7 +301,41 @@ int main(int argc, char** argv) {
       run_bn_stats(bn_stats_checkpoint);
     } else if (*recal) {
       run_recalibrate(rc);
+    } else if (*experiment && (experiment_name == "landscape" ||
+                               experiment_name == "covariate-shift")) {
+      for (CLI::Option* o : {models_opt, stop_after_opt, resume_opt, recipe_opt}) {
+        if (o->count() > 0) {
+          throw std::invalid_argument(o->get_name() + " is for bn-only and bn-only-sweep, not " +
+                                      experiment_name);
+        }
+      }
+      wc.data = xc.data;
+      if (model_opt->count() > 0) wc.model = xc.model;
+      wc.variants = variants;
+      wc.epochs = epochs_x_opt->count() > 0 ? xc.epochs : -1;
+      if (out_opt->count() > 0) wc.out = xc.out;
+      wc.seed = xc.seed;
+      wc.threads = xc.threads;
+      wc.limit_train = xc.limit_train;
+      wc.limit_test = xc.limit_test;
+      experiment_name == "landscape" ? run_landscape(wc) : run_covariate_shift(wc);
     } else if (*experiment) {
+      for (CLI::Option* o : why_only) {
+        if (o->count() > 0) {
+          throw std::invalid_argument(o->get_name() + " is for landscape and covariate-shift, "
+                                      "not " + experiment_name);
+        }
+      }
+      if (variants_opt->count() > 0) {
+        const auto& modes = minidl::optim::train_only_modes();
+        for (const std::string& v : variants) {
+          if (std::find(modes.begin(), modes.end(), v) == modes.end()) {
+            throw std::invalid_argument("--variants: \"" + shown(v) + "\" is not one of all, bn, "
+                                        "fc, bn+fc, random-per-channel");
+          }
+        }
+        xc.variants = variants;
+      }
       const bool sweep = experiment_name == "bn-only-sweep";
       if (sweep && model_opt->count() > 0)
         throw std::invalid_argument("--model is for bn-only; bn-only-sweep takes --models");

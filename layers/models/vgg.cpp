@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "core/ops.hpp"
+#include "layers/activation_noise.hpp"
 #include "layers/models/registry.hpp"
 #include "layers/simple.hpp"
 
@@ -15,7 +16,9 @@ constexpr int64_t kConfigA[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 51
 constexpr int64_t kInputSize = 32;  // CIFAR-10; five pools bring it to 1x1
 }  // namespace
 
-VGG::VGG(int64_t k, bool batch_norm, int64_t num_classes, Generator& gen) {
+VGG::VGG(int64_t k, bool batch_norm, int64_t num_classes, Generator& gen, bool noisy_bn,
+         uint64_t noise_seed) {
+  if (noisy_bn && !batch_norm) throw std::invalid_argument("VGG: noisy_bn requires batch_norm");
   if (!valid_width_divisor(k) || num_classes < 1) {
     throw std::invalid_argument(
         "VGG: the width divisor must divide 64 (1, 2, 4, 8, 16, 32 or 64) "
@@ -37,6 +40,10 @@ VGG::VGG(int64_t k, bool batch_norm, int64_t num_classes, Generator& gen) {
     kaiming_normal_fan_out_(conv->weight, gen);
     if (conv->bias.defined()) conv->bias.fill_(0.0f);
     if (batch_norm) features->add(std::make_shared<BatchNorm2d>(out));  // weight 1, bias 0
+    if (noisy_bn) {
+      const uint64_t layer_seed = splitmix64(noise_seed ^ splitmix64(features->children().size()));
+      features->add(std::make_shared<ActivationNoise>(out, layer_seed));
+    }
     features->add(std::make_shared<ReLU>());
     in = out;
   }
@@ -65,16 +72,17 @@ Tensor VGG::forward(const Tensor& x) {
   return (*classifier)(ops::flatten(h));  // [N, 512 / k, 1, 1] -> [N, 512 / k] -> [N, classes]
 }
 
-/// Builds "vgg11[_bn][_w<k>]"; nullptr for a name that is not vgg<digits>[_bn][_w<digits>].
+/// Builds "vgg11[_bn|_noisybn][_w<k>]"; nullptr for a name that is not
+/// vgg<digits>[_bn|_noisybn][_w<digits>].
 static std::shared_ptr<Module> make_vgg(const std::string& name, const ModelOptions& o) {
   std::smatch m;
-  static const std::regex re("vgg([0-9]+)(_bn)?(?:_w([0-9]+))?");
+  static const std::regex re("vgg([0-9]+)(_bn|_noisybn)?(?:_w([0-9]+))?");
   if (!std::regex_match(name, m, re)) return nullptr;
   const std::string shown = name.substr(0, 40);
   if (m[1] != "11") {
     throw std::invalid_argument("unknown model \"" + shown +
                                 "\": only VGG-A (11 weight layers) "
-                                "is implemented: vgg11, vgg11_bn, vgg11_w<k>, vgg11_bn_w<k>");
+                                "is implemented: vgg11, vgg11_bn, vgg11_noisybn, each with _w<k>");
   }
   int64_t k = 1;
   if (m[3].matched) {
@@ -92,11 +100,13 @@ static std::shared_ptr<Module> make_vgg(const std::string& name, const ModelOpti
     }
   }
   Generator gen(o.seed);
-  auto model = std::make_shared<VGG>(k, m[2].matched, o.num_classes, gen);
+  const bool noisy = m[2] == "_noisybn";
+  auto model = std::make_shared<VGG>(k, m[2].matched, o.num_classes, gen, noisy,
+                                     splitmix64(o.seed ^ 0x6e6f6973794e4f49ull));
   init_batch_norms(*model, o, gen);
   return model;
 }
 
-MINIDL_REGISTER_MODEL(vgg, "vgg11[_bn][_w<k>] (k divides 64)", make_vgg);
+MINIDL_REGISTER_MODEL(vgg, "vgg11[_bn|_noisybn][_w<k>] (k divides 64)", make_vgg);
 
 }  // namespace minidl

@@ -20,6 +20,11 @@
 //                16, M, 32, M, 64, 64, M, 128, 128, M, 128, 128, M, then Linear(128 -> 10).
 //   vgg11_w4     578,410 parameters
 //   vgg11_bn_w4  579,098 parameters (+ 1,376 buffer values)
+//   vgg11_noisybn[_w<k>]  vgg11_bn[_w<k>] with an ActivationNoise layer after every BN
+//                (layers/activation_noise.hpp; Santurkar et al.'s "noisy BatchNorm"): features.0
+//                conv, .1 BN, .2 noise, .3 ReLU, .4 max-pool, ...; same tensors and parameter
+//                count as vgg11_bn[_w<k>]. The noise stream is seeded from the model seed and is
+//                not saved in checkpoints.
 //   (parameters = learned tensors' values with num_classes = 10; buffers = BN running_mean and
 //   running_var; counted by tests/test_vgg.cpp.)
 //
@@ -74,7 +79,12 @@ class VGG : public Module {
   /// VGG-A with every conv width divided by `width_divisor`, BN after every conv when
   /// `batch_norm`. Initialized as torchvision does (see above) with BN weight 1. Throws
   /// std::invalid_argument unless valid_width_divisor(width_divisor) and num_classes >= 1.
-  VGG(int64_t width_divisor, bool batch_norm, int64_t num_classes, Generator& gen);
+  /// With `noisy_bn` (requires batch_norm), an ActivationNoise layer follows every BN (the
+  /// "noisy BN" network of Santurkar et al., Section 2.1), seeded from `noise_seed`; it takes an
+  /// index in `features` (so vgg11_noisybn's names differ from vgg11_bn's after features.1) and
+  /// holds no tensors.
+  VGG(int64_t width_divisor, bool batch_norm, int64_t num_classes, Generator& gen,
+      bool noisy_bn = false, uint64_t noise_seed = 0);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "VGG"; }
   std::shared_ptr<Sequential> features;
