@@ -82,7 +82,8 @@ static std::shared_ptr<Module> make_vgg(const std::string& name, const ModelOpti
   if (m[1] != "11") {
     throw std::invalid_argument("unknown model \"" + shown +
                                 "\": only VGG-A (11 weight layers) "
-                                "is implemented: vgg11, vgg11_bn, vgg11_noisybn, each with _w<k>");
+                                "is implemented: vgg11, vgg11_bn, vgg11_noisybn, vgg11_w<k>, vgg11_bn_w<k>, "
+                                "vgg11_noisybn_w<k>");
   }
   int64_t k = 1;
   if (m[3].matched) {
