@@ -142,7 +142,7 @@ int64_t steps_per_epoch(const WhyBnConfig& c, const data::Dataset& train) {
 void run_landscape(const WhyBnConfig& cfg_in) {
   WhyBnConfig c = cfg_in;
   if (c.variants.empty()) c.variants = {"standard", "bn"};
-  if (c.epochs < 0) c.epochs = 10;
+  if (c.epochs < 0) c.epochs = 20;
   if (c.out.empty()) c.out = "runs/landscape";
   ProbedRunConfig base = common_config(c, {"standard", "bn"});
   if (c.eta_factors.empty()) throw std::invalid_argument("--etas needs at least one factor");
@@ -223,7 +223,7 @@ void run_landscape(const WhyBnConfig& cfg_in) {
 void run_covariate_shift(const WhyBnConfig& cfg_in) {
   WhyBnConfig c = cfg_in;
   if (c.variants.empty()) c.variants = {"standard", "bn", "noisy-bn"};
-  if (c.epochs < 0) c.epochs = 10;
+  if (c.epochs < 0) c.epochs = 15;
   if (c.out.empty()) c.out = "runs/covariate-shift";
   ProbedRunConfig base = common_config(c, {"standard", "bn", "noisy-bn"});
   for (const std::string& v : c.variants) {  // --layer must name a block of every variant

@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
   auto* resume_opt = experiment->add_flag("--resume", xc.resume, "continue the experiment in --out: finished "
                        "variants are kept, a partial one continues (same flags required)");
   auto* epochs_x_opt = experiment->add_option("--epochs", xc.epochs, "epochs per variant (bn-only: "
-                         "15; landscape, covariate-shift: 10)");
+                         "15; landscape: 20; covariate-shift: 15)");
   auto* out_opt = experiment->add_option("--out", xc.out, "output folder (default runs/bn-only, "
                                          "runs/landscape, runs/covariate-shift)");
   experiment->add_option("--seed", xc.seed, "seed (shared by every variant)")->capture_default_str();
