@@ -10,13 +10,13 @@
 #include <map>
 #include <string>
 
-#include "layers/module.hpp"
+#include "core/tensor.hpp"
 
 namespace minidl {
 
 struct Checkpoint {
-  NamedTensors tensors;                        ///< in file order (F32 tensors)
-  std::map<std::string, std::string> metadata; ///< "__metadata__"
+  NamedTensors tensors;                         ///< in file order (F32 tensors)
+  std::map<std::string, std::string> metadata;  ///< "__metadata__"
 };
 
 /// Writes `path` atomically and durably (core/file_io.hpp: "<path>.tmp", fsync, rename), so an

@@ -121,6 +121,10 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+/// Tensors with names, in order: a state_dict (layers/module.hpp) or a checkpoint's contents
+/// (core/safetensors.hpp). The tensors are shared handles, not copies.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
 /// One recorded operation: the inputs it read and a closure that, given the output's gradient,
 /// accumulates (+=) into the inputs' gradients. micrograd's `_backward`, in C++.
 struct Node {
