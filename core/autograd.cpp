@@ -1,5 +1,11 @@
-// minidl — grad mode and graph recording.
+// minidl — the reverse-mode autograd engine: grad mode, graph recording (attach_node) and the
+// walk (run_backward) that Tensor::backward starts.
 #include "core/autograd.hpp"
+
+#include <unordered_set>
+#include <utility>
+
+#include "core/profiler.hpp"
 
 namespace minidl {
 
@@ -27,6 +33,42 @@ void attach_node(Tensor& out, std::vector<Tensor> inputs, std::function<void()> 
   node->name = name;
   out.impl()->node = std::move(node);
   out.set_requires_grad(true);
+}
+
+void run_backward(const Tensor& root, const Tensor& grad_output) {
+  // Post-order DFS with an explicit stack. `order` holds handles so that releasing a node's
+  // inputs during the walk never frees a tensor still to be visited.
+  std::vector<Tensor> order;
+  std::unordered_set<TensorImpl*> visited;
+  std::vector<std::pair<Tensor, size_t>> stack;
+  stack.emplace_back(root, 0);
+  visited.insert(root.impl());
+  while (!stack.empty()) {
+    Node* node = stack.back().first.impl()->node.get();
+    size_t& next = stack.back().second;
+    if (node && next < node->inputs.size()) {
+      const Tensor& in = node->inputs[next++];
+      if (in.defined() && in.impl()->node && !visited.count(in.impl())) {
+        visited.insert(in.impl());
+        stack.emplace_back(in, 0);
+      }
+    } else {
+      order.push_back(std::move(stack.back().first));
+      stack.pop_back();
+    }
+  }
+  float* g = root.grad_data();
+  const float* go = grad_output.data();
+  for (int64_t i = 0; i < root.numel(); ++i) g[i] += go[i];
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    TensorImpl* t = it->impl();
+    if (!t->grad.empty() && t->node->backward) {
+      profiler::Scope prof(t->node->name, /*backward=*/true);
+      t->node->backward();
+    }
+    t->node.reset();  // release the graph as we go (closures and saved tensors)
+    if (t != root.impl()) Storage().swap(t->grad);  // intermediates keep no grad
+  }
 }
 
 }  // namespace minidl

@@ -1,6 +1,6 @@
-// minidl — the reverse-mode autograd engine: grad mode and graph recording helpers.
-// The engine itself is Tensor::backward (tensor.cpp): one iterative reverse topological walk
-// over Nodes (micrograd's engine, without recursion so deep ResNets do not overflow the stack).
+// minidl — the reverse-mode autograd engine: grad mode, graph recording helpers, and the walk
+// (run_backward, which Tensor::backward calls): one iterative reverse topological walk over
+// Nodes (micrograd's engine, without recursion so deep ResNets do not overflow the stack).
 #pragma once
 
 #include <functional>
@@ -34,5 +34,11 @@ bool needs_graph(std::initializer_list<const Tensor*> inputs);
 /// pass; use the name of the op's forward profiler::Scope.
 void attach_node(Tensor& out, std::vector<Tensor> inputs, std::function<void()> backward,
                  const char* name);
+
+/// The backward pass from `root` (a recorded op's output): adds grad_output (root's shape) to
+/// root's gradient, then calls each Node's backward in reverse topological order (post-order
+/// DFS with an explicit stack), releasing each node and each intermediate's gradient once used.
+/// Tensor::backward checks the arguments and calls this.
+void run_backward(const Tensor& root, const Tensor& grad_output);
 
 }  // namespace minidl

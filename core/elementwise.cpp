@@ -11,70 +11,81 @@ namespace minidl::ops {
 
 using detail::check;
 
-Tensor relu(const Tensor& x) {
-  profiler::Scope _prof("relu");
-  Tensor y = Tensor::empty(x.shape());
-  const float* xd = x.data();
-  float* yd = y.data();
-  const int64_t n = x.numel();
+namespace {
+
+/// y [n] = max(x, 0).
+void relu_forward(float* y, const float* x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) yd[i] = xd[i] > 0.0f ? xd[i] : 0.0f;
-  if (!needs_graph({&x})) return y;
-  TensorImpl* out = y.impl();
-  attach_node(
-      y, {x},
-      [x, out, n]() mutable {
-        const float* dy = out->grad.data();
-        const float* yd = out->storage->data();
-        float* dx = x.grad_data();
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; ++i) dx[i] += yd[i] > 0.0f ? dy[i] : 0.0f;
-      },
-      "relu");
-  return y;
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static Tensor add_impl(const Tensor& a, const Tensor& b, bool with_relu) {
+/// dx [n] += dy * (y > 0), from the forward's output y.
+void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/// y [n] = a + b, then max(., 0) with relu.
+void add_forward(float* y, const float* a, const float* b, int64_t n, bool relu) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = a[i] + b[i];
+    y[i] = (relu && s < 0.0f) ? 0.0f : s;
+  }
+}
+
+/// da, db [n] += dy (times (y > 0) with relu); either may be null.
+void add_backward(float* da, float* db, const float* dy, const float* y, int64_t n, bool relu) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = (relu && !(y[i] > 0.0f)) ? 0.0f : dy[i];
+    if (da) da[i] += g;
+    if (db) db[i] += g;
+  }
+}
+
+Tensor add_op(const Tensor& a, const Tensor& b, bool with_relu) {
   const char* name = with_relu ? "add_relu" : "add";
   check(a.shape() == b.shape(), name, "b of a's shape " + shape_str(a.shape()), b);
   Tensor y = Tensor::empty(a.shape());
-  const float* ad = a.data();
-  const float* bd = b.data();
-  float* yd = y.data();
   const int64_t n = a.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const float s = ad[i] + bd[i];
-    yd[i] = (with_relu && s < 0.0f) ? 0.0f : s;
-  }
+  add_forward(y.data(), a.data(), b.data(), n, with_relu);
   if (!needs_graph({&a, &b})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {a, b},
-      [a, b, out, n, with_relu]() mutable {
-        const float* dy = out->grad.data();
-        const float* yd = out->storage->data();
-        float* da = detail::grad_or_null(a);
-        float* db = detail::grad_or_null(b);
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; ++i) {
-          const float g = (with_relu && !(yd[i] > 0.0f)) ? 0.0f : dy[i];
-          if (da) da[i] += g;
-          if (db) db[i] += g;
-        }
+      [a, b, out, n, with_relu]() {
+        add_backward(detail::grad_or_null(a), detail::grad_or_null(b), out->grad.data(),
+                     out->storage->data(), n, with_relu);
       },
       name);
   return y;
 }
 
+}  // namespace
+
+Tensor relu(const Tensor& x) {
+  profiler::Scope _prof("relu");
+  Tensor y = Tensor::empty(x.shape());
+  const int64_t n = x.numel();
+  relu_forward(y.data(), x.data(), n);
+  if (!needs_graph({&x})) return y;
+  TensorImpl* out = y.impl();
+  attach_node(
+      y, {x},
+      [x, out, n]() { relu_backward(x.grad_data(), out->grad.data(), out->storage->data(), n); },
+      "relu");
+  return y;
+}
+
 Tensor add(const Tensor& a, const Tensor& b) {
   profiler::Scope _prof("add");
-  return add_impl(a, b, false);
+  return add_op(a, b, false);
 }
 
 Tensor add_relu(const Tensor& a, const Tensor& b) {
   profiler::Scope _prof("add_relu");
-  return add_impl(a, b, true);
+  return add_op(a, b, true);
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape) {

@@ -11,49 +11,62 @@ namespace minidl::ops {
 
 using detail::check;
 
+namespace {
+
+/// y [N, D_out] = x [N, D_in] W^T + b, W [D_out, D_in], b [D_out] or null. One GEMM per row:
+/// a row's result then does not depend on the batch size (BLAS kernels may sum in another
+/// order for another M), so one image gives exactly its row of a batch.
+void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t DI,
+                    int64_t DO) {
+  if (b) {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < DO; ++o) y[n * DO + o] = b[o];
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    kernels::gemm(false, true, 1, DO, DI, 1.0f, x + n * DI, w, b ? 1.0f : 0.0f, y + n * DO);
+  }
+}
+
+/// From dy [N, D_out]: dx += dy W, dW += dy^T x, db += sum_n dy; each output may be null.
+void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, int64_t N, int64_t DI, int64_t DO) {
+  if (dx) kernels::gemm(false, false, N, DI, DO, 1.0f, dy, w, 1.0f, dx);
+  if (dw) kernels::gemm(true, false, DO, DI, N, 1.0f, dy, x, 1.0f, dw);
+  if (db) {
+    for (int64_t o = 0; o < DO; ++o) {
+      double s = 0.0;
+      for (int64_t n = 0; n < N; ++n) s += dy[n * DO + o];
+      db[o] += static_cast<float>(s);
+    }
+  }
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   profiler::Scope _prof("linear");
   check(x.dim() == 2, "linear", "input [N, D_in]", x);
   check(weight.dim() == 2 && weight.size(1) == x.size(1), "linear",
         "weight [D_out, " + std::to_string(x.size(1)) + "]", weight);
   const int64_t N = x.size(0), DI = x.size(1), DO = weight.size(0);
-  if (bias.defined()) check(bias.dim() == 1 && bias.size(0) == DO, "linear",
-                            "bias [" + std::to_string(DO) + "]", bias);
+  if (bias.defined())
+    check(bias.dim() == 1 && bias.size(0) == DO, "linear", "bias [" + std::to_string(DO) + "]",
+          bias);
   Tensor y = Tensor::empty({N, DO});
-  float* yd = y.data();
-  if (bias.defined()) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t o = 0; o < DO; ++o) yd[n * DO + o] = bias.data()[o];
-  }
-  // One GEMM per row: a row's result then does not depend on the batch size (BLAS kernels may
-  // sum in another order for another M), so one image gives exactly its row of a batch.
-  for (int64_t n = 0; n < N; ++n) {
-    kernels::gemm(false, true, 1, DO, DI, 1.0f, x.data() + n * DI, weight.data(),
-                  bias.defined() ? 1.0f : 0.0f, yd + n * DO);
-  }
+  linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, DI,
+                 DO);
   const double gemm_flops = 2.0 * static_cast<double>(N) * DI * DO;
   profiler::add_flops(gemm_flops);
   if (!needs_graph({&x, &weight, &bias})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
-      [x, weight, bias, out, N, DI, DO, gemm_flops]() mutable {
-        const float* dy = out->grad.data();
-        if (float* dx = detail::grad_or_null(x)) {
-          kernels::gemm(false, false, N, DI, DO, 1.0f, dy, weight.data(), 1.0f, dx);
-          profiler::add_flops(gemm_flops);
-        }
-        if (float* dw = detail::grad_or_null(weight)) {
-          kernels::gemm(true, false, DO, DI, N, 1.0f, dy, x.data(), 1.0f, dw);
-          profiler::add_flops(gemm_flops);
-        }
-        if (float* db = detail::grad_or_null(bias)) {
-          for (int64_t o = 0; o < DO; ++o) {
-            double s = 0.0;
-            for (int64_t n = 0; n < N; ++n) s += dy[n * DO + o];
-            db[o] += static_cast<float>(s);
-          }
-        }
+      [x, weight, bias, out, N, DI, DO, gemm_flops]() {
+        float* dx = detail::grad_or_null(x);
+        float* dw = detail::grad_or_null(weight);
+        profiler::add_flops((dx ? gemm_flops : 0.0) + (dw ? gemm_flops : 0.0));
+        linear_backward(dx, dw, detail::grad_or_null(bias), out->grad.data(), x.data(),
+                        weight.data(), N, DI, DO);
       },
       "linear");
   return y;

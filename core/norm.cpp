@@ -11,6 +11,9 @@
 //   dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma)
 // Eval: mean/var are the running buffers (constants), so dx = gamma * inv_std * dy.
 // Saved for backward: mean and inv_std per channel (x_hat is recomputed from x).
+// The op template (llm.c): batch_norm_statistics, batch_norm_forward and batch_norm_backward
+// are free functions on raw arrays, outputs first; the autograd closure only fetches the
+// gradient buffers and calls batch_norm_backward.
 // The per-row sums are vectorized (omp simd reductions: lane-wise partial sums, then combined),
 // float within a row of S values, double across rows.
 // Fused ReLU (batch_norm_relu): y = max(bn(x), 0) in the same pass; backward uses
@@ -28,9 +31,162 @@ namespace minidl::ops {
 
 using detail::check;
 
-static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                              Tensor running_mean, Tensor running_var, bool training,
-                              float momentum, float eps, bool relu, const Tensor& residual) {
+namespace {
+
+/// mean, inv_std [C] of x [N, C, S]. Training: the batch's mean and biased variance (M = N * S
+/// values per channel), and running_mean, running_var [C] (each may be null) updated with
+/// `momentum`, running_var from the unbiased variance. Eval: from running_mean, running_var.
+void batch_norm_statistics(float* mean, float* inv_std, float* running_mean, float* running_var,
+                           const float* x, int64_t N, int64_t C, int64_t S, bool training,
+                           float momentum, float eps) {
+  const int64_t M = N * S;
+  if (!training) {
+    for (int64_t c = 0; c < C; ++c) {
+      mean[c] = running_mean[c];
+      inv_std[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    // One pass: sum and sum of squares around a shift (the first value) keep the variance
+    // accurate when |mean| >> std; float partial sums per row, double across rows.
+    const float shift = x[c * S];
+    double sum = 0.0, sq = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* p = x + (n * C + c) * S;
+      float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t i = 0; i < S; ++i) {
+        const float d = p[i] - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+      sum += s1;
+      sq += s2;
+    }
+    const double dmean = sum / static_cast<double>(M);
+    const double mu = shift + dmean;  // mean = sum(x) / M
+    sq -= dmean * dmean * static_cast<double>(M);
+    if (sq < 0) sq = 0;
+    const double var = sq / static_cast<double>(M);  // var = sum((x - mean)^2) / M
+    mean[c] = static_cast<float>(mu);
+    inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));  // 1 / sqrt(var + eps)
+    // running = (1 - momentum) running + momentum batch, the variance unbiased (M / (M - 1))
+    if (running_mean) {
+      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mu);
+    }
+    if (running_var) {
+      const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
+      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+  }
+}
+
+/// y [N, C, S] = gamma * (x - mean) * inv_std + beta, then + residual (may be null) and
+/// max(., 0) when relu (or residual). gamma, beta [C] may be null (1 and 0).
+void batch_norm_forward(float* y, const float* x, const float* gamma, const float* beta,
+                        const float* residual, const float* mean, const float* inv_std, int64_t N,
+                        int64_t C, int64_t S, bool relu) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float scale = (gamma ? gamma[c] : 1.0f) * inv_std[c];
+      const float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
+      const float* p = x + (n * C + c) * S;
+      float* q = y + (n * C + c) * S;
+      if (residual) {
+        const float* r = residual + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift + r[i], 0.0f);
+      } else if (relu) {
+        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift, 0.0f);
+      } else {
+        for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+      }
+    }
+  }
+}
+
+/// From dy [N, C, S] and the forward's y, x, gamma, mean, inv_std: dgamma, dbeta [C] (+=),
+/// dr [N, C, S] (the residual's, = when dr_fresh else +=) and dx [N, C, S] (= when dx_fresh
+/// else +=); each output may be null. With relu, dy' = dy * (y > 0) replaces dy.
+void batch_norm_backward(float* dx, bool dx_fresh, float* dgamma, float* dbeta, float* dr,
+                         bool dr_fresh, const float* dy, const float* y, const float* x,
+                         const float* gamma, const float* mean, const float* inv_std, int64_t N,
+                         int64_t C, int64_t S, bool training, bool relu) {
+  const int64_t M = N * S;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const float mu = mean[c], is = inv_std[c];
+    // dbeta = sum(dy), dgamma = sum(dy * x_hat). Every load is unconditional, so the
+    // ReLU mask is a vector select.
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* __restrict p = x + (n * C + c) * S;
+      const float* __restrict g = dy + (n * C + c) * S;
+      const float* __restrict yo = y + (n * C + c) * S;
+      float s1 = 0.0f, s2 = 0.0f;
+      if (relu) {
+#pragma omp simd reduction(+ : s1, s2)
+        for (int64_t i = 0; i < S; ++i) {
+          const float gv = g[i], yv = yo[i], xv = p[i];
+          const float gi = yv > 0.0f ? gv : 0.0f;
+          s1 += gi;
+          s2 += gi * ((xv - mu) * is);
+        }
+      } else {
+#pragma omp simd reduction(+ : s1, s2)
+        for (int64_t i = 0; i < S; ++i) {
+          s1 += g[i];
+          s2 += g[i] * ((p[i] - mu) * is);
+        }
+      }
+      if (dr) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
+        float* __restrict r = dr + (n * C + c) * S;
+        if (dr_fresh) {
+          for (int64_t i = 0; i < S; ++i) {
+            const float gv = g[i];
+            r[i] = yo[i] > 0.0f ? gv : 0.0f;
+          }
+        } else {
+          for (int64_t i = 0; i < S; ++i) {
+            const float gv = g[i];
+            r[i] += yo[i] > 0.0f ? gv : 0.0f;
+          }
+        }
+      }
+      sum_dy += s1;
+      sum_dy_xhat += s2;
+    }
+    if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+    if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
+    if (!dx) continue;
+    const float gm = gamma ? gamma[c] : 1.0f;
+    // Training: dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma).
+    // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy
+    // (x is not read, so an infinite x cannot turn into 0 * inf = NaN).
+    const float k = gm * is;
+    const float a = training ? static_cast<float>(sum_dy / M) : 0.0f;
+    const float b = training ? static_cast<float>(sum_dy_xhat / M) : 0.0f;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* __restrict p = x + (n * C + c) * S;
+      const float* __restrict g = dy + (n * C + c) * S;
+      const float* __restrict yo = y + (n * C + c) * S;
+      float* d = dx + (n * C + c) * S;
+      for (int64_t i = 0; i < S; ++i) {
+        const float gv = g[i], yv = yo[i], xv = p[i];
+        const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
+        const float v = training ? k * (gi - a - (xv - mu) * is * b) : k * gi;
+        d[i] = dx_fresh ? v : d[i] + v;
+      }
+    }
+  }
+}
+
+/// Checks the shapes, then runs the three functions above and records the node.
+Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                     Tensor running_var, bool training, float momentum, float eps, bool relu,
+                     const Tensor& residual) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
@@ -42,8 +198,9 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
   if (!training && !(running_mean.defined() && running_var.defined())) {
     throw std::invalid_argument("batch_norm: eval mode needs running_mean and running_var");
   }
-  if (residual.defined()) check(residual.shape() == x.shape(), "batch_norm_add_relu",
-                                "residual of x's shape " + shape_str(x.shape()), residual);
+  if (residual.defined())
+    check(residual.shape() == x.shape(), "batch_norm_add_relu",
+          "residual of x's shape " + shape_str(x.shape()), residual);
   if (training && M <= 1) {
     throw std::invalid_argument(
         "batch_norm: expected more than 1 value per channel when training, got input shape " +
@@ -51,185 +208,62 @@ static Tensor batch_norm_impl(const Tensor& x, const Tensor& weight, const Tenso
   }
 
   std::vector<float> mean(C), inv_std(C);
-  const float* xd = x.data();
-  if (training) {
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
-      // One pass: sum and sum of squares around a shift (the first value) keep the variance
-      // accurate when |mean| >> std; float partial sums per row, double across rows.
-      const float shift = xd[c * S];
-      double sum = 0.0, sq = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* p = xd + (n * C + c) * S;
-        float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t i = 0; i < S; ++i) {
-          const float d = p[i] - shift;
-          s1 += d;
-          s2 += d * d;
-        }
-        sum += s1;
-        sq += s2;
-      }
-      const double dmean = sum / static_cast<double>(M);
-      const double mu = shift + dmean;
-      sq -= dmean * dmean * static_cast<double>(M);
-      if (sq < 0) sq = 0;
-      const double var = sq / static_cast<double>(M);
-      mean[c] = static_cast<float>(mu);
-      inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-      if (running_mean.defined()) {
-        float& rm = running_mean.data()[c];
-        rm = static_cast<float>((1.0 - momentum) * rm + momentum * mu);
-      }
-      if (running_var.defined()) {
-        float& rv = running_var.data()[c];
-        const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
-        rv = static_cast<float>((1.0 - momentum) * rv + momentum * unbiased);
-      }
-    }
-  } else {
-    for (int64_t c = 0; c < C; ++c) {
-      mean[c] = running_mean.data()[c];
-      inv_std[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var.data()[c]) + eps));
-    }
-  }
-
+  // Training writes the running buffers; eval reads them (both are defined then, checked above).
+  float* rm = running_mean.defined() ? running_mean.data() : nullptr;
+  float* rv = running_var.defined() ? running_var.data() : nullptr;
+  batch_norm_statistics(mean.data(), inv_std.data(), rm, rv, x.data(), N, C, S, training, momentum,
+                        eps);
   Tensor y = Tensor::empty(x.shape());
-  float* yd = y.data();
-  const float* gd = weight.defined() ? weight.data() : nullptr;
-  const float* bd = bias.defined() ? bias.data() : nullptr;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
-      const float scale = (gd ? gd[c] : 1.0f) * inv_std[c];
-      const float shift = (bd ? bd[c] : 0.0f) - mean[c] * scale;
-      const float* p = xd + (n * C + c) * S;
-      float* q = yd + (n * C + c) * S;
-      if (residual.defined()) {
-        const float* r = residual.data() + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift + r[i], 0.0f);
-      } else if (relu) {
-        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift, 0.0f);
-      } else {
-        for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
-      }
-    }
-  }
-
+  batch_norm_forward(y.data(), x.data(), weight.defined() ? weight.data() : nullptr,
+                     bias.defined() ? bias.data() : nullptr,
+                     residual.defined() ? residual.data() : nullptr, mean.data(), inv_std.data(), N,
+                     C, S, relu);
   if (!needs_graph({&x, &weight, &bias, &residual})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias, residual},
       [x, weight, bias, residual, out, mean = std::move(mean), inv_std = std::move(inv_std),
-       training, N, C, S, M, relu]() mutable {
-        const float* dy = out->grad.data();
-        // With the fused ReLU, dy' = dy * (y > 0), applied on the fly from the saved output.
-        const float* yd = out->storage->data();
-        const float* xd = x.data();
-        bool dx_fresh = false, dr_fresh = false;  // fresh: assign instead of accumulate
-        float* dgamma = detail::grad_or_null(weight);
-        float* dbeta = detail::grad_or_null(bias);
-        const float* gd = weight.defined() ? weight.data() : nullptr;
-        // The residual's gradient dy * (y > 0) is written in pass 1 below. dr is requested
-        // before dx: when x and residual are one tensor, a fresh buffer is assigned by pass 1
-        // and then accumulated into by pass 2 of the same channel.
+       training, N, C, S, relu]() {
+        // dr is requested before dx: when x and residual are one tensor, a fresh buffer is
+        // assigned by the dr pass and then accumulated into by the dx pass of the same channel.
+        bool dx_fresh = false, dr_fresh = false;
         float* dr = detail::grad_for_write_or_null(residual, &dr_fresh);
         float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
-#pragma omp parallel for schedule(static)
-        for (int64_t c = 0; c < C; ++c) {
-          const float mu = mean[c], is = inv_std[c];
-          // dbeta = sum(dy), dgamma = sum(dy * x_hat). Every load is unconditional, so the
-          // ReLU mask is a vector select.
-          double sum_dy = 0.0, sum_dy_xhat = 0.0;
-          for (int64_t n = 0; n < N; ++n) {
-            const float* __restrict p = xd + (n * C + c) * S;
-            const float* __restrict g = dy + (n * C + c) * S;
-            const float* __restrict yo = yd + (n * C + c) * S;
-            float s1 = 0.0f, s2 = 0.0f;
-            if (relu) {
-#pragma omp simd reduction(+ : s1, s2)
-              for (int64_t i = 0; i < S; ++i) {
-                const float gv = g[i], yv = yo[i], xv = p[i];
-                const float gi = yv > 0.0f ? gv : 0.0f;
-                s1 += gi;
-                s2 += gi * ((xv - mu) * is);
-              }
-            } else {
-#pragma omp simd reduction(+ : s1, s2)
-              for (int64_t i = 0; i < S; ++i) {
-                s1 += g[i];
-                s2 += g[i] * ((p[i] - mu) * is);
-              }
-            }
-            if (dr) {
-              float* __restrict r = dr + (n * C + c) * S;
-              if (dr_fresh) {
-                for (int64_t i = 0; i < S; ++i) {
-                  const float gv = g[i];
-                  r[i] = yo[i] > 0.0f ? gv : 0.0f;
-                }
-              } else {
-                for (int64_t i = 0; i < S; ++i) {
-                  const float gv = g[i];
-                  r[i] += yo[i] > 0.0f ? gv : 0.0f;
-                }
-              }
-            }
-            sum_dy += s1;
-            sum_dy_xhat += s2;
-          }
-          if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
-          if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
-          if (!dx) continue;
-          const float gamma = gd ? gd[c] : 1.0f;
-          // Training: dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma).
-          // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy
-          // (x is not read, so an infinite x cannot turn into 0 * inf = NaN).
-          const float k = gamma * is;
-          const float a = training ? static_cast<float>(sum_dy / M) : 0.0f;
-          const float b = training ? static_cast<float>(sum_dy_xhat / M) : 0.0f;
-          for (int64_t n = 0; n < N; ++n) {
-            const float* __restrict p = xd + (n * C + c) * S;
-            const float* __restrict g = dy + (n * C + c) * S;
-            const float* __restrict yo = yd + (n * C + c) * S;
-            float* d = dx + (n * C + c) * S;
-            for (int64_t i = 0; i < S; ++i) {
-              const float gv = g[i], yv = yo[i], xv = p[i];
-              const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
-              const float v = training ? k * (gi - a - (xv - mu) * is * b) : k * gi;
-              d[i] = dx_fresh ? v : d[i] + v;
-            }
-          }
-        }
+        batch_norm_backward(dx, dx_fresh, detail::grad_or_null(weight), detail::grad_or_null(bias),
+                            dr, dr_fresh, out->grad.data(), out->storage->data(), x.data(),
+                            weight.defined() ? weight.data() : nullptr, mean.data(), inv_std.data(),
+                            N, C, S, training, relu);
       },
-      residual.defined() ? "batch_norm_add_relu" : relu ? "batch_norm_relu" : "batch_norm");
+      residual.defined() ? "batch_norm_add_relu"
+      : relu             ? "batch_norm_relu"
+                         : "batch_norm");
   return y;
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                  Tensor running_mean, Tensor running_var, bool training, float momentum,
-                  float eps) {
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                  Tensor running_var, bool training, float momentum, float eps) {
   profiler::Scope _prof("batch_norm");
-  return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                         false, Tensor());
+  return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, false,
+                       Tensor());
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
                        float eps) {
   profiler::Scope _prof("batch_norm_relu");
-  return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                         true, Tensor());
+  return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
+                       Tensor());
 }
 
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                           Tensor running_mean, Tensor running_var, bool training,
-                           float momentum, float eps, const Tensor& residual) {
+                           Tensor running_mean, Tensor running_var, bool training, float momentum,
+                           float eps, const Tensor& residual) {
   profiler::Scope _prof("batch_norm_add_relu");
   if (!residual.defined()) throw std::invalid_argument("batch_norm_add_relu: residual undefined");
-  return batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                         true, residual);
+  return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
+                       residual);
 }
 
 }  // namespace minidl::ops

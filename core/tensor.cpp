@@ -1,5 +1,6 @@
-// minidl — Tensor storage and the autograd walk (Tensor::backward).
+// minidl — Tensor storage (the autograd walk that Tensor::backward starts is in autograd.cpp).
 #include "core/tensor.hpp"
+#include "core/autograd.hpp"
 
 #include "core/kernels.hpp"
 #include "core/profiler.hpp"
@@ -163,46 +164,15 @@ void Tensor::backward() {
 // (PyTorch's retain_graph = False): closures and saved tensors are freed.
 void Tensor::backward(const Tensor& grad_output) {
   if (!defined() || !impl_->node) {
-    throw std::logic_error("backward(): this tensor was not produced by a recorded op "
-                           "(no input requires grad, or grad mode was off)");
+    throw std::logic_error(
+        "backward(): this tensor was not produced by a recorded op "
+        "(no input requires grad, or grad mode was off)");
   }
   if (grad_output.shape() != shape()) {
     throw std::invalid_argument("backward(): gradient shape " + shape_str(grad_output.shape()) +
                                 " != tensor shape " + shape_str(shape()));
   }
-  // Post-order DFS with an explicit stack. `order` holds handles so that releasing a node's
-  // inputs during the walk never frees a tensor still to be visited.
-  std::vector<Tensor> order;
-  std::unordered_set<TensorImpl*> visited;
-  std::vector<std::pair<Tensor, size_t>> stack;
-  stack.emplace_back(*this, 0);
-  visited.insert(impl_.get());
-  while (!stack.empty()) {
-    Node* node = stack.back().first.impl()->node.get();
-    size_t& next = stack.back().second;
-    if (node && next < node->inputs.size()) {
-      const Tensor& in = node->inputs[next++];
-      if (in.defined() && in.impl()->node && !visited.count(in.impl())) {
-        visited.insert(in.impl());
-        stack.emplace_back(in, 0);
-      }
-    } else {
-      order.push_back(std::move(stack.back().first));
-      stack.pop_back();
-    }
-  }
-  float* g = grad_data();
-  const float* go = grad_output.data();
-  for (int64_t i = 0; i < numel(); ++i) g[i] += go[i];
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    TensorImpl* t = it->impl();
-    if (!t->grad.empty() && t->node->backward) {
-      profiler::Scope prof(t->node->name, /*backward=*/true);
-      t->node->backward();
-    }
-    t->node.reset();  // release the graph as we go (closures and saved tensors)
-    if (t != impl_.get()) Storage().swap(t->grad);  // intermediates keep no grad
-  }
+  run_backward(*this, grad_output);  // the engine: core/autograd.cpp
 }
 
 }  // namespace minidl
