@@ -5,6 +5,7 @@
 
 #include "apps/commands.hpp"
 #include "apps/common.hpp"
+#include "core/moments.hpp"
 #include "apps/engine.hpp"
 #include "core/kernels.hpp"
 #include "core/safetensors.hpp"
@@ -20,33 +21,28 @@ struct Summary {
 Summary summarize(const Tensor& t) {
   Summary s;
   if (!t.defined() || t.numel() == 0) return s;
-  double sum = 0, sq = 0;
-  s.min = s.max = t.data()[0];
-  for (float v : t.vec()) {
-    sum += v;
-    sq += double(v) * v;
-    s.min = std::min<double>(s.min, v);
-    s.max = std::max<double>(s.max, v);
-  }
-  s.mean = sum / t.numel();
-  s.std = std::sqrt(std::max(0.0, sq / t.numel() - s.mean * s.mean));
+  Moments m;
+  m.add(t.data(), t.numel());
+  const auto [lo, hi] = std::minmax_element(t.data(), t.data() + t.numel());
+  s.min = *lo;
+  s.max = *hi;
+  s.mean = m.mean();
+  s.std = std::sqrt(m.variance(/*unbiased=*/false));
   return s;
 }
 }  // namespace
 
 void run_bn_stats(const std::string& checkpoint) {
   std::shared_ptr<Module> model = load_model(checkpoint, nullptr, /*allow_nonfinite=*/true);
-  std::printf("%-28s %5s  %-12s %9s %9s %9s %9s\n", "BatchNorm layer", "C", "tensor", "mean",
-              "std", "min", "max");
+  std::printf("%-28s %5s  %-12s %9s %9s %9s %9s\n", "BatchNorm layer", "C", "tensor", "mean", "std",
+              "min", "max");
   int layers = 0;
-  for (auto& [name, m] : model->named_modules()) {
-    auto* bn = dynamic_cast<BatchNorm*>(m);
-    if (!bn) continue;
+  for (auto& [name, bn] : model->named_modules_of<BatchNorm>()) {
     ++layers;
     const std::pair<const char*, const Tensor*> rows[] = {{"weight", &bn->weight},
-                                                         {"bias", &bn->bias},
-                                                         {"running_mean", &bn->running_mean},
-                                                         {"running_var", &bn->running_var}};
+                                                          {"bias", &bn->bias},
+                                                          {"running_mean", &bn->running_mean},
+                                                          {"running_var", &bn->running_var}};
     bool first = true;
     for (auto& [tname, t] : rows) {
       if (!t->defined()) continue;
@@ -65,7 +61,8 @@ void run_recalibrate(const RecalibrateConfig& cfg) {
   Checkpoint ck;
   std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
   data::Dataset train = data::load_cifar10(resolve_data_dir(cfg.data), true, cfg.limit);
-  const int n = recalibrate_on(*model, train, cfg.batch_size, checkpoint_normalization(ck, cfg.checkpoint));
+  const int n =
+      recalibrate_on(*model, train, cfg.batch_size, checkpoint_normalization(ck, cfg.checkpoint));
   auto meta = ck.metadata;
   meta["bn_statistics"] = "population over " + std::to_string(train.size()) +
                           " training images (minidl recalibrate-bn)";

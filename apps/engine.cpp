@@ -37,14 +37,23 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
   }
   NoGradGuard no_grad;
   model.eval();
-  // Batch statistics at test time: BN layers in train mode, their running buffers restored after.
-  std::vector<std::pair<BatchNorm*, std::pair<Tensor, Tensor>>> saved;
-  if (bn_stats == BnStats::kBatch) {
-    for (auto& [name, m] : model.named_modules()) {
-      if (auto* bn = dynamic_cast<BatchNorm*>(m)) {
-        saved.push_back({bn, {bn->running_mean.clone(), bn->running_var.clone()}});
-        bn->train(true);
+  // Batch statistics at test time: BN layers in train mode on their running buffers, which
+  // `restore` puts back (and the model in eval mode) when the scope ends, also on an exception.
+  struct RestoreBatchNorms {
+    Module& model;
+    std::vector<std::pair<BatchNorm*, std::pair<Tensor, Tensor>>> saved;
+    ~RestoreBatchNorms() {
+      for (auto& [bn, buffers] : saved) {
+        bn->running_mean.copy_(buffers.first);
+        bn->running_var.copy_(buffers.second);
       }
+      model.eval();
+    }
+  } restore{model, {}};
+  if (bn_stats == BnStats::kBatch) {
+    for (BatchNorm* bn : model.modules_of<BatchNorm>()) {
+      restore.saved.push_back({bn, {bn->running_mean.clone(), bn->running_var.clone()}});
+      bn->train(true);
     }
   }
   EvalResult r;
@@ -65,19 +74,13 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
     }
     r.count += count;
   }
-  for (auto& [bn, buffers] : saved) {
-    bn->running_mean.copy_(buffers.first);
-    bn->running_var.copy_(buffers.second);
-  }
-  model.eval();
   r.loss = r.count ? loss_sum / r.count : 0.0;
   return r;
 }
 
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
-                       int64_t epoch,
-                       const std::function<void(int64_t, int64_t, double)>& on_batch,
+                       int64_t epoch, const std::function<void(int64_t, int64_t, double)>& on_batch,
                        const StepHooks& hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   EpochStats s;
@@ -114,8 +117,8 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
       const float* w = p.data();
       for (int64_t i = 0, n = p.numel(); i < n; ++i) {
         if (!std::isfinite(w[i])) {
-          throw Diverged("parameter \"" + name + "\" holds " + nonfinite_name(w[i]) +
-                         " (index " + std::to_string(i) + ") after the step of epoch " +
+          throw Diverged("parameter \"" + name + "\" holds " + nonfinite_name(w[i]) + " (index " +
+                         std::to_string(i) + ") after the step of epoch " +
                          std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
         }
       }

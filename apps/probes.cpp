@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/moments.hpp"
+
 namespace minidl::app {
 
 namespace {
@@ -70,7 +72,8 @@ LandscapeProbe probe_landscape(Module& model, double loss, const std::function<T
     if (!params[i].second.requires_grad() || !snapshot.grad(i).defined()) continue;
     moved.push_back(i);
     const float* g = snapshot.grad(i).data();
-    for (int64_t k = 0, n = params[i].second.numel(); k < n; ++k) g2 += static_cast<double>(g[k]) * g[k];
+    for (int64_t k = 0, n = params[i].second.numel(); k < n; ++k)
+      g2 += static_cast<double>(g[k]) * g[k];
   }
   r.grad_norm = std::sqrt(g2);
   for (double eta : etas) {
@@ -162,11 +165,10 @@ Distribution distribution_of(std::vector<float> v) {
     return v[lo] + (pos - static_cast<double>(lo)) * (static_cast<double>(v[hi]) - v[lo]);
   };
   d.p5 = q(5), d.p25 = q(25), d.p50 = q(50), d.p75 = q(75), d.p95 = q(95);
-  double s = 0.0, s2 = 0.0;
-  for (float x : v) s += x;
-  d.mean = s / static_cast<double>(v.size());
-  for (float x : v) s2 += (x - d.mean) * (x - d.mean);
-  d.std = std::sqrt(s2 / static_cast<double>(v.size()));
+  Moments m;
+  m.add(v.data(), static_cast<int64_t>(v.size()));
+  d.mean = m.mean();
+  d.std = std::sqrt(m.variance(/*unbiased=*/false));
   return d;
 }
 

@@ -23,13 +23,8 @@ namespace {
 /// probe sees the network the step saw.
 class HoldNoise {
  public:
-  explicit HoldNoise(Module& model) {
-    for (auto& [name, m] : model.named_modules()) {
-      if (auto* n = dynamic_cast<ActivationNoise*>(m)) {
-        layers_.push_back(n);
-        n->hold = true;
-      }
-    }
+  explicit HoldNoise(Module& model) : layers_(model.modules_of<ActivationNoise>()) {
+    for (ActivationNoise* n : layers_) n->hold = true;
   }
   ~HoldNoise() {
     for (ActivationNoise* n : layers_) n->hold = false;
@@ -47,7 +42,7 @@ std::vector<float> pre_activation(VGG& vgg, const Tensor& x, int64_t index) {
   NoGradGuard no_grad;
   Tensor h = x;
   const auto& layers = vgg.features->children();
-  for (int64_t i = 0; i < index; ++i) h = layers[static_cast<size_t>(i)].second->forward(h);
+  for (int64_t i = 0; i < index; ++i) h = (*layers[static_cast<size_t>(i)].second)(h);
   return std::vector<float>(h.data(), h.data() + h.numel());
 }
 
@@ -175,11 +170,12 @@ ProbedRun train_probed(const ProbedRunConfig& cfg, const data::Dataset& train,
     }
     run.epochs.push_back(row);
     if (!cfg.quiet) {
-      std::printf("%s epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%"
-                  "  %.1fs\n",
-                  cfg.label.c_str(), static_cast<long long>(epoch + 1),
-                  static_cast<long long>(cfg.epochs), row.train_loss, 100.0 * row.train_accuracy,
-                  row.test_loss, 100.0 * row.test_accuracy, row.seconds);
+      std::printf(
+          "%s epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%"
+          "  %.1fs\n",
+          cfg.label.c_str(), static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs),
+          row.train_loss, 100.0 * row.train_accuracy, row.test_loss, 100.0 * row.test_accuracy,
+          row.seconds);
       std::fflush(stdout);
     }
   }

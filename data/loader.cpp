@@ -68,6 +68,11 @@ void augment_with(const NormTable& t, const uint8_t* src, float* dst, const Augm
 
 }  // namespace
 
+const std::vector<std::string>& normalization_names() {
+  static const std::vector<std::string> names = {"cifar10", "imagenet"};
+  return names;
+}
+
 Normalization normalization_named(const std::string& name, const std::string& what) {
   if (name == "cifar10") return Normalization{};
   if (name == "imagenet") return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
@@ -177,7 +182,9 @@ Batch DataLoader::make_batch(int64_t b) const {
   const int64_t begin = b * opt_.batch_size;
   const int64_t count = std::min(opt_.batch_size, n - begin);
   Batch batch;
-  batch.images = Tensor(Shape{count, kChannels, kImageSide, kImageSide});
+  // Every value is written below, so no zero fill: Tensor(shape) would fill through
+  // kernels::fill, an OpenMP loop that would start a second thread team from this thread.
+  batch.images = Tensor::empty(Shape{count, kChannels, kImageSide, kImageSide});
   batch.labels.resize(static_cast<size_t>(count));
   const NormTable table(opt_.norm);
   float* dst = batch.images.data();

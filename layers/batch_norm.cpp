@@ -7,9 +7,15 @@
 
 namespace minidl {
 
-BatchNorm::BatchNorm(int64_t c, bool spatial, float eps_, float momentum_, bool affine)
-    : num_features(c), eps(eps_), momentum(momentum_), spatial_(spatial) {
-  if (affine) {
+BatchNorm::BatchNorm(const BatchNormOptions& o, bool spatial)
+    : num_features(o.num_features_), eps(o.eps_), momentum(o.momentum_), spatial_(spatial) {
+  const int64_t c = num_features;
+  if (c < 1 || !(eps > 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f)) {
+    throw std::invalid_argument(
+        "BatchNorm: expected num_features >= 1, eps > 0 and momentum in "
+        "[0, 1]");
+  }
+  if (o.affine_) {
     weight = register_parameter("weight", Tensor::full({c}, 1.0f));
     bias = register_parameter("bias", Tensor({c}));
   }
@@ -18,8 +24,12 @@ BatchNorm::BatchNorm(int64_t c, bool spatial, float eps_, float momentum_, bool 
 }
 
 Tensor BatchNorm::forward(const Tensor& x) { return run(x, false, Tensor()); }
-Tensor BatchNorm::forward_relu(const Tensor& x) { return run(x, true, Tensor()); }
+Tensor BatchNorm::forward_relu(const Tensor& x) {
+  run_forward_pre_hooks(x);  // a fused entry point: operator() is bypassed
+  return run(x, true, Tensor());
+}
 Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  run_forward_pre_hooks(x);
   return run(x, true, residual);
 }
 
@@ -32,36 +42,15 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
                                           : "[N, " + std::to_string(num_features) + "]") +
                                 ", got " + shape_str(x.shape()));
   }
-  if (observer) {
-    const int64_t N = x.size(0), C = num_features, S = x.numel() / std::max<int64_t>(1, N * C);
-    observer->sum.resize(C, 0.0);
-    observer->sum_sq.resize(C, 0.0);
-    const float* xd = x.data();
-    for (int64_t c = 0; c < C; ++c) {
-      double s1 = 0.0, s2 = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* p = xd + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) {
-          s1 += p[i];
-          s2 += static_cast<double>(p[i]) * p[i];
-        }
-      }
-      observer->sum[c] += s1;
-      observer->sum_sq[c] += s2;
-    }
-    observer->count += N * S;
-    if (stop_after_observe) throw StopForward{};
-  }
   if (residual.defined()) {
     return ops::batch_norm_add_relu(x, weight, bias, running_mean, running_var, is_training(),
                                     momentum, eps, residual);
   }
   if (relu) {
-    return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(),
-                                momentum, eps);
+    return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(), momentum,
+                                eps);
   }
-  return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum,
-                         eps);
+  return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
 }  // namespace minidl

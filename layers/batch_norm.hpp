@@ -26,32 +26,44 @@
 
 namespace minidl {
 
+/// BatchNorm's settings, as libtorch's torch::nn::BatchNormOptions, with torch.nn.BatchNorm2d's
+/// defaults (eps 1e-5, momentum 0.1 in PyTorch's convention, affine true):
+///   BatchNorm2d(BatchNormOptions(64).momentum(0.01))    // Keras momentum 0.99
+struct BatchNormOptions {
+  BatchNormOptions(int64_t num_features) : num_features_(num_features) {}  // NOLINT: implicit
+  BatchNormOptions& eps(float v) {
+    eps_ = v;
+    return *this;
+  }
+  BatchNormOptions& momentum(float v) {
+    momentum_ = v;
+    return *this;
+  }
+  BatchNormOptions& affine(bool v) {
+    affine_ = v;
+    return *this;
+  }
+  int64_t num_features_;
+  float eps_ = 1e-5f, momentum_ = 0.1f;
+  bool affine_ = true;
+};
+
 class BatchNorm : public Module {
  public:
-  /// spatial = false: BatchNorm1d ([N, C]); true: BatchNorm2d ([N, C, H, W]).
-  BatchNorm(int64_t num_features, bool spatial, float eps = 1e-5f, float momentum = 0.1f,
-            bool affine = true);
+  /// spatial = false: BatchNorm1d ([N, C]); true: BatchNorm2d ([N, C, H, W]). Throws
+  /// std::invalid_argument for num_features < 1, eps <= 0 or momentum outside [0, 1].
+  BatchNorm(const BatchNormOptions& options, bool spatial);
   Tensor forward(const Tensor& x) override;
-  /// relu(forward(x)), fused into one op (ops::batch_norm_relu).
+  /// relu(forward(x)), fused into one op (ops::batch_norm_relu). Runs the forward pre-hooks
+  /// with x, as operator() would.
   Tensor forward_relu(const Tensor& x);
-  /// relu(forward(x) + residual), fused into one op (ops::batch_norm_add_relu).
+  /// relu(forward(x) + residual), fused into one op (ops::batch_norm_add_relu). Runs the
+  /// forward pre-hooks with x.
   Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   std::string type_name() const override { return spatial_ ? "BatchNorm2d" : "BatchNorm1d"; }
   Tensor weight, bias, running_mean, running_var;
   int64_t num_features;
   float eps, momentum;
-
-  /// Per-channel sums of this layer's inputs, gathered while `observer` is set (see
-  /// layers/recalibrate.hpp). sum, sum_sq [C] in double; count = values per channel.
-  struct InputStats {
-    std::vector<double> sum, sum_sq;
-    int64_t count = 0;
-  };
-  InputStats* observer = nullptr;
-  /// With an observer: stop the forward pass right after observing (recalibration needs no
-  /// later layer). Thrown as StopForward.
-  bool stop_after_observe = false;
-  struct StopForward {};
 
  private:
   Tensor run(const Tensor& x, bool relu, const Tensor& residual);
@@ -60,16 +72,14 @@ class BatchNorm : public Module {
 
 class BatchNorm1d : public BatchNorm {
  public:
-  explicit BatchNorm1d(int64_t num_features, float eps = 1e-5f, float momentum = 0.1f,
-                       bool affine = true)
-      : BatchNorm(num_features, false, eps, momentum, affine) {}
+  /// BatchNorm1d(64) or BatchNorm1d(BatchNormOptions(64).eps(1e-3f)).
+  explicit BatchNorm1d(const BatchNormOptions& options) : BatchNorm(options, false) {}
 };
 
 class BatchNorm2d : public BatchNorm {
  public:
-  explicit BatchNorm2d(int64_t num_features, float eps = 1e-5f, float momentum = 0.1f,
-                       bool affine = true)
-      : BatchNorm(num_features, true, eps, momentum, affine) {}
+  /// BatchNorm2d(64) or BatchNorm2d(BatchNormOptions(64).momentum(0.01f)).
+  explicit BatchNorm2d(const BatchNormOptions& options) : BatchNorm(options, true) {}
 };
 
 }  // namespace minidl

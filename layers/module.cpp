@@ -88,10 +88,29 @@ void Module::load_state_dict(const NamedTensors& state) {
   for (auto& [name, t] : mine) t.copy_(*given[name]);
 }
 
+Module::HookHandle Module::register_forward_pre_hook(ForwardPreHook hook) {
+  const uint64_t id = next_hook_id_++;
+  pre_hooks_.emplace_back(id, std::move(hook));
+  return HookHandle(this, id);
+}
+
+void Module::HookHandle::remove() {
+  if (!module_) return;
+  auto& hooks = module_->pre_hooks_;
+  for (auto it = hooks.begin(); it != hooks.end(); ++it) {
+    if (it->first == id_) {
+      hooks.erase(it);
+      break;
+    }
+  }
+  module_ = nullptr;
+}
+
 std::vector<std::pair<std::string, Module*>> Module::named_modules() {
   std::vector<std::pair<std::string, Module*>> out{{"", this}};
   for (auto& [n, child] : children_) {
-    for (auto& [sub, m] : child->named_modules()) out.emplace_back(sub.empty() ? n : n + "." + sub, m);
+    for (auto& [sub, m] : child->named_modules())
+      out.emplace_back(sub.empty() ? n : n + "." + sub, m);
   }
   return out;
 }

@@ -17,15 +17,50 @@
 
 namespace minidl {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 class Module {
  public:
   virtual ~Module() = default;
 
   /// The layer's computation. Shapes are given in each layer's header.
   virtual Tensor forward(const Tensor& x) = 0;
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  /// Runs the forward pre-hooks, then forward(x). Call modules this way (not forward()
+  /// directly), so that hooks see every call; a layer with fused entry points (BatchNorm's
+  /// forward_relu) runs the hooks in those too.
+  Tensor operator()(const Tensor& x) {
+    run_forward_pre_hooks(x);
+    return forward(x);
+  }
+
+  /// A function called with the module and its input before each forward (torch:
+  /// Module.register_forward_pre_hook). It may throw; the exception leaves the forward.
+  using ForwardPreHook = std::function<void(Module& module, const Tensor& input)>;
+  /// Removes its hook when destroyed (RAII), so a hook cannot outlive the code that set it,
+  /// also when an exception leaves that code. Move-only; must not outlive the module.
+  class HookHandle {
+   public:
+    HookHandle() = default;
+    HookHandle(Module* m, uint64_t id) : module_(m), id_(id) {}
+    HookHandle(HookHandle&& o) noexcept : module_(o.module_), id_(o.id_) { o.module_ = nullptr; }
+    HookHandle& operator=(HookHandle&& o) noexcept {
+      if (this != &o) {
+        remove();
+        module_ = o.module_, id_ = o.id_;
+        o.module_ = nullptr;
+      }
+      return *this;
+    }
+    HookHandle(const HookHandle&) = delete;
+    HookHandle& operator=(const HookHandle&) = delete;
+    ~HookHandle() { remove(); }
+    /// Removes the hook now (idempotent).
+    void remove();
+
+   private:
+    Module* module_ = nullptr;
+    uint64_t id_ = 0;
+  };
+  /// Registers `hook` on this module (not its children); hooks run in registration order.
+  [[nodiscard]] HookHandle register_forward_pre_hook(ForwardPreHook hook);
   /// The PyTorch class name, e.g. "Conv2d" (for printing and inspection).
   virtual std::string type_name() const = 0;
 
@@ -49,6 +84,25 @@ class Module {
   void load_state_dict(const NamedTensors& state);
   /// This module ("" name) and every descendant, depth first, with dotted names.
   std::vector<std::pair<std::string, Module*>> named_modules();
+  /// The modules of named_modules() that are a T (or derive from it), in the same order:
+  /// `for (auto& [name, bn] : model.named_modules_of<BatchNorm>())`.
+  template <class T>
+  std::vector<std::pair<std::string, T*>> named_modules_of() {
+    std::vector<std::pair<std::string, T*>> out;
+    for (auto& [name, m] : named_modules()) {
+      if (auto* t = dynamic_cast<T*>(m)) out.emplace_back(name, t);
+    }
+    return out;
+  }
+  /// named_modules_of<T>() without the names.
+  template <class T>
+  std::vector<T*> modules_of() {
+    std::vector<T*> out;
+    for (auto& [name, m] : named_modules()) {
+      if (auto* t = dynamic_cast<T*>(m)) out.push_back(t);
+    }
+    return out;
+  }
   /// Direct children.
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
     return children_;
@@ -63,10 +117,16 @@ class Module {
     children_.emplace_back(name, m);
     return m;
   }
+  /// Calls every forward pre-hook with `x` (operator() does; fused entry points must too).
+  void run_forward_pre_hooks(const Tensor& x) {
+    for (auto& [id, hook] : pre_hooks_) hook(*this, x);
+  }
 
  private:
   void collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const;
   bool training_ = true;
+  std::vector<std::pair<uint64_t, ForwardPreHook>> pre_hooks_;
+  uint64_t next_hook_id_ = 1;
   NamedTensors params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };

@@ -15,7 +15,7 @@ class Sequential : public Module {
   }
   Tensor forward(const Tensor& x) override {
     Tensor h = x;
-    for (auto& [name, m] : children()) h = m->forward(h);
+    for (auto& [name, m] : children()) h = (*m)(h);
     return h;
   }
   std::string type_name() const override { return "Sequential"; }

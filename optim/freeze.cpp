@@ -10,8 +10,7 @@
 namespace minidl::optim {
 
 const std::vector<std::string>& train_only_modes() {
-  static const std::vector<std::string> modes = {"all", "bn", "fc", "bn+fc",
-                                                 "random-per-channel"};
+  static const std::vector<std::string> modes = {"all", "bn", "fc", "bn+fc", "random-per-channel"};
   return modes;
 }
 
@@ -21,28 +20,27 @@ std::vector<UpdateMask> apply_train_only(Module& model, const std::string& mode,
   if (!known) {
     std::string list;
     for (const auto& m : train_only_modes()) list += (list.empty() ? "" : ", ") + m;
-    throw std::invalid_argument("--train-only must be one of " + list + "; got \"" + mode + "\"");
+    throw std::invalid_argument("the train-only mode must be one of " + list + "; got \"" + mode +
+                                "\"");
   }
   for (Tensor& p : model.parameters()) p.set_requires_grad(mode == "all");
   if (mode == "all") return {};
 
   Linear* fc = nullptr;
-  std::vector<BatchNorm*> bns;
-  std::vector<Conv2d*> convs;
-  for (auto& [name, m] : model.named_modules()) {
-    if (auto* l = dynamic_cast<Linear*>(m)) fc = l;  // the last Linear in module order
-    if (auto* b = dynamic_cast<BatchNorm*>(m)) bns.push_back(b);
-    if (auto* c = dynamic_cast<Conv2d*>(m)) convs.push_back(c);
-  }
+  const std::vector<BatchNorm*> bns = model.modules_of<BatchNorm>();
+  const std::vector<Conv2d*> convs = model.modules_of<Conv2d>();
+  for (Linear* l : model.modules_of<Linear>()) fc = l;  // the last Linear in module order
   if (mode == "bn" || mode == "bn+fc") {
-    if (bns.empty()) throw std::invalid_argument("--train-only " + mode + ": the model has no BatchNorm");
+    if (bns.empty())
+      throw std::invalid_argument("train-only mode " + mode + ": the model has no BatchNorm");
     for (BatchNorm* b : bns) {
       if (b->weight.defined()) b->weight.set_requires_grad(true);
       if (b->bias.defined()) b->bias.set_requires_grad(true);
     }
   }
   if (mode == "fc" || mode == "bn+fc") {
-    if (!fc) throw std::invalid_argument("--train-only " + mode + ": the model has no Linear layer");
+    if (!fc)
+      throw std::invalid_argument("train-only mode " + mode + ": the model has no Linear layer");
     fc->weight.set_requires_grad(true);
     if (fc->bias.defined()) fc->bias.set_requires_grad(true);
   }
@@ -52,7 +50,8 @@ std::vector<UpdateMask> apply_train_only(Module& model, const std::string& mode,
     for (Conv2d* c : convs) {
       Tensor& w = c->weight;
       const int64_t per_out = w.numel() / w.size(0);
-      if (per_out < 2) throw std::invalid_argument("random-per-channel needs >= 2 weights per channel");
+      if (per_out < 2)
+        throw std::invalid_argument("random-per-channel needs >= 2 weights per channel");
       UpdateMask um{w, std::vector<uint8_t>(w.numel(), 0)};
       for (int64_t o = 0; o < w.size(0); ++o) {
         const int64_t a = static_cast<int64_t>(gen.randint(per_out));
@@ -73,7 +72,8 @@ int64_t count_trainable(const Module& model, const std::vector<UpdateMask>& mask
   for (const Tensor& p : model.parameters()) {
     if (!p.requires_grad()) continue;
     const UpdateMask* m = nullptr;
-    for (const auto& um : masks) if (um.param.same(p)) m = &um;
+    for (const auto& um : masks)
+      if (um.param.same(p)) m = &um;
     if (!m) {
       n += p.numel();
     } else {

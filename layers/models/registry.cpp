@@ -38,10 +38,14 @@ std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions
   throw std::invalid_argument("unknown model \"" + name + "\"; known: " + known);
 }
 
+const std::vector<std::string>& bn_init_names() {
+  static const std::vector<std::string> names = {"fixed", "uniform"};
+  return names;
+}
+
 void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen) {
-  for (auto& [name, m] : model.named_modules()) {
-    auto* bn = dynamic_cast<BatchNorm*>(m);
-    if (!bn || !bn->weight.defined()) continue;
+  for (BatchNorm* bn : model.modules_of<BatchNorm>()) {
+    if (!bn->weight.defined()) continue;
     if (options.bn_init == "uniform") {
       uniform_(bn->weight, 0.0f, 1.0f, gen);
     } else {

@@ -13,7 +13,7 @@
 namespace minidl {
 
 struct ModelOptions {
-  uint64_t seed = 0;        ///< seeds every weight init
+  uint64_t seed = 0;  ///< seeds every weight init
   int64_t num_classes = 10;
   /// BatchNorm gamma init: "fixed" (1, PyTorch's default) or "uniform" (U[0, 1], as in the
   /// BN-only paper's code, Frankle et al. 2021). beta is 0 either way.
@@ -30,6 +30,9 @@ bool register_model(const std::string& pattern, ModelBuilder builder);
 std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions& options = {});
 /// The registered name patterns, e.g. "resnet<D>[_<W>]".
 std::vector<std::string> model_patterns();
+
+/// The values of ModelOptions::bn_init: fixed, uniform.
+const std::vector<std::string>& bn_init_names();
 
 /// Applies options.bn_init to every BatchNorm in `model` (uniform draws from `gen`).
 void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen);
