@@ -6,12 +6,21 @@
 
 namespace minidl {
 
-Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool with_bias,
-               Generator& gen)
-    : in_channels(in), out_channels(out), kernel_size(k), stride(s), padding(p) {
-  weight = register_parameter("weight", Tensor({out, in, k, k}));
+Conv2d::Conv2d(const Conv2dOptions& o, Generator& gen)
+    : in_channels(o.in_channels_),
+      out_channels(o.out_channels_),
+      kernel_size(o.kernel_size_),
+      stride(o.stride_),
+      padding(o.padding_) {
+  if (in_channels < 1 || out_channels < 1 || kernel_size < 1 || stride < 1 || padding < 0) {
+    throw std::invalid_argument(
+        "Conv2d: expected in_channels, out_channels, kernel_size and "
+        "stride >= 1 and padding >= 0");
+  }
+  weight =
+      register_parameter("weight", Tensor({out_channels, in_channels, kernel_size, kernel_size}));
   kaiming_normal_(weight, gen);
-  if (with_bias) bias = register_parameter("bias", Tensor({out}));
+  if (o.bias_) bias = register_parameter("bias", Tensor({out_channels}));
 }
 
 Tensor Conv2d::forward(const Tensor& x) {

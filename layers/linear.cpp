@@ -8,11 +8,15 @@
 
 namespace minidl {
 
-Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator& gen)
-    : in_features(in), out_features(out) {
+Linear::Linear(const LinearOptions& o, Generator& gen)
+    : in_features(o.in_features_), out_features(o.out_features_) {
+  const int64_t in = in_features, out = out_features;
+  if (in < 1 || out < 1) {
+    throw std::invalid_argument("Linear: expected in_features and out_features >= 1");
+  }
   weight = register_parameter("weight", Tensor({out, in}));
   kaiming_normal_(weight, gen);
-  if (with_bias) {
+  if (o.bias_) {
     bias = register_parameter("bias", Tensor({out}));
     const float bound = 1.0f / std::sqrt(static_cast<float>(in));
     uniform_(bias, -bound, bound, gen);

@@ -12,9 +12,23 @@
 
 namespace minidl {
 
+/// Linear's settings, as libtorch's torch::nn::LinearOptions (bias true by default):
+///   Linear(LinearOptions(512, 10), gen),  Linear(LinearOptions(64, 64).bias(false), gen)
+struct LinearOptions {
+  LinearOptions(int64_t in_features, int64_t out_features)
+      : in_features_(in_features), out_features_(out_features) {}
+  LinearOptions& bias(bool v) {
+    bias_ = v;
+    return *this;
+  }
+  int64_t in_features_, out_features_;
+  bool bias_ = true;
+};
+
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias, Generator& gen);
+  /// Draws the weight (and bias) from `gen`. Throws std::invalid_argument for a size < 1.
+  Linear(const LinearOptions& options, Generator& gen);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Linear"; }
   Tensor weight, bias;

@@ -34,7 +34,8 @@ TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count"
   CHECK(sd[4].first == "bn.running_var");
   CHECK(sd[5].first == "blocks.0.conv1.weight");
   auto find = [&](const std::string& n) -> Tensor {
-    for (auto& [k, t] : sd) if (k == n) return t;
+    for (auto& [k, t] : sd)
+      if (k == n) return t;
     FAIL("missing " << n);
     return Tensor();
   };
@@ -61,9 +62,13 @@ TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count"
 TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", "[layers]") {
   auto model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", {}));
   REQUIRE(model);
-  const Tensor w = model->blocks->children()[0].second->state_dict()[0].second;  // conv1 [16,16,3,3]
+  const Tensor w =
+      model->blocks->children()[0].second->state_dict()[0].second;  // conv1 [16,16,3,3]
   double s = 0, ss = 0;
-  for (float v : w.vec()) { s += v; ss += double(v) * v; }
+  for (float v : w.vec()) {
+    s += v;
+    ss += double(v) * v;
+  }
   const double var = ss / w.numel() - (s / w.numel()) * (s / w.numel());
   CHECK(var == Approx(2.0 / (16 * 9)).epsilon(0.15));  // N(0, 2 / fan_in)
   for (float v : model->bn->weight.vec()) CHECK(v == 1.0f);
@@ -72,7 +77,10 @@ TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", 
   uo.bn_init = "uniform";
   auto u = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", uo));
   float lo = 1, hi = 0;
-  for (float v : u->bn->weight.vec()) { lo = std::min(lo, v); hi = std::max(hi, v); }
+  for (float v : u->bn->weight.vec()) {
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
   CHECK(lo >= 0.0f);
   CHECK(hi < 1.0f);
   CHECK(hi - lo > 0.3f);
@@ -114,7 +122,8 @@ TEST_CASE("BatchNorm2d updates running stats PyTorch's way and eval uses them", 
   CHECK(bn.running_mean.data()[1] == rm);
 }
 
-TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorch", "[layers][bn]") {
+TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorch",
+          "[layers][bn]") {
   BatchNorm1d bn(4);
   Tensor x({1, 4});
   CHECK_THROWS_WITH(bn(x), Catch::Contains("more than 1 value per channel"));
@@ -135,13 +144,16 @@ TEST_CASE("eval mode: one image gives its row of the batch (Winograd: to 1e-5; i
     auto model = create_model("resnet8", {});
     // stem-only: conv 3 -> 16 (im2col, < 8 input channels) and BN, which must be exact.
     auto stem = std::make_shared<Sequential>();
-    stem->add(std::make_shared<Conv2d>(3, 16, 3, 1, 1, false, g));
+    stem->add(std::make_shared<Conv2d>(Conv2dOptions(3, 16, 3).padding(1).bias(false), g));
     stem->add(std::make_shared<BatchNorm2d>(16));
     std::shared_ptr<Module> net = model;
     if (name == "stem-only") net = stem;
     // Give the running statistics non-trivial values first.
     net->train();
-    { NoGradGuard ng; (*net)(randn({16, 3, 32, 32}, g)); }
+    {
+      NoGradGuard ng;
+      (*net)(randn({16, 3, 32, 32}, g));
+    }
     net->eval();
     NoGradGuard ng;
     Tensor batch = randn({5, 3, 32, 32}, g);
@@ -174,7 +186,8 @@ TEST_CASE("checkpoint round trip keeps every tensor and the metadata", "[checkpo
   o.seed = 3;
   auto model = create_model("resnet8", o);
   Generator g(13);
-  for (auto& [n, t] : model->named_buffers()) for (float& v : t.vec()) v = g.uniform(0.5f, 2.0f);
+  for (auto& [n, t] : model->named_buffers())
+    for (float& v : t.vec()) v = g.uniform(0.5f, 2.0f);
   const std::string path = temp_path("roundtrip.safetensors");
   save_safetensors(path, model->state_dict(), {{"model", "resnet8"}, {"seed", "3"}});
   Checkpoint ck = load_safetensors(path);
@@ -194,9 +207,9 @@ TEST_CASE("checkpoint round trip keeps every tensor and the metadata", "[checkpo
 }
 
 TEST_CASE("bad checkpoints give errors that name the file or the tensor", "[checkpoint][errors]") {
-  CHECK_THROWS_WITH(load_safetensors("/nonexistent/model.safetensors"),
-                    Catch::Contains("/nonexistent/model.safetensors") &&
-                        Catch::Contains("does not exist"));
+  CHECK_THROWS_WITH(
+      load_safetensors("/nonexistent/model.safetensors"),
+      Catch::Contains("/nonexistent/model.safetensors") && Catch::Contains("does not exist"));
   // A tensor of the wrong shape.
   auto model = create_model("resnet8", {});
   NamedTensors sd = model->state_dict();
@@ -209,10 +222,12 @@ TEST_CASE("bad checkpoints give errors that name the file or the tensor", "[chec
                                                Catch::Contains("[10, 64]"));
   // A missing tensor, an unexpected tensor.
   NamedTensors missing(sd.begin() + 1, sd.end());
-  CHECK_THROWS_WITH(model->load_state_dict(missing), Catch::Contains("missing key \"conv.weight\""));
+  CHECK_THROWS_WITH(model->load_state_dict(missing),
+                    Catch::Contains("missing key \"conv.weight\""));
   NamedTensors extra = sd;
   extra.emplace_back("head.weight", Tensor({2}));
-  CHECK_THROWS_WITH(model->load_state_dict(extra), Catch::Contains("unexpected key \"head.weight\""));
+  CHECK_THROWS_WITH(model->load_state_dict(extra),
+                    Catch::Contains("unexpected key \"head.weight\""));
   // A truncated file.
   save_safetensors(path, sd, {{"model", "resnet8"}});
   std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);

@@ -14,8 +14,9 @@ namespace minidl {
 class ConvBNReLU : public Module {
  public:
   ConvBNReLU(int64_t in_channels, int64_t out_channels, Generator& gen) {
-    conv = register_module("conv", std::make_shared<Conv2d>(in_channels, out_channels, 3, 1, 1,
-                                                             /*bias=*/false, gen));
+    conv = register_module(
+        "conv", std::make_shared<Conv2d>(
+                    Conv2dOptions(in_channels, out_channels, 3).padding(1).bias(false), gen));
     bn = register_module("bn", std::make_shared<BatchNorm2d>(out_channels));
   }
   Tensor forward(const Tensor& x) override { return ops::relu((*bn)((*conv)(x))); }

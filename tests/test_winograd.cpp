@@ -22,7 +22,9 @@ const DerivedCache* forward_cache(const Tensor& w) {
 }
 
 /// conv2d with a fresh copy of w: a tensor that has never been cached.
-Tensor reference(const Tensor& x, const Tensor& w) { return ops::conv2d(x, w.clone(), Tensor(), 1, 1); }
+Tensor reference(const Tensor& x, const Tensor& w) {
+  return ops::conv2d(x, w.clone(), Tensor(), 1, 1);
+}
 
 bool same(const Tensor& a, const Tensor& b) { return a.vec() == b.vec(); }
 
@@ -59,9 +61,10 @@ TEST_CASE("Winograd: a write through data() invalidates the cached transform", "
   CHECK(same(after, reference(x, w)));
 }
 
-TEST_CASE("Winograd: an optimizer step invalidates the cached transforms (forward and input "
-          "gradient)",
-          "[winograd]") {
+TEST_CASE(
+    "Winograd: an optimizer step invalidates the cached transforms (forward and input "
+    "gradient)",
+    "[winograd]") {
   Generator g(23);
   Tensor x = randn({2, 16, 8, 8}, g, 1.0f, 0.0f, /*requires_grad=*/true);
   Tensor w = randn({8, 16, 3, 3}, g, 0.1f, 0.0f, /*requires_grad=*/true);
@@ -86,8 +89,8 @@ TEST_CASE("Winograd: an optimizer step invalidates the cached transforms (forwar
 
 TEST_CASE("Winograd: load_state_dict invalidates the cached transform", "[winograd]") {
   Generator g(24);
-  Conv2d conv(16, 8, 3, 1, 1, /*bias=*/false, g);
-  Conv2d other(16, 8, 3, 1, 1, /*bias=*/false, g);
+  Conv2d conv(Conv2dOptions(16, 8, 3).padding(1).bias(false), g);
+  Conv2d other(Conv2dOptions(16, 8, 3).padding(1).bias(false), g);
   Tensor x = randn({2, 16, 8, 8}, g);
   NoGradGuard ng;
   conv.eval();

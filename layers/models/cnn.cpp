@@ -15,7 +15,7 @@ static std::shared_ptr<Module> make_cnn(const ModelOptions& o) {
   Generator gen(o.seed);
   auto net = std::make_shared<Sequential>();
   auto conv_bn_relu = [&](int64_t in, int64_t out) {
-    net->add(std::make_shared<Conv2d>(in, out, 3, 1, 1, false, gen));
+    net->add(std::make_shared<Conv2d>(Conv2dOptions(in, out, 3).padding(1).bias(false), gen));
     net->add(std::make_shared<BatchNorm2d>(out));
     net->add(std::make_shared<ReLU>());
   };
@@ -28,7 +28,7 @@ static std::shared_ptr<Module> make_cnn(const ModelOptions& o) {
   conv_bn_relu(64, 128);
   net->add(std::make_shared<MaxPool2d>(2));
   net->add(std::make_shared<GlobalAvgPool2d>());
-  net->add(std::make_shared<Linear>(128, o.num_classes, true, gen));
+  net->add(std::make_shared<Linear>(LinearOptions(128, o.num_classes), gen));
   init_batch_norms(*net, o, gen);
   return net;
 }

@@ -10,13 +10,17 @@ namespace minidl {
 
 BasicBlock::BasicBlock(int64_t in, int64_t out, bool downsample, Generator& gen) {
   const int64_t stride = downsample ? 2 : 1;
-  conv1 = register_module("conv1", std::make_shared<Conv2d>(in, out, 3, stride, 1, false, gen));
+  conv1 = register_module(
+      "conv1", std::make_shared<Conv2d>(
+                   Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false), gen));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(out));
-  conv2 = register_module("conv2", std::make_shared<Conv2d>(out, out, 3, 1, 1, false, gen));
+  conv2 = register_module(
+      "conv2", std::make_shared<Conv2d>(Conv2dOptions(out, out, 3).padding(1).bias(false), gen));
   bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(out));
   if (downsample || in != out) {
     shortcut = register_module("shortcut", std::make_shared<Sequential>());
-    shortcut->add(std::make_shared<Conv2d>(in, out, 1, stride, 0, false, gen));
+    shortcut->add(
+        std::make_shared<Conv2d>(Conv2dOptions(in, out, 1).stride(stride).bias(false), gen));
     shortcut->add(std::make_shared<BatchNorm2d>(out));
   }
 }
@@ -30,11 +34,14 @@ Tensor BasicBlock::forward(const Tensor& x) {
 CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen) {
   if (depth < 8 || depth > kMaxDepth || (depth - 2) % 6 != 0 || width < 1 || width > kMaxWidth) {
     throw std::invalid_argument("CIFAR ResNet depth must be 6k + 2 from 8 to " +
-                                std::to_string(kMaxDepth) + " (8, 14, 20, 32, 56, 110, 866, ...) "
-                                "and width from 1 to " + std::to_string(kMaxWidth) + ", got depth " +
-                                std::to_string(depth) + ", width " + std::to_string(width));
+                                std::to_string(kMaxDepth) +
+                                " (8, 14, 20, 32, 56, 110, 866, ...) "
+                                "and width from 1 to " +
+                                std::to_string(kMaxWidth) + ", got depth " + std::to_string(depth) +
+                                ", width " + std::to_string(width));
   }
-  conv = register_module("conv", std::make_shared<Conv2d>(3, width, 3, 1, 1, false, gen));
+  conv = register_module(
+      "conv", std::make_shared<Conv2d>(Conv2dOptions(3, width, 3).padding(1).bias(false), gen));
   bn = register_module("bn", std::make_shared<BatchNorm2d>(width));
   blocks = register_module("blocks", std::make_shared<Sequential>());
   const int64_t per_stage = (depth - 2) / 6;
@@ -46,7 +53,7 @@ CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Gene
       in = out;
     }
   }
-  fc = register_module("fc", std::make_shared<Linear>(in, num_classes, true, gen));
+  fc = register_module("fc", std::make_shared<Linear>(LinearOptions(in, num_classes), gen));
 }
 
 Tensor CifarResNet::forward(const Tensor& x) {
@@ -55,26 +62,26 @@ Tensor CifarResNet::forward(const Tensor& x) {
   return (*fc)(ops::global_avg_pool2d(h));
 }
 
-MINIDL_REGISTER_MODEL(resnet, "resnet<D>[_<W>] (D = 6k + 2, W default 16)",
-                      [](const std::string& name,
-                         const ModelOptions& o) -> std::shared_ptr<Module> {
-                        std::smatch m;
-                        static const std::regex re("resnet([0-9]+)(?:_([0-9]+))?");
-                        if (!std::regex_match(name, m, re)) return nullptr;
-                        Generator gen(o.seed);
-                        // More digits than any allowed size: refused before std::stoll.
-                        if (m[1].length() > 6 || (m[2].matched && m[2].length() > 6)) {
-                          throw std::invalid_argument(
-                              "unknown model \"" + name.substr(0, 40) + "\": resnet<D>[_<W>] "
-                              "takes D = 6k + 2 from 8 to " + std::to_string(CifarResNet::kMaxDepth) +
-                              " and W from 1 to " + std::to_string(CifarResNet::kMaxWidth));
-                        }
-                        const int64_t depth = std::stoll(m[1]);
-                        const int64_t width = m[2].matched ? std::stoll(m[2]) : 16;
-                        auto model = std::make_shared<CifarResNet>(depth, width,
-                                                                   o.num_classes, gen);
-                        init_batch_norms(*model, o, gen);
-                        return model;
-                      });
+MINIDL_REGISTER_MODEL(
+    resnet, "resnet<D>[_<W>] (D = 6k + 2, W default 16)",
+    [](const std::string& name, const ModelOptions& o) -> std::shared_ptr<Module> {
+      std::smatch m;
+      static const std::regex re("resnet([0-9]+)(?:_([0-9]+))?");
+      if (!std::regex_match(name, m, re)) return nullptr;
+      Generator gen(o.seed);
+      // More digits than any allowed size: refused before std::stoll.
+      if (m[1].length() > 6 || (m[2].matched && m[2].length() > 6)) {
+        throw std::invalid_argument("unknown model \"" + name.substr(0, 40) +
+                                    "\": resnet<D>[_<W>] "
+                                    "takes D = 6k + 2 from 8 to " +
+                                    std::to_string(CifarResNet::kMaxDepth) + " and W from 1 to " +
+                                    std::to_string(CifarResNet::kMaxWidth));
+      }
+      const int64_t depth = std::stoll(m[1]);
+      const int64_t width = m[2].matched ? std::stoll(m[2]) : 16;
+      auto model = std::make_shared<CifarResNet>(depth, width, o.num_classes, gen);
+      init_batch_norms(*model, o, gen);
+      return model;
+    });
 
 }  // namespace minidl

@@ -36,7 +36,8 @@ VGG::VGG(int64_t k, bool batch_norm, int64_t num_classes, Generator& gen, bool n
       continue;
     }
     const int64_t out = v / k;
-    auto conv = features->add(std::make_shared<Conv2d>(in, out, 3, 1, 1, !batch_norm, scratch));
+    auto conv = features->add(
+        std::make_shared<Conv2d>(Conv2dOptions(in, out, 3).padding(1).bias(!batch_norm), scratch));
     kaiming_normal_fan_out_(conv->weight, gen);
     if (conv->bias.defined()) conv->bias.fill_(0.0f);
     if (batch_norm) features->add(std::make_shared<BatchNorm2d>(out));  // weight 1, bias 0
@@ -47,8 +48,8 @@ VGG::VGG(int64_t k, bool batch_norm, int64_t num_classes, Generator& gen, bool n
     features->add(std::make_shared<ReLU>());
     in = out;
   }
-  classifier =
-      register_module("classifier", std::make_shared<Linear>(in, num_classes, true, scratch));
+  classifier = register_module("classifier",
+                               std::make_shared<Linear>(LinearOptions(in, num_classes), scratch));
   normal_(classifier->weight, 0.0f, 0.01f, gen);
   classifier->bias.fill_(0.0f);
 }
@@ -66,7 +67,7 @@ Tensor VGG::forward(const Tensor& x) {
       h = bn->forward_relu(h);  // relu(bn(h)), fused; the ReLU at i + 1 is thereby applied
       ++i;
     } else {
-      h = m->forward(h);
+      h = (*m)(h);
     }
   }
   return (*classifier)(ops::flatten(h));  // [N, 512 / k, 1, 1] -> [N, 512 / k] -> [N, classes]
@@ -80,10 +81,11 @@ static std::shared_ptr<Module> make_vgg(const std::string& name, const ModelOpti
   if (!std::regex_match(name, m, re)) return nullptr;
   const std::string shown = name.substr(0, 40);
   if (m[1] != "11") {
-    throw std::invalid_argument("unknown model \"" + shown +
-                                "\": only VGG-A (11 weight layers) "
-                                "is implemented: vgg11, vgg11_bn, vgg11_noisybn, vgg11_w<k>, vgg11_bn_w<k>, "
-                                "vgg11_noisybn_w<k>");
+    throw std::invalid_argument(
+        "unknown model \"" + shown +
+        "\": only VGG-A (11 weight layers) "
+        "is implemented: vgg11, vgg11_bn, vgg11_noisybn, vgg11_w<k>, vgg11_bn_w<k>, "
+        "vgg11_noisybn_w<k>");
   }
   int64_t k = 1;
   if (m[3].matched) {
