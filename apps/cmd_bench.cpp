@@ -28,12 +28,13 @@ static void validate(const BenchConfig& cfg) {
   auto bad = [](const std::string& flag, const std::string& what) {
     throw std::invalid_argument(flag + ": " + what);
   };
-  if (cfg.mode != "train" && cfg.mode != "eval")
-    bad("--mode", "must be train or eval, got \"" + cfg.mode + "\"");
+  if (!is_one_of(cfg.mode, bench_modes()))
+    bad("--mode", "must be " + choices_text(bench_modes()) + ", got \"" + cfg.mode + "\"");
   if (cfg.mode == "train" && cfg.batch_size < 2)
     bad("--batch-size", "must be >= 2 with --mode train (BatchNorm training), got " +
                             std::to_string(cfg.batch_size));
-  if (cfg.batch_size < 1) bad("--batch-size", "must be >= 1, got " + std::to_string(cfg.batch_size));
+  if (cfg.batch_size < 1)
+    bad("--batch-size", "must be >= 1, got " + std::to_string(cfg.batch_size));
   if (cfg.steps < 1) bad("--steps", "must be >= 1, got " + std::to_string(cfg.steps));
   if (cfg.warmup < 0) bad("--warmup", "must be >= 0, got " + std::to_string(cfg.warmup));
 }
@@ -43,11 +44,12 @@ void run_bench(const BenchConfig& cfg) {
   const bool train = cfg.mode == "train";
   set_num_threads(cfg.threads);
   auto model = create_model(cfg.model, ModelOptions{});
-  const auto masks = optim::apply_train_only(*model, cfg.train_only, 0);
+  const auto masks = apply_train_only_flag(*model, cfg.train_only, 0);
   std::unique_ptr<optim::SGD> opt;  // train mode only: eval's peak RSS holds no momentum buffers
   if (train) {
     model->train();
-    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{0.01f, 0.9f, 5e-4f, true});
+    opt = std::make_unique<optim::SGD>(model->parameters(),
+                                       optim::SGDOptions{0.01f, 0.9f, 5e-4f, true});
     for (const auto& m : masks) opt->set_update_mask(m.param, m.mask);
   } else {
     model->eval();
@@ -97,25 +99,32 @@ void run_bench(const BenchConfig& cfg) {
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mib = ru.ru_maxrss / 1024.0;
   if (cfg.json) {
-    nlohmann::json j{{"framework", "minidl"}, {"model", cfg.model}, {"mode", cfg.mode},
-                     {"train_only", cfg.train_only}, {"batch_size", cfg.batch_size},
-                     {"threads", cfg.threads}, {"steps", cfg.steps},
-                     {"images_per_second", cfg.batch_size / step}, {"seconds_per_step", step},
+    nlohmann::json j{{"framework", "minidl"},
+                     {"model", cfg.model},
+                     {"mode", cfg.mode},
+                     {"train_only", cfg.train_only},
+                     {"batch_size", cfg.batch_size},
+                     {"threads", cfg.threads},
+                     {"steps", cfg.steps},
+                     {"images_per_second", cfg.batch_size / step},
+                     {"seconds_per_step", step},
                      {"best_images_per_second", cfg.batch_size / best},
-                     {"forward_seconds", fwd / cfg.steps}, {"backward_seconds", bwd / cfg.steps},
+                     {"forward_seconds", fwd / cfg.steps},
+                     {"backward_seconds", bwd / cfg.steps},
                      {"peak_rss_mib", rss_mib}};
     std::printf("%s\n", j.dump().c_str());
   } else if (train) {
-    std::printf("%s --mode train (--train-only %s) batch %lld, %d threads: %.1f images/s (%.3f "
-                "s/step: forward %.3f, backward+step %.3f), peak RSS %.0f MiB\n",
-                cfg.model.c_str(), cfg.train_only.c_str(), static_cast<long long>(cfg.batch_size),
-                cfg.threads, cfg.batch_size / step, step, fwd / cfg.steps, bwd / cfg.steps,
-                rss_mib);
+    std::printf(
+        "%s --mode train (--train-only %s) batch %lld, %d threads: %.1f images/s (%.3f "
+        "s/step: forward %.3f, backward+step %.3f), peak RSS %.0f MiB\n",
+        cfg.model.c_str(), cfg.train_only.c_str(), static_cast<long long>(cfg.batch_size),
+        cfg.threads, cfg.batch_size / step, step, fwd / cfg.steps, bwd / cfg.steps, rss_mib);
   } else {
-    std::printf("%s --mode eval (inference-mode forward, no grad) batch %lld, %d threads: %.1f "
-                "images/s (%.3f s/step), peak RSS %.0f MiB\n",
-                cfg.model.c_str(), static_cast<long long>(cfg.batch_size), cfg.threads,
-                cfg.batch_size / step, step, rss_mib);
+    std::printf(
+        "%s --mode eval (inference-mode forward, no grad) batch %lld, %d threads: %.1f "
+        "images/s (%.3f s/step), peak RSS %.0f MiB\n",
+        cfg.model.c_str(), static_cast<long long>(cfg.batch_size), cfg.threads,
+        cfg.batch_size / step, step, rss_mib);
   }
   if (cfg.profile) {
     // With --json the table goes to stderr, so stdout stays one JSON object.

@@ -13,9 +13,9 @@
 namespace minidl::app {
 
 double run_eval(const EvalConfig& cfg) {
-  if (cfg.bn_stats != "running" && cfg.bn_stats != "batch" && cfg.bn_stats != "population") {
-    throw std::invalid_argument("--bn-stats must be running, population or batch, got \"" +
-                                cfg.bn_stats + "\"");
+  if (!is_one_of(cfg.bn_stats, eval_bn_stats_modes())) {
+    throw std::invalid_argument("--bn-stats must be " + choices_text(eval_bn_stats_modes()) +
+                                ", got \"" + cfg.bn_stats + "\"");
   }
   set_num_threads(cfg.threads);
   Checkpoint ck;

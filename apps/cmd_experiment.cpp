@@ -62,8 +62,9 @@ static TrainConfig recipe_config(const ExperimentConfig& e, const std::string& m
     c.augment = true;
     c.bn_init = "uniform";
     c.normalize = "imagenet";
-  } else if (e.recipe != "default") {
-    throw std::invalid_argument("--recipe must be default or frankle2021, got \"" + e.recipe + "\"");
+  } else if (!is_one_of(e.recipe, experiment_recipes())) {
+    throw std::invalid_argument("--recipe must be " + choices_text(experiment_recipes()) +
+                                ", got \"" + e.recipe + "\"");
   }
   return c;
 }
@@ -76,7 +77,8 @@ static int64_t epochs_done(const std::string& dir) {
   auto it = ck.metadata.find("epoch");
   const std::string& v = it == ck.metadata.end() ? std::string() : it->second;
   if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos) {
-    throw std::runtime_error("\"" + path + "\" has no epoch count in its metadata (was it "
+    throw std::runtime_error("\"" + path +
+                             "\" has no epoch count in its metadata (was it "
                              "written by minidl train?)");
   }
   return std::stoll(v);
@@ -108,13 +110,13 @@ static void check_same_config(const std::string& dir, const TrainConfig& c) {
 /// One finished variant, read back from its run directory.
 struct VariantSummary {
   std::string variant;
-  int64_t trainable = 0;        ///< parameter elements that learned
+  int64_t trainable = 0;  ///< parameter elements that learned
   int64_t epochs = 0;
-  double train_accuracy = 0.0;  ///< last epoch, augmented batches, train-mode BN
-  double test_accuracy = 0.0;   ///< last epoch, eval mode (what `minidl eval` prints)
-  double wall_seconds = 0.0;    ///< sum of the epochs' times (training + evaluation)
+  double train_accuracy = 0.0;     ///< last epoch, augmented batches, train-mode BN
+  double test_accuracy = 0.0;      ///< last epoch, eval mode (what `minidl eval` prints)
+  double wall_seconds = 0.0;       ///< sum of the epochs' times (training + evaluation)
   double images_per_second = 0.0;  ///< training throughput over all epochs
-  double gamma_off = 0.0;       ///< fraction of BN features with |gamma| < 0.05
+  double gamma_off = 0.0;          ///< fraction of BN features with |gamma| < 0.05
   int64_t gammas = 0;
 };
 
@@ -150,15 +152,14 @@ static VariantSummary summarize(const std::string& dir, const TrainConfig& c) {
   s.images_per_second = s.epochs / inverse_rate;  // every epoch has the same number of images
 
   std::shared_ptr<Module> model = load_model(dir + "/model.safetensors");
-  const std::vector<optim::UpdateMask> masks = optim::apply_train_only(*model, c.train_only, c.seed);
+  const std::vector<optim::UpdateMask> masks = apply_train_only_flag(*model, c.train_only, c.seed);
   s.trainable = optim::count_trainable(*model, masks);
   std::ostringstream g;
   g.precision(9);  // max_digits10 of float: the values read back exactly
   g << "layer,channel,gamma\n";
   int64_t off = 0;
-  for (auto& [name, m] : model->named_modules()) {
-    auto* bn = dynamic_cast<BatchNorm*>(m);
-    if (!bn || !bn->weight.defined()) continue;
+  for (auto& [name, bn] : model->named_modules_of<BatchNorm>()) {
+    if (!bn->weight.defined()) continue;
     for (int64_t i = 0; i < bn->weight.numel(); ++i) {
       const float v = bn->weight.data()[i];
       g << name << "," << i << "," << v << "\n";
@@ -174,8 +175,9 @@ static VariantSummary summarize(const std::string& dir, const TrainConfig& c) {
 /// Trains (or continues) every variant of `model` in `out`/<variant>/, spending at most
 /// `budget` epochs (-1: no limit; decremented by the epochs trained). Appends one row per
 /// finished variant to `rows`; returns false when the budget ran out before all finished.
-static bool run_variants(const ExperimentConfig& e, const std::string& model, const std::string& out,
-                         int64_t& budget, std::vector<VariantSummary>& rows) {
+static bool run_variants(const ExperimentConfig& e, const std::string& model,
+                         const std::string& out, int64_t& budget,
+                         std::vector<VariantSummary>& rows) {
   for (const std::string& variant : e.variants) {
     TrainConfig c = recipe_config(e, model);
     c.train_only = variant;
@@ -205,7 +207,8 @@ static bool run_variants(const ExperimentConfig& e, const std::string& model, co
 }
 
 static void validate(const ExperimentConfig& e) {
-  if (e.epochs < 1) throw std::invalid_argument("--epochs must be >= 1, got " + std::to_string(e.epochs));
+  if (e.epochs < 1)
+    throw std::invalid_argument("--epochs must be >= 1, got " + std::to_string(e.epochs));
   if (e.stop_after == 0 || e.stop_after < -1)
     throw std::invalid_argument("--stop-after must be >= 1, got " + std::to_string(e.stop_after));
   if (e.variants.empty()) throw std::invalid_argument("--variants: give at least one variant");
@@ -214,15 +217,17 @@ static void validate(const ExperimentConfig& e) {
 
 static void print_stopped(const ExperimentConfig& e, const std::string& name) {
   if (!e.quiet) {
-    std::printf("\nstopped after --stop-after %lld epochs; continue with the same flags plus "
-                "--resume: minidl experiment %s ... --out %s --resume\n",
-                static_cast<long long>(e.stop_after), name.c_str(), e.out.c_str());
+    std::printf(
+        "\nstopped after --stop-after %lld epochs; continue with the same flags plus "
+        "--resume: minidl experiment %s ... --out %s --resume\n",
+        static_cast<long long>(e.stop_after), name.c_str(), e.out.c_str());
   }
 }
 
 /// Writes `out`/results.csv and results.md for one model's variants, then its plots.
 static void write_experiment_tables(const ExperimentConfig& e, const std::string& model,
-                                    const std::string& out, const std::vector<VariantSummary>& rows) {
+                                    const std::string& out,
+                                    const std::vector<VariantSummary>& rows) {
   std::ostringstream csv, md;
   csv << "variant,trained_parameters,train_accuracy,test_accuracy,wall_seconds,images_per_second,"
          "gamma_below_0.05\n";
@@ -306,11 +311,10 @@ bool run_sweep(const ExperimentConfig& e) {
     write_experiment_tables(e, model, out, rows);
     const auto [depth, width] = depth_and_width(model);
     int64_t bn_parameters = 0;
-    const std::shared_ptr<Module> net = load_model(out + "/" + e.variants[0] + "/model.safetensors");
-    for (auto& [name, m] : net->named_modules()) {
-      if (auto* bn = dynamic_cast<BatchNorm*>(m); bn && bn->weight.defined()) {
-        bn_parameters += bn->weight.numel() + bn->bias.numel();
-      }
+    const std::shared_ptr<Module> net =
+        load_model(out + "/" + e.variants[0] + "/model.safetensors");
+    for (BatchNorm* bn : net->modules_of<BatchNorm>()) {
+      if (bn->weight.defined()) bn_parameters += bn->weight.numel() + bn->bias.numel();
     }
     for (const VariantSummary& r : rows) {
       char line[512];
@@ -320,16 +324,17 @@ bool run_sweep(const ExperimentConfig& e) {
                     static_cast<long long>(r.epochs), r.train_accuracy, r.test_accuracy,
                     r.wall_seconds, r.images_per_second, r.gamma_off);
       csv << line;
-      std::snprintf(line, sizeof line, "| %s | %d | %d | %s | %lld | %.2f%% | %.2f%% | %.0f min | %.1f%% |\n",
-                    model.c_str(), depth, width, r.variant.c_str(),
-                    static_cast<long long>(r.trainable), 100 * r.test_accuracy,
-                    100 * r.train_accuracy, r.wall_seconds / 60, 100 * r.gamma_off);
+      std::snprintf(
+          line, sizeof line, "| %s | %d | %d | %s | %lld | %.2f%% | %.2f%% | %.0f min | %.1f%% |\n",
+          model.c_str(), depth, width, r.variant.c_str(), static_cast<long long>(r.trainable),
+          100 * r.test_accuracy, 100 * r.train_accuracy, r.wall_seconds / 60, 100 * r.gamma_off);
       md << line;
       total_seconds += r.wall_seconds;
     }
   }
   char total[128];
-  std::snprintf(total, sizeof total, "\nTotal wall time of the epochs: %.1f h.\n", total_seconds / 3600);
+  std::snprintf(total, sizeof total, "\nTotal wall time of the epochs: %.1f h.\n",
+                total_seconds / 3600);
   md << total
      << "Every model is one `minidl experiment bn-only` run in its own folder (results.md, "
         "plots). `sweep.png`: test accuracy against depth and width, with the paper's 160-epoch "
@@ -339,8 +344,9 @@ bool run_sweep(const ExperimentConfig& e) {
   if (run_plot_script("plot_sweep.py", e.out, e.quiet) && !e.quiet) {
     std::printf("plot: %s/sweep.png\n", e.out.c_str());
   }
-  if (!e.quiet) std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", md.str().c_str(),
-                            e.out.c_str(), e.out.c_str());
+  if (!e.quiet)
+    std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", md.str().c_str(), e.out.c_str(),
+                e.out.c_str());
   return true;
 }
 

@@ -32,31 +32,47 @@ namespace minidl::app {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+namespace {
+
+/// Calls f(key, field) for every TrainConfig field that config.json holds, in file order: the
+/// one list that config_to_json and config_from_json share. (nlohmann's
+/// NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT would give the same single list, but its
+/// errors are the library's own type_error text; read_field names the key and the expected
+/// type and checks integer and float ranges.)
+template <class Config, class F>
+void for_each_field(Config& c, F&& f) {
+  f("data", c.data);
+  f("model", c.model);
+  f("epochs", c.epochs);
+  f("batch_size", c.batch_size);
+  f("optimizer", c.optimizer);
+  f("lr", c.lr);
+  f("momentum", c.momentum);
+  f("nesterov", c.nesterov);
+  f("weight_decay", c.weight_decay);
+  f("schedule", c.schedule);
+  f("warmup_epochs", c.warmup_epochs);
+  f("milestones", c.milestones);
+  f("gamma", c.gamma);
+  f("label_smoothing", c.label_smoothing);
+  f("augment", c.augment);
+  f("normalize", c.normalize);
+  f("seed", c.seed);
+  f("threads", c.threads);
+  f("limit_train", c.limit_train);
+  f("limit_test", c.limit_test);
+  f("out", c.out);
+  f("bn_init", c.bn_init);
+  f("train_only", c.train_only);
+  f("bn_stats", c.bn_stats);
+}
+
+}  // namespace
+
 json config_to_json(const TrainConfig& c) {
-  return json{{"data", c.data},
-              {"model", c.model},
-              {"epochs", c.epochs},
-              {"batch_size", c.batch_size},
-              {"optimizer", c.optimizer},
-              {"lr", c.lr},
-              {"momentum", c.momentum},
-              {"nesterov", c.nesterov},
-              {"weight_decay", c.weight_decay},
-              {"schedule", c.schedule},
-              {"warmup_epochs", c.warmup_epochs},
-              {"milestones", c.milestones},
-              {"gamma", c.gamma},
-              {"label_smoothing", c.label_smoothing},
-              {"augment", c.augment},
-              {"normalize", c.normalize},
-              {"seed", c.seed},
-              {"threads", c.threads},
-              {"limit_train", c.limit_train},
-              {"limit_test", c.limit_test},
-              {"out", c.out},
-              {"bn_init", c.bn_init},
-              {"train_only", c.train_only},
-              {"bn_stats", c.bn_stats}};
+  json j = json::object();
+  for_each_field(c, [&](const char* key, const auto& field) { j[key] = field; });
+  return j;
 }
 
 namespace {
@@ -71,7 +87,8 @@ void read_field(const json& j, const char* key, T& field) {
   auto bad = [&](const char* expected) {
     std::string got = v.dump();
     if (got.size() > 40) got = got.substr(0, 40) + "...";
-    return std::runtime_error(std::string("key \"") + key + "\" must be " + expected + ", got " + got);
+    return std::runtime_error(std::string("key \"") + key + "\" must be " + expected + ", got " +
+                              got);
   };
   if constexpr (std::is_same_v<T, std::string>) {
     if (!v.is_string()) throw bad("a string");
@@ -112,30 +129,7 @@ void read_field(const json& j, const char* key, T& field) {
 TrainConfig config_from_json(const json& j) {
   if (!j.is_object()) throw std::runtime_error("expected a JSON object of training settings");
   TrainConfig c;
-  read_field(j, "data", c.data);
-  read_field(j, "model", c.model);
-  read_field(j, "epochs", c.epochs);
-  read_field(j, "batch_size", c.batch_size);
-  read_field(j, "optimizer", c.optimizer);
-  read_field(j, "lr", c.lr);
-  read_field(j, "momentum", c.momentum);
-  read_field(j, "nesterov", c.nesterov);
-  read_field(j, "weight_decay", c.weight_decay);
-  read_field(j, "schedule", c.schedule);
-  read_field(j, "warmup_epochs", c.warmup_epochs);
-  read_field(j, "milestones", c.milestones);
-  read_field(j, "gamma", c.gamma);
-  read_field(j, "label_smoothing", c.label_smoothing);
-  read_field(j, "augment", c.augment);
-  read_field(j, "normalize", c.normalize);
-  read_field(j, "seed", c.seed);
-  read_field(j, "threads", c.threads);
-  read_field(j, "limit_train", c.limit_train);
-  read_field(j, "limit_test", c.limit_test);
-  read_field(j, "out", c.out);
-  read_field(j, "bn_init", c.bn_init);
-  read_field(j, "train_only", c.train_only);
-  read_field(j, "bn_stats", c.bn_stats);
+  for_each_field(c, [&](const char* key, auto& field) { read_field(j, key, field); });
   return c;
 }
 
@@ -148,7 +142,8 @@ TrainConfig read_config_file(const std::string& path) {
                              " bytes; a minidl config.json is under 1 MiB");
   }
   if (json_nesting_depth(text) > 8) {
-    throw std::runtime_error("\"" + path + "\" nests arrays or objects more than 8 deep; it is "
+    throw std::runtime_error("\"" + path +
+                             "\" nests arrays or objects more than 8 deep; it is "
                              "not a minidl config.json");
   }
   json j;
@@ -170,18 +165,29 @@ static void validate(const TrainConfig& c) {
     throw std::invalid_argument(flag + ": " + what);
   };
   if (c.epochs < 1) bad("--epochs", "must be >= 1, got " + std::to_string(c.epochs));
-  if (c.batch_size < 2) bad("--batch-size", "must be >= 2 for BatchNorm training, got " +
-                                                std::to_string(c.batch_size));
-  if (c.optimizer != "sgd" && c.optimizer != "adam" && c.optimizer != "adamw")
-    bad("--optimizer", "must be sgd, adam or adamw, got \"" + c.optimizer + "\"");
+  if (c.batch_size < 2)
+    bad("--batch-size", "must be >= 2 for BatchNorm training, got " + std::to_string(c.batch_size));
+  if (!is_one_of(c.optimizer, optim::optimizer_names()))
+    bad("--optimizer",
+        "must be " + choices_text(optim::optimizer_names()) + ", got \"" + c.optimizer + "\"");
   if (!(c.lr > 0) || !std::isfinite(c.lr)) bad("--lr", "must be > 0, got " + std::to_string(c.lr));
   if (c.momentum < 0 || c.momentum >= 1) bad("--momentum", "must be in [0, 1)");
   if (c.weight_decay < 0) bad("--weight-decay", "must be >= 0");
-  if (c.label_smoothing < 0 || c.label_smoothing >= 1) bad("--label-smoothing", "must be in [0, 1)");
+  if (c.label_smoothing < 0 || c.label_smoothing >= 1)
+    bad("--label-smoothing", "must be in [0, 1)");
   if (c.threads < 1) bad("--threads", "must be >= 1");
   if (c.limit_train == 0 || c.limit_train < -1) bad("--limit-train", "must be >= 1");
-  if (c.bn_stats != "batch" && c.bn_stats != "running")
-    bad("--bn-stats", "must be batch or running, got \"" + c.bn_stats + "\"");
+  if (!is_one_of(c.bn_stats, train_bn_stats_modes()))
+    bad("--bn-stats",
+        "must be " + choices_text(train_bn_stats_modes()) + ", got \"" + c.bn_stats + "\"");
+  if (!is_one_of(c.schedule, optim::schedule_kinds()))
+    bad("--schedule",
+        "must be " + choices_text(optim::schedule_kinds()) + ", got \"" + c.schedule + "\"");
+  if (!is_one_of(c.train_only, optim::train_only_modes()))
+    bad("--train-only",
+        "must be " + choices_text(optim::train_only_modes()) + ", got \"" + c.train_only + "\"");
+  if (!is_one_of(c.bn_init, bn_init_names()))
+    bad("--bn-init", "must be " + choices_text(bn_init_names()) + ", got \"" + c.bn_init + "\"");
   data::normalization_named(c.normalize, "--normalize");
 }
 
@@ -235,14 +241,15 @@ static void save_train_state(const std::string& path, const Module& model, optim
 static void save_model_checkpoint(const std::string& path, const Module& model,
                                   const TrainConfig& cfg, int64_t epoch,
                                   const std::string& test_accuracy) {
-  save_safetensors(path, model.state_dict(),
-                   {{"format", "minidl"},
-                    {"model", cfg.model},
-                    {"normalization", cfg.normalize},
-                    {"config", config_to_json(cfg).dump(-1, ' ', false, json::error_handler_t::replace)},
-                    {"epoch", std::to_string(epoch)},
-                    {"test_accuracy", test_accuracy},
-                    {"seed", std::to_string(cfg.seed)}});
+  save_safetensors(
+      path, model.state_dict(),
+      {{"format", "minidl"},
+       {"model", cfg.model},
+       {"normalization", cfg.normalize},
+       {"config", config_to_json(cfg).dump(-1, ' ', false, json::error_handler_t::replace)},
+       {"epoch", std::to_string(epoch)},
+       {"test_accuracy", test_accuracy},
+       {"seed", std::to_string(cfg.seed)}});
 }
 
 /// What --resume continues from.
@@ -271,7 +278,8 @@ static int64_t meta_int(const Checkpoint& ck, const std::string& path, const std
 }
 
 /// The first `rows` epoch rows of a metrics.csv text (header kept). Throws if it has fewer.
-static std::string first_metrics_rows(const std::string& text, int64_t rows, const std::string& path) {
+static std::string first_metrics_rows(const std::string& text, int64_t rows,
+                                      const std::string& path) {
   std::istringstream in(text);
   std::string line, out;
   int64_t n = -1;  // the header is row -1
@@ -280,7 +288,8 @@ static std::string first_metrics_rows(const std::string& text, int64_t rows, con
     ++n;
   }
   if (n < rows) {
-    throw std::runtime_error("--resume: \"" + path + "\" has " + std::to_string(std::max<int64_t>(n, 0)) +
+    throw std::runtime_error("--resume: \"" + path + "\" has " +
+                             std::to_string(std::max<int64_t>(n, 0)) +
                              " epoch rows, the saved state is at epoch " + std::to_string(rows));
   }
   return out;
@@ -288,12 +297,14 @@ static std::string first_metrics_rows(const std::string& text, int64_t rows, con
 
 /// Loads the state saved by save_train_state into `model` and `opt`, checking every name, shape
 /// and size against them. Throws std::runtime_error naming the file and the entry.
-static ResumePoint load_train_state(const std::string& run_dir, Module& model, optim::Optimizer& opt,
-                                    const TrainConfig& cfg, int64_t per_epoch) {
+static ResumePoint load_train_state(const std::string& run_dir, Module& model,
+                                    optim::Optimizer& opt, const TrainConfig& cfg,
+                                    int64_t per_epoch) {
   const std::string path = run_dir + "/train_state.safetensors";
   const std::string model_path = run_dir + "/model.safetensors";
   if (!fs::exists(path)) {
-    throw std::runtime_error("--resume: \"" + path + "\" does not exist: no epoch of this run "
+    throw std::runtime_error("--resume: \"" + path +
+                             "\" does not exist: no epoch of this run "
                              "finished, so there is nothing to continue (start it again without "
                              "--resume)");
   }
@@ -306,7 +317,8 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
   r.step = meta_int(ck, path, "step", 0, INT64_MAX / 2);
   if (r.step != r.epoch * per_epoch) {
     throw fail("is at step " + std::to_string(r.step) + " after " + std::to_string(r.epoch) +
-               " epochs, but this run has " + std::to_string(per_epoch) + " batches per epoch "
+               " epochs, but this run has " + std::to_string(per_epoch) +
+               " batches per epoch "
                "(was --limit-train or --batch-size changed?)");
   }
   const int64_t optimizer_steps = meta_int(ck, path, "optimizer_steps", 0, INT64_MAX / 2);
@@ -316,9 +328,12 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
   NamedTensors model_state;
   const bool v2 = ck.metadata.count("version") && ck.metadata.at("version") == "2";
   for (auto& [name, t] : ck.tensors) {
-    if (v2 && name.rfind("model.", 0) == 0) model_state.emplace_back(name.substr(6), t);
-    else if (name.rfind("optimizer.", 0) == 0) saved_buffers[name] = t;
-    else throw fail("has an entry \"" + name + "\" that is neither model.* nor optimizer.*");
+    if (v2 && name.rfind("model.", 0) == 0)
+      model_state.emplace_back(name.substr(6), t);
+    else if (name.rfind("optimizer.", 0) == 0)
+      saved_buffers[name] = t;
+    else
+      throw fail("has an entry \"" + name + "\" that is neither model.* nor optimizer.*");
   }
   if (v2) {
     auto format = ck.metadata.find("format");
@@ -345,14 +360,16 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
     const int64_t model_epoch = meta_int(mk, model_path, "epoch", 0, INT64_MAX / 2);
     if (model_epoch != r.epoch) {
       throw std::runtime_error(
-          "--resume: \"" + model_path + "\" is from epoch " + std::to_string(model_epoch) + " but \"" +
-          path + "\" from epoch " + std::to_string(r.epoch) + " (the run stopped between the two "
+          "--resume: \"" + model_path + "\" is from epoch " + std::to_string(model_epoch) +
+          " but \"" + path + "\" from epoch " + std::to_string(r.epoch) +
+          " (the run stopped between the two "
           "writes); resuming would mix epochs, so this run cannot be continued");
     }
     try {
       model.load_state_dict(mk.tensors);
     } catch (const std::exception& e) {
-      throw std::runtime_error("--resume: \"" + model_path + "\" does not fit the model: " + e.what());
+      throw std::runtime_error("--resume: \"" + model_path +
+                               "\" does not fit the model: " + e.what());
     }
     std::ifstream in(run_dir + "/metrics.csv");
     std::stringstream ss;
@@ -362,8 +379,10 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
   // Every optimizer buffer: the expected name, and 0 values (never updated) or the parameter's.
   const auto buffers = opt.state_buffers();
   if (saved_buffers.size() != buffers.size()) {
-    throw fail("holds " + std::to_string(saved_buffers.size()) + " optimizer buffers, this run's "
-               "--optimizer " + cfg.optimizer + " has " + std::to_string(buffers.size()));
+    throw fail("holds " + std::to_string(saved_buffers.size()) +
+               " optimizer buffers, this run's "
+               "--optimizer " +
+               cfg.optimizer + " has " + std::to_string(buffers.size()));
   }
   std::vector<std::string> kinds;  // version 1 stored the buffers kind by kind
   for (const auto& b : buffers) {
@@ -372,12 +391,14 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
   for (const auto& b : buffers) {
     const size_t v1_index =
         static_cast<size_t>(std::find(kinds.begin(), kinds.end(), b.kind) - kinds.begin()) *
-            params.size() + b.param;
+            params.size() +
+        b.param;
     const std::string name = v2 ? "optimizer." + params[b.param].first + "." + b.kind
                                 : "optimizer." + std::to_string(v1_index);
     auto it = saved_buffers.find(name);
     if (it == saved_buffers.end()) {
-      throw fail("has no optimizer buffer \"" + name + "\" (was it written with another "
+      throw fail("has no optimizer buffer \"" + name +
+                 "\" (was it written with another "
                  "--optimizer or model?)");
     }
     const Tensor& t = it->second;
@@ -397,8 +418,10 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model, o
 static std::string format_duration(double s) {
   char buf[32];
   const int t = static_cast<int>(s + 0.5);
-  if (t >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, (t / 60) % 60);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, (t / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
   return buf;
 }
 
@@ -434,7 +457,8 @@ TrainResult run_train(const TrainConfig& given) {
   data::Dataset train = data::load_cifar10(cfg.data, true, cfg.limit_train);
   data::Dataset test = data::load_cifar10(cfg.data, false, cfg.limit_test);
   // Which parameters learn (requires_grad), before the optimizer sees them.
-  const std::vector<optim::UpdateMask> masks = optim::apply_train_only(*model, cfg.train_only, cfg.seed);
+  const std::vector<optim::UpdateMask> masks =
+      apply_train_only_flag(*model, cfg.train_only, cfg.seed);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(cfg, *model);
   for (const auto& m : masks) opt->set_update_mask(m.param, m.mask);
   const int64_t trainable = optim::count_trainable(*model, masks);
@@ -463,8 +487,9 @@ TrainResult run_train(const TrainConfig& given) {
   const std::string model_path = cfg.out + "/model.safetensors";
   const std::string state_path = cfg.out + "/train_state.safetensors";
   const std::string metrics_path = cfg.out + "/metrics.csv";
-  std::string metrics = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,"
-                        "images_per_second\n";
+  std::string metrics =
+      "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,"
+      "images_per_second\n";
   if (!cfg.resume.empty()) {
     const ResumePoint r = load_train_state(cfg.out, *model, *opt, cfg, per_epoch);
     start_epoch = r.epoch;
@@ -477,7 +502,8 @@ TrainResult run_train(const TrainConfig& given) {
     bool model_current = false;
     try {
       current = load_safetensors(model_path);
-      model_current = current.metadata.count("epoch") && current.metadata.at("epoch") == std::to_string(start_epoch);
+      model_current = current.metadata.count("epoch") &&
+                      current.metadata.at("epoch") == std::to_string(start_epoch);
     } catch (const std::runtime_error&) {
     }
     if (!model_current) {
@@ -488,19 +514,20 @@ TrainResult run_train(const TrainConfig& given) {
       save_model_checkpoint(model_path, *model, cfg, start_epoch, f.size() > 4 ? f[4] : "");
     }
   }
-  write_text_atomic(cfg.out + "/config.json", config_to_json(cfg).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  write_text_atomic(cfg.out + "/config.json",
+                    config_to_json(cfg).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
   const bool tty = !cfg.quiet && isatty(STDERR_FILENO);
   if (!cfg.quiet) {
-    std::printf("minidl train: %s, %lld parameters (%lld trainable: --train-only %s, "
-                "--bn-stats %s), %lld train / %lld test images, %lld epochs "
-                "of %lld batches, %s lr %g (%s), %d threads -> %s\n",
-                cfg.model.c_str(), static_cast<long long>(count_parameters(*model)),
-                static_cast<long long>(trainable), cfg.train_only.c_str(), cfg.bn_stats.c_str(),
-                static_cast<long long>(train.size()), static_cast<long long>(test.size()),
-                static_cast<long long>(cfg.epochs), static_cast<long long>(per_epoch),
-                cfg.optimizer.c_str(), cfg.lr, cfg.schedule.c_str(), cfg.threads,
-                cfg.out.c_str());
+    std::printf(
+        "minidl train: %s, %lld parameters (%lld trainable: --train-only %s, "
+        "--bn-stats %s), %lld train / %lld test images, %lld epochs "
+        "of %lld batches, %s lr %g (%s), %d threads -> %s\n",
+        cfg.model.c_str(), static_cast<long long>(count_parameters(*model)),
+        static_cast<long long>(trainable), cfg.train_only.c_str(), cfg.bn_stats.c_str(),
+        static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+        static_cast<long long>(cfg.epochs), static_cast<long long>(per_epoch),
+        cfg.optimizer.c_str(), cfg.lr, cfg.schedule.c_str(), cfg.threads, cfg.out.c_str());
     std::fflush(stdout);
   }
   TrainResult result;
@@ -515,11 +542,13 @@ TrainResult run_train(const TrainConfig& given) {
     if (cfg.bn_stats == "running") set_batch_norm_training(*model, false);
     auto progress = [&](int64_t i, int64_t n, double loss) {
       if (!tty) return;
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double el =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const int width = 30, done = static_cast<int>(width * i / n);
-      std::fprintf(stderr, "\r  [%s%s] %lld/%lld loss %.4f ETA %s   ", std::string(done, '=').c_str(),
-                   std::string(width - done, ' ').c_str(), static_cast<long long>(i),
-                   static_cast<long long>(n), loss, format_duration(el / i * (n - i)).c_str());
+      std::fprintf(stderr, "\r  [%s%s] %lld/%lld loss %.4f ETA %s   ",
+                   std::string(done, '=').c_str(), std::string(width - done, ' ').c_str(),
+                   static_cast<long long>(i), static_cast<long long>(n), loss,
+                   format_duration(el / i * (n - i)).c_str());
       if (i == n) std::fprintf(stderr, "\r%s\r", std::string(80, ' ').c_str());
     };
     const float lr_now = sched.lr(step);
@@ -529,11 +558,12 @@ TrainResult run_train(const TrainConfig& given) {
     // Divergence stops the run before anything of this epoch is saved; the message says what
     // is kept.
     auto diverged = [&](const std::string& what) {
-      return std::runtime_error(
-          "training diverged: " + what + " (try a smaller --lr). " +
-          (epoch > 0 ? "Kept: the checkpoint of epoch " + std::to_string(epoch) + " in \"" +
-                           model_path + "\" (continue it with --resume " + cfg.out + ")"
-                     : std::string("No checkpoint was written (no epoch of this run finished without diverging)")));
+      return std::runtime_error("training diverged: " + what + " (try a smaller --lr). " +
+                                (epoch > 0 ? "Kept: the checkpoint of epoch " +
+                                                 std::to_string(epoch) + " in \"" + model_path +
+                                                 "\" (continue it with --resume " + cfg.out + ")"
+                                           : std::string("No checkpoint was written (no epoch of "
+                                                         "this run finished without diverging)")));
     };
     EpochStats tr;
     try {
@@ -547,20 +577,23 @@ TrainResult run_train(const TrainConfig& given) {
       throw diverged("the test loss is " + nonfinite_name(te.loss) + " after epoch " +
                      std::to_string(epoch + 1));
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = tr.images / tr.seconds;
     if (!cfg.quiet) {
-      std::printf("epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  "
-                  "lr %.4g  %.1fs  %.0f img/s\n",
-                  static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs), tr.loss,
-                  100 * tr.accuracy, te.loss, 100 * te.accuracy(), lr_now, secs, ips);
+      std::printf(
+          "epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  "
+          "lr %.4g  %.1fs  %.0f img/s\n",
+          static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs), tr.loss,
+          100 * tr.accuracy, te.loss, 100 * te.accuracy(), lr_now, secs, ips);
       std::fflush(stdout);
     }
     if (profile_epoch) {
-      std::printf("per-op profile of epoch %lld (%lld batches, training loop %.3f s, evaluation "
-                  "excluded):\n%s",
-                  static_cast<long long>(epoch + 1), static_cast<long long>(per_epoch),
-                  tr.seconds, profiler::table(tr.seconds, per_epoch).c_str());
+      std::printf(
+          "per-op profile of epoch %lld (%lld batches, training loop %.3f s, evaluation "
+          "excluded):\n%s",
+          static_cast<long long>(epoch + 1), static_cast<long long>(per_epoch), tr.seconds,
+          profiler::table(tr.seconds, per_epoch).c_str());
       std::fflush(stdout);
     }
     char row[256];
@@ -581,7 +614,8 @@ TrainResult run_train(const TrainConfig& given) {
   }
   result.trainable_parameters = trainable;
   result.images_per_second = train_seconds > 0 ? images_total / train_seconds : 0.0;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   if (!cfg.quiet) {
     std::printf("done: test accuracy %.2f%% after %lld epochs in %s; checkpoint %s\n",
                 100 * result.final_test_accuracy, static_cast<long long>(end_epoch),

@@ -33,8 +33,10 @@ std::string variant_model(const std::string& model, const std::string& variant) 
   static const std::regex re("vgg11(_w[0-9]+)?");
   std::smatch m;
   if (!std::regex_match(model, m, re)) {
-    throw std::invalid_argument("--model must be a VGG without BN (vgg11 or vgg11_w<k>, e.g. "
-                                "vgg11_w4), got \"" + model.substr(0, 40) + "\"");
+    throw std::invalid_argument(
+        "--model must be a VGG without BN (vgg11 or vgg11_w<k>, e.g. "
+        "vgg11_w4), got \"" +
+        model.substr(0, 40) + "\"");
   }
   const std::string suffix = m[1].matched ? m[1].str() : "";
   if (variant == "standard") return "vgg11" + suffix;
@@ -99,12 +101,14 @@ Loaded load(const WhyBnConfig& c, const std::string& data_dir) {
 }
 
 json config_json(const WhyBnConfig& c, const std::string& experiment, int64_t epochs) {
-  return json{{"experiment", experiment}, {"model", c.model},         {"variants", c.variants},
-              {"lr", c.lrs},              {"epochs", epochs},         {"batch_size", c.batch_size},
-              {"momentum", c.momentum},   {"weight_decay", c.weight_decay},
-              {"probes", c.probes},       {"eta_factors", c.eta_factors},
-              {"layer", c.layer},         {"seed", c.seed},           {"threads", c.threads},
-              {"limit_train", c.limit_train}, {"limit_test", c.limit_test}};
+  return json{{"experiment", experiment},  {"model", c.model},
+              {"variants", c.variants},    {"lr", c.lrs},
+              {"epochs", epochs},          {"batch_size", c.batch_size},
+              {"momentum", c.momentum},    {"weight_decay", c.weight_decay},
+              {"probes", c.probes},        {"eta_factors", c.eta_factors},
+              {"layer", c.layer},          {"seed", c.seed},
+              {"threads", c.threads},      {"limit_train", c.limit_train},
+              {"limit_test", c.limit_test}};
 }
 
 /// "variant,model,lr,epoch,..." rows of every run's epochs.
@@ -179,7 +183,8 @@ void run_landscape(const WhyBnConfig& cfg_in) {
       for (double f : c.eta_factors) rc.etas.push_back(f * lr);
       rc.label = v + " lr " + num(lr);
       const ProbedRun r = train_probed(rc, d.train, &d.test);
-      if (!r.diverged.empty() && !c.quiet) std::printf("%s: %s\n", rc.label.c_str(), r.diverged.c_str());
+      if (!r.diverged.empty() && !c.quiet)
+        std::printf("%s: %s\n", rc.label.c_str(), r.diverged.c_str());
       add_metrics(metrics, v, rc.model, lr, r);
       std::vector<double> bands, dists, betas;
       for (const auto& [step, p] : r.landscape) {
@@ -264,7 +269,8 @@ void run_covariate_shift(const WhyBnConfig& cfg_in) {
         rc.activation_index = vgg_relu_index(*m, c.layer);
       }
       const ProbedRun r = train_probed(rc, d.train, &d.test);
-      if (!r.diverged.empty() && !c.quiet) std::printf("%s: %s\n", rc.label.c_str(), r.diverged.c_str());
+      if (!r.diverged.empty() && !c.quiet)
+        std::printf("%s: %s\n", rc.label.c_str(), r.diverged.c_str());
       add_metrics(metrics, v, rc.model, lr, r);
       double mean_lo = INFINITY, mean_hi = -INFINITY, std_lo = INFINITY, std_hi = -INFINITY;
       for (const auto& [step, a] : r.activations) {

@@ -11,42 +11,81 @@
 
 namespace minidl::app {
 
+/// The values of the CLI's choice flags, each listed once (main.cpp's checks and help texts and
+/// the run_* validations read them here; the library's own lists are optim::train_only_modes,
+/// optim::schedule_kinds, optim::optimizer_names, data::normalization_names, bn_init_names).
+inline const std::vector<std::string>& train_bn_stats_modes() {  ///< train --bn-stats
+  static const std::vector<std::string> v = {"batch", "running"};
+  return v;
+}
+inline const std::vector<std::string>& eval_bn_stats_modes() {  ///< eval --bn-stats
+  static const std::vector<std::string> v = {"running", "population", "batch"};
+  return v;
+}
+inline const std::vector<std::string>& bench_modes() {  ///< bench --mode
+  static const std::vector<std::string> v = {"train", "eval"};
+  return v;
+}
+inline const std::vector<std::string>& experiment_recipes() {  ///< experiment --recipe
+  static const std::vector<std::string> v = {"default", "frankle2021"};
+  return v;
+}
+inline const std::vector<std::string>& experiment_names() {  ///< experiment NAME
+  static const std::vector<std::string> v = {"bn-only", "bn-only-sweep", "landscape",
+                                             "covariate-shift"};
+  return v;
+}
+/// "a, b or c" (for error messages).
+inline std::string choices_text(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i)
+    s += (i == 0 ? "" : i + 1 == v.size() ? " or " : ", ") + v[i];
+  return s;
+}
+/// true when `value` is one of `v`.
+inline bool is_one_of(const std::string& value, const std::vector<std::string>& v) {
+  for (const std::string& x : v) {
+    if (x == value) return true;
+  }
+  return false;
+}
+
 /// `minidl train`. The defaults are the default recipe (README, "The default recipe").
 struct TrainConfig {
-  std::string data;                  ///< CIFAR-10 binary directory (--data or $MINIDL_DATA)
+  std::string data;  ///< CIFAR-10 binary directory (--data or $MINIDL_DATA)
   std::string model = "resnet20";
   int64_t epochs = 30;
   int64_t batch_size = 128;
-  std::string optimizer = "sgd";     ///< sgd | adam | adamw
+  std::string optimizer = "sgd";  ///< sgd | adam | adamw
   float lr = 0.1f;
   float momentum = 0.9f;
   bool nesterov = true;
   float weight_decay = 5e-4f;
-  std::string schedule = "onecycle"; ///< constant | multistep | cosine | onecycle
+  std::string schedule = "onecycle";  ///< constant | multistep | cosine | onecycle
   /// Linear warm-up length in epochs (fractions allowed); < 0: 15% of the run.
   double warmup_epochs = -1.0;
-  std::vector<double> milestones;    ///< multistep: epochs where lr is multiplied by gamma
+  std::vector<double> milestones;  ///< multistep: epochs where lr is multiplied by gamma
   float gamma = 0.1f;
   float label_smoothing = 0.1f;
-  bool augment = true;               ///< random crop 32 (pad 4) + horizontal flip
+  bool augment = true;  ///< random crop 32 (pad 4) + horizontal flip
   /// Input normalization (data::normalization_named): cifar10 | imagenet. Saved in the
   /// checkpoint's metadata ("normalization"); eval, predict and recalibrate-bn read it there.
   std::string normalize = "cifar10";
   uint64_t seed = 0;
   int threads = 2;
-  int64_t limit_train = -1;          ///< use the first N training images (-1: all 50,000)
-  int64_t limit_test = -1;           ///< evaluate on the first N test images (-1: all 10,000)
-  std::string out = "runs/latest";   ///< RUN_DIR
-  std::string resume;                ///< RUN_DIR to continue
-  std::string bn_init = "fixed";     ///< fixed | uniform
+  int64_t limit_train = -1;         ///< use the first N training images (-1: all 50,000)
+  int64_t limit_test = -1;          ///< evaluate on the first N test images (-1: all 10,000)
+  std::string out = "runs/latest";  ///< RUN_DIR
+  std::string resume;               ///< RUN_DIR to continue
+  std::string bn_init = "fixed";    ///< fixed | uniform
   /// Which parameters learn: all | bn | fc | bn+fc | random-per-channel (optim/freeze.hpp).
   std::string train_only = "all";
   /// BN statistics while training: batch (train-mode BN, the default) | running (inference-
   /// mode BN: the running buffers normalize and are never updated, as Keras does for a layer
   /// with trainable = False). Independent of --train-only.
   std::string bn_stats = "batch";
-  bool quiet = false;                ///< no per-epoch lines (tests)
-  bool epochs_set_by_user = false;   ///< with --resume: --epochs overrides the saved value
+  bool quiet = false;               ///< no per-epoch lines (tests)
+  bool epochs_set_by_user = false;  ///< with --resume: --epochs overrides the saved value
   /// Stop this invocation after N epochs (-1: run to --epochs); the schedule still spans
   /// --epochs, so `--stop-after` then `--resume` equals one uninterrupted run.
   int64_t stop_after = -1;
@@ -89,7 +128,7 @@ struct EvalConfig {
   /// running: inference mode (the running averages) | population: statistics recalibrated
   /// over the training set first (recalibrate-bn) | batch: each test batch's own statistics
   std::string bn_stats = "running";
-  int64_t recalibrate_limit = -1;    ///< population: first N training images (-1: all)
+  int64_t recalibrate_limit = -1;  ///< population: first N training images (-1: all)
   /// Evaluate a checkpoint holding NaN or infinity (refused otherwise, naming the tensor).
   bool allow_nonfinite = false;
 };
@@ -187,10 +226,10 @@ struct WhyBnConfig {
   int64_t epochs = -1;              ///< -1: the experiment's default (README)
   int64_t batch_size = 128;
   float momentum = 0.0f, weight_decay = 0.0f;
-  int64_t probes = 50;              ///< measurements spread evenly over each run
+  int64_t probes = 50;  ///< measurements spread evenly over each run
   /// landscape: step sizes as multiples of the run's lr
   std::vector<double> eta_factors = {0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0};
-  int64_t layer = 3;                ///< covariate-shift: the conv block whose pre-activations are recorded
+  int64_t layer = 3;  ///< covariate-shift: the conv block whose pre-activations are recorded
   uint64_t seed = 0;
   int threads = 2;
   int64_t limit_train = -1, limit_test = -1;

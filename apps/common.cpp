@@ -18,8 +18,9 @@ namespace minidl::app {
 std::string resolve_data_dir(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("MINIDL_DATA"); env && *env) return env;
-  throw std::invalid_argument("--data: no CIFAR-10 directory given; pass --data DIR or set "
-                              "MINIDL_DATA (get the data with scripts/get_cifar10.sh)");
+  throw std::invalid_argument(
+      "--data: no CIFAR-10 directory given; pass --data DIR or set "
+      "MINIDL_DATA (get the data with scripts/get_cifar10.sh)");
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {
@@ -32,10 +33,17 @@ int64_t count_parameters(const Module& model) {
   return n;
 }
 
-void set_batch_norm_training(Module& model, bool training) {
-  for (auto& [name, m] : model.named_modules()) {
-    if (auto* bn = dynamic_cast<BatchNorm*>(m)) bn->train(training);
+std::vector<optim::UpdateMask> apply_train_only_flag(Module& model, const std::string& mode,
+                                                     uint64_t seed) {
+  try {
+    return optim::apply_train_only(model, mode, seed);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--train-only: ") + e.what());
   }
+}
+
+void set_batch_norm_training(Module& model, bool training) {
+  for (BatchNorm* bn : model.modules_of<BatchNorm>()) bn->train(training);
 }
 
 std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, bool allow_nonfinite) {
@@ -53,22 +61,24 @@ std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, boo
         throw std::runtime_error("checkpoint \"" + path + "\": tensor \"" + name + "\" has " +
                                  std::to_string(bad) + " NaN or infinite value(s) of " +
                                  std::to_string(t.numel()) + " (first at index " +
-                                 std::to_string(first) + "); the run that wrote it diverged. "
+                                 std::to_string(first) +
+                                 "); the run that wrote it diverged. "
                                  "Pass --allow-nonfinite to evaluate it anyway");
       }
     }
   }
   auto it = ck.metadata.find("model");
   if (it == ck.metadata.end()) {
-    throw std::runtime_error("checkpoint \"" + path + "\" has no \"model\" entry in its "
+    throw std::runtime_error("checkpoint \"" + path +
+                             "\" has no \"model\" entry in its "
                              "__metadata__ (was it written by minidl train?)");
   }
   std::shared_ptr<Module> model = create_model(it->second, ModelOptions{});
   try {
     model->load_state_dict(ck.tensors);
   } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint \"" + path + "\" does not fit model " + it->second +
-                             ": " + e.what());
+    throw std::runtime_error("checkpoint \"" + path + "\" does not fit model " + it->second + ": " +
+                             e.what());
   }
   model->eval();
   if (out) *out = std::move(ck);
@@ -95,8 +105,10 @@ bool run_plot_script(const std::string& script_name, const std::string& dir, boo
   const std::string cmd = "/usr/bin/python3 " + script.string() + " " + dir;
   if (fs::exists(script) && std::system((cmd + " > /dev/null 2>&1").c_str()) == 0) return true;
   if (!quiet) {
-    std::printf("plots not made (needs /usr/bin/python3 with matplotlib: "
-                "scripts/install_deps.sh --with-python); run: %s\n", cmd.c_str());
+    std::printf(
+        "plots not made (needs /usr/bin/python3 with matplotlib: "
+        "scripts/install_deps.sh --with-python); run: %s\n",
+        cmd.c_str());
   }
   return false;
 }

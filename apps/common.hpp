@@ -8,6 +8,7 @@
 #include "core/safetensors.hpp"
 #include "data/loader.hpp"
 #include "layers/module.hpp"
+#include "optim/freeze.hpp"
 
 namespace minidl::app {
 
@@ -20,6 +21,10 @@ std::string resolve_data_dir(const std::string& flag);
 void write_text_atomic(const std::string& path, const std::string& text);
 
 int64_t count_parameters(const Module& model);
+
+/// optim::apply_train_only, its errors prefixed with the flag ("--train-only: ...").
+std::vector<optim::UpdateMask> apply_train_only_flag(Module& model, const std::string& mode,
+                                                     uint64_t seed);
 
 /// Sets the mode of every BatchNorm in `model` (train: batch statistics; eval: running), leaving
 /// other layers as they are.

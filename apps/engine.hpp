@@ -20,7 +20,7 @@ namespace minidl::app {
 
 /// Loss and accuracy over a dataset.
 struct EvalResult {
-  double loss = 0.0;       ///< mean cross-entropy (no label smoothing)
+  double loss = 0.0;  ///< mean cross-entropy (no label smoothing)
   int64_t correct = 0;
   int64_t count = 0;
   /// confusion[true_label][predicted] counts, 10 x 10

@@ -15,11 +15,21 @@
 
 #include "apps/commands.hpp"
 #include "layers/models/registry.hpp"
+#include "data/loader.hpp"
 #include "optim/freeze.hpp"
+#include "optim/optimizer.hpp"
+#include "optim/schedule.hpp"
 
 using namespace minidl::app;
 
 namespace {
+
+/// "a | b | c" for help texts.
+std::string choices(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : " | ") + x;
+  return s;
+}
 
 std::string shown(const std::string& v) { return v.size() > 24 ? v.substr(0, 24) + "..." : v; }
 
@@ -28,11 +38,13 @@ std::string shown(const std::string& v) { return v.size() > 24 ? v.substr(0, 24)
 CLI::Validator integer_in(long long lo, long long hi) {
   return CLI::Validator(
       [lo, hi](std::string& v) -> std::string {
-        const std::string want = "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+        const std::string want =
+            "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
         errno = 0;
         char* end = nullptr;
         const long long x = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi) return want + ", got " + shown(v);
+        if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
+          return want + ", got " + shown(v);
         return "";
       },
       "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -65,28 +77,41 @@ void add_range_checks(CLI::App& app) {
   const long long kEpochs = 100000, kBatch = 65536, kThreads = 256;
   const std::map<std::string, std::map<std::string, CLI::Validator>> rules = {
       {"train",
-       {{"--epochs", integer_in(1, kEpochs)}, {"--batch-size", integer_in(2, kBatch)},
-        {"--lr", real_in(0, 1000, true)}, {"--momentum", real_in(0, 1, false, true)},
-        {"--weight-decay", real_in(0, 1)}, {"--warmup", real_in(-1, kEpochs)},
-        {"--milestones", real_in(0, kEpochs)}, {"--gamma", real_in(0, 10, true)},
+       {{"--epochs", integer_in(1, kEpochs)},
+        {"--batch-size", integer_in(2, kBatch)},
+        {"--lr", real_in(0, 1000, true)},
+        {"--momentum", real_in(0, 1, false, true)},
+        {"--weight-decay", real_in(0, 1)},
+        {"--warmup", real_in(-1, kEpochs)},
+        {"--milestones", real_in(0, kEpochs)},
+        {"--gamma", real_in(0, 10, true)},
         {"--label-smoothing", real_in(0, 1, false, true)},
         {"--seed", integer_in(0, std::numeric_limits<long long>::max())},
-        {"--threads", integer_in(1, kThreads)}, {"--limit-train", integer_in(1, 50000)},
-        {"--limit-test", integer_in(1, 10000)}, {"--stop-after", integer_in(1, kEpochs)}}},
+        {"--threads", integer_in(1, kThreads)},
+        {"--limit-train", integer_in(1, 50000)},
+        {"--limit-test", integer_in(1, 10000)},
+        {"--stop-after", integer_in(1, kEpochs)}}},
       {"eval",
-       {{"--batch-size", integer_in(1, kBatch)}, {"--threads", integer_in(1, kThreads)},
-        {"--limit", integer_in(1, 10000)}, {"--recalibrate-limit", integer_in(1, 50000)}}},
+       {{"--batch-size", integer_in(1, kBatch)},
+        {"--threads", integer_in(1, kThreads)},
+        {"--limit", integer_in(1, 10000)},
+        {"--recalibrate-limit", integer_in(1, 50000)}}},
       {"predict", {{"--top", integer_in(1, 10)}, {"--threads", integer_in(1, kThreads)}}},
       {"bench",
-       {{"--batch-size", integer_in(1, kBatch)}, {"--steps", integer_in(1, 1000000)},
-        {"--warmup", integer_in(0, 1000000)}, {"--threads", integer_in(1, kThreads)}}},
+       {{"--batch-size", integer_in(1, kBatch)},
+        {"--steps", integer_in(1, 1000000)},
+        {"--warmup", integer_in(0, 1000000)},
+        {"--threads", integer_in(1, kThreads)}}},
       {"recalibrate-bn",
-       {{"--batch-size", integer_in(1, kBatch)}, {"--limit", integer_in(1, 50000)},
+       {{"--batch-size", integer_in(1, kBatch)},
+        {"--limit", integer_in(1, 50000)},
         {"--threads", integer_in(1, kThreads)}}},
       {"experiment",
-       {{"--epochs", integer_in(1, kEpochs)}, {"--stop-after", integer_in(1, kEpochs)},
+       {{"--epochs", integer_in(1, kEpochs)},
+        {"--stop-after", integer_in(1, kEpochs)},
         {"--seed", integer_in(0, std::numeric_limits<long long>::max())},
-        {"--threads", integer_in(1, kThreads)}, {"--limit-train", integer_in(1, 50000)},
+        {"--threads", integer_in(1, kThreads)},
+        {"--limit-train", integer_in(1, 50000)},
         {"--limit-test", integer_in(1, 10000)}}},
   };
   for (CLI::App* sub : app.get_subcommands({})) {
@@ -108,53 +133,72 @@ int main(int argc, char** argv) {
   TrainConfig tc;
   auto* train = app.add_subcommand("train", "train a model on CIFAR-10");
   train->add_option("--data", tc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  train->add_option("--model", tc.model,
-                    "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn|_noisybn][_w<k>] (e.g. "
-                    "vgg11_bn_w4) or cnn")
+  train
+      ->add_option("--model", tc.model,
+                   "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn|_noisybn][_w<k>] (e.g. "
+                   "vgg11_bn_w4) or cnn")
       ->capture_default_str();
   auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str();
   train->add_option("--batch-size", tc.batch_size, "images per batch")->capture_default_str();
-  train->add_option("--optimizer", tc.optimizer, "sgd | adam | adamw")->capture_default_str()
-      ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  train->add_option("--optimizer", tc.optimizer, choices(minidl::optim::optimizer_names()))
+      ->capture_default_str()
+      ->check(CLI::IsMember(minidl::optim::optimizer_names()));
   train->add_option("--lr", tc.lr, "peak learning rate")->capture_default_str();
   train->add_option("--momentum", tc.momentum, "SGD momentum")->capture_default_str();
-  train->add_option("--nesterov", tc.nesterov, "Nesterov momentum (true/false)")->capture_default_str();
-  train->add_option("--weight-decay", tc.weight_decay, "L2 (sgd, adam) or decoupled (adamw) "
-                    "weight decay, trainable parameters only")->capture_default_str();
-  train->add_option("--schedule", tc.schedule, "constant | multistep | cosine | onecycle, "
-                    "stepped per batch")->capture_default_str()
-      ->check(CLI::IsMember({"constant", "multistep", "cosine", "onecycle"}));
-  train->add_option("--warmup", tc.warmup_epochs, "linear warm-up in epochs (-1: 15% of the run)")->capture_default_str();
+  train->add_option("--nesterov", tc.nesterov, "Nesterov momentum (true/false)")
+      ->capture_default_str();
+  train
+      ->add_option("--weight-decay", tc.weight_decay,
+                   "L2 (sgd, adam) or decoupled (adamw) "
+                   "weight decay, trainable parameters only")
+      ->capture_default_str();
+  train
+      ->add_option("--schedule", tc.schedule,
+                   choices(minidl::optim::schedule_kinds()) + ", stepped per batch")
+      ->capture_default_str()
+      ->check(CLI::IsMember(minidl::optim::schedule_kinds()));
+  train->add_option("--warmup", tc.warmup_epochs, "linear warm-up in epochs (-1: 15% of the run)")
+      ->capture_default_str();
   train->add_option("--milestones", tc.milestones, "multistep: epochs where lr *= gamma");
   train->add_option("--gamma", tc.gamma, "multistep factor")->capture_default_str();
   train->add_option("--label-smoothing", tc.label_smoothing, "cross-entropy label smoothing")
       ->capture_default_str();
   train->add_option("--augment", tc.augment, "random crop (pad 4) + horizontal flip (true/false)")
       ->capture_default_str();
-  train->add_option("--seed", tc.seed, "seed of init, shuffling and augmentation")->capture_default_str();
+  train->add_option("--seed", tc.seed, "seed of init, shuffling and augmentation")
+      ->capture_default_str();
   train->add_option("--threads", tc.threads, "OpenMP threads")->capture_default_str();
   train->add_option("--limit-train", tc.limit_train, "train on the first N images");
   train->add_option("--limit-test", tc.limit_test, "evaluate on the first N test images");
   train->add_option("--out", tc.out, "RUN_DIR for metrics.csv, config.json, model.safetensors")
       ->capture_default_str();
   train->add_option("--resume", tc.resume, "continue the run in RUN_DIR (its config.json)");
-  train->add_option("--stop-after", tc.stop_after, "stop after N epochs of this invocation "
+  train->add_option("--stop-after", tc.stop_after,
+                    "stop after N epochs of this invocation "
                     "(the schedule still spans --epochs; continue with --resume)");
-  train->add_option("--normalize", tc.normalize, "input normalization: cifar10 (its own mean/std) "
-                    "| imagenet (torchvision's ImageNet mean/std, as the BN-only paper's code)")
-      ->capture_default_str()->check(CLI::IsMember({"cifar10", "imagenet"}));
+  train
+      ->add_option("--normalize", tc.normalize,
+                   "input normalization: cifar10 (its own mean/std) "
+                   "| imagenet (torchvision's ImageNet mean/std, as the BN-only paper's code)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(minidl::data::normalization_names()));
   train->add_option("--bn-init", tc.bn_init, "BatchNorm gamma init: fixed (1) | uniform (U[0,1])")
-      ->capture_default_str()->check(CLI::IsMember({"fixed", "uniform"}));
-  train->add_option("--train-only", tc.train_only,
-                    "which parameters learn (freezes the rest: no gradient, no decay): all | bn "
-                    "| fc | bn+fc | random-per-channel")
+      ->capture_default_str()
+      ->check(CLI::IsMember(minidl::bn_init_names()));
+  train
+      ->add_option("--train-only", tc.train_only,
+                   "which parameters learn (freezes the rest: no gradient, no decay): all | bn "
+                   "| fc | bn+fc | random-per-channel")
       ->capture_default_str()
       ->check(CLI::IsMember(minidl::optim::train_only_modes()));
-  train->add_option("--bn-stats", tc.bn_stats,
-                    "BN statistics while training (freezes statistics, not parameters): batch "
-                    "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
-      ->capture_default_str()->check(CLI::IsMember({"batch", "running"}));
-  train->add_flag("--profile", tc.profile, "print a per-op time table (calls, ms, % and GFLOP/s "
+  train
+      ->add_option("--bn-stats", tc.bn_stats,
+                   "BN statistics while training (freezes statistics, not parameters): batch "
+                   "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(train_bn_stats_modes()));
+  train->add_flag("--profile", tc.profile,
+                  "print a per-op time table (calls, ms, % and GFLOP/s "
                   "per op and pass) of the first epoch's training loop, evaluation excluded");
 
   EvalConfig ec;
@@ -163,14 +207,16 @@ int main(int argc, char** argv) {
   eval->add_option("--data", ec.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
   eval->add_option("--batch-size", ec.batch_size, "images per batch")->capture_default_str();
   eval->add_flag("--json", ec.json, "print one JSON object");
-  eval->add_flag("--allow-nonfinite", ec.allow_nonfinite, "evaluate a checkpoint even if a "
+  eval->add_flag("--allow-nonfinite", ec.allow_nonfinite,
+                 "evaluate a checkpoint even if a "
                  "tensor holds NaN or infinity (refused otherwise)");
   eval->add_option("--threads", ec.threads, "OpenMP threads")->capture_default_str();
   eval->add_option("--limit", ec.limit, "evaluate the first N test images");
   eval->add_option("--bn-stats", ec.bn_stats,
                    "BN statistics at test time: running (inference mode) | population "
                    "(recalibrated over the training set first) | batch (each test batch's own)")
-      ->capture_default_str()->check(CLI::IsMember({"running", "population", "batch"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember(eval_bn_stats_modes()));
   eval->add_option("--recalibrate-limit", ec.recalibrate_limit,
                    "population: use the first N training images");
 
@@ -182,7 +228,8 @@ int main(int argc, char** argv) {
   predict->add_option("--threads", pc.threads, "OpenMP threads")->capture_default_str();
 
   BenchConfig bc;
-  auto* bench = app.add_subcommand("bench", "images/s and peak RSS of training steps or "
+  auto* bench = app.add_subcommand("bench",
+                                   "images/s and peak RSS of training steps or "
                                    "inference forward passes, on random data");
   bench->add_option("--model", bc.model, "model name")->capture_default_str();
   bench->add_option("--batch-size", bc.batch_size, "images per batch (>= 2 in train mode)")
@@ -194,19 +241,25 @@ int main(int argc, char** argv) {
   bench->add_option("--train-only", bc.train_only, "which parameters learn (as in train)")
       ->capture_default_str()
       ->check(CLI::IsMember(minidl::optim::train_only_modes()));
-  bench->add_option("--mode", bc.mode, "train: forward, loss, backward, SGD step | eval: "
-                    "inference-mode forward under no-grad (no loss, no backward)")
-      ->capture_default_str()->check(CLI::IsMember({"train", "eval"}));
-  bench->add_flag("--profile", bc.profile, "print a per-op time table (calls, ms, % and GFLOP/s "
+  bench
+      ->add_option("--mode", bc.mode,
+                   "train: forward, loss, backward, SGD step | eval: "
+                   "inference-mode forward under no-grad (no loss, no backward)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(bench_modes()));
+  bench->add_flag("--profile", bc.profile,
+                  "print a per-op time table (calls, ms, % and GFLOP/s "
                   "per op and pass) of the timed steps (to stderr with --json)");
 
   std::string bn_stats_checkpoint;
-  auto* bn_stats = app.add_subcommand("bn-stats", "per BN layer: mean/std/min/max of gamma, "
+  auto* bn_stats = app.add_subcommand("bn-stats",
+                                      "per BN layer: mean/std/min/max of gamma, "
                                       "beta, running_mean, running_var");
   bn_stats->add_option("--checkpoint", bn_stats_checkpoint, "model.safetensors")->required();
 
   RecalibrateConfig rc;
-  auto* recal = app.add_subcommand("recalibrate-bn", "recompute every BN's population mean and "
+  auto* recal = app.add_subcommand("recalibrate-bn",
+                                   "recompute every BN's population mean and "
                                    "unbiased variance over the training set (inference mode, "
                                    "layer after layer) and save a new checkpoint");
   recal->add_option("--checkpoint", rc.checkpoint, "model.safetensors")->required();
@@ -218,60 +271,98 @@ int main(int argc, char** argv) {
 
   ExperimentConfig xc;
   std::string experiment_name;
-  auto* experiment = app.add_subcommand("experiment", "run a named experiment: bn-only | "
+  auto* experiment = app.add_subcommand("experiment",
+                                        "run a named experiment: bn-only | "
                                         "bn-only-sweep | landscape | covariate-shift");
-  experiment->add_option("name", experiment_name, "bn-only (one model, several variants) | "
-                         "bn-only-sweep (several models: accuracy against depth and width) | "
-                         "landscape (loss and gradient along the gradient, BN vs no BN) | "
-                         "covariate-shift (standard, BN and noisy-BN training, internal "
-                         "covariate shift)")
-      ->required()->check(CLI::IsMember({"bn-only", "bn-only-sweep", "landscape",
-                                         "covariate-shift"}));
+  experiment
+      ->add_option("name", experiment_name,
+                   "bn-only (one model, several variants) | "
+                   "bn-only-sweep (several models: accuracy against depth and width) | "
+                   "landscape (loss and gradient along the gradient, BN vs no BN) | "
+                   "covariate-shift (standard, BN and noisy-BN training, internal "
+                   "covariate shift)")
+      ->required()
+      ->check(CLI::IsMember(experiment_names()));
   experiment->add_option("--data", xc.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  auto* model_opt = experiment->add_option("--model", xc.model, "bn-only: the model (default "
+  auto* model_opt = experiment->add_option("--model", xc.model,
+                                           "bn-only: the model (default "
                                            "resnet14); landscape, covariate-shift: the VGG "
                                            "without BN (default vgg11_w4)");
   auto* models_opt = experiment->add_option("--models", xc.models, "bn-only-sweep: the models")
                          ->capture_default_str();
-  auto* stop_after_opt = experiment->add_option("--stop-after", xc.stop_after, "train at most N epochs in this "
-                         "invocation (summed over variants and models), then stop; continue "
-                         "with --resume");
-  auto* resume_opt = experiment->add_flag("--resume", xc.resume, "continue the experiment in --out: finished "
-                       "variants are kept, a partial one continues (same flags required)");
-  auto* epochs_x_opt = experiment->add_option("--epochs", xc.epochs, "epochs per variant (bn-only: "
-                         "15; landscape: 20; covariate-shift: 15)");
-  auto* out_opt = experiment->add_option("--out", xc.out, "output folder (default runs/bn-only, "
+  auto* stop_after_opt =
+      experiment->add_option("--stop-after", xc.stop_after,
+                             "train at most N epochs in this "
+                             "invocation (summed over variants and models), then stop; continue "
+                             "with --resume");
+  auto* resume_opt =
+      experiment->add_flag("--resume", xc.resume,
+                           "continue the experiment in --out: finished "
+                           "variants are kept, a partial one continues (same flags required)");
+  auto* epochs_x_opt = experiment->add_option("--epochs", xc.epochs,
+                                              "epochs per variant (bn-only: "
+                                              "15; landscape: 20; covariate-shift: 15)");
+  auto* out_opt = experiment->add_option("--out", xc.out,
+                                         "output folder (default runs/bn-only, "
                                          "runs/landscape, runs/covariate-shift)");
-  experiment->add_option("--seed", xc.seed, "seed (shared by every variant)")->capture_default_str();
-  auto* recipe_opt = experiment->add_option("--recipe", xc.recipe, "default | frankle2021 (the paper's)")
-      ->capture_default_str()->check(CLI::IsMember({"default", "frankle2021"}));
+  experiment->add_option("--seed", xc.seed, "seed (shared by every variant)")
+      ->capture_default_str();
+  auto* recipe_opt =
+      experiment->add_option("--recipe", xc.recipe, "default | frankle2021 (the paper's)")
+          ->capture_default_str()
+          ->check(CLI::IsMember(experiment_recipes()));
   experiment->add_option("--threads", xc.threads, "OpenMP threads")->capture_default_str();
   experiment->add_option("--limit-train", xc.limit_train, "train on the first N images");
   experiment->add_option("--limit-test", xc.limit_test, "test on the first N images");
   std::vector<std::string> variants;
-  auto* variants_opt = experiment->add_option(
-      "--variants", variants, "bn-only: subset of all bn fc bn+fc random-per-channel; "
-      "landscape: of standard bn; covariate-shift: of standard bn noisy-bn");
+  auto* variants_opt =
+      experiment->add_option("--variants", variants,
+                             "bn-only: subset of all bn fc bn+fc random-per-channel; "
+                             "landscape: of standard bn; covariate-shift: of standard bn noisy-bn");
   // landscape and covariate-shift only (Santurkar et al. 2018; apps/cmd_why_bn.cpp)
   WhyBnConfig wc;
   std::vector<CLI::Option*> why_only = {
-      experiment->add_option("--lr", wc.lrs, "landscape, covariate-shift: learning rate(s), one "
-                             "run per variant and lr (e.g. --lr 0.1 0.5)")->capture_default_str()
+      experiment
+          ->add_option("--lr", wc.lrs,
+                       "landscape, covariate-shift: learning rate(s), one "
+                       "run per variant and lr (e.g. --lr 0.1 0.5)")
+          ->capture_default_str()
           ->check(real_in(0, 100, true)),
-      experiment->add_option("--batch-size", wc.batch_size, "landscape, covariate-shift: batch "
-                             "size")->capture_default_str()->check(integer_in(2, 65536)),
-      experiment->add_option("--momentum", wc.momentum, "landscape, covariate-shift: SGD "
-                             "momentum")->capture_default_str()->check(real_in(0, 1, false, true)),
-      experiment->add_option("--weight-decay", wc.weight_decay, "landscape, covariate-shift: L2 "
-                             "weight decay")->capture_default_str()->check(real_in(0, 1)),
-      experiment->add_option("--probes", wc.probes, "landscape, covariate-shift: measurements "
-                             "per run, evenly spaced")->capture_default_str()
+      experiment
+          ->add_option("--batch-size", wc.batch_size,
+                       "landscape, covariate-shift: batch "
+                       "size")
+          ->capture_default_str()
+          ->check(integer_in(2, 65536)),
+      experiment
+          ->add_option("--momentum", wc.momentum,
+                       "landscape, covariate-shift: SGD "
+                       "momentum")
+          ->capture_default_str()
+          ->check(real_in(0, 1, false, true)),
+      experiment
+          ->add_option("--weight-decay", wc.weight_decay,
+                       "landscape, covariate-shift: L2 "
+                       "weight decay")
+          ->capture_default_str()
+          ->check(real_in(0, 1)),
+      experiment
+          ->add_option("--probes", wc.probes,
+                       "landscape, covariate-shift: measurements "
+                       "per run, evenly spaced")
+          ->capture_default_str()
           ->check(integer_in(1, 100000)),
-      experiment->add_option("--etas", wc.eta_factors, "landscape: step sizes of the probe, as "
-                             "multiples of the lr")->capture_default_str()
+      experiment
+          ->add_option("--etas", wc.eta_factors,
+                       "landscape: step sizes of the probe, as "
+                       "multiples of the lr")
+          ->capture_default_str()
           ->check(real_in(0, 1000, true)),
-      experiment->add_option("--layer", wc.layer, "covariate-shift: the conv block (1-based) "
-                             "whose pre-activations are recorded")->capture_default_str()
+      experiment
+          ->add_option("--layer", wc.layer,
+                       "covariate-shift: the conv block (1-based) "
+                       "whose pre-activations are recorded")
+          ->capture_default_str()
           ->check(integer_in(1, 1000))};
 
   add_range_checks(app);
@@ -301,8 +392,8 @@ int main(int argc, char** argv) {
       run_bn_stats(bn_stats_checkpoint);
     } else if (*recal) {
       run_recalibrate(rc);
-    } else if (*experiment && (experiment_name == "landscape" ||
-                               experiment_name == "covariate-shift")) {
+    } else if (*experiment &&
+               (experiment_name == "landscape" || experiment_name == "covariate-shift")) {
       for (CLI::Option* o : {models_opt, stop_after_opt, resume_opt, recipe_opt}) {
         if (o->count() > 0) {
           throw std::invalid_argument(o->get_name() + " is for bn-only and bn-only-sweep, not " +
@@ -322,16 +413,18 @@ int main(int argc, char** argv) {
     } else if (*experiment) {
       for (CLI::Option* o : why_only) {
         if (o->count() > 0) {
-          throw std::invalid_argument(o->get_name() + " is for landscape and covariate-shift, "
-                                      "not " + experiment_name);
+          throw std::invalid_argument(o->get_name() +
+                                      " is for landscape and covariate-shift, "
+                                      "not " +
+                                      experiment_name);
         }
       }
       if (variants_opt->count() > 0) {
         const auto& modes = minidl::optim::train_only_modes();
         for (const std::string& v : variants) {
           if (std::find(modes.begin(), modes.end(), v) == modes.end()) {
-            throw std::invalid_argument("--variants: \"" + shown(v) + "\" is not one of all, bn, "
-                                        "fc, bn+fc, random-per-channel");
+            throw std::invalid_argument("--variants: \"" + shown(v) + "\" is not one of " +
+                                        choices_text(modes));
           }
         }
         xc.variants = variants;

@@ -56,8 +56,7 @@ struct LandscapeProbe {
 /// trainable parameters' current values and g their current .grad (the caller has just run
 /// backward; parameters without a gradient stay put). `loss` is L(w), reported as is. Restores
 /// the values, gradients and buffers before returning (also when loss_at throws).
-LandscapeProbe probe_landscape(Module& model, double loss,
-                               const std::function<Tensor()>& loss_at,
+LandscapeProbe probe_landscape(Module& model, double loss, const std::function<Tensor()>& loss_at,
                                const std::vector<double>& etas);
 
 /// Internal covariate shift of one layer (Santurkar et al., Definition 2.1): G is the gradient
@@ -65,10 +64,10 @@ LandscapeProbe probe_landscape(Module& model, double loss,
 /// the same batch, at (W_1^{t+1}, ..., W_{i-1}^{t+1}, W_i^t, ..., W_k^t), i.e. after every
 /// earlier parameter took its update and before this and later ones did.
 struct CovariateShift {
-  std::string name;         ///< the weight's state_dict name, e.g. "features.4.weight"
-  double grad_norm = 0.0;   ///< ||G||_2
-  double distance = 0.0;    ///< ||G - G'||_2
-  double cosine = 1.0;      ///< <G, G'> / (||G|| ||G'||) (1 when either is 0)
+  std::string name;        ///< the weight's state_dict name, e.g. "features.4.weight"
+  double grad_norm = 0.0;  ///< ||G||_2
+  double distance = 0.0;   ///< ||G - G'||_2
+  double cosine = 1.0;     ///< <G, G'> / (||G|| ||G'||) (1 when either is 0)
 };
 
 /// Measures CovariateShift for each parameter named in `weights` (in forward order: earlier

@@ -23,7 +23,7 @@ struct ProbedRunConfig {
   std::string model = "vgg11_w4";
   float lr = 0.1f, momentum = 0.0f, weight_decay = 0.0f;
   int64_t epochs = 1, batch_size = 128;
-  uint64_t seed = 0;   ///< model init, data order, augmentation (and the noise of noisy BN)
+  uint64_t seed = 0;  ///< model init, data order, augmentation (and the noise of noisy BN)
   bool augment = true;
   /// Probe at steps 0, probe_every, 2 * probe_every, ... (0: never).
   int64_t probe_every = 0;
@@ -34,8 +34,8 @@ struct ProbedRunConfig {
   /// VGG models: record the distribution of the input of the ReLU at this index of `features`
   /// (the pre-activation of a conv block) on the step's batch (-1: none).
   int64_t activation_index = -1;
-  bool quiet = true;   ///< no per-epoch lines
-  std::string label;   ///< shown in the per-epoch lines
+  bool quiet = true;  ///< no per-epoch lines
+  std::string label;  ///< shown in the per-epoch lines
 };
 
 /// What a ProbedRun measured; epochs and probes in the order they happened.
@@ -47,13 +47,13 @@ struct ProbedRun {
     double train_loss = 0, train_accuracy = 0, test_loss = 0, test_accuracy = 0, seconds = 0;
   };
   std::vector<Epoch> epochs;
-  std::vector<std::pair<int64_t, LandscapeProbe>> landscape;             ///< (step, probe)
-  std::vector<std::pair<int64_t, std::vector<CovariateShift>>> shift;   ///< (step, per weight)
-  std::vector<std::pair<int64_t, Distribution>> activations;            ///< (step, values)
+  std::vector<std::pair<int64_t, LandscapeProbe>> landscape;           ///< (step, probe)
+  std::vector<std::pair<int64_t, std::vector<CovariateShift>>> shift;  ///< (step, per weight)
+  std::vector<std::pair<int64_t, Distribution>> activations;           ///< (step, values)
   std::vector<int32_t> labels_seen;  ///< every training label, in the order the steps saw them
   std::string diverged;              ///< the Diverged message; empty when training finished
   int64_t steps_per_epoch = 0;
-  double seconds = 0.0;              ///< wall time, probes included
+  double seconds = 0.0;  ///< wall time, probes included
 };
 
 /// Trains cfg.model on `train` (evaluating on `test` after every epoch when it is not null),

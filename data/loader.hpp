@@ -41,6 +41,8 @@ struct Normalization {
 /// values, which open_lth, the BN-only paper's code, uses for CIFAR-10 too). Throws
 /// std::invalid_argument naming `what` (a flag or file) for any other name.
 Normalization normalization_named(const std::string& name, const std::string& what = "--normalize");
+/// The names normalization_named takes: cifar10, imagenet.
+const std::vector<std::string>& normalization_names();
 
 /// Normalizes one CHW image: src is 3 x 32 x 32 bytes, dst receives 3 x 32 x 32 floats
 /// (byte / 255 - mean[c]) / std[c]. src and dst must not overlap.

@@ -8,13 +8,14 @@ namespace minidl::optim {
 
 Adam::Adam(std::vector<Tensor> params, AdamOptions options)
     : Optimizer(std::move(params), options.lr), opt_(options) {
-  if (opt_.lr < 0 || opt_.eps < 0 || opt_.weight_decay < 0 || opt_.beta1 < 0 ||
-      opt_.beta1 >= 1 || opt_.beta2 < 0 || opt_.beta2 >= 1) {
-    throw std::invalid_argument("Adam: need lr, eps, weight_decay >= 0 and betas in [0, 1), got "
-                                "lr " + std::to_string(opt_.lr) + ", betas (" +
-                                std::to_string(opt_.beta1) + ", " + std::to_string(opt_.beta2) +
-                                "), eps " + std::to_string(opt_.eps) + ", weight_decay " +
-                                std::to_string(opt_.weight_decay));
+  if (opt_.lr < 0 || opt_.eps < 0 || opt_.weight_decay < 0 || opt_.beta1 < 0 || opt_.beta1 >= 1 ||
+      opt_.beta2 < 0 || opt_.beta2 >= 1) {
+    throw std::invalid_argument(
+        "Adam: need lr, eps, weight_decay >= 0 and betas in [0, 1), got "
+        "lr " +
+        std::to_string(opt_.lr) + ", betas (" + std::to_string(opt_.beta1) + ", " +
+        std::to_string(opt_.beta2) + "), eps " + std::to_string(opt_.eps) + ", weight_decay " +
+        std::to_string(opt_.weight_decay));
   }
   m_.resize(params_.size());
   v_.resize(params_.size());

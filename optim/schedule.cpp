@@ -6,13 +6,19 @@
 
 namespace minidl::optim {
 
+const std::vector<std::string>& schedule_kinds() {
+  static const std::vector<std::string> kinds = {"constant", "multistep", "cosine", "onecycle"};
+  return kinds;
+}
+
 void Schedule::validate() const {
-  if (kind != "constant" && kind != "multistep" && kind != "cosine" && kind != "onecycle") {
-    throw std::invalid_argument("--schedule must be constant, multistep, cosine or onecycle, got \"" +
-                                kind + "\"");
+  if (std::find(schedule_kinds().begin(), schedule_kinds().end(), kind) == schedule_kinds().end()) {
+    std::string list;
+    for (const std::string& k : schedule_kinds()) list += (list.empty() ? "" : ", ") + k;
+    throw std::invalid_argument("the schedule must be one of " + list + ", got \"" + kind + "\"");
   }
-  if (total_steps < 1) throw std::invalid_argument("schedule needs total_steps >= 1");
-  if (warmup_steps < 0) throw std::invalid_argument("--warmup must be >= 0");
+  if (total_steps < 1) throw std::invalid_argument("the schedule needs total_steps >= 1");
+  if (warmup_steps < 0) throw std::invalid_argument("the schedule's warmup_steps must be >= 0");
 }
 
 float Schedule::lr(int64_t t) const {

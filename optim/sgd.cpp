@@ -37,7 +37,7 @@ void SGD::step() {
     }
     const uint8_t* m = mask(i);
     for (int64_t j = 0; j < n; ++j) {
-      if (m && !m[j]) continue;  // masked out: untouched
+      if (m && !m[j]) continue;    // masked out: untouched
       float d = g[j] + wd * w[j];  // g = grad + weight_decay * p
       if (mu != 0.0f) {
         buf[j] = first ? d : mu * buf[j] + d;  // buf = momentum * buf + g
