@@ -34,8 +34,8 @@ void fill(float* x, int64_t n, float value) {
   for (int64_t i = 0; i < n; ++i) x[i] = value;
 }
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-          const float* A, const float* B, float beta, float* C) {
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          const float* B, float beta, float* C) {
   const int lda = static_cast<int>(trans_a ? M : K);
   const int ldb = static_cast<int>(trans_b ? K : N);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
@@ -51,7 +51,9 @@ static void im2col_same(const float* x, const ConvGeom& g, float* col) {
   for (int64_t c = 0; c < g.C; ++c) {
     const float* xc = x + c * g.H * W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t oh_lo = std::max<int64_t>(0, g.pad - kh);
+      // Output rows whose input row oh - pad + kh lies inside [0, H): [oh_lo, oh_hi), both
+      // clamped to [0, HO] (pad - kh can exceed HO when the input is shorter than the padding).
+      const int64_t oh_lo = std::min(g.HO, std::max<int64_t>(0, g.pad - kh));
       const int64_t oh_hi = std::max(oh_lo, std::min(g.HO, g.H + g.pad - kh));
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         float* row = col + ((c * g.KH + kh) * g.KW + kw) * HWO;

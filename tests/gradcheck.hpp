@@ -31,7 +31,8 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
   Generator gen(1234);
   Tensor y = f(inputs);
   Tensor r = randn(y.shape(), gen);
-  for (Tensor& t : inputs) if (t.defined()) t.zero_grad();
+  for (Tensor& t : inputs)
+    if (t.defined()) t.zero_grad();
   y.backward(r);
   auto loss = [&]() {
     Tensor out = f(inputs);

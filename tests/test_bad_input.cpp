@@ -56,7 +56,8 @@ std::string read_file(const std::string& path) {
 /// The tensors of a checkpoint, by name, as raw bytes (for bit-for-bit comparisons).
 std::map<std::string, std::vector<float>> tensors_of(const std::string& path) {
   std::map<std::string, std::vector<float>> out;
-  for (auto& [name, t] : load_safetensors(path).tensors) out[name].assign(t.vec().begin(), t.vec().end());
+  for (auto& [name, t] : load_safetensors(path).tensors)
+    out[name].assign(t.vec().begin(), t.vec().end());
   return out;
 }
 
@@ -79,29 +80,42 @@ TEST_CASE("crafted safetensors headers are refused with the file and the entry n
       {safetensors_bytes("{\"__metadata__\": [1]}"), "\"__metadata__\" is not an object"},
       {safetensors_bytes("{\"__metadata__\": {\"epoch\": 3}}"), "entry \"epoch\" is not a string"},
       {safetensors_bytes("{\"w\": 5}"), "tensor \"w\" is not an object"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}"), "tensor \"w\" is not an object with dtype"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": []}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}"),
+       "tensor \"w\" is not an object with dtype"},
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": []}}",
+                         "abcd"),
        "data_offsets must be two non-negative integers"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}",
+                         "abcd"),
        "data_offsets must be two non-negative integers"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [\"0\", 4]}}", "abcd"),
+      {safetensors_bytes(
+           "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [\"0\", 4]}}", "abcd"),
        "data_offsets must be two non-negative integers"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 4]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 4]}}",
+                         "abcd"),
        "data_offsets must be two non-negative integers"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 8]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 8]}}",
+                         "abcd"),
        "outside the 4 data bytes"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}", "abcdefgh"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 4]}}",
+                         "abcdefgh"),
        "4 bytes for 2 F32 values"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}",
+                         "abcd"),
        "not a non-negative integer"},
       {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 16], "
-                         "\"data_offsets\": [0, 4]}}", "abcd"),
+                         "\"data_offsets\": [0, 4]}}",
+                         "abcd"),
        "needs more bytes than the file's 4 data bytes"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], "
+                         "\"data_offsets\": [0, 4]}}",
+                         "abcd"),
        "at most 8"},
-      {safetensors_bytes("{\"w\": {\"dtype\": \"I32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": \"I32\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+                         "abcd"),
        "minidl reads F32"},
-      {safetensors_bytes("{\"w\": {\"dtype\": 7, \"shape\": [1], \"data_offsets\": [0, 4]}}", "abcd"),
+      {safetensors_bytes("{\"w\": {\"dtype\": 7, \"shape\": [1], \"data_offsets\": [0, 4]}}",
+                         "abcd"),
        "dtype is not a string"},
   };
   int i = 0;
@@ -142,7 +156,8 @@ TEST_CASE("eval refuses a checkpoint holding NaN unless --allow-nonfinite", "[er
   CHECK_THAT(o1, Catch::Contains(path) && Catch::Contains("\"fc.weight\"") &&
                      Catch::Contains("1 NaN or infinite value(s) of 640 (first at index 17)") &&
                      Catch::Contains("--allow-nonfinite"));
-  auto [s2, o2] = run_cli("eval --checkpoint " + path + " --limit 100 --allow-nonfinite --data " + data_dir());
+  auto [s2, o2] =
+      run_cli("eval --checkpoint " + path + " --limit 100 --allow-nonfinite --data " + data_dir());
   CHECK(s2 == 0);
   CHECK_THAT(o2, Catch::Contains("accuracy"));
   fs::remove_all(dir);
@@ -163,7 +178,8 @@ TEST_CASE("numeric flags refuse NaN, infinity and out-of-range values, stating t
        "--epochs: must be an integer from 1 to 100000, got 100000000000000000000000..."},
       {"train --batch-size 1", "--batch-size: must be an integer from 2 to 65536, got 1"},
       {"train --seed -1", "--seed: must be an integer from 0 to"},
-      {"eval --checkpoint x --batch-size 0", "--batch-size: must be an integer from 1 to 65536, got 0"},
+      {"eval --checkpoint x --batch-size 0",
+       "--batch-size: must be an integer from 1 to 65536, got 0"},
       {"bench --steps 2.5", "--steps: must be an integer from 1 to 1000000, got 2.5"},
       {"experiment bn-only --epochs nan", "--epochs: must be an integer from 1 to 100000, got nan"},
       {"train --model resnet1234567890123 --data .", "unknown model \"resnet1234567890123\""},
@@ -201,9 +217,10 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
       if (name == "optimizer.fc.weight.momentum_buffer") t = Tensor({7});
     }
     save_safetensors(state, ck.tensors, ck.metadata);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) &&
-                                             Catch::Contains("\"optimizer.fc.weight.momentum_buffer\" of shape [7]") &&
-                                             Catch::Contains("needs [640]"));
+    CHECK_THROWS_WITH(app::run_train(r),
+                      Catch::Contains(state) &&
+                          Catch::Contains("\"optimizer.fc.weight.momentum_buffer\" of shape [7]") &&
+                          Catch::Contains("needs [640]"));
   }
   SECTION("a missing optimizer buffer") {
     Checkpoint ck = load_safetensors(state);
@@ -213,14 +230,17 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
     }
     kept.emplace_back("optimizer.fc.bias.exp_avg", Tensor({10}));
     save_safetensors(state, kept, ck.metadata);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) &&
-                                             Catch::Contains("no optimizer buffer \"optimizer.fc.bias.momentum_buffer\""));
+    CHECK_THROWS_WITH(
+        app::run_train(r),
+        Catch::Contains(state) &&
+            Catch::Contains("no optimizer buffer \"optimizer.fc.bias.momentum_buffer\""));
   }
   SECTION("another optimizer in config.json") {
     std::string j = good_config;
     j.replace(j.find("\"sgd\""), 5, "\"adam\"");
     write_file(dir + "/config.json", j);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) && Catch::Contains("--optimizer adam"));
+    CHECK_THROWS_WITH(app::run_train(r),
+                      Catch::Contains(state) && Catch::Contains("--optimizer adam"));
   }
   SECTION("another model's tensors") {
     Checkpoint ck = load_safetensors(state);
@@ -234,24 +254,28 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
     std::string j = good_config;
     j.replace(j.find("\"limit_train\": 128"), 18, "\"limit_train\": 256");
     write_file(dir + "/config.json", j);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) && Catch::Contains("batches per epoch"));
+    CHECK_THROWS_WITH(app::run_train(r),
+                      Catch::Contains(state) && Catch::Contains("batches per epoch"));
   }
   SECTION("metadata that is not a number") {
     Checkpoint ck = load_safetensors(state);
     ck.metadata["epochs_done"] = "1e3";
     save_safetensors(state, ck.tensors, ck.metadata);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) &&
-                                             Catch::Contains("\"epochs_done\" must be a non-negative integer, got \"1e3\""));
+    CHECK_THROWS_WITH(
+        app::run_train(r),
+        Catch::Contains(state) &&
+            Catch::Contains("\"epochs_done\" must be a non-negative integer, got \"1e3\""));
   }
   SECTION("config.json of the wrong types, not JSON, or missing") {
     std::string j = good_config;
     j.replace(j.find("\"lr\":"), 5, "\"lr\": \"fast\", \"x\":");
     write_file(dir + "/config.json", j);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(dir + "/config.json") &&
-                                             Catch::Contains("key \"lr\" must be a number, got \"fast\""));
+    CHECK_THROWS_WITH(app::run_train(r),
+                      Catch::Contains(dir + "/config.json") &&
+                          Catch::Contains("key \"lr\" must be a number, got \"fast\""));
     write_file(dir + "/config.json", "{\"lr\": 0.1,");
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(dir + "/config.json") &&
-                                             Catch::Contains("not valid JSON"));
+    CHECK_THROWS_WITH(app::run_train(r),
+                      Catch::Contains(dir + "/config.json") && Catch::Contains("not valid JSON"));
     write_file(dir + "/config.json", std::string(50, '[') + std::string(50, ']'));
     CHECK_THROWS_WITH(app::run_train(r), Catch::Contains("nests arrays or objects"));
     fs::remove(dir + "/config.json");
@@ -259,7 +283,8 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
   }
   SECTION("a run whose first epoch never finished") {
     fs::remove(state);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) && Catch::Contains("does not exist"));
+    CHECK_THROWS_WITH(app::run_train(r),
+                      Catch::Contains(state) && Catch::Contains("does not exist"));
   }
   // Refusing changed nothing else: with the good state and config back, the run continues.
   write_file(state, good_state);
@@ -286,8 +311,10 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
           "[errors][train][slow]") {
   const std::string base = fresh_dir("kill");
   fs::create_directories(base);
-  const std::string flags = " --model resnet8 --epochs 3 --batch-size 64 --limit-train 256 "
-                            "--limit-test 100 --lr 0.05 --threads 1 --data " + data_dir();
+  const std::string flags =
+      " --model resnet8 --epochs 3 --batch-size 64 --limit-train 256 "
+      "--limit-test 100 --lr 0.05 --threads 1 --data " +
+      data_dir();
   // The uninterrupted run.
   auto [s0, o0] = run_cli("train" + flags + " --out " + base + "/whole");
   REQUIRE(s0 == 0);
@@ -339,7 +366,8 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     int status = 0;
     bool exited = false;
     for (int waited = 0; waited < 60000; waited += 2) {  // at most a minute
-      if (done == 0 ? fs::exists(out + "/config.json") : rows_in(out + "/metrics.csv") >= done) break;
+      if (done == 0 ? fs::exists(out + "/config.json") : rows_in(out + "/metrics.csv") >= done)
+        break;
       if ((exited = waitpid(pid, &status, WNOHANG) == pid)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -354,14 +382,16 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     INFO("run " << run);
     // Every checkpoint left behind can be read by eval (or there is none).
     if (fs::exists(out + "/model.safetensors")) {
-      auto [es, eo] = run_cli("eval --checkpoint " + out + "/model.safetensors --limit 100 --data " + data_dir());
+      auto [es, eo] = run_cli("eval --checkpoint " + out +
+                              "/model.safetensors --limit 100 --data " + data_dir());
       CHECK(es == 0);
     }
     if (!fs::exists(out + "/train_state.safetensors")) {
       // Killed before the first epoch finished: --resume refuses, naming the missing file.
       auto [rs, ro] = run_cli("train --resume " + out + " --threads 1 --data " + data_dir());
       CHECK(rs == 1);
-      if (fs::exists(out + "/config.json")) CHECK_THAT(ro, Catch::Contains("train_state.safetensors"));
+      if (fs::exists(out + "/config.json"))
+        CHECK_THAT(ro, Catch::Contains("train_state.safetensors"));
       ++refused;
       continue;
     }
@@ -388,7 +418,8 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     }
     CHECK(rows == 4);
   }
-  INFO("continued " << continued << ", refused " << refused << ", finished " << finished_before_kill);
+  INFO("continued " << continued << ", refused " << refused << ", finished "
+                    << finished_before_kill);
   CHECK(continued + refused == 20);
   CHECK(continued >= 5);  // the kills are spread over the run, most after the first epoch
   fs::remove_all(base);

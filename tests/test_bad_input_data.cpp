@@ -18,8 +18,8 @@
 
 namespace fs = std::filesystem;
 using namespace minidl::data;
-using minidl::testing::Bytes;
 using minidl::testing::be32;
+using minidl::testing::Bytes;
 using minidl::testing::png_chunk;
 
 namespace {
@@ -42,7 +42,8 @@ struct Scratch {
 
 void write_bytes(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   REQUIRE(out.good());
 }
 
@@ -50,13 +51,15 @@ void write_bytes(const std::string& path, const Bytes& bytes) {
 Bytes records(int64_t n) {
   Bytes b(static_cast<size_t>(n * kRecordBytes));
   for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 7 % 256);
-  for (int64_t r = 0; r < n; ++r) b[static_cast<size_t>(r * kRecordBytes)] = static_cast<uint8_t>(r % 10);
+  for (int64_t r = 0; r < n; ++r)
+    b[static_cast<size_t>(r * kRecordBytes)] = static_cast<uint8_t>(r % 10);
   return b;
 }
 
 /// A complete small data folder: 2 records in each of data_batch_1..5.bin and test_batch.bin.
 void write_split_files(const Scratch& s) {
-  for (int i = 1; i <= 5; ++i) write_bytes(s.file("data_batch_" + std::to_string(i) + ".bin"), records(2));
+  for (int i = 1; i <= 5; ++i)
+    write_bytes(s.file("data_batch_" + std::to_string(i) + ".bin"), records(2));
   write_bytes(s.file("test_batch.bin"), records(2));
 }
 
@@ -72,7 +75,9 @@ std::string message_of(F&& f) {
   return {};
 }
 
-bool has(const std::string& msg, const std::string& part) { return msg.find(part) != std::string::npos; }
+bool has(const std::string& msg, const std::string& part) {
+  return msg.find(part) != std::string::npos;
+}
 
 void le32(Bytes& b, uint32_t v) {
   for (int s = 0; s < 32; s += 8) b.push_back(static_cast<uint8_t>(v >> s));
@@ -81,7 +86,6 @@ void le16(Bytes& b, uint16_t v) {
   b.push_back(static_cast<uint8_t>(v));
   b.push_back(static_cast<uint8_t>(v >> 8));
 }
-
 
 /// A PNG of signature, IHDR (8-bit RGB, w x h) and IEND only: 45 bytes, no pixel data.
 Bytes png_header(uint32_t w, uint32_t h) {
@@ -104,16 +108,17 @@ Bytes bmp_header(uint32_t w, uint32_t h) {
   le32(b, 40);              // BITMAPINFOHEADER
   le32(b, w);
   le32(b, h);
-  le16(b, 1);   // planes
-  le16(b, 24);  // bits per pixel
-  le32(b, 0);   // BI_RGB
+  le16(b, 1);                              // planes
+  le16(b, 24);                             // bits per pixel
+  le32(b, 0);                              // BI_RGB
   for (int i = 0; i < 5; ++i) le32(b, 0);  // image size, resolution, palette
   return b;
 }
 
 }  // namespace
 
-TEST_CASE("bad data: a 0-byte training file is an error naming it, whatever the limit", "[data][bad_input]") {
+TEST_CASE("bad data: a 0-byte training file is an error naming it, whatever the limit",
+          "[data][bad_input]") {
   Scratch s("train0");
   write_split_files(s);
   const std::string empty = s.file("data_batch_3.bin");
@@ -145,7 +150,8 @@ TEST_CASE("bad data: a 0-byte test file is an error naming it", "[data][bad_inpu
   CHECK(load_cifar10(s.path.string(), true).size() == 10);
 }
 
-TEST_CASE("bad data: a file whose size is not a multiple of 3,073 bytes names it and its size", "[data][bad_input]") {
+TEST_CASE("bad data: a file whose size is not a multiple of 3,073 bytes names it and its size",
+          "[data][bad_input]") {
   Scratch s("odd");
   write_split_files(s);
   const std::string odd = s.file("test_batch.bin");
@@ -167,10 +173,12 @@ TEST_CASE("bad data: a file whose size is not a multiple of 3,073 bytes names it
   CHECK(has(train_msg, "100 bytes"));
 }
 
-TEST_CASE("bad data: a split with no records is an error naming the file or the folder", "[data][bad_input]") {
+TEST_CASE("bad data: a split with no records is an error naming the file or the folder",
+          "[data][bad_input]") {
   Scratch s("nosplit");
   SECTION("every training file is empty: the first is named") {
-    for (int i = 1; i <= 5; ++i) write_bytes(s.file("data_batch_" + std::to_string(i) + ".bin"), {});
+    for (int i = 1; i <= 5; ++i)
+      write_bytes(s.file("data_batch_" + std::to_string(i) + ".bin"), {});
     const std::string msg = message_of([&] { load_cifar10(s.path.string(), true); });
     INFO(msg);
     CHECK(has(msg, s.file("data_batch_1.bin")));
@@ -204,7 +212,8 @@ TEST_CASE("bad data: a split with no records is an error naming the file or the 
   }
 }
 
-TEST_CASE("bad data: limit keeps a prefix across files and never reads past what it needs", "[data][bad_input]") {
+TEST_CASE("bad data: limit keeps a prefix across files and never reads past what it needs",
+          "[data][bad_input]") {
   Scratch s("limit");
   write_split_files(s);
   const Dataset three = load_cifar10(s.path.string(), true, 3);  // 2 from batch 1, 1 from batch 2
@@ -224,7 +233,8 @@ TEST_CASE("bad data: limit keeps a prefix across files and never reads past what
   CHECK(has(msg, "record 1 (0-based) has label 200"));
 }
 
-TEST_CASE("bad data: an image header claiming 12000 x 12000 pixels is refused before decoding", "[data][bad_input]") {
+TEST_CASE("bad data: an image header claiming 12000 x 12000 pixels is refused before decoding",
+          "[data][bad_input]") {
   Scratch s("bigimage");
   SECTION("PNG") {
     const std::string path = s.file("huge.png");
@@ -243,7 +253,8 @@ TEST_CASE("bad data: an image header claiming 12000 x 12000 pixels is refused be
     CHECK(has(msg, "\"" + path + "\""));
     CHECK(has(msg, "(BMP) is 12000 x 12000 pixels"));
   }
-  SECTION("just over the cap (8193 x 8192) is refused, the header of 8192 x 8192 passes the check") {
+  SECTION(
+      "just over the cap (8193 x 8192) is refused, the header of 8192 x 8192 passes the check") {
     const std::string over = s.file("over.png");
     write_bytes(over, png_header(8193, 8192));
     CHECK(has(message_of([&] { load_image(over); }), "8193 x 8192 pixels"));
@@ -258,7 +269,8 @@ TEST_CASE("bad data: an image header claiming 12000 x 12000 pixels is refused be
   }
 }
 
-TEST_CASE("bad data: image files that are not images name the file and the expected formats", "[data][bad_input]") {
+TEST_CASE("bad data: image files that are not images name the file and the expected formats",
+          "[data][bad_input]") {
   Scratch s("notimage");
   SECTION("missing") {
     const std::string path = s.file("missing.png");
@@ -298,7 +310,8 @@ TEST_CASE("bad data: image files that are not images name the file and the expec
   }
 }
 
-TEST_CASE("bad data: a JPEG Huffman table of more than 256 codes is refused before stb reads it", "[data][bad_input]") {
+TEST_CASE("bad data: a JPEG Huffman table of more than 256 codes is refused before stb reads it",
+          "[data][bad_input]") {
   // SOI, then a DHT segment (length 19: one table) whose 16 code counts sum to 300. Debian's
   // stb_image 2.27 would write past its Huffman arrays (found by tests/fuzz/fuzz_image).
   Bytes b = {0xff, 0xd8, 0xff, 0xc4, 0x00, 0x13, 0x00};

@@ -31,6 +31,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "core/tensor.hpp"
@@ -52,8 +53,8 @@ struct Geom {
   std::string str() const {
     std::ostringstream o;
     o << "x [" << N << ", " << C << ", " << H << ", " << W << "], weight [" << CO << ", " << C
-      << ", " << K << ", " << K << "], stride " << s << ", padding " << p << " -> y [" << N
-      << ", " << CO << ", " << HO() << ", " << WO() << "]";
+      << ", " << K << ", " << K << "], stride " << s << ", padding " << p << " -> y [" << N << ", "
+      << CO << ", " << HO() << ", " << WO() << "]";
     return o.str();
   }
 };
@@ -68,7 +69,10 @@ void valid_outputs(int64_t in, int64_t out, int64_t K, int64_t s, int64_t p,
     int64_t a = out, b = 0;
     for (int64_t o = 0; o < out; ++o) {
       const int64_t i = o * s - p + k;
-      if (i >= 0 && i < in) { a = std::min(a, o); b = o + 1; }
+      if (i >= 0 && i < in) {
+        a = std::min(a, o);
+        b = o + 1;
+      }
     }
     lo[k] = std::min(a, b);
     hi[k] = b;
@@ -227,8 +231,8 @@ struct Worst {
   std::string str(const std::string& group, const std::string& unit = "geometries") const {
     std::ostringstream o;
     o.precision(2);
-    o << std::scientific << group << " worst normwise relative error: y " << e.y << ", dx "
-      << e.dx << ", dw " << e.dw << ", db " << e.db << " over " << count << " " << unit;
+    o << std::scientific << group << " worst normwise relative error: y " << e.y << ", dx " << e.dx
+      << ", dw " << e.dw << ", db " << e.db << " over " << count << " " << unit;
     return o.str();
   }
 };
@@ -249,8 +253,9 @@ struct Run {
 /// Draws g's inputs (seeded by g) and runs ops::conv2d forward and backward(dy), and with
 /// v.twice a second forward and backward(dy2) into the same gradients.
 Run run_fast(const Geom& g, const Variant& v) {
-  Generator gen(((((((g.N * 131 + g.C) * 131 + g.CO) * 131 + g.H) * 131 + g.W) * 7 + g.K) * 3 +
-                 g.s) * 3 + g.p);
+  Generator gen(
+      ((((((g.N * 131 + g.C) * 131 + g.CO) * 131 + g.H) * 131 + g.W) * 7 + g.K) * 3 + g.s) * 3 +
+      g.p);
   const float wstd = static_cast<float>(std::sqrt(2.0 / static_cast<double>(g.C * g.K * g.K)));
   Run r{g, &v, {}, {}, {}, {}, {}, {}};
   r.x = randn({g.N, g.C, g.H, g.W}, gen, 1.0f, v.x_grad);
@@ -333,7 +338,9 @@ class Checker {
 
 const int64_t kBatch[] = {1, 3};
 const int64_t kChannels[] = {1, 3, 16, 33, 64};
-struct Size { int64_t H, W; };
+struct Size {
+  int64_t H, W;
+};
 const Size kSizes[] = {{1, 1}, {5, 5}, {8, 8}, {32, 32}, {5, 8}, {8, 5}, {8, 32}};
 constexpr int64_t kNumChannels = 5, kNumSizes = 7;
 
@@ -345,8 +352,14 @@ std::vector<Geom> winograd_grid() {
     for (int64_t i = 0; i < kNumChannels; ++i)
       for (int64_t j = 0; j < kNumChannels; ++j)
         for (int64_t k = 0; k < kNumSizes; ++k) {
-          const Geom g{kBatch[(i + j + k + p) % 2], kChannels[i], kChannels[j], kSizes[k].H,
-                       kSizes[k].W, 3, 1, p};
+          const Geom g{kBatch[(i + j + k + p) % 2],
+                       kChannels[i],
+                       kChannels[j],
+                       kSizes[k].H,
+                       kSizes[k].W,
+                       3,
+                       1,
+                       p};
           if (g.valid()) out.push_back(g);
         }
   return out;
@@ -357,9 +370,14 @@ std::vector<Geom> winograd_grid() {
 std::vector<Geom> covering_set(int64_t K, int64_t s, int64_t p, int64_t shift) {
   std::vector<Geom> out;
   for (int64_t k = 0; k < kNumSizes; ++k) {
-    const Geom g{kBatch[(k + shift) % 2], kChannels[(k + shift) % kNumChannels],
-                 kChannels[(2 * k + 3 * shift + 1) % kNumChannels], kSizes[k].H, kSizes[k].W,
-                 K, s, p};
+    const Geom g{kBatch[(k + shift) % 2],
+                 kChannels[(k + shift) % kNumChannels],
+                 kChannels[(2 * k + 3 * shift + 1) % kNumChannels],
+                 kSizes[k].H,
+                 kSizes[k].W,
+                 K,
+                 s,
+                 p};
     if (g.valid()) out.push_back(g);
   }
   return out;
@@ -378,9 +396,18 @@ std::vector<Geom> im2col_grid(int samples) {
         for (const Geom& g : covering_set(K, s, p, shift++)) out.push_back(g);
         for (int i = 0; i < samples;) {
           const Size sz = kSizes[pick.randint(kNumSizes)];
-          const Geom g{kBatch[pick.randint(2)], kChannels[pick.randint(kNumChannels)],
-                       kChannels[pick.randint(kNumChannels)], sz.H, sz.W, K, s, p};
-          if (g.valid()) { out.push_back(g); ++i; }
+          const Geom g{kBatch[pick.randint(2)],
+                       kChannels[pick.randint(kNumChannels)],
+                       kChannels[pick.randint(kNumChannels)],
+                       sz.H,
+                       sz.W,
+                       K,
+                       s,
+                       p};
+          if (g.valid()) {
+            out.push_back(g);
+            ++i;
+          }
         }
       }
   return out;
@@ -422,8 +449,10 @@ TEST_CASE("conv2d forward and gradients match a naive direct convolution", "[ora
   WARN("conv2d oracle: " << wino.count + other.count << " geometries checked");
 }
 
-TEST_CASE("conv2d without bias, with frozen inputs, and accumulating gradients matches the "
-          "naive convolution", "[oracle]") {
+TEST_CASE(
+    "conv2d without bias, with frozen inputs, and accumulating gradients matches the "
+    "naive convolution",
+    "[oracle]") {
   Worst wino, other;
   Checker checker;
   int64_t shift = 0;
@@ -436,7 +465,8 @@ TEST_CASE("conv2d without bias, with frozen inputs, and accumulating gradients m
   checker.flush();
   auto unit = [&](const Worst& w) {
     return "checks (" + std::to_string(w.count / kNumVariants) + " geometries x " +
-           std::to_string(kNumVariants) + " variants: no bias; x frozen; weight frozen; "
+           std::to_string(kNumVariants) +
+           " variants: no bias; x frozen; weight frozen; "
            "two backwards)";
   };
   WARN(wino.str("3x3 stride-1 (Winograd for C_in >= 8), variants", unit(wino)));
@@ -460,11 +490,64 @@ TEST_CASE("conv2d matches the naive convolution on large batches (vector lanes, 
       {20, 5, 7, 9, 11, 5, 2, 2}};
   for (const Geom& g : geoms)
     // Pointers to the variants themselves: a run keeps &variant until its chunk is checked
-    // (iterating over copies in an initializer_list left it dangling; ASan's stack-use-after-scope).
+    // (iterating over copies in an initializer_list left it dangling; ASan's
+    // stack-use-after-scope).
     for (const Variant* v : {&kFull, &kVariants[1], &kVariants[3]})
       checker.add(g, *v, g.winograd() ? &wino : &other);
   checker.flush();
   WARN(wino.str("large batches, 3x3 stride-1 (Winograd)"));
   WARN(other.str("large batches, other (im2col+GEMM)"));
   CHECK(wino.count == 12);
+}
+
+// im2col and col2im_add (core/kernels.hpp) directly against their definitions, over every
+// branch: the "same" stride-1 path, the stride-2 phase-plane path, the generic path with
+// stride 1 (unpadded or with an output smaller than the input) and with stride 3, and
+// col2im_add's stride-1, stride-2 and generic paths.
+TEST_CASE("im2col and col2im_add equal their definitions on every path", "[oracle][kernels]") {
+  Generator gen(17);
+  int geometries = 0;
+  for (int64_t K : {1, 2, 3, 5})
+    for (int64_t stride : {1, 2, 3})
+      for (int64_t pad : {0, 1, 2})
+        for (int64_t H : {1, 4, 7})
+          for (int64_t W : {1, 4, 7}) {
+            const int64_t C = 2;
+            if (H + 2 * pad < K || W + 2 * pad < K) continue;
+            const int64_t HO = (H + 2 * pad - K) / stride + 1, WO = (W + 2 * pad - K) / stride + 1;
+            const kernels::ConvGeom g{C, H, W, K, K, stride, pad, HO, WO};
+            INFO("K " << K << " stride " << stride << " pad " << pad << " H " << H << " W " << W);
+            const int64_t rows = C * K * K, cols = g.HO * g.WO;
+            std::vector<float> x(C * H * W), col(rows * cols, -7.0f), ref(rows * cols);
+            for (float& v : x) v = gen.normal();
+            // Calls f(col index, x index or -1 when (ih, iw) is padding) for every tap.
+            auto for_each_tap = [&](auto&& f) {
+              for (int64_t c = 0; c < C; ++c)
+                for (int64_t kh = 0; kh < K; ++kh)
+                  for (int64_t kw = 0; kw < K; ++kw)
+                    for (int64_t oh = 0; oh < g.HO; ++oh)
+                      for (int64_t ow = 0; ow < g.WO; ++ow) {
+                        const int64_t ih = oh * stride - pad + kh, iw = ow * stride - pad + kw;
+                        const bool in = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                        f(((c * K + kh) * K + kw) * cols + oh * g.WO + ow,
+                          in ? (c * H + ih) * W + iw : -1);
+                      }
+            };
+            // Definition: col[(c, kh, kw), (oh, ow)] = x[c, oh s - p + kh, ow s - p + kw], or 0.
+            for_each_tap([&](int64_t k, int64_t i) { ref[k] = i >= 0 ? x[i] : 0.0f; });
+            kernels::im2col(x.data(), g, col.data());
+            REQUIRE(col == ref);  // a copy: exact
+            // col2im_add is the adjoint: <im2col(x), r> = <x, col2im(r)> for any r; checked
+            // element by element against the scatter-add definition, onto a non-zero dx.
+            std::vector<float> r(rows * cols), dx(C * H * W, 0.5f);
+            std::vector<double> dref(C * H * W, 0.5);
+            for (float& v : r) v = gen.normal();
+            for_each_tap([&](int64_t k, int64_t i) {
+              if (i >= 0) dref[i] += r[k];
+            });
+            kernels::col2im_add(r.data(), g, dx.data());
+            for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == Approx(dref[i]).margin(1e-5));
+            ++geometries;
+          }
+  CHECK(geometries > 250);
 }

@@ -3,6 +3,8 @@
 // cifar-10-batches-bin folder); CMake sets it for ctest. If it is unset, the tests that need
 // the data FAIL (they never skip silently).
 #include <catch2/catch.hpp>
+#include <thread>
+#include <future>
 
 #include <algorithm>
 #include <array>
@@ -35,10 +37,11 @@ namespace {
 std::string data_dir() {
   const char* dir = std::getenv("MINIDL_DATA");
   if (dir == nullptr || *dir == '\0') {
-    FAIL("The environment variable MINIDL_DATA is not set. Set it to the folder holding the "
-         "CIFAR-10 .bin files, e.g. MINIDL_DATA=/work/shared/data/cifar-10-batches-bin (ctest "
-         "sets it to ${CMAKE_SOURCE_DIR}/../shared/data/cifar-10-batches-bin); "
-         "scripts/get_cifar10.sh downloads the data.");
+    FAIL(
+        "The environment variable MINIDL_DATA is not set. Set it to the folder holding the "
+        "CIFAR-10 .bin files, e.g. MINIDL_DATA=/work/shared/data/cifar-10-batches-bin (ctest "
+        "sets it to ${CMAKE_SOURCE_DIR}/../shared/data/cifar-10-batches-bin); "
+        "scripts/get_cifar10.sh downloads the data.");
   }
   return dir;
 }
@@ -69,7 +72,8 @@ struct TempDir {
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   REQUIRE(out.good());
 }
 
@@ -248,9 +252,9 @@ TEST_CASE("read errors name the file, the size, the record and the label", "[dat
       const std::string msg = e.what();
       INFO(msg);
       CHECK(msg.find(path) != std::string::npos);
-      CHECK(msg.find("6246") != std::string::npos);   // its size
-      CHECK(msg.find("3073") != std::string::npos);   // the record size
-      CHECK(msg.find("9219") != std::string::npos);   // the next valid size
+      CHECK(msg.find("6246") != std::string::npos);  // its size
+      CHECK(msg.find("3073") != std::string::npos);  // the record size
+      CHECK(msg.find("9219") != std::string::npos);  // the next valid size
     }
   }
 
@@ -362,7 +366,8 @@ TEST_CASE("to_tensor normalizes (byte/255 - mean) / std", "[data]") {
   CHECK_THROWS_AS(to_tensor(train, 0, -1), std::out_of_range);
 }
 
-TEST_CASE("normalization_named: cifar10, imagenet (open_lth's values), errors name the flag", "[data]") {
+TEST_CASE("normalization_named: cifar10, imagenet (open_lth's values), errors name the flag",
+          "[data]") {
   const Normalization c = normalization_named("cifar10");
   CHECK(c.mean == Normalization{}.mean);
   CHECK(c.std == Normalization{}.std);
@@ -372,9 +377,9 @@ TEST_CASE("normalization_named: cifar10, imagenet (open_lth's values), errors na
   // Image 0, pixel (0, 0), red 59 under ImageNet's red mean and std.
   const Tensor t = to_tensor(train_set(), 0, 1, i);
   CHECK(t.data()[0] == Approx((59.0 / 255.0 - 0.485) / 0.229).epsilon(1e-6));
-  CHECK_THROWS_WITH(normalization_named("ImageNet"),
-                    Catch::Contains("--normalize") && Catch::Contains("cifar10 or imagenet") &&
-                        Catch::Contains("\"ImageNet\""));
+  CHECK_THROWS_WITH(normalization_named("ImageNet"), Catch::Contains("--normalize") &&
+                                                         Catch::Contains("cifar10 or imagenet") &&
+                                                         Catch::Contains("\"ImageNet\""));
   CHECK_THROWS_WITH(normalization_named("x", "checkpoint \"m.safetensors\""),
                     Catch::StartsWith("checkpoint \"m.safetensors\""));
 }
@@ -442,8 +447,10 @@ TEST_CASE("augment_image: identity, flip, crop with zero padding", "[data]") {
   }
 
   SECTION("bad crop offsets throw") {
-    CHECK_THROWS_AS(augment_image(src, out.data(), AugmentParams{9, 0, false}), std::invalid_argument);
-    CHECK_THROWS_AS(augment_image(src, out.data(), AugmentParams{0, -1, false}), std::invalid_argument);
+    CHECK_THROWS_AS(augment_image(src, out.data(), AugmentParams{9, 0, false}),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(augment_image(src, out.data(), AugmentParams{0, -1, false}),
+                    std::invalid_argument);
   }
 }
 
@@ -645,31 +652,47 @@ TEST_CASE("DataLoader: restarting mid-epoch and destroying mid-epoch do not hang
     DataLoader ref(ds, opt);
     full = run_epoch(ref, 2);
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  {
-    DataLoader loader(ds, opt);
-    loader.start_epoch(2);
-    Batch b;
-    REQUIRE(loader.next(b));
-    REQUIRE(loader.next(b));
-    // The worker is now blocked on a full queue; restart the same epoch.
-    loader.start_epoch(2);
-    std::vector<Batch> again;
-    while (loader.next(b)) again.push_back(b);
-    CHECK(same_batches(again, full));
-
-    loader.start_epoch(3);
-    REQUIRE(loader.next(b));
-    loader.start_epoch(4);  // restart without consuming
-    loader.start_epoch(5);
-  }  // destroyed with a running worker and a full queue
-  {
-    DataLoader never_consumed(ds, opt);
-    never_consumed.start_epoch(0);
+  // The scenario runs on its own thread (no Catch assertions there: they are not thread-safe).
+  // If it has not finished within 60 s, it is deadlocked: the test fails and the process
+  // aborts, since a deadlocked thread can be neither joined nor abandoned safely.
+  struct Outcome {
+    bool first_two = false, same_after_restart = false, after_epoch_3 = false;
+  };
+  std::packaged_task<Outcome()> scenario([&] {
+    Outcome o;
+    {
+      DataLoader loader(ds, opt);
+      loader.start_epoch(2);
+      Batch b;
+      o.first_two = loader.next(b) && loader.next(b);
+      // The worker is now blocked on a full queue; restart the same epoch.
+      loader.start_epoch(2);
+      std::vector<Batch> again;
+      while (loader.next(b)) again.push_back(b);
+      o.same_after_restart = same_batches(again, full);
+      loader.start_epoch(3);
+      o.after_epoch_3 = loader.next(b);
+      loader.start_epoch(4);  // restart without consuming
+      loader.start_epoch(5);
+    }  // destroyed with a running worker and a full queue
+    {
+      DataLoader never_consumed(ds, opt);
+      never_consumed.start_epoch(0);
+    }
+    return o;
+  });
+  std::future<Outcome> done = scenario.get_future();
+  std::thread runner(std::move(scenario));
+  if (done.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    std::fprintf(stderr, "DataLoader scenario still running after 60 s: deadlock\n");
+    std::fflush(stderr);
+    std::abort();  // ctest reports the test as failed
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  CHECK(seconds < 5.0);
+  runner.join();
+  const Outcome o = done.get();
+  CHECK(o.first_two);
+  CHECK(o.same_after_restart);
+  CHECK(o.after_epoch_3);
 }
 
 TEST_CASE("DataLoader with augmentation: shape, determinism, matches augment_image", "[data]") {

@@ -1,5 +1,6 @@
 // Freezing (--train-only), frozen BN statistics (--bn-stats running) and BN recalibration.
 #include <catch2/catch.hpp>
+#include <set>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -67,7 +68,8 @@ TEST_CASE("train-only modes train exactly what they name and frozen tensors stay
     auto [init, trained] = train_mode(mode);
     for (auto& [name, t0] : init) {
       if (is_buffer(name)) continue;  // statistics are not parameters
-      const bool learns = mode == "all" || ((mode == "bn" || mode == "bn+fc") && is_bn_param(name)) ||
+      const bool learns = mode == "all" ||
+                          ((mode == "bn" || mode == "bn+fc") && is_bn_param(name)) ||
                           ((mode == "fc" || mode == "bn+fc") && is_fc(name));
       INFO("mode " << mode << ", tensor " << name);
       const int64_t k = changed(t0, trained.at(name));
@@ -127,20 +129,35 @@ TEST_CASE("recalibrated BN statistics equal a direct computation over the data",
   o.bn_init = "uniform";
   auto model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet8", o));
   REQUIRE(model);
-  const int layers = recalibrate_batch_norm(*model, [&](const std::function<void(const Tensor&)>& visit) {
-    for (int64_t b = 0; b < ds.size(); b += 128) visit(data::to_tensor(ds, b, std::min<int64_t>(128, ds.size() - b)));
-  });
+  const int layers =
+      recalibrate_batch_norm(*model, [&](const std::function<void(const Tensor&)>& visit) {
+        for (int64_t b = 0; b < ds.size(); b += 128)
+          visit(data::to_tensor(ds, b, std::min<int64_t>(128, ds.size() - b)));
+      });
   CHECK(layers == 7 + 2);  // stem + 3 blocks x 2 + 2 shortcuts
-  // Direct: the inputs of bn, blocks.0.bn1 and blocks.0.bn2 over all 300 images at once, with the
-  // recalibrated statistics in the layers before them (inference mode).
-  Tensor x = data::to_tensor(ds, 0, ds.size());
-  auto* block = dynamic_cast<BasicBlock*>(model->blocks->children()[0].second.get());
-  REQUIRE(block);
-  Tensor in_bn = (*model->conv)(x);
-  Tensor in_bn1 = (*block->conv1)(ops::relu((*model->bn)(in_bn)));
-  Tensor in_bn2 = (*block->conv2)(ops::relu((*block->bn1)(in_bn1)));
-  for (auto [t, bn] : {std::pair{in_bn, model->bn.get()}, std::pair{in_bn1, block->bn1.get()},
-                       std::pair{in_bn2, block->bn2.get()}}) {
+  // Direct: every BN layer's input (stem, bn1 and bn2 of each block, and both shortcut BNs),
+  // captured by forward pre-hooks in one inference pass over all 300 images at once with the
+  // recalibrated statistics in place, against its running_mean and unbiased running_var.
+  std::vector<std::pair<std::string, Tensor>> inputs;
+  std::vector<Module::HookHandle> hooks;
+  for (auto& [name, bn] : model->named_modules_of<BatchNorm>()) {
+    hooks.push_back(
+        bn->register_forward_pre_hook([&inputs, name = name](Module&, const Tensor& in) {
+          inputs.emplace_back(name, in.clone());
+        }));
+  }
+  {
+    NoGradGuard no_grad;
+    (*model)(data::to_tensor(ds, 0, ds.size()));
+  }
+  hooks.clear();
+  REQUIRE(inputs.size() == 9);
+  std::set<std::string> seen;
+  for (const auto& [name, t] : inputs) {
+    seen.insert(name);
+    BatchNorm* bn = nullptr;
+    for (auto& [n, b] : model->named_modules_of<BatchNorm>()) bn = n == name ? b : bn;
+    REQUIRE(bn);
     const int64_t N = t.size(0), C = t.size(1), S = t.size(2) * t.size(3);
     for (int64_t c = 0; c < C; ++c) {
       double s = 0, ss = 0;
@@ -153,14 +170,44 @@ TEST_CASE("recalibrated BN statistics equal a direct computation over the data",
           ss += d * d;
         }
       const double var = ss / (N * S - 1);
-      INFO("channel " << c);
+      INFO(name << " channel " << c);
       CHECK(std::abs(bn->running_mean.data()[c] - mean) <= 1e-5 * (1 + std::abs(mean)));
       CHECK(std::abs(bn->running_var.data()[c] - var) <= 1e-5 * (1 + var));
     }
   }
+  CHECK(seen.size() == 9);  // each layer once
+  CHECK(seen.count("blocks.1.shortcut.1"));
+  CHECK(seen.count("blocks.2.shortcut.1"));
 }
 
-TEST_CASE("experiment bn-only writes a table that matches its checkpoints", "[freeze][experiment][slow]") {
+TEST_CASE("a forward pre-hook sees fused and unfused calls and goes away with its handle",
+          "[bn][hooks]") {
+  auto model = create_model("resnet8", {});
+  int calls = 0;
+  BatchNorm* stem = model->modules_of<BatchNorm>()[0];  // called through forward_relu (fused)
+  {
+    Module::HookHandle h = stem->register_forward_pre_hook([&](Module& m, const Tensor& x) {
+      CHECK(&m == stem);
+      CHECK(x.size(1) == 16);
+      ++calls;
+    });
+    (*model)(Tensor({2, 3, 32, 32}));
+    CHECK(calls == 1);
+    h.remove();
+    (*model)(Tensor({2, 3, 32, 32}));
+    CHECK(calls == 1);
+  }
+  // An exception thrown by a hook leaves the forward; the handle still removes the hook.
+  {
+    Module::HookHandle h = stem->register_forward_pre_hook(
+        [](Module&, const Tensor&) { throw std::runtime_error("stop"); });
+    CHECK_THROWS_WITH((*model)(Tensor({2, 3, 32, 32})), "stop");
+  }
+  CHECK_NOTHROW((*model)(Tensor({2, 3, 32, 32})));
+}
+
+TEST_CASE("experiment bn-only writes a table that matches its checkpoints",
+          "[freeze][experiment][slow]") {
   app::ExperimentConfig e;
   e.data = data_dir();
   e.out = minidl::testing::fresh_dir("experiment");
@@ -239,8 +286,10 @@ static std::vector<std::vector<std::string>> read_csv_rows(const std::string& pa
   return rows;
 }
 
-TEST_CASE("bn-only-sweep split by --stop-after and --resume equals one run; eval reads the "
-          "checkpoint's normalization", "[freeze][experiment][slow]") {
+TEST_CASE(
+    "bn-only-sweep split by --stop-after and --resume equals one run; eval reads the "
+    "checkpoint's normalization",
+    "[freeze][experiment][slow]") {
   app::ExperimentConfig e;
   e.data = data_dir();
   e.models = {"resnet8", "resnet8_8"};
@@ -264,8 +313,8 @@ TEST_CASE("bn-only-sweep split by --stop-after and --resume equals one run; eval
   CHECK_FALSE(finished);
   CHECK_FALSE(fs::exists(split.out + "/results.csv"));  // no table before every run finished
   // Continuing without --resume would overwrite saved epochs: refused, naming the folder.
-  CHECK_THROWS_WITH(app::run_sweep(split), Catch::Contains(split.out + "/resnet8/bn") &&
-                                               Catch::Contains("--resume"));
+  CHECK_THROWS_WITH(app::run_sweep(split),
+                    Catch::Contains(split.out + "/resnet8/bn") && Catch::Contains("--resume"));
   split.resume = true;
   while (!finished && invocations < 5) {
     finished = app::run_sweep(split);
@@ -349,7 +398,8 @@ TEST_CASE("bn-only-sweep split by --stop-after and --resume equals one run; eval
     model->eval();
     const data::Dataset test = data::load_cifar10(e.data, false, 8);
     NoGradGuard no_grad;
-    const Tensor in_imagenet = (*model)(data::to_tensor(test, 0, 8, data::normalization_named("imagenet")));
+    const Tensor in_imagenet =
+        (*model)(data::to_tensor(test, 0, 8, data::normalization_named("imagenet")));
     const Tensor in_cifar = (*model)(data::to_tensor(test, 0, 8));
     CHECK(in_imagenet.vec() != in_cifar.vec());
     // A checkpoint naming an unknown normalization is refused, naming the file.
@@ -357,14 +407,15 @@ TEST_CASE("bn-only-sweep split by --stop-after and --resume equals one run; eval
     const std::string bad = split.out + "/bogus.safetensors";
     save_safetensors(bad, c.tensors, c.metadata);
     ev.checkpoint = bad;
-    CHECK_THROWS_WITH(app::run_eval(ev), Catch::Contains(bad) && Catch::Contains("cifar10 or imagenet"));
+    CHECK_THROWS_WITH(app::run_eval(ev),
+                      Catch::Contains(bad) && Catch::Contains("cifar10 or imagenet"));
   }
 
   // --resume with other flags is refused, naming the run's config.json and the field.
   app::ExperimentConfig other = split;
   other.seed = 1;
-  CHECK_THROWS_WITH(app::run_sweep(other), Catch::Contains("resnet8/bn/config.json") &&
-                                               Catch::Contains("seed"));
+  CHECK_THROWS_WITH(app::run_sweep(other),
+                    Catch::Contains("resnet8/bn/config.json") && Catch::Contains("seed"));
   fs::remove_all(whole.out);
   fs::remove_all(split.out);
 }

@@ -9,23 +9,27 @@ using minidl::testing::randn;
 
 TEST_CASE("gradcheck linear", "[gradcheck]") {
   Generator g(1);
-  gradcheck([](const std::vector<Tensor>& t) { return ops::linear(t[0], t[1], t[2]); },
-            {randn({4, 5}, g, 1, 0, true), randn({3, 5}, g, 1, 0, true), randn({3}, g, 1, 0, true)});
+  gradcheck(
+      [](const std::vector<Tensor>& t) { return ops::linear(t[0], t[1], t[2]); },
+      {randn({4, 5}, g, 1, 0, true), randn({3, 5}, g, 1, 0, true), randn({3}, g, 1, 0, true)});
 }
 
 TEST_CASE("gradcheck conv2d", "[gradcheck]") {
-  struct Case { Shape x, w; bool bias; int64_t stride, padding; };
-  for (const Case& c : {Case{{2, 3, 6, 6}, {4, 3, 3, 3}, true, 1, 1},
-                        Case{{2, 3, 7, 7}, {4, 3, 3, 3}, false, 2, 1},
-                        Case{{2, 4, 6, 6}, {5, 4, 1, 1}, false, 2, 0},
-                        Case{{1, 2, 5, 5}, {3, 2, 1, 1}, true, 1, 0},
-                        Case{{1, 2, 6, 5}, {2, 2, 5, 5}, false, 1, 2},
-                        // >= 32 channels: the untransposed GEMM paths (conv.cpp, kNarrow)
-                        Case{{2, 32, 4, 4}, {33, 32, 3, 3}, true, 1, 1},
-                        Case{{2, 40, 5, 5}, {32, 40, 3, 3}, false, 2, 1},
-                        // 3x3 stride 1, >= 8 input channels: Winograd F(4x4, 3x3), padding 0-2
-                        Case{{3, 8, 7, 6}, {5, 8, 3, 3}, true, 1, 0},
-                        Case{{2, 9, 5, 9}, {4, 9, 3, 3}, false, 1, 2}}) {
+  struct Case {
+    Shape x, w;
+    bool bias;
+    int64_t stride, padding;
+  };
+  for (const Case& c :
+       {Case{{2, 3, 6, 6}, {4, 3, 3, 3}, true, 1, 1}, Case{{2, 3, 7, 7}, {4, 3, 3, 3}, false, 2, 1},
+        Case{{2, 4, 6, 6}, {5, 4, 1, 1}, false, 2, 0}, Case{{1, 2, 5, 5}, {3, 2, 1, 1}, true, 1, 0},
+        Case{{1, 2, 6, 5}, {2, 2, 5, 5}, false, 1, 2},
+        // >= 32 channels: the untransposed GEMM paths (conv.cpp, kNarrow)
+        Case{{2, 32, 4, 4}, {33, 32, 3, 3}, true, 1, 1},
+        Case{{2, 40, 5, 5}, {32, 40, 3, 3}, false, 2, 1},
+        // 3x3 stride 1, >= 8 input channels: Winograd F(4x4, 3x3), padding 0-2
+        Case{{3, 8, 7, 6}, {5, 8, 3, 3}, true, 1, 0},
+        Case{{2, 9, 5, 9}, {4, 9, 3, 3}, false, 1, 2}}) {
     Generator g(2);
     INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " stride " << c.stride);
     gradcheck(
@@ -51,8 +55,7 @@ TEST_CASE("gradcheck batch_norm train and eval, 1d and 2d", "[gradcheck]") {
       // call of f computes the same function.
       gradcheck(
           [&](const std::vector<Tensor>& t) {
-            return ops::batch_norm(t[0], t[1], t[2], rm.clone(), rv.clone(), training, 0.1f,
-                                   1e-5f);
+            return ops::batch_norm(t[0], t[1], t[2], rm.clone(), rv.clone(), training, 0.1f, 1e-5f);
           },
           {randn(xs, g, 2, 0.5, true), randn({C}, g, 0.5, 1, true), randn({C}, g, 1, 0, true)},
           1e-2, 3e-2, 3e-3);
@@ -69,9 +72,13 @@ TEST_CASE("batch_norm_relu equals relu(batch_norm) with the same gradients", "[g
     Tensor fused = ops::batch_norm_relu(x, w, b, rm.clone(), rv.clone(), training, 0.1f, 1e-5f);
     fused.backward(dy);
     const std::vector<float> gx(x.grad_data(), x.grad_data() + x.numel());
-    const std::vector<float> gw(w.grad_data(), w.grad_data() + 4), gb(b.grad_data(), b.grad_data() + 4);
-    x.zero_grad(); w.zero_grad(); b.zero_grad();
-    Tensor plain = ops::relu(ops::batch_norm(x, w, b, rm.clone(), rv.clone(), training, 0.1f, 1e-5f));
+    const std::vector<float> gw(w.grad_data(), w.grad_data() + 4),
+        gb(b.grad_data(), b.grad_data() + 4);
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+    Tensor plain =
+        ops::relu(ops::batch_norm(x, w, b, rm.clone(), rv.clone(), training, 0.1f, 1e-5f));
     plain.backward(dy);
     INFO("training " << training);
     for (int64_t i = 0; i < x.numel(); ++i) {
@@ -100,14 +107,17 @@ TEST_CASE("gradcheck batch_norm_add_relu and its agreement with the unfused ops"
   }
   gradcheck(
       [&](const std::vector<Tensor>& t) {
-        return ops::batch_norm_add_relu(t[0], t[1], t[2], rm.clone(), rv.clone(), true, 0.1f,
-                                        1e-5f, t[3]);
+        return ops::batch_norm_add_relu(t[0], t[1], t[2], rm.clone(), rv.clone(), true, 0.1f, 1e-5f,
+                                        t[3]);
       },
       {x0, w0, b0, r0}, 1e-3, 3e-2, 1e-3);
   Tensor x = randn({2, 3, 4, 4}, g), r = randn({2, 3, 4, 4}, g), w = randn({3}, g, 0.5, 1);
-  Tensor fused = ops::batch_norm_add_relu(x, w, Tensor(), rm.clone(), rv.clone(), false, 0.1f, 1e-5f, r);
-  Tensor plain = ops::add_relu(ops::batch_norm(x, w, Tensor(), rm.clone(), rv.clone(), false, 0.1f, 1e-5f), r);
-  for (int64_t i = 0; i < x.numel(); ++i) CHECK(fused.data()[i] == Approx(plain.data()[i]).margin(1e-6));
+  Tensor fused =
+      ops::batch_norm_add_relu(x, w, Tensor(), rm.clone(), rv.clone(), false, 0.1f, 1e-5f, r);
+  Tensor plain =
+      ops::add_relu(ops::batch_norm(x, w, Tensor(), rm.clone(), rv.clone(), false, 0.1f, 1e-5f), r);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    CHECK(fused.data()[i] == Approx(plain.data()[i]).margin(1e-6));
 }
 
 TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
@@ -123,8 +133,11 @@ TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
             {randn({2, 5}, g, 1, 0, true), randn({2, 5}, g, 1, 0, true)});
   Tensor a = away({2, 3, 3}), b = randn({2, 3, 3}, g, 0.01f, 0, true);
   gradcheck([](const std::vector<Tensor>& t) { return ops::add_relu(t[0], t[1]); }, {a, b});
-  gradcheck([](const std::vector<Tensor>& t) { return ops::reshape(t[0], {6, 4}); },
-            {randn({2, 3, 4}, g, 1, 0, true)});
+  gradcheck(
+      [](const std::vector<Tensor>& t) {
+        return ops::reshape(t[0], {6, 4});
+      },
+      {randn({2, 3, 4}, g, 1, 0, true)});
   gradcheck([](const std::vector<Tensor>& t) { return ops::flatten(t[0]); },
             {randn({2, 3, 2, 2}, g, 1, 0, true)});
 }
@@ -149,9 +162,11 @@ TEST_CASE("gradcheck max_pool2d and global_avg_pool2d", "[gradcheck]") {
 TEST_CASE("gradcheck cross_entropy with and without label smoothing", "[gradcheck]") {
   Generator g(6);
   for (float ls : {0.0f, 0.1f}) {
-    gradcheck([ls](const std::vector<Tensor>& t) {
-      return ops::cross_entropy(t[0], {1, 0, 3, 2, 3}, ls);
-    }, {randn({5, 4}, g, 2, 0, true)}, 1e-2, 1e-2, 1e-4);
+    gradcheck(
+        [ls](const std::vector<Tensor>& t) {
+          return ops::cross_entropy(t[0], {1, 0, 3, 2, 3}, ls);
+        },
+        {randn({5, 4}, g, 2, 0, true)}, 1e-2, 1e-2, 1e-4);
   }
 }
 
@@ -205,7 +220,8 @@ TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autogr
     img.zero_grad();
     for (int i = 0; i < calls; ++i) {
       if (bn) {
-        Tensor y = ops::batch_norm_add_relu(img, Tensor(), Tensor(), rm, rv, true, 0.1f, 1e-5f, img);
+        Tensor y =
+            ops::batch_norm_add_relu(img, Tensor(), Tensor(), rm, rv, true, 0.1f, 1e-5f, img);
         y.backward(randn({2, 3, 6, 6}, g = Generator(5)));
       } else {
         ops::conv2d(img, k, Tensor(), 1, 1).backward(dy);

@@ -217,9 +217,9 @@ TEST_CASE("bench --profile profiles the timed steps only", "[profiler][bench]") 
   CHECK_FALSE(profiler::enabled());  // bench switches it off again
   CHECK(out.find("resnet8 --mode train") != std::string::npos);
   CHECK(count_of(out, "per-op profile of the 1 timed steps") == 1);
-  for (const char* name : {"linear", "batch_norm_relu", "batch_norm_add_relu",
-                           "global_avg_pool2d", "cross_entropy", "optimizer.step",
-                           "optimizer.zero_grad", "(not in any op)"}) {
+  for (const char* name :
+       {"linear", "batch_norm_relu", "batch_norm_add_relu", "global_avg_pool2d", "cross_entropy",
+        "optimizer.step", "optimizer.zero_grad", "(not in any op)"}) {
     CHECK(out.find(name) != std::string::npos);
   }
   auto rows = rows_by_key();
@@ -309,11 +309,12 @@ TEST_CASE("bench rejects a bad --mode, and batch 1 in train mode", "[profiler][b
   CHECK_THROWS_WITH(app::run_bench(cfg), Catch::Contains("--mode") && Catch::Contains("inference"));
   cfg.mode = "train";
   cfg.batch_size = 1;
-  CHECK_THROWS_WITH(app::run_bench(cfg), Catch::Contains("--batch-size") &&
-                                             Catch::Contains(">= 2 with --mode train"));
+  CHECK_THROWS_WITH(app::run_bench(cfg),
+                    Catch::Contains("--batch-size") && Catch::Contains(">= 2 with --mode train"));
   cfg.mode = "eval";
   cfg.batch_size = 0;
-  CHECK_THROWS_WITH(app::run_bench(cfg), Catch::Contains("--batch-size") && Catch::Contains(">= 1"));
+  CHECK_THROWS_WITH(app::run_bench(cfg),
+                    Catch::Contains("--batch-size") && Catch::Contains(">= 1"));
   cfg.batch_size = 1;
   cfg.steps = 0;
   CHECK_THROWS_WITH(app::run_bench(cfg), Catch::Contains("--steps"));
@@ -324,7 +325,8 @@ TEST_CASE("train --profile prints one table, after the first epoch", "[profiler]
   const std::string cmd = std::string(MINIDL_BINARY) + " train --data " +
                           minidl::testing::data_dir() +
                           " --model resnet8 --epochs 2 --batch-size 64 --limit-train 256"
-                          " --limit-test 100 --profile --out " + out_dir + " 2>&1";
+                          " --limit-test 100 --profile --out " +
+                          out_dir + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   REQUIRE(pipe);
   std::string out;
@@ -343,8 +345,8 @@ TEST_CASE("train --profile prints one table, after the first epoch", "[profiler]
   CHECK(epoch1 < table);
   CHECK(table < epoch2);
   const std::string t = out.substr(table, epoch2 - table);
-  for (const char* name : {"linear", "batch_norm_relu", "cross_entropy", "optimizer.step",
-                           "optimizer.zero_grad"}) {
+  for (const char* name :
+       {"linear", "batch_norm_relu", "cross_entropy", "optimizer.step", "optimizer.zero_grad"}) {
     CHECK(t.find(name) != std::string::npos);
   }
   std::filesystem::remove_all(out_dir);

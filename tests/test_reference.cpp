@@ -76,8 +76,8 @@ void expect_close(const Fixture& fx, const std::string& name, const Shape& got_s
                   const float* got, size_t got_size, double atol = kAtol, double rtol = kRtol) {
   const Shape want_shape = fx.shape(name);
   const std::vector<float> want = fx.values(name);
-  INFO(fx.file << ": " << name << " shape: got " << minidl::shape_str(got_shape)
-               << ", expected " << minidl::shape_str(want_shape));
+  INFO(fx.file << ": " << name << " shape: got " << minidl::shape_str(got_shape) << ", expected "
+               << minidl::shape_str(want_shape));
   REQUIRE(got_shape == want_shape);
   REQUIRE(got_size == want.size());
   std::ostringstream msg;
@@ -89,16 +89,15 @@ void expect_close(const Fixture& fx, const std::string& name, const Shape& got_s
     const double err = std::fabs(a - b);
     if (!(err <= atol + rtol * std::fabs(b))) {
       if (bad < 5) {
-        msg << "\n  " << name << "[" << i << "]: got " << a << ", expected " << b
-            << " (|diff| " << err << ")";
+        msg << "\n  " << name << "[" << i << "]: got " << a << ", expected " << b << " (|diff| "
+            << err << ")";
       }
       ++bad;
     }
     if (err > worst || std::isnan(err)) worst = err;
   }
-  INFO(fx.file << ": " << name << ": " << bad << " of " << want.size()
-               << " values outside atol " << atol << " + rtol " << rtol
-               << " (max |diff| " << worst << ")" << msg.str());
+  INFO(fx.file << ": " << name << ": " << bad << " of " << want.size() << " values outside atol "
+               << atol << " + rtol " << rtol << " (max |diff| " << worst << ")" << msg.str());
   CHECK(bad == 0);
 }
 

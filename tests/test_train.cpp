@@ -2,7 +2,9 @@
 // the CLI's handling of bad input. Reads the data from $MINIDL_DATA (set by CMake for ctest).
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +13,9 @@
 #include <sstream>
 
 #include "apps/commands.hpp"
+#include "apps/common.hpp"
+#include "core/autograd.hpp"
+#include "data/loader.hpp"
 #include "core/safetensors.hpp"
 #include "data/cifar10.hpp"
 #include "test_util.hpp"
@@ -23,7 +28,6 @@ using minidl::testing::run_cli;
 
 using namespace minidl;
 namespace fs = std::filesystem;
-
 
 TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval agrees",
           "[train][slow]") {
@@ -49,7 +53,8 @@ TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval a
   }
 }
 
-TEST_CASE("same seed gives the same run and resume continues where the run stopped", "[train][slow]") {
+TEST_CASE("same seed gives the same run and resume continues where the run stopped",
+          "[train][slow]") {
   app::TrainConfig ca = minidl::testing::small_config("det_a", 2, 640);
   app::TrainConfig cb = minidl::testing::small_config("det_b", 2, 640);
   const std::string a = ca.out, b = cb.out;
@@ -125,27 +130,53 @@ TEST_CASE("predict prints the top 3 classes with probabilities for an image file
   app::TrainConfig c = minidl::testing::small_config("predict", 1, 128);
   c.limit_test = 100;
   app::run_train(c);
-  // A test image (label 3, cat) as a 64x64 PNG: predict must read it and resize it.
+  // Two test images: one as a 32x32 PNG (read as is: its tensor equals to_tensor's), and the
+  // same image as a 64x64 PNG (predict must read it and resize it).
   data::Dataset ds = data::load_cifar10(data_dir(), false, 1);
-  std::vector<uint8_t> rgb(64 * 64 * 3);
+  std::vector<uint8_t> rgb32(32 * 32 * 3), rgb64(64 * 64 * 3);
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 32; ++x)
+      for (int ch = 0; ch < 3; ++ch)
+        rgb32[(y * 32 + x) * 3 + ch] = ds.images[ch * 1024 + y * 32 + x];
   for (int y = 0; y < 64; ++y)
     for (int x = 0; x < 64; ++x)
-      for (int ch = 0; ch < 3; ++ch) rgb[(y * 64 + x) * 3 + ch] = ds.images[ch * 1024 + (y / 2) * 32 + x / 2];
-  const std::string png = c.out + "/cat.png";
-  REQUIRE(stbi_write_png(png.c_str(), 64, 64, 3, rgb.data(), 64 * 3) != 0);
-  auto [status, out] = run_cli("predict --checkpoint " + c.out + "/model.safetensors " + png);
+      for (int ch = 0; ch < 3; ++ch)
+        rgb64[(y * 64 + x) * 3 + ch] = ds.images[ch * 1024 + (y / 2) * 32 + x / 2];
+  const std::string png32 = c.out + "/cat32.png", png64 = c.out + "/cat64.png";
+  REQUIRE(stbi_write_png(png32.c_str(), 32, 32, 3, rgb32.data(), 32 * 3) != 0);
+  REQUIRE(stbi_write_png(png64.c_str(), 64, 64, 3, rgb64.data(), 64 * 3) != 0);
+  auto [status, out] =
+      run_cli("predict --checkpoint " + c.out + "/model.safetensors " + png32 + " " + png64);
   INFO(out);
-  CHECK(status == 0);
-  CHECK_THAT(out, Catch::Contains(png));
-  int lines_with_percent = 0;
-  double total = 0;
+  REQUIRE(status == 0);
+  // Expected: softmax of the checkpoint's logits for the image, the 3 largest in order.
+  Checkpoint ck;
+  auto model = app::load_model(c.out + "/model.safetensors", &ck);
+  NoGradGuard no_grad;
+  const Tensor logits = (*model)(data::to_tensor(ds, 0, 1, app::checkpoint_normalization(ck, "")));
+  std::vector<std::pair<double, int>> prob;
+  double sum = 0;
+  for (int k = 0; k < 10; ++k) sum += std::exp(static_cast<double>(logits.data()[k]));
+  for (int k = 0; k < 10; ++k)
+    prob.push_back({std::exp(static_cast<double>(logits.data()[k])) / sum, k});
+  std::stable_sort(prob.begin(), prob.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  // The printed lines: "<path>", then three "  <class> <p>%" lines, for each image.
   std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) {
-    if (line.find('%') == std::string::npos) continue;
-    ++lines_with_percent;
-    total += std::stod(line.substr(line.find_last_of(' ', line.size() - 2) + 1));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 8);
+  CHECK(lines[0] == png32);
+  CHECK(lines[4] == png64);
+  double previous = 101.0;
+  for (int i = 0; i < 3; ++i) {
+    std::istringstream row(lines[1 + i]);
+    std::string cls, pct;
+    row >> cls >> pct;
+    INFO("line " << lines[1 + i]);
+    CHECK(cls == data::cifar10_class_names()[prob[i].second]);
+    const double printed = std::stod(pct.substr(0, pct.size() - 1));
+    CHECK(printed == Approx(100.0 * prob[i].first).margin(0.006));  // printed with 2 decimals
+    CHECK(printed <= previous);                                     // in decreasing order
+    previous = printed;
   }
-  CHECK(lines_with_percent == 3);
-  CHECK(total > 0.0);
-  CHECK(total <= 100.01);
 }

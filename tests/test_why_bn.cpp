@@ -71,13 +71,15 @@ Tensor quadratic(const Tensor& w, const std::vector<float>& a) {
 TEST_CASE("landscape probe on a quadratic equals the hand-computed values", "[why_bn]") {
   // L(w) = 0.5 sum a_i w_i^2, g = a * w. At w - eta g: w_i (1 - eta a_i), so
   //   L = 0.5 sum a_i w_i^2 (1 - eta a_i)^2,  grad = a_i w_i (1 - eta a_i),
-  //   ||grad - g|| = eta ||a^2 w||,  beta = max_eta eta ||a^2 w|| / (eta ||a w||) = ||a^2 w|| / ||a w||.
+  //   ||grad - g|| = eta ||a^2 w||,  beta = max_eta eta ||a^2 w|| / (eta ||a w||) = ||a^2 w|| / ||a
+  //   w||.
   const std::vector<float> a = {1.0f, 2.0f, 4.0f}, w0 = {1.0f, -0.5f, 0.25f};
   Vector m(w0);
   Tensor l = quadratic(m.w, a);
   l.backward();
   const std::vector<double> etas = {0.1, 0.25, 0.5};
-  const LandscapeProbe p = probe_landscape(m, l.item(), [&] { return quadratic(m.w, a); }, etas);
+  const LandscapeProbe p = probe_landscape(
+      m, l.item(), [&] { return quadratic(m.w, a); }, etas);
   double aw = 0, a2w = 0;
   for (int i = 0; i < 3; ++i) {
     aw += a[i] * w0[i] * a[i] * w0[i];
@@ -155,7 +157,6 @@ TEST_CASE("covariate shift of the first layer is exactly 0, of later layers not"
   }
 }
 
-
 TEST_CASE("ActivationNoise: gradient, eval identity, hold and its distributions", "[why_bn]") {
   Generator gen(3);
   ActivationNoise noise(4, 42);
@@ -202,14 +203,16 @@ TEST_CASE("ActivationNoise: gradient, eval identity, hold and its distributions"
                     Catch::Contains("ActivationNoise: expected [N, 4, H, W]"));
 }
 
-TEST_CASE("vgg11_noisybn has vgg11_bn's tensors and an ActivationNoise after every BN", "[why_bn]") {
+TEST_CASE("vgg11_noisybn has vgg11_bn's tensors and an ActivationNoise after every BN",
+          "[why_bn]") {
   auto bn = create_model("vgg11_bn_w4"), noisy = create_model("vgg11_noisybn_w4");
   std::vector<std::string> bn_shapes, noisy_shapes;
   for (const auto& [name, t] : bn->state_dict()) bn_shapes.push_back(shape_str(t.shape()));
   for (const auto& [name, t] : noisy->state_dict()) noisy_shapes.push_back(shape_str(t.shape()));
   CHECK(bn_shapes == noisy_shapes);
   int noises = 0;
-  for (auto& [name, m] : noisy->named_modules()) noises += dynamic_cast<ActivationNoise*>(m) != nullptr;
+  for (auto& [name, m] : noisy->named_modules())
+    noises += dynamic_cast<ActivationNoise*>(m) != nullptr;
   CHECK(noises == 8);
   // Same seed: the same conv weights (the noise draws from its own stream).
   CHECK(bit_equal(all_state(*bn), all_state(*noisy)));
@@ -221,11 +224,14 @@ TEST_CASE("experiment landscape and covariate-shift from the command line", "[wh
   using minidl::testing::run_cli;
   const std::string data = " --data " + minidl::testing::data_dir();
   const std::string out = minidl::testing::fresh_dir("why_bn");
-  const std::string small = data + " --model vgg11_w16 --epochs 1 --limit-train 256 --limit-test "
+  const std::string small = data +
+                            " --model vgg11_w16 --epochs 1 --limit-train 256 --limit-test "
                             "200 --batch-size 64 --probes 2 --threads 1";
   SECTION("landscape writes its tables, one probe row per step size") {
-    auto [status, text] = run_cli("experiment landscape" + small + " --lr 0.05 0.1 --etas 1 2 "
-                                  "--out " + out + "/land");
+    auto [status, text] = run_cli("experiment landscape" + small +
+                                  " --lr 0.05 0.1 --etas 1 2 "
+                                  "--out " +
+                                  out + "/land");
     INFO(text);
     REQUIRE(status == 0);
     CHECK_THAT(text, Catch::Contains("| standard | vgg11_w16 | 0.05 |") &&
@@ -241,8 +247,10 @@ TEST_CASE("experiment landscape and covariate-shift from the command line", "[wh
     CHECK(std::filesystem::exists(out + "/land/results.md"));
   }
   SECTION("covariate-shift writes one row per probe and layer") {
-    auto [status, text] = run_cli("experiment covariate-shift" + small + " --variants bn "
-                                  "noisy-bn --layer 2 --out " + out + "/cs");
+    auto [status, text] = run_cli("experiment covariate-shift" + small +
+                                  " --variants bn "
+                                  "noisy-bn --layer 2 --out " +
+                                  out + "/cs");
     INFO(text);
     REQUIRE(status == 0);
     std::ifstream f(out + "/cs/covariate_shift.csv");

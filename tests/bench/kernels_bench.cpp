@@ -40,7 +40,11 @@ static void BM_conv3x3_forward_backward(benchmark::State& st) {
   }
   st.SetItemsProcessed(st.iterations() * N);
 }
-BENCHMARK(BM_conv3x3_forward_backward)->Args({16, 32})->Args({32, 16})->Args({64, 8})->UseRealTime();
+BENCHMARK(BM_conv3x3_forward_backward)
+    ->Args({16, 32})
+    ->Args({32, 16})
+    ->Args({64, 8})
+    ->UseRealTime();
 
 static void BM_batch_norm_train_forward_backward(benchmark::State& st) {
   set_num_threads(2);

@@ -1,8 +1,8 @@
 // libFuzzer harness: reading a run's config.json as `minidl train --resume` does,
-// minidl::app::read_config_file(path) (size and nesting checks, parse, config_from_json). Any std::exception (a parse
-// error, a wrong type) is a valid outcome; a crash, a sanitizer report (e.g. an out-of-range
-// float-to-integer conversion), a leak or a hang is a finding. A config that reads must also
-// survive config_to_json -> config_from_json unchanged.
+// minidl::app::read_config_file(path) (size and nesting checks, parse, config_from_json). Any
+// std::exception (a parse error, a wrong type) is a valid outcome; a crash, a sanitizer report
+// (e.g. an out-of-range float-to-integer conversion), a leak or a hang is a finding. A config that
+// reads must also survive config_to_json -> config_from_json unchanged.
 #include <cstdint>
 #include <exception>
 #include <nlohmann/json.hpp>

@@ -24,8 +24,8 @@
 #include "tests/byte_writer.hpp"
 
 namespace fs = std::filesystem;
-using minidl::testing::Bytes;
 using minidl::testing::be32;
+using minidl::testing::Bytes;
 using minidl::testing::png_chunk;
 
 namespace {
@@ -37,7 +37,9 @@ void write_file(const fs::path& p, const Bytes& b) {
   if (!out) throw std::runtime_error("cannot write " + p.string());
 }
 
-void write_text(const fs::path& p, const std::string& s) { write_file(p, Bytes(s.begin(), s.end())); }
+void write_text(const fs::path& p, const std::string& s) {
+  write_file(p, Bytes(s.begin(), s.end()));
+}
 
 Bytes read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -45,9 +47,9 @@ Bytes read_file(const fs::path& p) {
   return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-Bytes prefix(const Bytes& b, size_t n) { return Bytes(b.begin(), b.begin() + static_cast<long>(std::min(n, b.size()))); }
-
-
+Bytes prefix(const Bytes& b, size_t n) {
+  return Bytes(b.begin(), b.begin() + static_cast<long>(std::min(n, b.size())));
+}
 
 void safetensors_seeds(const fs::path& dir) {
   using minidl::Shape;
@@ -62,7 +64,8 @@ void safetensors_seeds(const fs::path& dir) {
   tensors.emplace_back("bn.bias", b);
   const fs::path valid = dir / "valid.safetensors";
   fs::create_directories(dir);
-  minidl::save_safetensors(valid.string(), tensors, {{"model", "resnet8"}, {"normalization", "cifar10"}});
+  minidl::save_safetensors(valid.string(), tensors,
+                           {{"model", "resnet8"}, {"normalization", "cifar10"}});
   minidl::save_safetensors((dir / "no_tensors.safetensors").string(), {}, {});
   const Bytes v = read_file(valid);
   write_file(dir / "truncated.safetensors", prefix(v, v.size() - 10));
@@ -79,7 +82,8 @@ void safetensors_seeds(const fs::path& dir) {
   const auto* ob = reinterpret_cast<const uint8_t*>(&one);
   pt.insert(pt.end(), ob, ob + 4);
   write_file(dir / "pytorch_style.safetensors", pt);
-  write_file(dir / "header_length_too_big.safetensors", Bytes{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, '{', '}'});
+  write_file(dir / "header_length_too_big.safetensors",
+             Bytes{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, '{', '}'});
 }
 
 /// One synthetic CIFAR-10 record: `label`, then R, G and B planes of 32 x 32 bytes.
@@ -87,7 +91,8 @@ Bytes cifar10_record(uint8_t label) {
   Bytes r{label};
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < 32; ++y)
-      for (int x = 0; x < 32; ++x) r.push_back(static_cast<uint8_t>(8 * x + 4 * y + 85 * c + label));
+      for (int x = 0; x < 32; ++x)
+        r.push_back(static_cast<uint8_t>(8 * x + 4 * y + 85 * c + label));
   return r;
 }
 
@@ -134,20 +139,26 @@ void image_seeds(const fs::path& dir) {
       p[1] = static_cast<uint8_t>(y * 8);
       p[2] = 128;
     }
-  if (!stbi_write_png(path("rgb_32x32.png").c_str(), 32, 32, 3, rgb.data(), 32 * 3)) throw std::runtime_error("png");
+  if (!stbi_write_png(path("rgb_32x32.png").c_str(), 32, 32, 3, rgb.data(), 32 * 3))
+    throw std::runtime_error("png");
   const Bytes gray = {0, 60, 120, 180, 240, 30, 90, 150, 210, 255, 10, 20, 30, 40, 50};
-  if (!stbi_write_png(path("gray_5x3.png").c_str(), 5, 3, 1, gray.data(), 5)) throw std::runtime_error("png");
-  if (!stbi_write_bmp(path("rgb_4x4.bmp").c_str(), 4, 4, 3, rgb.data())) throw std::runtime_error("bmp");
-  if (!stbi_write_tga(path("rgb_4x4.tga").c_str(), 4, 4, 3, rgb.data())) throw std::runtime_error("tga");
-  if (!stbi_write_jpg(path("rgb_8x8.jpg").c_str(), 8, 8, 3, rgb.data(), 50)) throw std::runtime_error("jpg");
-  const float hdr[2 * 2 * 3] = {0.1f, 0.2f, 0.3f, 1.0f, 2.0f, 4.0f, 0.5f, 0.5f, 0.5f, 8.0f, 0.0f, 1.0f};
+  if (!stbi_write_png(path("gray_5x3.png").c_str(), 5, 3, 1, gray.data(), 5))
+    throw std::runtime_error("png");
+  if (!stbi_write_bmp(path("rgb_4x4.bmp").c_str(), 4, 4, 3, rgb.data()))
+    throw std::runtime_error("bmp");
+  if (!stbi_write_tga(path("rgb_4x4.tga").c_str(), 4, 4, 3, rgb.data()))
+    throw std::runtime_error("tga");
+  if (!stbi_write_jpg(path("rgb_8x8.jpg").c_str(), 8, 8, 3, rgb.data(), 50))
+    throw std::runtime_error("jpg");
+  const float hdr[2 * 2 * 3] = {0.1f, 0.2f, 0.3f, 1.0f, 2.0f, 4.0f,
+                                0.5f, 0.5f, 0.5f, 8.0f, 0.0f, 1.0f};
   if (!stbi_write_hdr(path("rgb_2x2.hdr").c_str(), 2, 2, 3, hdr)) throw std::runtime_error("hdr");
   Bytes pgm = {'P', '5', '\n', '2', ' ', '2', '\n', '2', '5', '5', '\n', 0, 85, 170, 255};
   write_file(dir / "gray_2x2.pgm", pgm);
   // The classic 1x1 GIF (GIF89a, global palette of 2 colours, one LZW-coded pixel).
   write_file(dir / "one_pixel.gif",
-             Bytes{'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0,
-                   0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3b});
+             Bytes{'G', 'I',  'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0xff, 0xff, 0xff, 0,   0,
+                   0,   0x2c, 0,   0,   0,   0,   1, 0, 1, 0, 0,    2, 2, 0x44, 0x01, 0,    0x3b});
   // A PNG whose header claims 12000 x 12000 RGB pixels (no image data): refused by size.
   Bytes big = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   Bytes ihdr;
