@@ -60,7 +60,8 @@ Storage flip_weight(const float* w, int64_t O, int64_t C, int64_t KK) {
   Storage wf(O * C * KK);
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t k = 0; k < KK; ++k) wf[(c * O + o) * KK + (KK - 1 - k)] = w[(o * C + c) * KK + k];
+      for (int64_t k = 0; k < KK; ++k)
+        wf[(c * O + o) * KK + (KK - 1 - k)] = w[(o * C + c) * KK + k];
   return wf;
 }
 
@@ -87,8 +88,8 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
 // ---- im2col + GEMM -------------------------------------------------------------------------
 
 /// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias.
-void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const ConvGeom& g,
-                           int64_t O, float* y) {
+void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const ConvGeom& g, int64_t O,
+                           float* y) {
   const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
@@ -254,10 +255,10 @@ static void conv2d_backward(const Tensor& x, const Tensor& w, const float* dy, i
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding) {
   check(x.dim() == 4, "conv2d", "input [N, C_in, H, W]", x);
-  check(weight.dim() == 4 && weight.size(1) == x.size(1), "conv2d",
-        "weight [C_out, " + std::to_string(x.size(1)) + ", KH, KW] for input " +
-            shape_str(x.shape()),
-        weight);
+  check(
+      weight.dim() == 4 && weight.size(1) == x.size(1), "conv2d",
+      "weight [C_out, " + std::to_string(x.size(1)) + ", KH, KW] for input " + shape_str(x.shape()),
+      weight);
   if (bias.defined()) {
     check(bias.dim() == 1 && bias.size(0) == weight.size(0), "conv2d",
           "bias [" + std::to_string(weight.size(0)) + "]", bias);
@@ -267,8 +268,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
                                 std::to_string(stride) + ", padding " + std::to_string(padding));
   }
   const int64_t N = x.size(0), O = weight.size(0);
-  ConvGeom g{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3), stride, padding,
-             0, 0};
+  ConvGeom g{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3), stride,
+             padding,   0,         0};
   if (g.H + 2 * padding < g.KH || g.W + 2 * padding < g.KW) {
     throw std::invalid_argument("conv2d: kernel " + shape_str(weight.shape()) +
                                 " larger than padded input " + shape_str(x.shape()));

@@ -20,15 +20,15 @@ void fill(float* x, int64_t n, float value);
 
 /// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
 /// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm.
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-          const float* A, const float* B, float beta, float* C);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          const float* B, float beta, float* C);
 
 /// Geometry of a 2-d convolution on one image.
 struct ConvGeom {
-  int64_t C, H, W;       // input channels, height, width
-  int64_t KH, KW;        // kernel size
-  int64_t stride, pad;   // same in both directions
-  int64_t HO, WO;        // output height, width
+  int64_t C, H, W;      // input channels, height, width
+  int64_t KH, KW;       // kernel size
+  int64_t stride, pad;  // same in both directions
+  int64_t HO, WO;       // output height, width
 };
 
 /// im2col: x [C, H, W] -> col [C * KH * KW, HO * WO] (zero padding), row (c, kh, kw).

@@ -45,9 +45,8 @@ bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stri
 /// y = weight * (x - mean) / sqrt(var + eps) + bias. weight, bias [C] may be undefined
 /// (affine = false). running_mean / running_var [C] may be undefined only when training.
 /// Throws when training with a single value per channel (as PyTorch does).
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                  Tensor running_mean, Tensor running_var, bool training, float momentum,
-                  float eps);
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                  Tensor running_var, bool training, float momentum, float eps);
 
 /// relu(batch_norm(...)) fused: one pass writes the output, and the backward applies ReLU's
 /// mask inside BN's two passes (the stem and every block's first BN in a ResNet). Same
@@ -59,8 +58,8 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias
 /// relu(batch_norm(x, ...) + residual) fused (a ResNet block's tail: bn2, the shortcut sum and
 /// the ReLU in one pass). residual has x's shape; its gradient is dy * (y > 0).
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                           Tensor running_mean, Tensor running_var, bool training,
-                           float momentum, float eps, const Tensor& residual);
+                           Tensor running_mean, Tensor running_var, bool training, float momentum,
+                           float eps, const Tensor& residual);
 
 /// max over K x K windows (torch.nn.functional.max_pool2d, padding counts as -inf).
 /// x [N, C, H, W] -> [N, C, (H + 2p - K) / s + 1, (W + 2p - K) / s + 1].

@@ -93,9 +93,10 @@ std::string table(double total_seconds, int64_t steps) {
   auto emit = [&](const std::string& name, const char* pass, const std::string& calls,
                   double seconds, double flops) {
     char gflops[32] = "";
-    if (flops != 0.0 && seconds > 0.0) std::snprintf(gflops, sizeof gflops, "%.1f", flops / seconds / 1e9);
-    std::snprintf(line, sizeof line, "%-*s  %-8s  %8s  %10.2f  %10.3f  %7.1f  %8s", w,
-                  name.c_str(), pass, calls.c_str(), 1e3 * seconds, 1e3 * seconds / steps,
+    if (flops != 0.0 && seconds > 0.0)
+      std::snprintf(gflops, sizeof gflops, "%.1f", flops / seconds / 1e9);
+    std::snprintf(line, sizeof line, "%-*s  %-8s  %8s  %10.2f  %10.3f  %7.1f  %8s", w, name.c_str(),
+                  pass, calls.c_str(), 1e3 * seconds, 1e3 * seconds / steps,
                   100.0 * seconds / total_seconds, gflops);
     std::string s = line;
     s.erase(s.find_last_not_of(' ') + 1);  // no trailing blanks where GFLOP/s is blank
@@ -108,8 +109,7 @@ std::string table(double total_seconds, int64_t steps) {
   out += rule + "\n";
   double in_ops = 0.0;
   for (const Row& r : all) {
-    emit(r.name, r.backward ? "backward" : "forward", std::to_string(r.calls), r.seconds,
-         r.flops);
+    emit(r.name, r.backward ? "backward" : "forward", std::to_string(r.calls), r.seconds, r.flops);
     in_ops += r.seconds;
   }
   emit(not_in_op, "", "", total_seconds - in_ops, 0.0);

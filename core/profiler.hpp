@@ -88,10 +88,10 @@ inline void add_flops(double flops) {
 /// One aggregated row: every closed Scope with this (name, backward).
 struct Row {
   std::string name;
-  bool backward;    ///< true: the op's backward closure (opened by Tensor::backward)
-  int64_t calls;    ///< Scopes closed
-  double seconds;   ///< summed wall time, inclusive of nested Scopes
-  double flops;     ///< summed add_flops (0 for ops that report none)
+  bool backward;   ///< true: the op's backward closure (opened by Tensor::backward)
+  int64_t calls;   ///< Scopes closed
+  double seconds;  ///< summed wall time, inclusive of nested Scopes
+  double flops;    ///< summed add_flops (0 for ops that report none)
 };
 
 /// The recorded rows, by decreasing seconds (ties: by name, forward first).

@@ -15,7 +15,8 @@ uint64_t splitmix64(uint64_t x) {
 uint64_t Generator::randint(uint64_t n) {
   const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t r;
-  do r = engine_(); while (r >= limit);
+  do r = engine_();
+  while (r >= limit);
   return r % n;
 }
 

@@ -22,7 +22,8 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * sizeof(float);
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   // Invalid UTF-8 in a name or metadata value (a path, say) is replaced, never an exception.
@@ -61,17 +62,19 @@ int64_t as_count(const json& v) {
 
 Checkpoint load_safetensors(const std::string& path) {
   if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
-    throw std::runtime_error("checkpoint \"" + path + "\" is a folder; expected a .safetensors file");
+    throw std::runtime_error("checkpoint \"" + path +
+                             "\" is a folder; expected a .safetensors file");
   }
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("checkpoint \"" + path + "\" does not exist or cannot be read");
   const std::streamoff end_pos = in.tellg();
-  if (end_pos < 0) throw std::runtime_error("checkpoint \"" + path + "\" cannot be read (not a regular file?)");
+  if (end_pos < 0)
+    throw std::runtime_error("checkpoint \"" + path + "\" cannot be read (not a regular file?)");
   const uint64_t file_size = static_cast<uint64_t>(end_pos);
   in.seekg(0);
   auto fail = [&](const std::string& what) {
-    return std::runtime_error("checkpoint \"" + path + "\" is not a valid safetensors file: " +
-                              what);
+    return std::runtime_error("checkpoint \"" + path +
+                              "\" is not a valid safetensors file: " + what);
   };
   if (file_size < 8) {
     throw fail(file_size == 0 ? std::string("the file is empty (0 bytes)")
@@ -160,11 +163,15 @@ Checkpoint load_safetensors(const std::string& path) {
     uint64_t numel = 1;
     for (const json& d : shape_json) {
       const int64_t v = as_count(d);
-      if (v < 0) throw fail(where + ": shape " + shape_json.dump() + " has an entry that is not a non-negative integer");
+      if (v < 0)
+        throw fail(where + ": shape " + shape_json.dump() +
+                   " has an entry that is not a non-negative integer");
       shape.push_back(v);
       // Overflow-checked: numel * 4 must fit in the data section anyway.
-      if (v != 0 && numel > data_size / static_cast<uint64_t>(v)) numel = data_size + 1;
-      else numel *= static_cast<uint64_t>(v);
+      if (v != 0 && numel > data_size / static_cast<uint64_t>(v))
+        numel = data_size + 1;
+      else
+        numel *= static_cast<uint64_t>(v);
     }
     if (numel > data_size / sizeof(float)) {
       throw fail(where + " of shape " + shape_str(shape) + " needs more bytes than the file's " +
@@ -178,8 +185,9 @@ Checkpoint load_safetensors(const std::string& path) {
     }
     entries.push_back({begin, end, name, std::move(shape)});
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.name < b.name; });
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.name < b.name;
+  });
   for (Entry& e : entries) {
     Tensor t(e.shape);
     in.seekg(static_cast<std::streamoff>(8 + n + e.begin));

@@ -83,12 +83,12 @@ inline void transpose_block(const float* in, int64_t is, float* out, int64_t os)
   typedef int32_t mask __attribute__((vector_size(kLanes * sizeof(int32_t))));
   lanes r[kLanes];
   for (int v = 0; v < kLanes; ++v) r[v] = load<lanes>(in + v * is);
-#define MINIDL_STAGE(b, lo, hi)                                        \
-  for (int i = 0; i < kLanes; ++i) {                                   \
-    if (i & (b)) continue;                                             \
-    const lanes x = r[i], y = r[i | (b)];                              \
-    r[i] = __builtin_shuffle(x, y, lo);                                \
-    r[i | (b)] = __builtin_shuffle(x, y, hi);                          \
+#define MINIDL_STAGE(b, lo, hi)               \
+  for (int i = 0; i < kLanes; ++i) {          \
+    if (i & (b)) continue;                    \
+    const lanes x = r[i], y = r[i | (b)];     \
+    r[i] = __builtin_shuffle(x, y, lo);       \
+    r[i | (b)] = __builtin_shuffle(x, y, hi); \
   }
   // lo[e] = e & b ? 16 + (e ^ b) : e;   hi[e] = e & b ? 16 + e : e ^ b
   MINIDL_STAGE(8, (mask{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
@@ -115,8 +115,7 @@ inline void transpose_block(const float* in, int64_t is, float* out, int64_t os)
 template <class V>
 inline void bt_1d(const V* d, int ds, V* r, int rs) {
   if constexpr (m == 4) {
-    const V d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds],
-            d5 = d[5 * ds];
+    const V d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
     r[0] = 4.f * d0 - 5.f * d2 + d4;
     r[rs] = -4.f * (d1 + d2) + d3 + d4;
     r[2 * rs] = 4.f * (d1 - d2) - d3 + d4;
@@ -136,8 +135,7 @@ inline void bt_1d(const V* d, int ds, V* r, int rs) {
 template <class V>
 inline void at_1d(const V* v, int vs, V* y, int ys) {
   if constexpr (m == 4) {
-    const V v0 = v[0], v1 = v[vs], v2 = v[2 * vs], v3 = v[3 * vs], v4 = v[4 * vs],
-            v5 = v[5 * vs];
+    const V v0 = v[0], v1 = v[vs], v2 = v[2 * vs], v3 = v[3 * vs], v4 = v[4 * vs], v5 = v[5 * vs];
     const V s12 = v1 + v2, d12 = v1 - v2, s34 = v3 + v4, d34 = v3 - v4;
     y[0] = v0 + s12 + s34;
     y[ys] = d12 + 2.f * d34;
@@ -183,7 +181,7 @@ inline void input_tile(const float* in, int64_t rs, int64_t cs, float* out, int6
   for (int j = 0; j < a; ++j)
     for (int l = 0; l < a; ++l) d[j][l] = load<V>(in + j * rs + l * cs);
   for (int l = 0; l < a; ++l) bt_1d<V>(&d[0][l], a, &t[0][l], a);  // columns
-  for (int i = 0; i < a; ++i) bt_1d<V>(t[i], 1, u[i], 1);           // rows
+  for (int i = 0; i < a; ++i) bt_1d<V>(t[i], 1, u[i], 1);          // rows
   for (int i = 0; i < a; ++i)
     for (int k = 0; k < a; ++k) store<V>(out + (i * a + k) * xs, u[i][k]);
 }
@@ -195,7 +193,7 @@ inline void output_tile(const float* in, int64_t xs, float* out, int64_t rs, int
   for (int j = 0; j < a; ++j)
     for (int l = 0; l < a; ++l) q[j][l] = load<V>(in + (j * a + l) * xs);
   for (int l = 0; l < a; ++l) at_1d<V>(&q[0][l], a, &t[0][l], a);  // columns
-  for (int i = 0; i < m; ++i) at_1d<V>(t[i], 1, y[i], 1);           // rows
+  for (int i = 0; i < m; ++i) at_1d<V>(t[i], 1, y[i], 1);          // rows
   for (int i = 0; i < m; ++i)
     for (int k = 0; k < m; ++k) store<V>(out + i * rs + k * cs, y[i][k]);
 }
@@ -207,7 +205,7 @@ inline void output_tile_adjoint(const float* in, int64_t rs, int64_t cs, float* 
   for (int i = 0; i < m; ++i)
     for (int k = 0; k < m; ++k) y[i][k] = load<V>(in + i * rs + k * cs);
   for (int k = 0; k < m; ++k) a_1d<V>(&y[0][k], m, &t[0][k], m);  // columns
-  for (int j = 0; j < a; ++j) a_1d<V>(t[j], 1, q[j], 1);           // rows
+  for (int j = 0; j < a; ++j) a_1d<V>(t[j], 1, q[j], 1);          // rows
   for (int j = 0; j < a; ++j)
     for (int l = 0; l < a; ++l) store<V>(out + (j * a + l) * xs, q[j][l]);
 }

@@ -25,7 +25,6 @@ struct FileCloser {
   }
 };
 
-
 using detail::quoted;
 using detail::with_commas;
 
@@ -79,8 +78,8 @@ int64_t records_in(const std::string& path, uint64_t size) {
   }
   const uint64_t n = size / kRecord;
   if (n > static_cast<uint64_t>(kMaxRecordsPerFile)) {
-    throw std::runtime_error("cifar10: " + quoted(path) + " has " + with_commas(n) +
-                             " records (" + with_commas(size) + " bytes), more than the " +
+    throw std::runtime_error("cifar10: " + quoted(path) + " has " + with_commas(n) + " records (" +
+                             with_commas(size) + " bytes), more than the " +
                              with_commas(static_cast<uint64_t>(kMaxRecordsPerFile)) +
                              " minidl reads from one file; " + official_size());
   }
@@ -149,7 +148,8 @@ Dataset read_cifar10_file(const std::string& path) {
                                  "another layout)");
       }
       ds.labels[static_cast<size_t>(index)] = rec[0];
-      std::memcpy(ds.images.data() + index * kImageBytes, rec + 1, static_cast<size_t>(kImageBytes));
+      std::memcpy(ds.images.data() + index * kImageBytes, rec + 1,
+                  static_cast<size_t>(kImageBytes));
     }
   }
   return ds;
@@ -203,8 +203,8 @@ Dataset load_cifar10(const std::string& dir, bool train, int64_t limit) {
 }
 
 const std::vector<std::string>& cifar10_class_names() {
-  static const std::vector<std::string> names = {"airplane", "automobile", "bird",  "cat",  "deer",
-                                                 "dog",      "frog",       "horse", "ship", "truck"};
+  static const std::vector<std::string> names = {
+      "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   return names;
 }
 

@@ -19,9 +19,9 @@ namespace minidl::data {
 /// Image geometry of CIFAR-10: C x H x W = 3 x 32 x 32.
 constexpr int64_t kChannels = 3;
 constexpr int64_t kImageSide = 32;
-constexpr int64_t kPlaneBytes = kImageSide * kImageSide;        // 1,024
-constexpr int64_t kImageBytes = kChannels * kPlaneBytes;        // 3,072
-constexpr int64_t kRecordBytes = 1 + kImageBytes;               // 3,073 (label + image)
+constexpr int64_t kPlaneBytes = kImageSide * kImageSide;  // 1,024
+constexpr int64_t kImageBytes = kChannels * kPlaneBytes;  // 3,072
+constexpr int64_t kRecordBytes = 1 + kImageBytes;         // 3,073 (label + image)
 constexpr int64_t kNumClasses = 10;
 
 /// A CIFAR-10 split held as in the file: raw bytes, no normalization.

@@ -41,7 +41,6 @@ constexpr const char* kFormats = "PNG, JPEG, BMP, GIF, TGA, PSD, PIC, PNM (P5/P6
 using detail::quoted;
 using detail::with_commas;
 
-
 /// stb's reason for the last failure, as " (stb_image: ...)".
 std::string stb_reason() {
   const char* r = stbi_failure_reason();
@@ -95,7 +94,7 @@ std::string jpeg_oversized_huffman_table(const std::vector<unsigned char>& b) {
     if (i >= n) break;
     const unsigned m = b[i++];
     if (m == 0x00 || (m >= 0xd0 && m <= 0xd7)) {  // stuffed 0xFF or RSTn: no length
-      if (!entropy) break;                          // stb stops at these outside a scan
+      if (!entropy) break;                        // stb stops at these outside a scan
       continue;
     }
     if (m == 0xd9) break;                  // EOI
@@ -145,7 +144,8 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
   if (!fs::is_regular_file(status)) {
     throw std::runtime_error("image " + quoted(path) +
                              " is not a regular file (a device, socket or pipe), expected an "
-                             "image file (" + kFormats + ")");
+                             "image file (" +
+                             kFormats + ")");
   }
   errno = 0;
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
@@ -159,8 +159,8 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
     throw std::runtime_error("cannot open image " + quoted(path) + ": not a regular file");
   }
   if (st.st_size == 0) {
-    throw std::runtime_error("image " + quoted(path) + " is empty (0 bytes); expected an image file (" +
-                             kFormats + ")");
+    throw std::runtime_error("image " + quoted(path) +
+                             " is empty (0 bytes); expected an image file (" + kFormats + ")");
   }
 
   // The format its signature announces, for the messages.
@@ -168,8 +168,8 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
   const size_t head_len = std::fread(head, 1, sizeof head, file.get());
   std::rewind(file.get());
   const std::string format = sniff_format(head, head_len);
-  const std::string as_format = format.empty() ? "an image (" + std::string(kFormats) + ")"
-                                               : format;
+  const std::string as_format =
+      format.empty() ? "an image (" + std::string(kFormats) + ")" : format;
 
   if (head_len > 0 && head[0] == 0xff) {  // a JPEG to stb: see jpeg_oversized_huffman_table;
     // stbi_info reads the DHT segments before the frame header, so this comes first
@@ -189,7 +189,8 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
   if (!stbi_info_from_file(file.get(), &w, &h, &channels_in_file)) {
     const char* r = stbi_failure_reason();
     if (r && std::strcmp(r, "too large") == 0) {
-      throw std::runtime_error("image " + quoted(path) + (format.empty() ? "" : " (" + format + ")") +
+      throw std::runtime_error("image " + quoted(path) +
+                               (format.empty() ? "" : " (" + format + ")") +
                                " is too large to decode" + stb_reason() + "; minidl decodes " +
                                "images of at most " + cap + ": shrink it first");
     }
@@ -217,8 +218,8 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
   if (pixels > max_pixels) {
     throw std::runtime_error("image " + quoted(path) + (format.empty() ? "" : " (" + format + ")") +
                              " is " + std::to_string(w) + " x " + std::to_string(h) + " pixels (" +
-                             with_commas(static_cast<uint64_t>(pixels)) +
-                             "), more than the " + cap + " minidl decodes: shrink it first");
+                             with_commas(static_cast<uint64_t>(pixels)) + "), more than the " +
+                             cap + " minidl decodes: shrink it first");
   }
 
   // Decoded in the file's own channel count (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA): asking stb

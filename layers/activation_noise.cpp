@@ -10,8 +10,9 @@ ActivationNoise::ActivationNoise(int64_t num_features, uint64_t seed, Activation
     : num_features(num_features), options(o), gen_(seed) {
   if (num_features < 1 || !(o.scale_lo <= o.scale_hi) || !(o.shift_max >= 0.0f) ||
       !(o.std_lo >= 0.0f && o.std_lo <= o.std_hi)) {
-    throw std::invalid_argument("ActivationNoise: expected num_features >= 1, scale_lo <= "
-                                "scale_hi, shift_max >= 0 and 0 <= std_lo <= std_hi");
+    throw std::invalid_argument(
+        "ActivationNoise: expected num_features >= 1, scale_lo <= "
+        "scale_hi, shift_max >= 0 and 0 <= std_lo <= std_hi");
   }
 }
 
