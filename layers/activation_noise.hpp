@@ -3,7 +3,9 @@
 // after a BatchNorm layer to give its outputs a distribution that moves at every step.
 //
 //   y[n, c, h, w] = scale[c] * x[n, c, h, w] + noise[n, c, h, w]
-//   noise[n, c, h, w] ~ N(shift[c], noise_std[c]^2), i.i.d. over n, h, w
+//   noise[n, c, h, w] = shift[c] + noise_std[c] * z, z i.i.d. over n, h, w with mean 0 and
+//   variance 1: an Irwin-Hall draw (the centred, scaled sum of 4 uniforms), a bell shape on
+//   [-3.46, 3.46] close to a standard normal, so noise has mean shift[c] and std noise_std[c]
 //
 // At every training-mode forward the layer draws new per-channel parameters
 //   scale[c] ~ U[scale_lo, scale_hi),  shift[c] ~ U[-shift_max, shift_max),
@@ -20,8 +22,10 @@
 // Shape: [N, C, H, W] or [N, C] -> same shape. Errors: std::invalid_argument for another rank or
 // a channel count other than num_features; std::logic_error for hold before any draw when the
 // shape changed.
-// Randomness: a Generator of its own, seeded at construction; its stream is not saved in
-// checkpoints, so a resumed run draws different noise than an uninterrupted one would.
+// Randomness: a Generator of its own, seeded at construction, draws the per-channel values and
+// a 64-bit key per forward; the noise tensor comes from the key through splitmix64 as a
+// counter, so it is the same for any thread count. The stream is not saved in
+// checkpoints: a resumed run draws different noise than an uninterrupted one would.
 #pragma once
 
 #include <vector>
