@@ -70,6 +70,9 @@ Tensor global_avg_pool2d(const Tensor& x);
 
 /// max(x, 0), any shape.
 Tensor relu(const Tensor& x);
+/// GELU, exact form (torch.nn.functional.gelu, approximate = "none"; Hendrycks & Gimpel 2016,
+/// eq. 1): y = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), any shape.
+Tensor gelu(const Tensor& x);
 /// a + b, equal shapes.
 Tensor add(const Tensor& a, const Tensor& b);
 /// relu(a + b), equal shapes, fused (the residual block's tail).

@@ -1,4 +1,4 @@
-// minidl — the parameter-free layers: ReLU, MaxPool2d, GlobalAvgPool2d, Flatten (torch.nn
+// minidl — the parameter-free layers: ReLU, GELU, MaxPool2d, GlobalAvgPool2d, Flatten (torch.nn
 // names). Each is a thin Module over one op in core/ops.hpp, which documents the math.
 #pragma once
 
@@ -12,6 +12,14 @@ class ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return ops::relu(x); }
   std::string type_name() const override { return "ReLU"; }
+};
+
+/// torch.nn.GELU (approximate = "none"): y = x * Phi(x), Phi the standard normal CDF
+/// (ops::gelu). Any shape -> same shape.
+class GELU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return ops::gelu(x); }
+  std::string type_name() const override { return "GELU"; }
 };
 
 /// torch.nn.MaxPool2d(kernel_size, stride = kernel_size, padding = 0).

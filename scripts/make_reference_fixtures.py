@@ -7,8 +7,8 @@ Rerun with Debian's interpreter (the one that has python3-torch):
 
 What it makes: one small JSON file per case in tests/fixtures/ (linear, conv2d in four
 geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, cross-entropy
-with and without label smoothing, max pooling, global average pooling, and three steps of
-SGD / SGD+Nesterov / plain SGD / Adam / AdamW). Each file has the layout
+with and without label smoothing, max pooling, global average pooling, GELU (exact), and
+three steps of SGD / SGD+Nesterov / plain SGD / Adam / AdamW). Each file has the layout
 
     {"meta": {scalar settings, integer label lists},
      "tensors": {"name": {"shape": [...], "data": [flat row-major floats]}, ...}}
@@ -195,6 +195,17 @@ def case_pool(out):
           {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad})
 
 
+def case_gelu(out):
+    torch.manual_seed(44)
+    x = randn32(3, 4, 5, scale=3.0)  # covers the tails, where Phi(x) is near 0 or 1
+    xl = leaf(x)
+    y = F.gelu(xl, approximate="none")
+    gy = randn32(*y.shape)
+    y.backward(gy)
+    write(out, "gelu.json", {"op": "gelu", "approximate": "none"},
+          {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad})
+
+
 def optim_case(out, name, seed, make_opt, meta):
     torch.manual_seed(seed)
     p0 = randn32(7, scale=1.0, shift=0.3)
@@ -239,7 +250,7 @@ def main():
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(1)  # deterministic reductions, light on CPU
-    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_optim):
+    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu, case_optim):
         case(out)
     names = sorted(n for n in os.listdir(out) if n.endswith(".json"))
     print(f"wrote {len(names)} fixtures to {out} (torch {torch.__version__})", file=sys.stderr)

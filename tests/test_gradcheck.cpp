@@ -142,6 +142,17 @@ TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
             {randn({2, 3, 2, 2}, g, 1, 0, true)});
 }
 
+TEST_CASE("gradcheck gelu, and its values at a few points", "[gradcheck]") {
+  Generator g(5);
+  gradcheck([](const std::vector<Tensor>& t) { return ops::gelu(t[0]); },
+            {randn({2, 3, 5}, g, 2.0f, 0.0f, true)}, /*h=*/1e-2, /*rtol=*/1e-2, /*atol=*/1e-3);
+  // x Phi(x): Phi(0) = 0.5, Phi(1) = 0.841344746, Phi(-3) = 0.001349898.
+  Tensor y = ops::gelu(Tensor({3}, {0.0f, 1.0f, -3.0f}));
+  CHECK(y.data()[0] == 0.0f);
+  CHECK(y.data()[1] == Approx(0.841344746).epsilon(1e-6));
+  CHECK(y.data()[2] == Approx(-3.0 * 0.001349898).epsilon(1e-5));
+}
+
 TEST_CASE("gradcheck max_pool2d and global_avg_pool2d", "[gradcheck]") {
   Generator g(5);
   // Distinct values (a shuffled ramp) so the argmax is stable under +-h.

@@ -199,6 +199,15 @@ void check_global_avg_pool(const std::string& file) {
   expect_grad_close(fx, "grad_x", x);
 }
 
+void check_gelu(const std::string& file) {
+  const Fixture fx = load(file);
+  Tensor x = fx.tensor("x", true);
+  Tensor y = minidl::ops::gelu(x);
+  expect_close(fx, "y", y);
+  y.backward(fx.tensor("grad_y"));
+  expect_grad_close(fx, "grad_x", x);
+}
+
 /// Runs `opt` for three steps on parameter `p` with gradients g1, g2, g3 written into p's
 /// gradient storage, comparing p after each step.
 template <class Opt>
@@ -275,6 +284,8 @@ TEST_CASE("max_pool2d matches PyTorch", "[reference][max_pool2d]") {
 TEST_CASE("global_avg_pool2d matches PyTorch", "[reference][global_avg_pool]") {
   check_global_avg_pool("global_avg_pool.json");
 }
+
+TEST_CASE("gelu matches PyTorch", "[reference][gelu]") { check_gelu("gelu.json"); }
 
 TEST_CASE("SGD matches torch.optim.SGD", "[reference][optim][sgd]") {
   for (const char* file : {"sgd_plain.json", "sgd_momentum.json", "sgd_nesterov.json"}) {
