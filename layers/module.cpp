@@ -1,6 +1,8 @@
 // minidl — Module bookkeeping and the shared initializers.
 #include "layers/module.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -136,6 +138,17 @@ void normal_(Tensor& w, float mean, float std, Generator& gen) {
 
 void uniform_(Tensor& w, float lo, float hi, Generator& gen) {
   for (float& v : w.vec()) v = gen.uniform(lo, hi);
+}
+
+void dirac_(Tensor& w) {
+  if (w.dim() != 4) {
+    throw std::invalid_argument("dirac_: expected a conv weight [out, in, KH, KW], got " +
+                                shape_str(w.shape()));
+  }
+  const int64_t O = w.size(0), C = w.size(1), KH = w.size(2), KW = w.size(3);
+  w.fill_(0.0f);
+  float* d = w.data();
+  for (int64_t i = 0; i < std::min(O, C); ++i) d[((i * C + i) * KH + KH / 2) * KW + KW / 2] = 1.0f;
 }
 
 }  // namespace minidl

@@ -144,5 +144,10 @@ void kaiming_normal_fan_out_(Tensor& w, Generator& gen);
 void normal_(Tensor& w, float mean, float std, Generator& gen);
 /// U(-bound, bound) init.
 void uniform_(Tensor& w, float bound_lo, float bound_hi, Generator& gen);
+/// Dirac (identity) init of a conv weight [out_channels, in_channels, KH, KW]
+/// (torch.nn.init.dirac_, groups = 1): w[i, i, KH / 2, KW / 2] = 1 for i < min(out, in), every
+/// other value 0, so the conv passes its first min(out, in) input channels through unchanged
+/// (with padding KH / 2). Throws std::invalid_argument for a tensor that is not 4-d.
+void dirac_(Tensor& w);
 
 }  // namespace minidl

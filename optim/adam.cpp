@@ -26,11 +26,12 @@ void Adam::step() {
   const double b1 = opt_.beta1, b2 = opt_.beta2;
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(b2, static_cast<double>(t_));
-  const float step_size = static_cast<float>(lr_ / bc1);
   const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
     if (!p.requires_grad() || !p.has_grad()) continue;
+    const float lr = lr_of(i), wd = weight_decay_of(i, opt_.weight_decay);
+    const float step_size = static_cast<float>(lr / bc1);
     float* w = p.data();
     const float* grad = p.grad_data();
     const int64_t n = p.numel();
@@ -50,9 +51,9 @@ void Adam::step() {
       if (mk && !mk[j]) continue;  // masked out: untouched
       float g = grad[j];
       if (opt_.decoupled_weight_decay) {
-        w[j] *= 1.0f - lr_ * opt_.weight_decay;  // AdamW: p *= 1 - lr * wd
+        w[j] *= 1.0f - lr * wd;  // AdamW: p *= 1 - lr * wd
       } else {
-        g += opt_.weight_decay * w[j];  // Adam: L2 in the gradient
+        g += wd * w[j];  // Adam: L2 in the gradient
       }
       m[j] = opt_.beta1 * m[j] + (1.0f - opt_.beta1) * g;
       v[j] = opt_.beta2 * v[j] + (1.0f - opt_.beta2) * g * g;

@@ -45,8 +45,20 @@ class Optimizer {
   /// the others keep their values bit for bit and get no weight decay. Throws
   /// std::invalid_argument if `param` is not optimized here or the mask has the wrong length.
   void set_update_mask(const Tensor& param, std::vector<uint8_t> mask);
+  /// Gives `param` settings of its own, as a torch.optim parameter group would: its learning
+  /// rate is lr_scale times the optimizer's lr (so a schedule, which sets the optimizer's lr,
+  /// moves every group alike; torch's groups hold absolute lrs that its schedulers scale the
+  /// same way) and its weight decay is `weight_decay` instead of the optimizer's. Throws
+  /// std::invalid_argument if `param` is not optimized here or a value is negative or NaN.
+  void set_param_group(const Tensor& param, float lr_scale, float weight_decay);
 
  protected:
+  /// The learning rate and weight decay of parameter i (its group's, else the optimizer's lr and
+  /// `default_weight_decay`).
+  float lr_of(size_t i) const { return groups_[i].set ? lr_ * groups_[i].lr_scale : lr_; }
+  float weight_decay_of(size_t i, float default_weight_decay) const {
+    return groups_[i].set ? groups_[i].weight_decay : default_weight_decay;
+  }
   /// The mask of parameter i, or nullptr when every element learns.
   const uint8_t* mask(size_t i) const { return masks_[i].empty() ? nullptr : masks_[i].data(); }
   std::vector<Tensor> params_;
@@ -54,6 +66,11 @@ class Optimizer {
 
  private:
   std::vector<std::vector<uint8_t>> masks_;
+  struct Group {
+    bool set = false;
+    float lr_scale = 1.0f, weight_decay = 0.0f;
+  };
+  std::vector<Group> groups_;
 };
 
 }  // namespace minidl::optim

@@ -20,10 +20,11 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options)
 }
 
 void SGD::step() {
-  const float lr = lr_, mu = opt_.momentum, wd = opt_.weight_decay;
+  const float mu = opt_.momentum;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
     if (!p.requires_grad() || !p.has_grad()) continue;  // frozen: untouched, bit for bit
+    const float lr = lr_of(i), wd = weight_decay_of(i, opt_.weight_decay);
     float* w = p.data();
     const float* g = p.grad_data();
     const int64_t n = p.numel();

@@ -8,7 +8,8 @@ Rerun with Debian's interpreter (the one that has python3-torch):
 What it makes: one small JSON file per case in tests/fixtures/ (linear, conv2d in four
 geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, cross-entropy
 with and without label smoothing, max pooling, global average pooling, GELU (exact), and
-three steps of SGD / SGD+Nesterov / plain SGD / Adam / AdamW). Each file has the layout
+three steps of SGD / SGD+Nesterov / plain SGD / Adam / AdamW, and of SGD with two parameter
+groups). Each file has the layout
 
     {"meta": {scalar settings, integer label lists},
      "tensors": {"name": {"shape": [...], "data": [flat row-major floats]}, ...}}
@@ -243,6 +244,31 @@ def case_optim(out):
                     "decoupled_weight_decay": cls is torch.optim.AdamW, "steps": 3})
 
 
+def case_param_groups(out):
+    """Three steps of SGD (momentum 0.9, Nesterov) with two parameter groups: p (lr 0.1,
+    weight decay 5e-4) and q (lr 0.4 = 4x, weight decay 0.02)."""
+    torch.manual_seed(56)
+    p0, q0 = randn32(5, shift=0.3), randn32(4, shift=-0.2)
+    gp = [randn32(5, scale=0.5) for _ in range(3)]
+    gq = [randn32(4, scale=0.5) for _ in range(3)]
+    p, q = leaf(p0), leaf(q0)
+    opt = torch.optim.SGD([{"params": [p]}, {"params": [q], "lr": 0.4, "weight_decay": 0.02}],
+                          lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    tensors = {"p": p0, "q": q0}
+    for i in range(3):
+        tensors[f"gp{i + 1}"], tensors[f"gq{i + 1}"] = gp[i], gq[i]
+    for i in range(3):
+        opt.zero_grad()
+        p.grad, q.grad = gp[i].clone(), gq[i].clone()
+        opt.step()
+        tensors[f"p_after_{i + 1}"] = p.detach().clone()
+        tensors[f"q_after_{i + 1}"] = q.detach().clone()
+    write(out, "sgd_param_groups.json",
+          {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+           "weight_decay": 5e-4, "q_lr_scale": 4.0, "q_weight_decay": 0.02, "steps": 3},
+          tensors)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (tests/fixtures)")
@@ -250,7 +276,8 @@ def main():
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(1)  # deterministic reductions, light on CPU
-    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu, case_optim):
+    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu, case_optim,
+                 case_param_groups):
         case(out)
     names = sorted(n for n in os.listdir(out) if n.endswith(".json"))
     print(f"wrote {len(names)} fixtures to {out} (torch {torch.__version__})", file=sys.stderr)

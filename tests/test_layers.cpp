@@ -22,6 +22,29 @@ static std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("minidl_test_" + name)).string();
 }
 
+TEST_CASE("dirac_ makes a conv the identity on its first min(out, in) channels", "[layers]") {
+  // torch.nn.init.dirac_ on [3, 2, 3, 3]: w[0, 0, 1, 1] = w[1, 1, 1, 1] = 1, all else 0.
+  Tensor w = Tensor::full({3, 2, 3, 3}, 7.0f);
+  dirac_(w);
+  double sum = 0;
+  for (float v : w.vec()) sum += v;
+  CHECK(sum == 2.0);
+  CHECK(w.data()[((0 * 2 + 0) * 3 + 1) * 3 + 1] == 1.0f);
+  CHECK(w.data()[((1 * 2 + 1) * 3 + 1) * 3 + 1] == 1.0f);
+  // As a conv with padding 1: output channels 0 and 1 copy input channels 0 and 1, channel 2 is 0.
+  Generator g(8);
+  Tensor x = minidl::testing::randn({2, 2, 5, 5}, g);
+  Tensor y = ops::conv2d(x, w, Tensor(), 1, 1);
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t i = 0; i < 25; ++i) {
+      REQUIRE(y.data()[(n * 3 + 0) * 25 + i] == x.data()[(n * 2 + 0) * 25 + i]);
+      REQUIRE(y.data()[(n * 3 + 1) * 25 + i] == x.data()[(n * 2 + 1) * 25 + i]);
+      REQUIRE(y.data()[(n * 3 + 2) * 25 + i] == 0.0f);
+    }
+  Tensor bad({3, 3});
+  CHECK_THROWS_WITH(dirac_(bad), Catch::Contains("dirac_: expected a conv weight"));
+}
+
 TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count", "[layers]") {
   auto model = create_model("resnet20", {});
   NamedTensors sd = model->state_dict();

@@ -293,6 +293,33 @@ TEST_CASE("SGD matches torch.optim.SGD", "[reference][optim][sgd]") {
   }
 }
 
+TEST_CASE("SGD parameter groups match torch.optim.SGD with two groups", "[reference][optim][sgd]") {
+  const Fixture fx = load("sgd_param_groups.json");
+  const json& m = fx.meta();
+  minidl::optim::SGDOptions o;
+  o.lr = m.at("lr").get<float>();
+  o.momentum = m.at("momentum").get<float>();
+  o.weight_decay = m.at("weight_decay").get<float>();
+  o.nesterov = m.at("nesterov").get<bool>();
+  Tensor p = fx.tensor("p", true), q = fx.tensor("q", true);
+  minidl::optim::SGD opt(std::vector<Tensor>{p, q}, o);
+  opt.set_param_group(q, m.at("q_lr_scale").get<float>(), m.at("q_weight_decay").get<float>());
+  for (int step = 1; step <= 3; ++step) {
+    for (auto [t, name] : {std::pair{&p, "gp"}, std::pair{&q, "gq"}}) {
+      const std::vector<float> g = fx.values(name + std::to_string(step));
+      float* gd = t->grad_data();
+      for (size_t i = 0; i < g.size(); ++i) gd[i] = g[i];
+    }
+    opt.step();
+    INFO("after step " << step);
+    expect_close(fx, "p_after_" + std::to_string(step), p);
+    expect_close(fx, "q_after_" + std::to_string(step), q);
+  }
+  CHECK_THROWS_WITH(opt.set_param_group(Tensor({2}), 1.0f, 0.0f),
+                    Catch::Contains("not a parameter of this optimizer"));
+  CHECK_THROWS_WITH(opt.set_param_group(q, -1.0f, 0.0f), Catch::Contains("must be >= 0"));
+}
+
 TEST_CASE("Adam and AdamW match torch.optim", "[reference][optim][adam]") {
   for (const char* file : {"adam.json", "adamw.json"}) {
     SECTION(file) { check_adam(file); }
