@@ -38,7 +38,7 @@ for tool in clang clang++; do
 done
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMINIDL_FUZZ=ON > /dev/null
-cmake --build build-fuzz --target fuzzers -j"$jobs"
+cmake --build build-fuzz --target fuzzers minidl_fuzz_seeds -j"$jobs"
 
 scratch_parent=/dev/shm
 [ -d "$scratch_parent" ] && [ -w "$scratch_parent" ] || scratch_parent="${TMPDIR:-/tmp}"
@@ -56,7 +56,12 @@ for h in "${harnesses[@]}"; do
   if [ "${FUZZ_KEEP:-0}" != 1 ]; then rm -rf "$work"; fi
   mkdir -p "$work/corpus" "$work/artifacts"
   rm -f "$work/artifacts/"*
-  cp tests/fuzz/corpus/"$h"/* "$work/corpus/"
+  if [ "$h" = cifar10 ]; then  # no CIFAR-format file is committed: written here
+    mkdir -p "$work/seeds" && build-fuzz/tests/fuzz/minidl_fuzz_seeds "$work/seeds" cifar10
+    cp "$work/seeds/cifar10/"* "$work/corpus/"
+  else
+    cp tests/fuzz/corpus/"$h"/* "$work/corpus/"
+  fi
   echo "== fuzz_$h for ${seconds}s (log: $work/log)"
   dict=()
   [ -f "tests/fuzz/$h.dict" ] && dict=(-dict="tests/fuzz/$h.dict")

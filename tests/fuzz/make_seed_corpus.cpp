@@ -1,6 +1,8 @@
 // Writes the seed corpus of the fuzz harnesses (tests/fuzz/corpus/<harness>/): a small valid
-// input of each kind written by minidl's or stb's own writers, plus a few edge cases. Run once
-// by hand when the seeds need to change; the files are committed.
+// input of each kind written by minidl's or stb's own writers, plus a few edge cases. Run by
+// hand when the seeds need to change; the files are committed, except the CIFAR-10 ones: no
+// CIFAR-format file is kept in the repository, so ctest (fixture fuzz_seeds_cifar10) and
+// scripts/fuzz.sh write those into the build folder each time (`... DIR cifar10`).
 //
 //   cmake --build build --target minidl_fuzz_seeds
 //   build/tests/fuzz/minidl_fuzz_seeds tests/fuzz/corpus
@@ -176,16 +178,30 @@ void image_seeds(const fs::path& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s CORPUS_DIR (e.g. tests/fuzz/corpus)\n", argv[0]);
+  if (argc < 2) {
+    std::fprintf(stderr,
+                 "usage: %s CORPUS_DIR [HARNESS...] (e.g. tests/fuzz/corpus; harnesses: "
+                 "safetensors cifar10 config image, default all)\n",
+                 argv[0]);
     return 2;
   }
   try {
     const fs::path root = argv[1];
-    safetensors_seeds(root / "safetensors");
-    cifar10_seeds(root / "cifar10");
-    config_seeds(root / "config");
-    image_seeds(root / "image");
+    const std::vector<std::string> all = {"safetensors", "cifar10", "config", "image"};
+    const std::vector<std::string> wanted =
+        argc > 2 ? std::vector<std::string>(argv + 2, argv + argc) : all;
+    for (const std::string& h : wanted) {
+      if (h == "safetensors")
+        safetensors_seeds(root / h);
+      else if (h == "cifar10")
+        cifar10_seeds(root / h);
+      else if (h == "config")
+        config_seeds(root / h);
+      else if (h == "image")
+        image_seeds(root / h);
+      else
+        throw std::invalid_argument("unknown harness \"" + h + "\"");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "minidl_fuzz_seeds: %s\n", e.what());
     return 1;
