@@ -132,6 +132,27 @@ std::string final_accuracy(const ProbedRun& r) {
   return b;
 }
 
+/// Reads the data (after --data and the threads), creates OUT and writes OUT/config.json.
+Loaded start(const WhyBnConfig& c, const char* experiment) {
+  const std::string data_dir = resolve_data_dir(c.data);
+  set_num_threads(c.threads);
+  Loaded d = load(c, data_dir);
+  fs::create_directories(c.out);
+  write_text_atomic(c.out + "/config.json", config_json(c, experiment, c.epochs).dump(2) + "\n");
+  return d;
+}
+
+/// Writes OUT/<name> for each (name, text) and OUT/results.md, prints the table, runs the plots.
+void finish(const WhyBnConfig& c, const std::vector<std::pair<const char*, std::string>>& files,
+            const std::string& md, const char* plots) {
+  for (const auto& [name, text] : files) write_text_atomic(c.out + "/" + name, text);
+  write_text_atomic(c.out + "/results.md", md);
+  if (!c.quiet) std::printf("%s", md.c_str());
+  if (run_plot_script("plot_why_bn.py", c.out, c.quiet) && !c.quiet) {
+    std::printf("plots: %s/%s\n", c.out.c_str(), plots);
+  }
+}
+
 int64_t probe_every(const WhyBnConfig& c, int64_t steps_per_epoch, int64_t epochs) {
   return std::max<int64_t>(1, epochs * steps_per_epoch / c.probes);
 }
@@ -153,11 +174,7 @@ void run_landscape(const WhyBnConfig& cfg_in) {
   for (double f : c.eta_factors) {
     if (!(f > 0.0) || !std::isfinite(f)) throw std::invalid_argument("--etas must be > 0");
   }
-  const std::string data_dir = resolve_data_dir(c.data);
-  set_num_threads(c.threads);
-  const Loaded d = load(c, data_dir);
-  fs::create_directories(c.out);
-  write_text_atomic(c.out + "/config.json", config_json(c, "landscape", c.epochs).dump(2) + "\n");
+  const Loaded d = start(c, "landscape");
   base.probe_every = probe_every(c, steps_per_epoch(c, d.train), c.epochs);
 
   std::ostringstream metrics, points, summary, md;
@@ -214,15 +231,11 @@ void run_landscape(const WhyBnConfig& cfg_in) {
         "predictiveness band), `landscape_beta.png` (effective beta-smoothness); data: "
         "`landscape.csv` (every probe point), `smoothness.csv` (one row per probe), "
         "`metrics.csv` (per epoch).\n";
-  write_text_atomic(c.out + "/metrics.csv", metrics.str());
-  write_text_atomic(c.out + "/landscape.csv", points.str());
-  write_text_atomic(c.out + "/smoothness.csv", summary.str());
-  write_text_atomic(c.out + "/results.md", md.str());
-  if (!c.quiet) std::printf("%s", md.str().c_str());
-  if (run_plot_script("plot_why_bn.py", c.out, c.quiet) && !c.quiet) {
-    std::printf("plots: %s/landscape_loss.png, landscape_grad.png, landscape_beta.png\n",
-                c.out.c_str());
-  }
+  finish(c,
+         {{"metrics.csv", metrics.str()},
+          {"landscape.csv", points.str()},
+          {"smoothness.csv", summary.str()}},
+         md.str(), "landscape_loss.png, landscape_grad.png, landscape_beta.png");
 }
 
 void run_covariate_shift(const WhyBnConfig& cfg_in) {
@@ -235,12 +248,7 @@ void run_covariate_shift(const WhyBnConfig& cfg_in) {
     auto m = create_model(variant_model(c.model, v));
     vgg_relu_index(*m, c.layer);
   }
-  const std::string data_dir = resolve_data_dir(c.data);
-  set_num_threads(c.threads);
-  const Loaded d = load(c, data_dir);
-  fs::create_directories(c.out);
-  write_text_atomic(c.out + "/config.json",
-                    config_json(c, "covariate-shift", c.epochs).dump(2) + "\n");
+  const Loaded d = start(c, "covariate-shift");
   base.probe_every = probe_every(c, steps_per_epoch(c, d.train), c.epochs);
   base.covariate_shift = true;
 
@@ -307,14 +315,11 @@ void run_covariate_shift(const WhyBnConfig& cfg_in) {
         "`activations.png` (percentiles 5-25-50-75-95 of the layer's pre-activations over "
         "training), `covariate_shift.png` (l2 distance and cosine per layer over training, "
         "Figure 5); data: `metrics.csv`, `activations.csv`, `covariate_shift.csv`.\n";
-  write_text_atomic(c.out + "/metrics.csv", metrics.str());
-  write_text_atomic(c.out + "/activations.csv", acts.str());
-  write_text_atomic(c.out + "/covariate_shift.csv", shift.str());
-  write_text_atomic(c.out + "/results.md", md.str());
-  if (!c.quiet) std::printf("%s", md.str().c_str());
-  if (run_plot_script("plot_why_bn.py", c.out, c.quiet) && !c.quiet) {
-    std::printf("plots: %s/accuracy.png, activations.png, covariate_shift.png\n", c.out.c_str());
-  }
+  finish(c,
+         {{"metrics.csv", metrics.str()},
+          {"activations.csv", acts.str()},
+          {"covariate_shift.csv", shift.str()}},
+         md.str(), "accuracy.png, activations.png, covariate_shift.png");
 }
 
 }  // namespace minidl::app

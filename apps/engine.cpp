@@ -107,7 +107,7 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
       opt.zero_grad();
     }
     loss.backward();
-    if (hooks.after_backward) hooks.after_backward(batch, step);
+    if (hooks.after_backward) hooks.after_backward(batch, step, l);
     {
       profiler::Scope prof("optimizer.step");
       opt.step();

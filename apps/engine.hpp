@@ -67,12 +67,14 @@ struct Diverged : std::runtime_error {
 };
 
 /// Callbacks into one training step (the probes of `experiment landscape` and
-/// `covariate-shift`). `after_backward(batch, step)` runs once the batch's gradients are in the
-/// parameters' .grad, before the optimizer step; `after_step(batch, step)` right after the step
+/// `covariate-shift`). `after_backward(batch, step, loss)` runs once the batch's gradients are
+/// in the parameters' .grad (loss: the value they are the gradient of), before the optimizer
+/// step; `after_step(batch, step)` right after the step
 /// (before the finiteness check). `step` is the step's 0-based index. A hook that changes the
 /// weights, buffers or gradients must put them back.
 struct StepHooks {
-  std::function<void(const data::Batch&, int64_t step)> after_backward, after_step;
+  std::function<void(const data::Batch&, int64_t step, float loss)> after_backward;
+  std::function<void(const data::Batch&, int64_t step)> after_step;
 };
 
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,

@@ -114,22 +114,12 @@ ProbedRun train_probed(const ProbedRunConfig& cfg, const data::Dataset& train,
   std::unique_ptr<ModelSnapshot> before;  // W^t and G of a covariate-shift step
   StepHooks hooks;
   auto probing = [&](int64_t step) { return cfg.probe_every > 0 && step % cfg.probe_every == 0; };
-  hooks.after_backward = [&](const data::Batch& batch, int64_t step) {
+  hooks.after_backward = [&](const data::Batch& batch, int64_t step, float loss) {
     run.labels_seen.insert(run.labels_seen.end(), batch.labels.begin(), batch.labels.end());
     if (!probing(step)) return;
     HoldNoise hold(model);
     auto loss_at = [&] { return ops::cross_entropy(model(batch.images), batch.labels); };
     if (!cfg.etas.empty()) {
-      // L(w): recomputed under no-grad (the step's own loss value is not passed down).
-      double loss = 0.0;
-      {
-        const ModelSnapshot buffers(model);
-        {
-          NoGradGuard no_grad;
-          loss = loss_at().item();
-        }
-        buffers.restore(model);
-      }
       run.landscape.emplace_back(step, probe_landscape(model, loss, loss_at, cfg.etas));
     }
     if (vgg) {

@@ -190,19 +190,11 @@ void check_max_pool2d(const std::string& file) {
   expect_grad_close(fx, "grad_x", x);
 }
 
-void check_global_avg_pool(const std::string& file) {
+/// A one-input op against its fixture: y, then grad_x from backward(grad_y).
+void check_unary(const std::string& file, Tensor (*op)(const Tensor&)) {
   const Fixture fx = load(file);
   Tensor x = fx.tensor("x", true);
-  Tensor y = minidl::ops::global_avg_pool2d(x);
-  expect_close(fx, "y", y);
-  y.backward(fx.tensor("grad_y"));
-  expect_grad_close(fx, "grad_x", x);
-}
-
-void check_gelu(const std::string& file) {
-  const Fixture fx = load(file);
-  Tensor x = fx.tensor("x", true);
-  Tensor y = minidl::ops::gelu(x);
+  Tensor y = op(x);
   expect_close(fx, "y", y);
   y.backward(fx.tensor("grad_y"));
   expect_grad_close(fx, "grad_x", x);
@@ -282,10 +274,12 @@ TEST_CASE("max_pool2d matches PyTorch", "[reference][max_pool2d]") {
 }
 
 TEST_CASE("global_avg_pool2d matches PyTorch", "[reference][global_avg_pool]") {
-  check_global_avg_pool("global_avg_pool.json");
+  check_unary("global_avg_pool.json", minidl::ops::global_avg_pool2d);
 }
 
-TEST_CASE("gelu matches PyTorch", "[reference][gelu]") { check_gelu("gelu.json"); }
+TEST_CASE("gelu matches PyTorch", "[reference][gelu]") {
+  check_unary("gelu.json", minidl::ops::gelu);
+}
 
 TEST_CASE("SGD matches torch.optim.SGD", "[reference][optim][sgd]") {
   for (const char* file : {"sgd_plain.json", "sgd_momentum.json", "sgd_nesterov.json"}) {

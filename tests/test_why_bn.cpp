@@ -267,27 +267,22 @@ TEST_CASE("experiment landscape and covariate-shift from the command line", "[wh
     CHECK(std::filesystem::exists(out + "/cs/activations.csv"));
   }
   SECTION("bad flags name the flag") {
-    auto r1 = run_cli("experiment bn-only" + data + " --lr 0.1");
-    CHECK(r1.first == 1);
-    CHECK_THAT(r1.second, Catch::Contains("--lr is for landscape and covariate-shift"));
-    auto r2 = run_cli("experiment landscape" + data + " --variants noisy-bn");
-    CHECK(r2.first == 1);
-    CHECK_THAT(r2.second, Catch::Contains("--variants: \"noisy-bn\" is not one of standard, bn"));
-    auto r3 = run_cli("experiment landscape" + data + " --model resnet20");
-    CHECK(r3.first == 1);
-    CHECK_THAT(r3.second, Catch::Contains("--model must be a VGG without BN"));
-    auto r4 = run_cli("experiment covariate-shift" + data + " --layer 9");
-    CHECK(r4.first == 1);
-    CHECK_THAT(r4.second, Catch::Contains("--layer must be from 1 to 8"));
-    auto r5 = run_cli("experiment landscape" + data + " --lr nan");
-    CHECK(r5.first == 1);
-    CHECK_THAT(r5.second, Catch::Contains("--lr"));
-    auto r6 = run_cli("experiment landscape" + data + " --resume");
-    CHECK(r6.first == 1);
-    CHECK_THAT(r6.second, Catch::Contains("--resume is for bn-only and bn-only-sweep"));
-    auto r7 = run_cli("experiment bn-only" + data + " --variants standard");
-    CHECK(r7.first == 1);
-    CHECK_THAT(r7.second, Catch::Contains("--variants: \"standard\" is not one of all, bn"));
+    const std::pair<const char*, const char*> cases[] = {
+        {"bn-only --lr 0.1", "--lr is for landscape and covariate-shift"},
+        {"landscape --variants noisy-bn", "--variants: \"noisy-bn\" is not one of standard, bn"},
+        {"landscape --model resnet20", "--model must be a VGG without BN"},
+        {"covariate-shift --layer 9", "--layer must be from 1 to 8"},
+        {"landscape --lr nan", "--lr"},
+        {"landscape --resume", "--resume is for bn-only and bn-only-sweep"},
+        {"bn-only --variants standard", "--variants: \"standard\" is not one of all, bn"}};
+    for (const auto& [args, message] : cases) {
+      const std::string a = args;  // "<experiment> <flags>"
+      auto [code, text] =
+          run_cli("experiment " + a.substr(0, a.find(' ')) + data + a.substr(a.find(' ')));
+      INFO(args);
+      CHECK(code == 1);
+      CHECK_THAT(text, Catch::Contains(message));
+    }
   }
   std::filesystem::remove_all(out);
 }
