@@ -180,9 +180,9 @@ static void validate(const TrainConfig& c) {
   if (!is_one_of(c.bn_stats, train_bn_stats_modes()))
     bad("--bn-stats",
         "must be " + choices_text(train_bn_stats_modes()) + ", got \"" + c.bn_stats + "\"");
-  if (!is_one_of(c.schedule, optim::schedule_kinds()))
+  if (!is_one_of(c.schedule, train_schedule_kinds()))
     bad("--schedule",
-        "must be " + choices_text(optim::schedule_kinds()) + ", got \"" + c.schedule + "\"");
+        "must be " + choices_text(train_schedule_kinds()) + ", got \"" + c.schedule + "\"");
   if (!is_one_of(c.train_only, optim::train_only_modes()))
     bad("--train-only",
         "must be " + choices_text(optim::train_only_modes()) + ", got \"" + c.train_only + "\"");

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "optim/schedule.hpp"
+
 namespace minidl::app {
 
 /// The values of the CLI's choice flags, each listed once (main.cpp's checks and help texts and
@@ -16,6 +18,17 @@ namespace minidl::app {
 /// optim::schedule_kinds, optim::optimizer_names, data::normalization_names, bn_init_names).
 inline const std::vector<std::string>& train_bn_stats_modes() {  ///< train --bn-stats
   static const std::vector<std::string> v = {"batch", "running"};
+  return v;
+}
+/// train --schedule: optim::schedule_kinds() but piecewise, whose knots are set in code
+/// (optim::Schedule::knots), not by a flag.
+inline const std::vector<std::string>& train_schedule_kinds() {
+  static const std::vector<std::string> v = [] {
+    std::vector<std::string> kinds;
+    for (const std::string& k : optim::schedule_kinds())
+      if (k != "piecewise") kinds.push_back(k);
+    return kinds;
+  }();
   return v;
 }
 inline const std::vector<std::string>& eval_bn_stats_modes() {  ///< eval --bn-stats

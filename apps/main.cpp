@@ -154,9 +154,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train
       ->add_option("--schedule", tc.schedule,
-                   choices(minidl::optim::schedule_kinds()) + ", stepped per batch")
+                   choices(train_schedule_kinds()) + ", stepped per batch")
       ->capture_default_str()
-      ->check(CLI::IsMember(minidl::optim::schedule_kinds()));
+      ->check(CLI::IsMember(train_schedule_kinds()));
   train->add_option("--warmup", tc.warmup_epochs, "linear warm-up in epochs (-1: 15% of the run)")
       ->capture_default_str();
   train->add_option("--milestones", tc.milestones, "multistep: epochs where lr *= gamma");

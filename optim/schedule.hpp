@@ -9,33 +9,54 @@
 //              annihilation phase or momentum cycling). torch.optim.lr_scheduler.OneCycleLR
 //              differs: it starts at max_lr / 25, anneals with cosine by default, ends at
 //              max_lr / 1e4 and cycles momentum.
+//   piecewise: lr(t) = base_lr * f(t), f linear between the `knots` (step t_i, factor f_i):
+//              f(t) = f_i * (1 - frac) + f_{i+1} * frac, frac = (t - t_i) / (t_{i+1} - t_i)
+//              for t_i <= t < t_{i+1}; f_0 before the first knot, the last factor from the last
+//              knot on (np.interp's rule). airbench94's schedule (Keller Jordan, arXiv
+//              2404.00498; legacy/airbench94.py, get_lr) is the knots
+//              {(0, 0.2), (W, 1.0), (T, 0.07)} with W = int(0.23 * T): up from 0.2 to 1 over W
+//              steps, then down to 0.07 at T.
 // Any schedule may start with a linear warm-up over `warmup_steps`: lr is scaled by
-// (t + 1) / warmup_steps for t < warmup_steps (Goyal et al. 2017, §2.2). t counts batches from 0;
-// T = total_steps.
+// (t + 1) / warmup_steps for t < warmup_steps (Goyal et al. 2017, §2.2); for piecewise that
+// multiplies f(t), which has its own ramp in the knots (airbench94 uses warmup_steps = 0).
+// t counts batches from 0; T = total_steps.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace minidl::optim {
 
-/// The schedule kinds, in the order help texts list them: constant, multistep, cosine, onecycle.
+/// The schedule kinds, in the order help texts list them: constant, multistep, cosine, onecycle,
+/// piecewise.
 const std::vector<std::string>& schedule_kinds();
 
 struct Schedule {
-  std::string kind = "constant";  ///< constant | multistep | cosine | onecycle
+  std::string kind = "constant";  ///< constant | multistep | cosine | onecycle | piecewise
   float base_lr = 0.1f;
   int64_t total_steps = 1;
   int64_t warmup_steps = 0;
   std::vector<int64_t> milestones;  ///< multistep: batch indices where lr is multiplied by gamma
   float gamma = 0.1f;
+  /// piecewise: (batch index, factor of base_lr), steps strictly increasing. The factors are
+  /// double so that the factor, computed in double as airbench94's Python does, then rounded
+  /// once to float with base_lr, gives the same float lr as airbench at every step (float
+  /// factors such as 0.2f, 0.07f differ from 0.2, 0.07 and change the last bit of about 2% of
+  /// its learning rates).
+  std::vector<std::pair<int64_t, double>> knots;
 
-  /// Throws std::invalid_argument for a kind not in schedule_kinds(), total_steps < 1 or
-  /// warmup_steps < 0.
+  /// Throws std::invalid_argument for a kind not in schedule_kinds(), total_steps < 1,
+  /// warmup_steps < 0, and for piecewise: no knots, knot steps not strictly increasing, or a
+  /// factor that is negative, infinite or NaN (the message names the knot).
   void validate() const;
   /// The learning rate for batch t (0-based).
   float lr(int64_t t) const;
+  /// airbench94's piecewise schedule over total_steps T with base_lr (warmup_steps 0):
+  /// knots {(0, 0.2), (W, 1.0), (T, 0.07)}, W = int(0.23 * T) (truncated, as Python's int).
+  /// Throws std::invalid_argument for T < 5 (W would be 0, and the knot steps not increasing).
+  static Schedule airbench94(int64_t total_steps, float base_lr);
 };
 
 }  // namespace minidl::optim

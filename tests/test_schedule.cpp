@@ -1,8 +1,11 @@
 // Learning-rate schedules (optim/schedule.hpp): every kind against values computed by hand,
-// with and without warm-up, and the errors.
+// with and without warm-up, airbench94's piecewise schedule against its formula, and the
+// errors.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <utility>
 
+#include "apps/commands.hpp"
 #include "optim/schedule.hpp"
 
 using minidl::optim::Schedule;
@@ -68,13 +71,93 @@ TEST_CASE("warm-up scales any schedule by (t + 1) / warmup_steps", "[optim][sche
 TEST_CASE("schedule errors", "[optim][schedule]") {
   Schedule s;
   s.kind = "step";
-  CHECK_THROWS_WITH(s.validate(), Catch::Contains("the schedule must be one of constant, "
-                                                  "multistep, cosine, onecycle, got \"step\""));
+  CHECK_THROWS_WITH(s.validate(),
+                    Catch::Contains("the schedule must be one of constant, multistep, cosine, "
+                                    "onecycle, piecewise, got \"step\""));
   s.kind = "cosine";
   s.total_steps = 0;
   CHECK_THROWS_WITH(s.validate(), Catch::Contains("total_steps >= 1"));
   s.total_steps = 10;
   s.warmup_steps = -1;
   CHECK_THROWS_WITH(s.validate(), Catch::Contains("warmup_steps must be >= 0"));
-  CHECK(minidl::optim::schedule_kinds().size() == 4);
+  CHECK(minidl::optim::schedule_kinds().size() == 5);
+}
+
+TEST_CASE("piecewise: linear between the knots, flat outside them", "[optim][schedule]") {
+  Schedule s = make("constant", 100);
+  s.kind = "piecewise";
+  s.knots = {{10, 0.5}, {20, 1.5}, {40, 0.0}};
+  s.validate();
+  CHECK(s.lr(0) == Approx(0.4 * 0.5));  // before the first knot: its factor
+  CHECK(s.lr(10) == Approx(0.4 * 0.5));
+  CHECK(s.lr(15) == Approx(0.4 * 1.0));
+  CHECK(s.lr(20) == Approx(0.4 * 1.5));
+  CHECK(s.lr(30) == Approx(0.4 * 0.75));
+  CHECK(s.lr(40) == 0.0f);
+  CHECK(s.lr(100) == 0.0f);  // after the last knot: its factor
+  s.knots = {{0, 0.25}};     // one knot: constant
+  CHECK(s.lr(0) == 0.1f);
+  CHECK(s.lr(99) == 0.1f);
+  // A warm-up multiplies the factor, as for the other kinds.
+  s.knots = {{0, 1.0}, {10, 0.0}};
+  s.warmup_steps = 4;
+  s.validate();
+  CHECK(s.lr(1) == Approx(0.4 * 0.9 * 2 / 4));
+  CHECK(s.lr(3) == Approx(0.4 * 0.7));  // (3 + 1) / 4: the warm-up's last step
+  CHECK(s.lr(5) == Approx(0.4 * 0.5));
+  // The train CLI has no flag for knots and does not offer the kind.
+  CHECK(minidl::app::is_one_of("piecewise", minidl::optim::schedule_kinds()));
+  CHECK(!minidl::app::is_one_of("piecewise", minidl::app::train_schedule_kinds()));
+  CHECK(minidl::app::train_schedule_kinds().size() == 4);
+}
+
+TEST_CASE("piecewise: airbench94's schedule equals its formula at every step",
+          "[optim][schedule]") {
+  const int64_t T = 476;
+  const int64_t W = 109;  // int(0.23 * 476) = int(109.48)
+  for (const float base : {1.0f, 0.4f, 2.0f / 3.0f}) {
+    const Schedule s = Schedule::airbench94(T, base);
+    REQUIRE(s.knots.size() == 3);
+    CHECK(s.knots[1] == std::pair<int64_t, double>{W, 1.0});
+    // get_lr of legacy/airbench94.py in double, times the base lr, rounded once to float.
+    const auto hand = [&](int64_t t) {
+      const double f = t < W ? 0.2 * (1.0 - static_cast<double>(t) / W) + static_cast<double>(t) / W
+                             : 1.0 - 0.93 * static_cast<double>(t - W) / (T - W);
+      return static_cast<float>(static_cast<double>(base) * f);
+    };
+    for (const int64_t t : {0, 50, 108, 109, 200, 475, 476}) {
+      INFO("t = " << t);
+      CHECK(s.lr(t) == hand(t));
+    }
+    CHECK(s.lr(0) == static_cast<float>(base * 0.2));
+    CHECK(s.lr(W) == base);
+    CHECK(s.lr(T) == static_cast<float>(base * 0.07));
+    int64_t differ = 0;
+    for (int64_t t = 0; t <= T; ++t) differ += s.lr(t) != hand(t);
+    CHECK(differ == 0);  // bit for bit at every step
+  }
+  CHECK_THROWS_WITH(Schedule::airbench94(4, 1.0f), Catch::Contains("strictly increasing"));
+}
+
+TEST_CASE("piecewise schedule errors", "[optim][schedule]") {
+  Schedule s;
+  s.kind = "piecewise";
+  s.total_steps = 10;
+  CHECK_THROWS_WITH(s.validate(), Catch::Contains("needs at least one knot (step, factor)"));
+  s.knots = {{0, 1.0}, {5, 0.5}, {5, 0.1}};
+  CHECK_THROWS_WITH(s.validate(), Catch::Contains("knot steps must be strictly increasing; "
+                                                  "knot 2 has step 5 after 5"));
+  s.knots = {{0, 1.0}, {5, 0.5}, {3, 0.1}};
+  CHECK_THROWS_WITH(s.validate(), Catch::Contains("knot 2 has step 3 after 5"));
+  s.knots = {{0, 1.0}, {5, -0.5}};
+  CHECK_THROWS_WITH(s.validate(), Catch::Contains("factors must be finite and >= 0; knot 1 has"));
+  s.knots = {{0, std::nan("")}};
+  CHECK_THROWS_WITH(s.validate(), Catch::Contains("finite and >= 0; knot 0"));
+  s.knots = {{0, 1.0}, {1, HUGE_VAL}};
+  CHECK_THROWS_WITH(s.validate(), Catch::Contains("finite and >= 0; knot 1"));
+  s.knots = {{0, 0.0}, {1, 2.0}};
+  CHECK_NOTHROW(s.validate());
+  s.kind = "cosine";  // the knots of another kind are not read
+  s.knots.clear();
+  CHECK_NOTHROW(s.validate());
 }
