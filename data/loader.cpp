@@ -11,7 +11,7 @@ namespace minidl::data {
 
 namespace {
 
-constexpr int kPad = 4;  // RandomCrop(32, padding=4)
+constexpr int kCropPad = 4;  // kCropFlip: RandomCrop(32, padding=4)
 constexpr int kSide = static_cast<int>(kImageSide);
 
 /// byte -> normalized float, per channel: exactly (float(b) / 255 - mean[c]) / std[c].
@@ -35,16 +35,74 @@ void normalize_with(const NormTable& t, const uint8_t* src, float* dst) {
   }
 }
 
+std::string scheme_name(AugmentScheme s) {
+  switch (s) {
+    case AugmentScheme::kCropFlip:
+      return "kCropFlip";
+    case AugmentScheme::kTranslateAlternatingFlip:
+      return "kTranslateAlternatingFlip";
+  }
+  return "AugmentScheme(" + std::to_string(static_cast<int>(s)) + ")";
+}
+
 void check_params(const AugmentParams& p) {
-  if (p.crop_y < 0 || p.crop_y > 2 * kPad || p.crop_x < 0 || p.crop_x > 2 * kPad) {
+  if (p.scheme != AugmentScheme::kCropFlip &&
+      p.scheme != AugmentScheme::kTranslateAlternatingFlip) {
+    throw std::invalid_argument("augment_image: scheme " + scheme_name(p.scheme) +
+                                " is not kCropFlip or kTranslateAlternatingFlip");
+  }
+  if (p.pad < 0 || p.pad > kMaxAugmentPad) {
+    throw std::invalid_argument("augment_image: pad " + std::to_string(p.pad) + " outside 0.." +
+                                std::to_string(kMaxAugmentPad));
+  }
+  if (p.crop_y < 0 || p.crop_y > 2 * p.pad || p.crop_x < 0 || p.crop_x > 2 * p.pad) {
     throw std::invalid_argument("augment_image: crop offset (" + std::to_string(p.crop_y) + ", " +
-                                std::to_string(p.crop_x) + ") outside 0..8");
+                                std::to_string(p.crop_x) + ") outside 0.." +
+                                std::to_string(2 * p.pad) + " (0..2 pad, pad " +
+                                std::to_string(p.pad) + ")");
+  }
+}
+
+void check_translate(const LoaderOptions& opt, const char* who) {
+  if (opt.augment && opt.scheme == AugmentScheme::kTranslateAlternatingFlip &&
+      (opt.translate < 0 || opt.translate > kMaxAugmentPad)) {
+    throw std::invalid_argument(
+        std::string(who) + ": translate must be in 0.." + std::to_string(kMaxAugmentPad) +
+        " pixels for kTranslateAlternatingFlip, got " + std::to_string(opt.translate));
+  }
+}
+
+/// Reflect padding's source index: i for 0 <= i < kSide, -i left of it, 2 (kSide - 1) - i right
+/// of it (the edge is not repeated). Valid for -kSide < i < 2 kSide - 1.
+int reflect(int i) { return i < 0 ? -i : (i >= kSide ? 2 * (kSide - 1) - i : i); }
+
+/// The source row of every output row and the source column of every output column of the
+/// augmented image (see augment_image), -1 where the output pixel is zero padding. Every
+/// output pixel (y, x) is source pixel (rows[y], cols[x]) of the same channel.
+void source_indices(const AugmentParams& p, int* rows, int* cols) {
+  const int off_y = p.crop_y - p.pad;
+  const int off_x = p.crop_x - p.pad;
+  if (p.scheme == AugmentScheme::kCropFlip) {  // zero padding, flip after the crop
+    for (int y = 0; y < kSide; ++y) {
+      const int sy = y + off_y;
+      rows[y] = (sy >= 0 && sy < kSide) ? sy : -1;
+    }
+    for (int x = 0; x < kSide; ++x) {
+      const int sx = (p.flip ? kSide - 1 - x : x) + off_x;
+      cols[x] = (sx >= 0 && sx < kSide) ? sx : -1;
+    }
+  } else {  // kTranslateAlternatingFlip: flip before the reflect padding
+    for (int y = 0; y < kSide; ++y) rows[y] = reflect(y + off_y);
+    for (int x = 0; x < kSide; ++x) {
+      const int mx = reflect(x + off_x);  // column of the mirrored image
+      cols[x] = p.flip ? kSide - 1 - mx : mx;
+    }
   }
 }
 
 void augment_with(const NormTable& t, const uint8_t* src, float* dst, const AugmentParams& p) {
-  const int off_y = p.crop_y - kPad;
-  const int off_x = p.crop_x - kPad;
+  int rows[kSide], cols[kSide];
+  source_indices(p, rows, cols);
   for (int c = 0; c < 3; ++c) {
     const float* lut = t.v[c];
     const float zero = lut[0];
@@ -52,16 +110,12 @@ void augment_with(const NormTable& t, const uint8_t* src, float* dst, const Augm
     float* out = dst + c * kPlaneBytes;
     for (int y = 0; y < kSide; ++y) {
       float* row = out + y * kSide;
-      const int sy = y + off_y;
-      if (sy < 0 || sy >= kSide) {
+      if (rows[y] < 0) {
         std::fill(row, row + kSide, zero);
         continue;
       }
-      const uint8_t* srow = plane + sy * kSide;
-      for (int x = 0; x < kSide; ++x) {
-        const int sx = (p.flip ? kSide - 1 - x : x) + off_x;
-        row[x] = (sx >= 0 && sx < kSide) ? lut[srow[sx]] : zero;
-      }
+      const uint8_t* srow = plane + rows[y] * kSide;
+      for (int x = 0; x < kSide; ++x) row[x] = cols[x] >= 0 ? lut[srow[cols[x]]] : zero;
     }
   }
 }
@@ -118,6 +172,7 @@ uint64_t uniform_below(std::mt19937_64& gen, uint64_t n) {
 
 EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch) {
   if (n < 0) throw std::invalid_argument("make_epoch_plan: n = " + std::to_string(n) + " < 0");
+  check_translate(opt, "make_epoch_plan");
   std::mt19937_64 gen(splitmix64(splitmix64(opt.seed) ^ static_cast<uint64_t>(epoch)));
   EpochPlan plan;
   plan.order.resize(static_cast<size_t>(n));
@@ -128,12 +183,29 @@ EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch) {
       std::swap(plan.order[static_cast<size_t>(i)], plan.order[static_cast<size_t>(j)]);
     }
   }
-  if (opt.augment) {
+  if (opt.augment && opt.scheme == AugmentScheme::kCropFlip) {
     plan.augment.resize(static_cast<size_t>(n));
     for (auto& a : plan.augment) {
-      a.crop_y = static_cast<int>(uniform_below(gen, 2 * kPad + 1));
-      a.crop_x = static_cast<int>(uniform_below(gen, 2 * kPad + 1));
+      a.crop_y = static_cast<int>(uniform_below(gen, 2 * kCropPad + 1));
+      a.crop_x = static_cast<int>(uniform_below(gen, 2 * kCropPad + 1));
       a.flip = uniform_below(gen, 2) == 1;
+      a.scheme = AugmentScheme::kCropFlip;
+      a.pad = kCropPad;
+    }
+  } else if (opt.augment) {  // kTranslateAlternatingFlip
+    std::mt19937_64 flip_gen(splitmix64(splitmix64(opt.seed) ^ kAlternatingFlipStream));
+    std::vector<uint8_t> base(static_cast<size_t>(n));
+    for (auto& b : base) b = static_cast<uint8_t>(uniform_below(flip_gen, 2));
+    const bool odd = (epoch & 1) != 0;
+    const auto side = static_cast<uint64_t>(2 * opt.translate + 1);
+    plan.augment.resize(static_cast<size_t>(n));
+    for (size_t k = 0; k < plan.augment.size(); ++k) {
+      auto& a = plan.augment[k];
+      a.crop_y = static_cast<int>(uniform_below(gen, side));
+      a.crop_x = static_cast<int>(uniform_below(gen, side));
+      a.flip = (base[static_cast<size_t>(plan.order[k])] != 0) != odd;
+      a.scheme = AugmentScheme::kTranslateAlternatingFlip;
+      a.pad = opt.translate;
     }
   }
   return plan;
@@ -144,6 +216,7 @@ DataLoader::DataLoader(const Dataset& ds, LoaderOptions opt) : ds_(&ds), opt_(st
     throw std::invalid_argument("DataLoader: batch_size must be >= 1, got " +
                                 std::to_string(opt_.batch_size));
   }
+  check_translate(opt_, "DataLoader");
 }
 
 DataLoader::~DataLoader() { stop_worker(); }

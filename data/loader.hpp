@@ -53,22 +53,50 @@ void normalize_image(const uint8_t* src, float* dst, const Normalization& norm =
 /// begin + count <= ds.size().
 Tensor to_tensor(const Dataset& ds, int64_t begin, int64_t count, const Normalization& norm = {});
 
-/// The random parameters of one augmented image.
-///   crop_y, crop_x in 0..8: top-left corner of the 32x32 crop inside the image zero-padded by
-///   4 pixels on each side (40x40), i.e. torchvision RandomCrop(32, padding=4); 4, 4 is the
-///   identity.
-///   flip: mirror left-right after the crop (RandomHorizontalFlip(p=0.5)).
+/// The augmentation schemes of the DataLoader (LoaderOptions::scheme, used when augment is true).
+///   kCropFlip: torchvision's RandomCrop(32, padding=4) (zero padding) followed by
+///     RandomHorizontalFlip(p=0.5); every draw is new every epoch.
+///   kTranslateAlternatingFlip: airbench94's augmentation (Jordan, "94% on CIFAR-10 in 3.29
+///     Seconds on a Single GPU", arXiv 2404.00498; legacy/airbench94.py): a mirror left-right that
+///     alternates between epochs ("alternating flip": image i is mirrored in epoch e iff
+///     base_i XOR (e is odd), base_i ~ Bernoulli(0.5) fixed by the seed), then a random
+///     translation by dy, dx in -translate..translate with reflect padding
+///     (torch.nn.functional.pad(mode="reflect") followed by a 32x32 crop).
+enum class AugmentScheme { kCropFlip, kTranslateAlternatingFlip };
+
+/// The largest padding augment_image takes (and so the largest LoaderOptions::translate).
+constexpr int kMaxAugmentPad = 8;
+
+/// The random parameters of one augmented image. P is the source image padded by `pad` pixels
+/// on each side ((32 + 2 pad) x (32 + 2 pad)) and (crop_y, crop_x) the top-left corner of the
+/// 32x32 crop taken from it; (pad, pad) is the identity crop. Per scheme:
+///   kCropFlip (the defaults): pad = 4 and P is zero-padded (RandomCrop(32, padding=4)),
+///     crop_y, crop_x in 0..8; flip mirrors left-right AFTER the crop.
+///   kTranslateAlternatingFlip: pad = LoaderOptions::translate and P is reflect-padded (the edge
+///     pixel is not repeated: P at column -1 is column 1, at column 32 is column 30);
+///     crop_y = pad + dy, crop_x = pad + dx for the translation (dy, dx), so crop_y, crop_x in
+///     0..2 pad; flip mirrors the image left-right BEFORE it is padded.
+/// Aggregate initialization AugmentParams{crop_y, crop_x, flip} is a kCropFlip crop.
 struct AugmentParams {
   int crop_y = 4;
   int crop_x = 4;
   bool flip = false;
+  AugmentScheme scheme = AugmentScheme::kCropFlip;
+  int pad = 4;
 };
 
 /// Augments and normalizes one CHW image (pure function). src: 3 x 32 x 32 bytes; dst: 3 x 32 x
-/// 32 floats with
-///     dst[c][y][x] = normalize(P[c][y + crop_y][x' + crop_x]),  x' = flip ? 31 - x : x,
-/// where P is src zero-padded by 4 pixels on each side, so a padded pixel becomes
-/// (0 - mean[c]) / std[c]. Throws std::invalid_argument if crop_y or crop_x is outside 0..8.
+/// 32 floats. With norm(b) = (b / 255 - mean[c]) / std[c] and S the source plane:
+///   kCropFlip:
+///     dst[c][y][x] = norm(P[c][y + crop_y][x' + crop_x]),  x' = flip ? 31 - x : x,
+///     P = S zero-padded by `pad`, so a padded pixel becomes (0 - mean[c]) / std[c];
+///   kTranslateAlternatingFlip:
+///     dst[c][y][x] = norm(M[c][r(y + crop_y - pad)][r(x + crop_x - pad)]),
+///     M[c][i][j] = S[c][i][flip ? 31 - j : j],  r(i) = i < 0 ? -i : (i > 31 ? 62 - i : i)
+///     (M reflect-padded by `pad`, then cropped at (crop_y, crop_x): airbench94's
+///     F.pad(images, (pad,) * 4, "reflect") followed by its crop).
+/// Throws std::invalid_argument (naming augment_image and the expected range) if pad is outside
+/// 0..kMaxAugmentPad, crop_y or crop_x is outside 0..2 pad, or scheme is not an AugmentScheme.
 /// src and dst must not overlap.
 void augment_image(const uint8_t* src, float* dst, const AugmentParams& params,
                    const Normalization& norm = {});
@@ -84,10 +112,16 @@ uint64_t uniform_below(std::mt19937_64& gen, uint64_t n);
 struct LoaderOptions {
   int64_t batch_size = 128;  ///< images per batch (>= 1)
   bool shuffle = false;      ///< new random order every epoch (else 0, 1, ..., N-1)
-  bool augment = false;      ///< RandomCrop(32, padding=4) + RandomHorizontalFlip(0.5)
+  bool augment = false;      ///< augment the images with `scheme`
   bool drop_last = false;    ///< drop a last batch smaller than batch_size
   uint64_t seed = 0;         ///< with the epoch number, determines order and augmentation
   Normalization norm{};
+  /// The augmentation when augment is true (see AugmentScheme); the default kCropFlip is
+  /// RandomCrop(32, padding=4) + RandomHorizontalFlip(0.5).
+  AugmentScheme scheme = AugmentScheme::kCropFlip;
+  /// kTranslateAlternatingFlip only: the largest shift in pixels, 0..kMaxAugmentPad (airbench94
+  /// uses 2); dy and dx are uniform in -translate..translate. Ignored by kCropFlip.
+  int translate = 2;
 };
 
 /// Everything random about one epoch.
@@ -95,15 +129,30 @@ struct EpochPlan {
   /// [N] dataset index of the k-th image of the epoch: a permutation of 0..N-1 (Fisher-Yates)
   /// when shuffling, else the identity.
   std::vector<int64_t> order;
-  /// [N] augmentation of the k-th image of the epoch (empty unless opt.augment).
+  /// [N] augmentation of the k-th image of the epoch, i.e. of dataset image order[k] (empty
+  /// unless opt.augment); every entry has scheme == opt.scheme (see AugmentParams).
   std::vector<AugmentParams> augment;
 };
 
+/// Mixed into the seed of the alternating flip's base draws (see make_epoch_plan) to keep them
+/// apart from the per-epoch draws (only an epoch numbered 27,422,319,931,320,688 would share
+/// their seed): the ASCII bytes of "altflip".
+constexpr uint64_t kAlternatingFlipStream = 0x616c74666c6970ULL;
+
 /// The plan of epoch `epoch` for a dataset of n images: a pure function of (n, opt.seed,
-/// epoch, opt.shuffle, opt.augment). The generator is std::mt19937_64 seeded with
-/// splitmix64(splitmix64(seed) ^ epoch); it draws the permutation first (Fisher-Yates, from the
-/// last position down), then per image k = 0..N-1 crop_y, crop_x (uniform 0..8) and flip
-/// (uniform 0..1). Throws std::invalid_argument if n < 0.
+/// epoch, opt.shuffle, opt.augment, opt.scheme, opt.translate). The generator is
+/// std::mt19937_64 seeded with splitmix64(splitmix64(seed) ^ epoch); it draws the permutation
+/// first (Fisher-Yates, from the last position down), then per image k = 0..N-1:
+///   kCropFlip: crop_y, crop_x (uniform 0..8) and flip (uniform 0..1), pad = 4;
+///   kTranslateAlternatingFlip: crop_y, crop_x (uniform 0..2 translate, i.e. translate + dy,
+///     translate + dx), pad = translate, and
+///       flip = base[order[k]] XOR (epoch is odd),
+///     where base[0..N-1] (uniform 0..1, by dataset index) comes from a second std::mt19937_64
+///     seeded with splitmix64(splitmix64(seed) ^ kAlternatingFlipStream): it depends on the
+///     seed only, so every image is mirrored in every other epoch (airbench94's alternating
+///     flip; an epoch -1 counts as odd).
+/// Throws std::invalid_argument if n < 0, or if opt.augment with kTranslateAlternatingFlip and
+/// opt.translate is outside 0..kMaxAugmentPad.
 EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch);
 
 /// A mini-batch: images [B, 3, 32, 32] normalized (and augmented if asked), labels [B].
@@ -130,7 +179,8 @@ class DataLoader {
   static constexpr size_t kPrefetch = 3;
 
   /// Keeps a pointer to `ds`, which must outlive the loader and not change while an epoch
-  /// runs. Throws std::invalid_argument if opt.batch_size < 1.
+  /// runs. Throws std::invalid_argument if opt.batch_size < 1, or if opt.augment with
+  /// kTranslateAlternatingFlip and opt.translate is outside 0..kMaxAugmentPad.
   DataLoader(const Dataset& ds, LoaderOptions opt);
   /// Stops and joins the worker thread (it does not wait for the epoch to finish).
   ~DataLoader();
