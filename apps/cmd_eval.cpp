@@ -30,7 +30,7 @@ double run_eval(const EvalConfig& cfg) {
   EvalResult r;
   try {
     r = evaluate(*model, test, cfg.batch_size,
-                 cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning, norm);
+                 cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning, norm, cfg.tta);
   } catch (const std::invalid_argument& e) {
     if (cfg.bn_stats != "batch") throw;
     throw std::invalid_argument(std::string("--bn-stats batch with --batch-size ") +
@@ -46,6 +46,7 @@ double run_eval(const EvalConfig& cfg) {
     j["count"] = r.count;
     j["batch_size"] = cfg.batch_size;
     j["bn_stats"] = cfg.bn_stats;
+    j["tta"] = cfg.tta;
     nlohmann::json per_class = nlohmann::json::object();
     for (size_t c = 0; c < names.size(); ++c) {
       int64_t total = 0;
@@ -57,9 +58,9 @@ double run_eval(const EvalConfig& cfg) {
     std::cout << j.dump() << std::endl;
     return r.accuracy();
   }
-  std::printf("checkpoint %s, %lld test images, batch size %lld, BN statistics: %s\n",
+  std::printf("checkpoint %s, %lld test images, batch size %lld, BN statistics: %s, TTA level %d\n",
               cfg.checkpoint.c_str(), static_cast<long long>(r.count),
-              static_cast<long long>(cfg.batch_size), cfg.bn_stats.c_str());
+              static_cast<long long>(cfg.batch_size), cfg.bn_stats.c_str(), cfg.tta);
   std::printf("test loss %.4f  accuracy %.2f%% (%lld/%lld)\n\n", r.loss, 100 * r.accuracy(),
               static_cast<long long>(r.correct), static_cast<long long>(r.count));
   std::printf("%-12s %8s\n", "class", "accuracy");

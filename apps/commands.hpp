@@ -63,6 +63,11 @@ inline bool is_one_of(const std::string& value, const std::vector<std::string>& 
   return false;
 }
 
+inline const std::vector<std::string>& train_recipes() {  ///< train --recipe
+  static const std::vector<std::string> v = {"default", "airbench94"};
+  return v;
+}
+
 /// `minidl train`. The defaults are the default recipe (README, "The default recipe").
 struct TrainConfig {
   std::string data;  ///< CIFAR-10 binary directory (--data or $MINIDL_DATA)
@@ -131,6 +136,42 @@ TrainConfig config_from_json(const nlohmann::json& j);
 /// config_from_json. Throws std::runtime_error naming `path` and what is wrong.
 TrainConfig read_config_file(const std::string& path);
 
+/// `minidl train --recipe airbench94` (apps/cmd_airbench.cpp): Keller Jordan's airbench94
+/// ("94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv 2404.00498; legacy/airbench94.py)
+/// on the model `airbench94` (layers/models/airbench.hpp). Every hyperparameter is the
+/// recipe's; the fields below are what a run may choose.
+struct AirbenchConfig {
+  std::string data;                     ///< CIFAR-10 binary directory (--data or $MINIDL_DATA)
+  std::string out = "runs/airbench94";  ///< RUN_DIR
+  uint64_t seed = 0;                    ///< init, order, augmentation
+  int tta = 2;                          ///< test-time augmentation level of the final evaluation
+  int threads = 2;
+  /// Training length in epochs (fractions allowed; the recipe's 9.9). Tests shorten it.
+  double epochs = 9.9;
+  /// Images per batch (the recipe's 1024). lr and weight decay follow it as airbench's
+  /// decoupled hyperparameters do (per 1,024 examples).
+  int64_t batch_size = 1024;
+  int64_t limit_train = -1, limit_test = -1;  ///< first N images (-1: all)
+  bool eval_every_epoch = true;               ///< test accuracy (no TTA) after every epoch
+  bool quiet = false;
+};
+
+/// What an airbench94 run measured (also in RUN_DIR/results.json).
+struct AirbenchResult {
+  double accuracy = 0.0;       ///< test accuracy of the final (EMA) weights, no TTA
+  double accuracy_tta = 0.0;   ///< the same with AirbenchConfig::tta
+  double train_seconds = 0.0;  ///< whitening init + training steps
+  double eval_seconds = 0.0;   ///< every evaluation (per epoch and final)
+  double total_seconds = 0.0;  ///< wall time of the whole run, loading included
+  int64_t steps = 0;
+};
+
+/// Trains airbench94 and writes RUN_DIR/metrics.csv, model.safetensors (the final weights,
+/// which the last lookahead update set to the EMA), results.json and config.json. Throws
+/// std::invalid_argument for a bad setting (naming the flag) and std::runtime_error when
+/// training diverges.
+AirbenchResult run_airbench94(const AirbenchConfig& cfg);
+
 struct EvalConfig {
   std::string checkpoint;
   std::string data;
@@ -144,6 +185,9 @@ struct EvalConfig {
   int64_t recalibrate_limit = -1;  ///< population: first N training images (-1: all)
   /// Evaluate a checkpoint holding NaN or infinity (refused otherwise, naming the tensor).
   bool allow_nonfinite = false;
+  /// Test-time augmentation: 0 none | 1 image and mirror | 2 mirror and one-pixel translations
+  /// (engine.hpp, tta_logits).
+  int tta = 0;
 };
 /// Prints the evaluation and returns the accuracy (0..1).
 double run_eval(const EvalConfig& cfg);

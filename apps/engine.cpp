@@ -7,6 +7,7 @@
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "core/profiler.hpp"
+#include "data/views.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/recalibrate.hpp"
 
@@ -30,10 +31,37 @@ int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
   });
 }
 
+Tensor tta_logits(Module& model, const Tensor& x, int level) {
+  if (level < 0 || level > kMaxTtaLevel) {
+    throw std::invalid_argument("--tta must be 0, 1 or 2, got " + std::to_string(level));
+  }
+  if (level == 0) return model(x);
+  // (a + b) / 2 elementwise, in place into a.
+  auto mean_into = [](Tensor& a, const Tensor& b) {
+    float* d = a.data();
+    const float* e = b.data();
+    for (int64_t i = 0, n = a.numel(); i < n; ++i) d[i] = 0.5f * (d[i] + e[i]);
+  };
+  auto mirror = [&](const Tensor& v) {
+    Tensor z = model(v).clone();
+    mean_into(z, model(data::hflip(v)));
+    return z;
+  };
+  Tensor z = mirror(x);
+  if (level == 1) return z;
+  Tensor shifted = mirror(data::crop_reflect(x, 1, 0, 0));
+  mean_into(shifted, mirror(data::crop_reflect(x, 1, 2, 2)));
+  mean_into(z, shifted);
+  return z;
+}
+
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats,
-                    const data::Normalization& norm) {
+                    const data::Normalization& norm, int tta) {
   if (batch_size < 1) {
     throw std::invalid_argument("--batch-size must be >= 1, got " + std::to_string(batch_size));
+  }
+  if (tta < 0 || tta > kMaxTtaLevel) {
+    throw std::invalid_argument("--tta must be 0, 1 or 2, got " + std::to_string(tta));
   }
   NoGradGuard no_grad;
   model.eval();
@@ -63,7 +91,7 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
     const int64_t count = std::min(batch_size, ds.size() - begin);
     Tensor x = data::to_tensor(ds, begin, count, norm);
     std::vector<int32_t> y(ds.labels.begin() + begin, ds.labels.begin() + begin + count);
-    Tensor logits = model(x);
+    Tensor logits = tta_logits(model, x, tta);
     loss_sum += static_cast<double>(ops::cross_entropy(logits, y).item()) * count;
     const int64_t K = logits.size(1);
     const float* z = logits.data();
@@ -93,7 +121,7 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     if (p.requires_grad()) trainable.emplace_back(name, p);
   }
   data::Batch batch;
-  while (loader.next(batch)) {
+  while ((hooks.stop_at_step < 0 || step < hooks.stop_at_step) && loader.next(batch)) {
     opt.set_lr(schedule.lr(step));
     Tensor logits = model(batch.images);
     Tensor loss = ops::cross_entropy(logits, batch.labels, label_smoothing);

@@ -33,11 +33,27 @@ struct EvalResult {
 ///   "batch":   training-mode statistics of each evaluation batch (running buffers untouched)
 enum class BnStats { kRunning, kBatch };
 
-/// Evaluates `model` on `ds` in batches under no-grad. Puts the model in eval mode (or, for
+/// The test-time-augmentation levels of tta_logits: 0, 1, 2.
+constexpr int kMaxTtaLevel = 2;
+
+/// The logits of `model` for images x [N, 3, H, W] with test-time augmentation (airbench94's
+/// `infer`, Jordan 2024, Section 3.5), [N, K]:
+///   level 0: model(x)
+///   level 1: (model(x) + model(hflip(x))) / 2                        (the image and its mirror)
+///   level 2: level1(x) / 2 + (level1(up_left(x)) + level1(down_right(x))) / 4, where the two
+///            one-pixel translations are data::crop_reflect(x, 1, 0, 0) and (x, 1, 2, 2):
+///            6 views, the untranslated pair weighted 1/4 each and the four others 1/8.
+/// Runs in whatever mode the model is in (evaluate puts it in eval mode). Throws
+/// std::invalid_argument for a level outside 0..2.
+Tensor tta_logits(Module& model, const Tensor& x, int level);
+
+/// Evaluates `model` on `ds` in batches under no-grad, with test-time augmentation level `tta`
+/// (tta_logits; the loss is that of the averaged logits). Puts the model in eval mode (or, for
 /// BnStats::kBatch, BN layers in train mode on a copy of their buffers) and leaves it in eval
-/// mode. Throws std::invalid_argument for batch_size < 1.
+/// mode. Throws std::invalid_argument for batch_size < 1 or a tta level outside 0..2.
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size,
-                    BnStats bn_stats = BnStats::kRunning, const data::Normalization& norm = {});
+                    BnStats bn_stats = BnStats::kRunning, const data::Normalization& norm = {},
+                    int tta = 0);
 
 /// Sets every BatchNorm's running statistics to the population statistics of `ds` (no
 /// augmentation), in inference mode, layer after layer (layers/recalibrate.hpp), feeding
@@ -75,6 +91,9 @@ struct Diverged : std::runtime_error {
 struct StepHooks {
   std::function<void(const data::Batch&, int64_t step, float loss)> after_backward;
   std::function<void(const data::Batch&, int64_t step)> after_step;
+  /// When >= 0, the epoch ends early once `step` (the running count) reaches this value: the
+  /// last step of a run whose length is not a whole number of epochs (airbench94's 9.9).
+  int64_t stop_at_step = -1;
 };
 
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,

@@ -90,9 +90,11 @@ void add_range_checks(CLI::App& app) {
         {"--threads", integer_in(1, kThreads)},
         {"--limit-train", integer_in(1, 50000)},
         {"--limit-test", integer_in(1, 10000)},
-        {"--stop-after", integer_in(1, kEpochs)}}},
+        {"--stop-after", integer_in(1, kEpochs)},
+        {"--tta", integer_in(0, 2)}}},
       {"eval",
        {{"--batch-size", integer_in(1, kBatch)},
+        {"--tta", integer_in(0, 2)},
         {"--threads", integer_in(1, kThreads)},
         {"--limit", integer_in(1, 10000)},
         {"--recalibrate-limit", integer_in(1, 50000)}}},
@@ -197,6 +199,20 @@ int main(int argc, char** argv) {
                    "(train-mode BN) | running (inference-mode BN, as Keras trainable=False)")
       ->capture_default_str()
       ->check(CLI::IsMember(train_bn_stats_modes()));
+  std::string train_recipe = "default";
+  train
+      ->add_option("--recipe", train_recipe,
+                   "default (the flags above) | airbench94 (Keller Jordan's 94% recipe: model, "
+                   "optimizer, schedule and augmentation fixed; takes only --data, --seed, --tta, "
+                   "--out, --threads, --epochs, --batch-size, --limit-train, --limit-test)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(train_recipes()));
+  AirbenchConfig ac;
+  train
+      ->add_option("--tta", ac.tta,
+                   "airbench94: test-time augmentation of the final evaluation: 0 none | 1 "
+                   "mirror | 2 mirror and one-pixel translations")
+      ->capture_default_str();
   train->add_flag("--profile", tc.profile,
                   "print a per-op time table (calls, ms, % and GFLOP/s "
                   "per op and pass) of the first epoch's training loop, evaluation excluded");
@@ -219,6 +235,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(eval_bn_stats_modes()));
   eval->add_option("--recalibrate-limit", ec.recalibrate_limit,
                    "population: use the first N training images");
+  eval->add_option("--tta", ec.tta,
+                   "test-time augmentation: 0 none | 1 mean logits of the image and its "
+                   "mirror | 2 also one-pixel translations (6 views, airbench94's)")
+      ->capture_default_str();
 
   PredictConfig pc;
   auto* predict = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
@@ -379,7 +399,33 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    if (*train) {
+    if (*train && train_recipe == "airbench94") {
+      for (CLI::Option* o : train->get_options()) {
+        static const std::vector<std::string> taken = {
+            "--data",       "--seed",        "--tta",        "--out",    "--threads", "--epochs",
+            "--batch-size", "--limit-train", "--limit-test", "--recipe", "--help"};
+        if (o->count() > 0 && !is_one_of(o->get_name(), taken)) {
+          throw std::invalid_argument(o->get_name() +
+                                      " is fixed by --recipe airbench94 (it takes --data, "
+                                      "--seed, --tta, --out, --threads, --epochs, --batch-size, "
+                                      "--limit-train and --limit-test)");
+        }
+      }
+      ac.data = tc.data;
+      ac.seed = tc.seed;
+      ac.threads = tc.threads;
+      if (train->get_option("--out")->count() > 0) ac.out = tc.out;
+      if (epochs_opt->count() > 0) ac.epochs = static_cast<double>(tc.epochs);
+      if (train->get_option("--batch-size")->count() > 0) ac.batch_size = tc.batch_size;
+      ac.limit_train = tc.limit_train;
+      ac.limit_test = tc.limit_test;
+      run_airbench94(ac);
+    } else if (*train) {
+      if (train->get_option("--tta")->count() > 0) {
+        throw std::invalid_argument(
+            "--tta is for --recipe airbench94 (minidl eval --tta evaluates any checkpoint "
+            "with test-time augmentation)");
+      }
       tc.epochs_set_by_user = epochs_opt->count() > 0;
       run_train(tc);
     } else if (*eval) {

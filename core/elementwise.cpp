@@ -2,11 +2,14 @@
 //   relu:      y = max(x, 0);        dx += dy * (y > 0)
 //   gelu:      y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2
 //              dx += dy (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+//              (vectorized float kernels, core/kernels.hpp)
+//   scale:     y = s x;              dx += s dy
 //   add:       y = a + b;            da += dy, db += dy
 //   add_relu:  y = max(a + b, 0);    da += dy * (y > 0), db likewise
 //   reshape:   same values;          dx += dy (viewed in x's shape)
 #include <cmath>
 
+#include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
 #include "core/profiler.hpp"
@@ -27,28 +30,6 @@ void relu_forward(float* y, const float* x, int64_t n) {
 void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
-}
-
-/// y [n] = 0.5 x (1 + erf(x / sqrt(2))), in double (the float result is then the correctly
-/// rounded one for all but a few inputs, as PyTorch's).
-void gelu_forward(float* y, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = x[i];
-    y[i] = static_cast<float>(0.5 * v * (1.0 + std::erf(v * M_SQRT1_2)));
-  }
-}
-
-/// dx [n] += dy * (Phi(x) + x phi(x)), the derivative of x Phi(x).
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
-  const double inv_sqrt_2pi = 0.5 * M_2_SQRTPI * M_SQRT1_2;  // 1 / sqrt(2 pi)
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = x[i];
-    const double cdf = 0.5 * (1.0 + std::erf(v * M_SQRT1_2));
-    const double pdf = inv_sqrt_2pi * std::exp(-0.5 * v * v);
-    dx[i] += static_cast<float>(dy[i] * (cdf + v * pdf));
-  }
 }
 
 /// y [n] = a + b, then max(., 0) with relu.
@@ -108,12 +89,34 @@ Tensor gelu(const Tensor& x) {
   profiler::Scope _prof("gelu");
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
-  gelu_forward(y.data(), x.data(), n);
+  kernels::gelu(y.data(), x.data(), n);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
-      y, {x}, [x, out, n]() { gelu_backward(x.grad_data(), out->grad.data(), x.data(), n); },
+      y, {x},
+      [x, out, n]() { kernels::gelu_backward_add(x.grad_data(), out->grad.data(), x.data(), n); },
       "gelu");
+  return y;
+}
+
+Tensor scale(const Tensor& x, float s) {
+  profiler::Scope _prof("scale");
+  Tensor y = Tensor::empty(x.shape());
+  const int64_t n = x.numel();
+  const float* xd = x.data();
+  float* yd = y.data();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) yd[i] = s * xd[i];
+  if (!needs_graph({&x})) return y;
+  TensorImpl* out = y.impl();
+  attach_node(
+      y, {x},
+      [x, out, n, s]() {
+        float* dx = x.grad_data();
+        const float* dy = out->grad.data();
+        for (int64_t i = 0; i < n; ++i) dx[i] += s * dy[i];
+      },
+      "scale");
   return y;
 }
 

@@ -36,5 +36,22 @@ void im2col(const float* x, const ConvGeom& g, float* col);
 /// col2im: the adjoint of im2col; accumulates col [C * KH * KW, HO * WO] into dx [C, H, W].
 void col2im_add(const float* col, const ConvGeom& g, float* dx);
 
+/// GELU, exact (erf) form, in float and vectorizable: y[i] = x Phi(x) for i < n, with
+///   Phi(x) = erfc(-x / sqrt 2) / 2,  erfc(z) = t exp(-z^2 + R(t)) for z >= 0, t = 1 / (1 + z/2)
+/// (the Chebyshev fit of Numerical Recipes, 2nd ed., Section 6.2, `erfcc`, relative error below
+/// 1.2e-7 for every z >= 0; erfc(-z) = 2 - erfc(z)) and exp by range reduction and a degree-6
+/// polynomial. Agrees with the double-precision 0.5 x (1 + erf(x / sqrt 2)) to a few float
+/// ulps, relative, also in the far negative tail (tests/test_kernels, against gelu_reference).
+void gelu(float* y, const float* x, int64_t n);
+/// dx[i] += dy[i] (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi): GELU's derivative,
+/// by the same approximations as gelu.
+void gelu_backward_add(float* dx, const float* dy, const float* x, int64_t n);
+/// The naive versions, in double: Phi(x) = erfc(-x / sqrt 2) / 2 with std::erfc (not
+/// (1 + erf(x / sqrt 2)) / 2, which cancels to 0 below x = -8 in double and x = -6 in float,
+/// as PyTorch's float GELU does), phi with std::exp. What gelu and gelu_backward_add are
+/// tested against.
+void gelu_reference(float* y, const float* x, int64_t n);
+void gelu_backward_add_reference(float* dx, const float* dy, const float* x, int64_t n);
+
 }  // namespace kernels
 }  // namespace minidl

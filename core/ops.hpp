@@ -73,6 +73,9 @@ Tensor relu(const Tensor& x);
 /// GELU, exact form (torch.nn.functional.gelu, approximate = "none"; Hendrycks & Gimpel 2016,
 /// eq. 1): y = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), any shape.
 Tensor gelu(const Tensor& x);
+/// s * x for a constant s, any shape (x * s in PyTorch; airbench94's Mul(1/9) on the logits).
+/// dx += s * dy.
+Tensor scale(const Tensor& x, float s);
 /// a + b, equal shapes.
 Tensor add(const Tensor& a, const Tensor& b);
 /// relu(a + b), equal shapes, fused (the residual block's tail).

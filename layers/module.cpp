@@ -151,4 +151,16 @@ void dirac_(Tensor& w) {
   for (int64_t i = 0; i < std::min(O, C); ++i) d[((i * C + i) * KH + KH / 2) * KW + KW / 2] = 1.0f;
 }
 
+void dirac_(Tensor& w, int64_t filters) {
+  if (w.dim() != 4 || filters < 0 || filters > std::min(w.size(0), w.size(1))) {
+    throw std::invalid_argument(
+        "dirac_: expected a conv weight [out, in, KH, KW] and 0 <= filters <= min(out, in), got " +
+        shape_str(w.shape()) + " and filters " + std::to_string(filters));
+  }
+  const int64_t C = w.size(1), KH = w.size(2), KW = w.size(3), per_filter = C * KH * KW;
+  float* d = w.data();
+  std::fill(d, d + filters * per_filter, 0.0f);
+  for (int64_t i = 0; i < filters; ++i) d[((i * C + i) * KH + KH / 2) * KW + KW / 2] = 1.0f;
+}
+
 }  // namespace minidl

@@ -149,5 +149,10 @@ void uniform_(Tensor& w, float bound_lo, float bound_hi, Generator& gen);
 /// other value 0, so the conv passes its first min(out, in) input channels through unchanged
 /// (with padding KH / 2). Throws std::invalid_argument for a tensor that is not 4-d.
 void dirac_(Tensor& w);
+/// dirac_ on the first `filters` output filters only (torch.nn.init.dirac_(w[:filters])):
+/// w[i, i, KH / 2, KW / 2] = 1 and every other value of filter i is 0, for i < filters; filters
+/// >= filters keep their values. airbench94 initializes its convs so, with filters = in_channels.
+/// Throws std::invalid_argument for a tensor that is not 4-d or filters outside 0..min(out, in).
+void dirac_(Tensor& w, int64_t filters);
 
 }  // namespace minidl

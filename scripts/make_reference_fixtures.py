@@ -9,7 +9,8 @@ What it makes: one small JSON file per case in tests/fixtures/ (linear, conv2d i
 geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, cross-entropy
 with and without label smoothing, max pooling, global average pooling, GELU (exact), and
 three steps of SGD / SGD+Nesterov / plain SGD / Adam / AdamW, and of SGD with two parameter
-groups). Each file has the layout
+groups, and airbench94's patch whitening: the eigendecomposition of the 2x2-patch covariance
+of a few images and the whitening conv weight made from it). Each file has the layout
 
     {"meta": {scalar settings, integer label lists},
      "tensors": {"name": {"shape": [...], "data": [flat row-major floats]}, ...}}
@@ -269,6 +270,30 @@ def case_param_groups(out):
           tensors)
 
 
+def case_patch_whitening(out):
+    """airbench94's whitening init (legacy/airbench94.py: get_patches, get_whitening_parameters,
+    init_whitening_conv) in float64, with minidl's sign convention for the eigenvectors (the
+    largest-magnitude component positive; layers/patch_whitening.hpp)."""
+    torch.manual_seed(45)
+    x = randn32(6, 3, 8, 8, scale=0.8, shift=0.1)
+    k, eps = 2, 5e-4
+    c = x.shape[1]
+    patches = x.unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, c, k, k)
+    flat = patches.reshape(patches.shape[0], -1)
+    cov = flat.T @ flat / flat.shape[0]
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov, UPLO="U")
+    eigenvalues = eigenvalues.flip(0)
+    vectors = eigenvectors.T.flip(0).clone()  # row i: the i-th largest eigenvalue's eigenvector
+    for i in range(vectors.shape[0]):
+        big = int(torch.argmax(vectors[i].abs()))
+        if vectors[i, big] < 0:
+            vectors[i] = -vectors[i]
+    scaled = vectors.reshape(-1, c, k, k) / torch.sqrt(eigenvalues + eps).view(-1, 1, 1, 1)
+    weight = torch.cat((scaled, -scaled))
+    write(out, "patch_whitening.json", {"op": "patch_whitening", "kernel_size": k, "eps": eps},
+          {"x": x, "eigenvalues": eigenvalues, "eigenvectors": vectors, "weight": weight})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (tests/fixtures)")
@@ -277,7 +302,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(1)  # deterministic reductions, light on CPU
     for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu, case_optim,
-                 case_param_groups):
+                 case_param_groups, case_patch_whitening):
         case(out)
     names = sorted(n for n in os.listdir(out) if n.endswith(".json"))
     print(f"wrote {len(names)} fixtures to {out} (torch {torch.__version__})", file=sys.stderr)

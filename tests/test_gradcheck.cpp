@@ -1,5 +1,6 @@
 // Finite-difference gradient checks of every op (STYLE: every layer has a live gradient check).
 #include "core/autograd.hpp"
+#include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "gradcheck.hpp"
 
@@ -151,6 +152,47 @@ TEST_CASE("gradcheck gelu, and its values at a few points", "[gradcheck]") {
   CHECK(y.data()[0] == 0.0f);
   CHECK(y.data()[1] == Approx(0.841344746).epsilon(1e-6));
   CHECK(y.data()[2] == Approx(-3.0 * 0.001349898).epsilon(1e-5));
+}
+
+TEST_CASE("the vectorized gelu kernels agree with the double-precision reference",
+          "[gradcheck][gelu]") {
+  // Every 1/256 from -16 to 16 (the whole range where x Phi(x) is a normal float and beyond),
+  // plus random values; relative error below 1e-6 (a few float ulps), also in the far negative
+  // tail where Phi(x) is tiny.
+  std::vector<float> x;
+  for (int i = -16 * 256; i <= 16 * 256; ++i) x.push_back(i / 256.0f);
+  Generator g(9);
+  for (int i = 0; i < 4096; ++i) x.push_back(3.0f * g.normal());
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<float> fast(n), ref(n), dy(n), dfast(n, 0.0f), dref(n, 0.0f);
+  for (float& v : dy) v = g.normal();
+  kernels::gelu(fast.data(), x.data(), n);
+  kernels::gelu_reference(ref.data(), x.data(), n);
+  kernels::gelu_backward_add(dfast.data(), dy.data(), x.data(), n);
+  kernels::gelu_backward_add_reference(dref.data(), dy.data(), x.data(), n);
+  double worst_y = 0, worst_dx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    INFO("x = " << x[i]);
+    REQUIRE(std::fabs(fast[i] - ref[i]) <= 1e-6 * std::fabs(ref[i]) + 1e-30);
+    // dx = dy GELU'(x), GELU' in [-0.17, 1.13]: error relative to dy.
+    const double err_dx = std::fabs(double(dfast[i]) - dref[i]) / std::fabs(dy[i]);
+    REQUIRE(err_dx <= 2e-6);
+    if (std::fabs(ref[i]) > 1e-30)  // below, float underflows to 0 (and denormals)
+      worst_y = std::max(worst_y, std::fabs(double(fast[i]) - ref[i]) / std::fabs(ref[i]));
+    worst_dx = std::max(worst_dx, err_dx);
+  }
+  CHECK(worst_y < 1e-6);
+  CHECK(worst_dx < 2e-6);
+}
+
+TEST_CASE("gradcheck scale, and its values", "[gradcheck]") {
+  Generator g(6);
+  gradcheck([](const std::vector<Tensor>& t) { return ops::scale(t[0], -1.0f / 9.0f); },
+            {randn({2, 3, 5}, g, 2.0f, 0.0f, true)});
+  Tensor y = ops::scale(Tensor({3}, {9.0f, -4.5f, 0.0f}), 1.0f / 9.0f);
+  CHECK(y.data()[0] == 1.0f);
+  CHECK(y.data()[1] == -0.5f);
+  CHECK(y.data()[2] == 0.0f);
 }
 
 TEST_CASE("gradcheck max_pool2d and global_avg_pool2d", "[gradcheck]") {

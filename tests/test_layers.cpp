@@ -22,6 +22,19 @@ static std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("minidl_test_" + name)).string();
 }
 
+TEST_CASE("dirac_ on the first filters leaves the others alone", "[layers]") {
+  // torch.nn.init.dirac_(w[:2]) on w [4, 2, 3, 3] full of 7: filters 0 and 1 become identity
+  // kernels, filters 2 and 3 keep their 7s.
+  Tensor w = Tensor::full({4, 2, 3, 3}, 7.0f);
+  dirac_(w, 2);
+  for (int64_t o = 0; o < 4; ++o)
+    for (int64_t i = 0; i < 18; ++i) {
+      const float want = o >= 2 ? 7.0f : (i == o * 9 + 4 ? 1.0f : 0.0f);
+      REQUIRE(w.data()[o * 18 + i] == want);
+    }
+  CHECK_THROWS_WITH(dirac_(w, 3), Catch::Contains("0 <= filters <= min(out, in)"));
+}
+
 TEST_CASE("dirac_ makes a conv the identity on its first min(out, in) channels", "[layers]") {
   // torch.nn.init.dirac_ on [3, 2, 3, 3]: w[0, 0, 1, 1] = w[1, 1, 1, 1] = 1, all else 0.
   Tensor w = Tensor::full({3, 2, 3, 3}, 7.0f);

@@ -20,6 +20,7 @@
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "core/tensor.hpp"
+#include "layers/patch_whitening.hpp"
 #include "optim/adam.hpp"
 #include "optim/sgd.hpp"
 
@@ -318,4 +319,39 @@ TEST_CASE("Adam and AdamW match torch.optim", "[reference][optim][adam]") {
   for (const char* file : {"adam.json", "adamw.json"}) {
     SECTION(file) { check_adam(file); }
   }
+}
+
+TEST_CASE("patch whitening reproduces PyTorch's eigendecomposition of the patch covariance",
+          "[reference][airbench]") {
+  const Fixture fx = load("patch_whitening.json");
+  const Tensor x = fx.tensor("x");
+  const int64_t k = fx.meta().at("kernel_size").get<int64_t>();
+  const double eps = fx.meta().at("eps").get<double>();
+  const minidl::PatchEigen e = minidl::patch_eigen(x, k);
+  expect_close(fx, "eigenvalues", e.eigenvalues, 1e-4, 1e-4);
+  expect_close(fx, "eigenvectors", e.eigenvectors, 1e-4, 1e-4);
+  expect_close(fx, "weight", minidl::patch_whitening_weight(x, k, eps), 1e-4, 1e-4);
+  // The conv made from it whitens its own patches: the first D outputs have second moments
+  // lambda_i / (lambda_i + eps), near 1, and are uncorrelated.
+  const Tensor w = minidl::patch_whitening_weight(x, k, eps);
+  const Tensor y = minidl::ops::conv2d(x, w, Tensor(), 1, 0);  // [6, 24, 7, 7]
+  const int64_t N = y.size(0), C = y.size(1), P = y.size(2) * y.size(3), D = C / 2;
+  const std::vector<float> lambda = fx.values("eigenvalues");
+  for (int64_t i = 0; i < D; ++i) {
+    for (int64_t j = 0; j < D; ++j) {
+      double m = 0.0;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p)
+          m += double(y.data()[(n * C + i) * P + p]) * y.data()[(n * C + j) * P + p];
+      m /= double(N * P);
+      const double want = i == j ? lambda[i] / (lambda[i] + eps) : 0.0;
+      INFO("second moment of outputs " << i << ", " << j);
+      CHECK(m == Approx(want).margin(1e-4));
+    }
+  }
+  CHECK_THROWS_WITH(minidl::patch_eigen(Tensor({2, 3, 8}), 2), Catch::Contains("[N, C, H, W]"));
+  CHECK_THROWS_WITH(minidl::patch_eigen(x, 9), Catch::Contains("kernel_size"));
+  Tensor nan_x({1, 3, 4, 4});
+  nan_x.data()[5] = NAN;
+  CHECK_THROWS_WITH(minidl::patch_eigen(nan_x, 2), Catch::Contains("non-finite value at index 5"));
 }
