@@ -96,7 +96,7 @@ TEST_CASE("airbench94: Dirac on the first in_channels filters, PyTorch's uniform
         model->state_dict()[2].second.vec());
 }
 
-TEST_CASE("airbench94: logits are the head's outputs / 9; eval mode is batch-independent",
+TEST_CASE("airbench94: logits are the head's outputs / 9, and eval mode is batch-independent",
           "[airbench]") {
   Generator g(11);
   auto model = create_model("airbench94");
@@ -141,7 +141,7 @@ TEST_CASE("airbench94: one training step changes beta and the weights, never gam
 }
 
 TEST_CASE(
-    "tta_logits: level 1 is the mean of the image's and its mirror's logits; level 2 "
+    "tta_logits: level 1 is the mean of the image's and its mirror's logits, level 2 "
     "adds the two one-pixel translations",
     "[airbench][tta]") {
   Generator g(13);

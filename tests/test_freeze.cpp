@@ -287,7 +287,7 @@ static std::vector<std::vector<std::string>> read_csv_rows(const std::string& pa
 }
 
 TEST_CASE(
-    "bn-only-sweep split by --stop-after and --resume equals one run; eval reads the "
+    "bn-only-sweep split by --stop-after and --resume equals one run, and eval reads the "
     "checkpoint's normalization",
     "[freeze][experiment][slow]") {
   app::ExperimentConfig e;

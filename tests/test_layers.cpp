@@ -173,7 +173,7 @@ TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorc
 // depend on the chunk's size: logits then agree to 1e-5 relative, and the prediction exactly.
 // With im2col convolutions only (no 3x3 stride-1 conv with >= 8 input channels) they agree bit
 // for bit.
-TEST_CASE("eval mode: one image gives its row of the batch (Winograd: to 1e-5; im2col: exactly)",
+TEST_CASE("eval mode: one image gives its row of the batch (Winograd: to 1e-5, im2col: exactly)",
           "[layers][bn]") {
   for (const std::string name : {"resnet8", "stem-only"}) {
     Generator g(12);
