@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   train
       ->add_option("--model", tc.model,
                    "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn|_noisybn][_w<k>] (e.g. "
-                   "vgg11_bn_w4) or cnn")
+                   "vgg11_bn_w4), airbench94 or cnn")
       ->capture_default_str();
   auto* epochs_opt = train->add_option("--epochs", tc.epochs, "epochs")->capture_default_str();
   train->add_option("--batch-size", tc.batch_size, "images per batch")->capture_default_str();

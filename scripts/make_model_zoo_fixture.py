@@ -18,6 +18,10 @@ The architectures, as minidl defines them (layers/models/*.hpp):
 - vgg11[_bn][_w<k>]: torchvision's make_layers(cfgs["A"]) with widths divided by k and the
   single Linear(512 / k -> 10) head named "classifier"; in the _bn version the convs have no
   bias (BN follows each).
+- airbench94: airbench94.py's make_net() (Keller Jordan, KellerJordan/cifar10-airbench,
+  legacy/airbench94.py) with minidl's names: whiten (Conv 3 -> 24, kernel 2, bias), block1..3
+  ({conv1, norm1, conv2, norm2}: ConvGroup 24 -> 64 -> 256 -> 256, convs without bias), head
+  (Linear 256 -> 10, no bias); airbench's nn.Sequential numbers them 0, 2, 3, 4 and 7.
 BN entries are weight, bias, running_mean, running_var (num_batches_tracked is left out:
 minidl does not keep it). Only names, shapes and counts: no values, no seed, deterministic.
 """
@@ -75,6 +79,27 @@ class VGG(nn.Module):
         self.classifier = nn.Linear(i, 10)
 
 
+class ConvGroup(nn.Module):
+    """airbench94's ConvGroup: conv1 -> pool -> norm1 -> GELU -> conv2 -> norm2 -> GELU."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
+
+
+class Airbench94(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
+        self.block1 = ConvGroup(24, 64)
+        self.block2 = ConvGroup(64, 256)
+        self.block3 = ConvGroup(256, 256)
+        self.head = nn.Linear(256, 10, bias=False)
+
+
 MODELS = {
     "cnn": cnn,
     "resnet8": lambda: CifarResNet(8, 16),
@@ -88,6 +113,7 @@ MODELS = {
     "vgg11_bn": lambda: VGG(1, True),
     "vgg11_w4": lambda: VGG(4, False),
     "vgg11_bn_w4": lambda: VGG(4, True),
+    "airbench94": Airbench94,
 }
 
 

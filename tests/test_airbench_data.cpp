@@ -14,26 +14,17 @@
 
 #include "data/loader.hpp"
 #include "data/views.hpp"
+#include "test_util.hpp"
 
 using namespace minidl;
 using namespace minidl::data;
+using minidl::testing::indexed_dataset;
 
 namespace {
 
 /// The normalization formula, written independently of the library.
 float nv(int byte, int c, const Normalization& n = {}) {
   return (static_cast<float>(byte) / 255.0f - n.mean[c]) / n.std[c];
-}
-
-/// A synthetic dataset of n random images labelled by their index.
-Dataset random_dataset(int64_t n, uint32_t seed) {
-  Dataset ds;
-  ds.images.resize(static_cast<size_t>(n * kImageBytes));
-  ds.labels.resize(static_cast<size_t>(n));
-  std::mt19937 gen(seed);
-  for (auto& b : ds.images) b = static_cast<uint8_t>(gen() & 0xFF);
-  for (int64_t i = 0; i < n; ++i) ds.labels[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-  return ds;
 }
 
 LoaderOptions airbench_options(uint64_t seed, int translate = 2) {
@@ -299,7 +290,7 @@ TEST_CASE("augment_image kTranslateAlternatingFlip: reflect-padded crops by hand
   }
 
   SECTION("every pixel against an explicitly padded copy, random image, several draws") {
-    const Dataset ds = random_dataset(1, 99);
+    const Dataset ds = indexed_dataset(1, 99);
     const uint8_t* src = ds.images.data();
     for (const int pad : {0, 1, 2, 4, 8}) {
       const int side = 32 + 2 * pad;
@@ -348,7 +339,7 @@ TEST_CASE("augment_image kTranslateAlternatingFlip: reflect-padded crops by hand
 
 TEST_CASE("DataLoader with kTranslateAlternatingFlip: each image is augment_image of its plan",
           "[airbench-data]") {
-  const Dataset ds = random_dataset(150, 4);
+  const Dataset ds = indexed_dataset(150, 4);
   LoaderOptions opt = airbench_options(5);
   opt.batch_size = 64;
   for (const int64_t epoch : {0, 1}) {
@@ -428,7 +419,7 @@ TEST_CASE("hflip and crop_reflect against hand-computed values", "[airbench-data
 
   SECTION("crop_reflect of the normalized image agrees with augment_image") {
     // augment_image's kTranslateAlternatingFlip is hflip, then crop_reflect, on normalized data.
-    const Dataset ds = random_dataset(1, 17);
+    const Dataset ds = indexed_dataset(1, 17);
     const Tensor img = to_tensor(ds, 0, 1);
     std::vector<float> out(3072);
     AugmentParams p;
@@ -465,7 +456,7 @@ TEST_CASE("airbench data functions reject bad arguments", "[airbench-data]") {
   CHECK_NOTHROW(crop_reflect(x, 2, 4, 4));
 
   // translate outside 0..8, in make_epoch_plan and the DataLoader.
-  const Dataset ds = random_dataset(4, 1);
+  const Dataset ds = indexed_dataset(4, 1);
   for (const int t : {-1, 9}) {
     const LoaderOptions bad = airbench_options(1, t);
     CHECK_THROWS_WITH(make_epoch_plan(4, bad, 0), Catch::Contains("make_epoch_plan") &&

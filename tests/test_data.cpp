@@ -27,10 +27,12 @@
 #include "data/cifar10.hpp"
 #include "data/image.hpp"
 #include "data/loader.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace minidl;
 using namespace minidl::data;
+using minidl::testing::indexed_dataset;
 
 namespace {
 
@@ -80,18 +82,6 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
 /// The normalization formula, written independently of the library.
 float norm_value(int byte, int c, const Normalization& n = {}) {
   return (static_cast<float>(byte) / 255.0f - n.mean[c]) / n.std[c];
-}
-
-/// A synthetic dataset of n random images whose label is the image's index (so batches can be
-/// traced back to dataset indices; the loader does not check labels).
-Dataset indexed_dataset(int64_t n, uint32_t seed = 1) {
-  Dataset ds;
-  ds.images.resize(static_cast<size_t>(n * kImageBytes));
-  ds.labels.resize(static_cast<size_t>(n));
-  std::mt19937 gen(seed);
-  for (auto& b : ds.images) b = static_cast<uint8_t>(gen() & 0xFF);
-  for (int64_t i = 0; i < n; ++i) ds.labels[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-  return ds;
 }
 
 std::vector<Batch> run_epoch(DataLoader& loader, int64_t epoch) {

@@ -11,9 +11,11 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 
 #include "apps/commands.hpp"
+#include "data/cifar10.hpp"
 
 namespace minidl::testing {
 
@@ -31,6 +33,18 @@ inline std::string fresh_dir(const std::string& name) {
                  ("minidl_test_" + name + "_" + std::to_string(getpid()));
   std::filesystem::remove_all(p);
   return p.string();
+}
+
+/// A synthetic dataset of n random images whose label is the image's index (so batches can be
+/// traced back to dataset indices; the loader does not check labels).
+inline data::Dataset indexed_dataset(int64_t n, uint32_t seed = 1) {
+  data::Dataset ds;
+  ds.images.resize(static_cast<size_t>(n * data::kImageBytes));
+  ds.labels.resize(static_cast<size_t>(n));
+  std::mt19937 gen(seed);
+  for (auto& b : ds.images) b = static_cast<uint8_t>(gen() & 0xFF);
+  for (int64_t i = 0; i < n; ++i) ds.labels[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  return ds;
 }
 
 /// Runs the minidl binary (MINIDL_BINARY, set by CMake) with `args` through the shell; returns
