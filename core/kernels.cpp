@@ -235,7 +235,10 @@ inline float exp_nonpositive(float v) {
   const float kLog2e = 1.44269504f, kLn2Hi = 0.693145752f, kLn2Lo = 1.42860677e-06f;
   const bool underflow = v < -87.0f;
   v = v < -87.0f ? -87.0f : v;
-  const float n = std::floor(v * kLog2e + 0.5f);
+  // n = round(v log2 e): adding and subtracting 1.5 * 2^23 rounds to an integer (|v log2 e| <
+  // 2^22). std::floor would do, but GCC does not vectorize a loop that calls it.
+  const float kRound = 12582912.0f;
+  const float n = (v * kLog2e + kRound) - kRound;
   const float r = (v - n * kLn2Hi) - n * kLn2Lo;
   float p = 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
