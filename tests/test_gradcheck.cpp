@@ -185,6 +185,51 @@ TEST_CASE("the vectorized gelu kernels agree with the double-precision reference
   CHECK(worst_dx < 2e-6);
 }
 
+TEST_CASE("max_pool2d's kernel-2 stride-2 fast path equals a naive loop, ties and NaN included",
+          "[gradcheck][pool]") {
+  // Odd and even sizes (31 -> 15 drops the last row and column), values from a small set so
+  // that windows hold ties, and a few NaNs. Naive: the window's max in (kh, kw) order, the
+  // first on ties, NaN wins; the gradient goes to that element.
+  Generator g(21);
+  for (int64_t side : {2, 6, 31}) {
+    Tensor x({2, 3, side, side}, true);
+    for (float& v : x.vec()) v = std::floor(4.0f * g.uniform());
+    x.vec()[5] = NAN;
+    x.vec()[x.numel() - 3] = NAN;
+    Tensor y = ops::max_pool2d(x, 2, 2, 0);
+    const int64_t HO = side / 2;
+    REQUIRE(y.shape() == Shape{2, 3, HO, HO});
+    Tensor dy({2, 3, HO, HO});
+    for (float& v : dy.vec()) v = g.normal();
+    y.backward(dy);
+    std::vector<float> want_dx(static_cast<size_t>(x.numel()), 0.0f);
+    for (int64_t nc = 0; nc < 6; ++nc) {
+      for (int64_t oh = 0; oh < HO; ++oh) {
+        for (int64_t ow = 0; ow < HO; ++ow) {
+          int64_t arg = -1;
+          float best = 0.0f;
+          for (int64_t kh = 0; kh < 2; ++kh) {
+            for (int64_t kw = 0; kw < 2; ++kw) {
+              const int64_t i = nc * side * side + (2 * oh + kh) * side + 2 * ow + kw;
+              const float v = x.data()[i];
+              if (arg < 0 || v > best || std::isnan(v)) {
+                best = v;
+                arg = i;
+              }
+            }
+          }
+          const int64_t o = (nc * HO + oh) * HO + ow;
+          const float got = y.data()[o];
+          REQUIRE((got == best || (std::isnan(got) && std::isnan(best))));
+          want_dx[static_cast<size_t>(arg)] += dy.data()[o];
+        }
+      }
+    }
+    const Tensor dx = x.grad();
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(dx.data()[i] == want_dx[i]);
+  }
+}
+
 TEST_CASE("gradcheck scale, and its values", "[gradcheck]") {
   Generator g(6);
   gradcheck([](const std::vector<Tensor>& t) { return ops::scale(t[0], -1.0f / 9.0f); },
