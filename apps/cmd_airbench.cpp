@@ -90,13 +90,6 @@ void validate(const AirbenchConfig& c) {
   if (c.limit_test == 0 || c.limit_test < -1) bad("--limit-test", "must be >= 1");
 }
 
-std::string duration_text(double s) {
-  char buf[32];
-  const int t = static_cast<int>(s + 0.5);
-  std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
-  return buf;
-}
-
 }  // namespace
 
 AirbenchResult run_airbench94(const AirbenchConfig& given) {
@@ -265,8 +258,9 @@ AirbenchResult run_airbench94(const AirbenchConfig& given) {
         "done: test accuracy %.2f%% with TTA level %d, %.2f%% without; wall time %s (training "
         "%s, evaluation %s); checkpoint %s/model.safetensors\n",
         100 * result.accuracy_tta, cfg.tta, 100 * result.accuracy,
-        duration_text(result.total_seconds).c_str(), duration_text(result.train_seconds).c_str(),
-        duration_text(result.eval_seconds).c_str(), cfg.out.c_str());
+        format_duration(result.total_seconds).c_str(),
+        format_duration(result.train_seconds).c_str(), format_duration(result.eval_seconds).c_str(),
+        cfg.out.c_str());
   }
   return result;
 }

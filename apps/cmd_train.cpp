@@ -415,16 +415,6 @@ static ResumePoint load_train_state(const std::string& run_dir, Module& model,
   return r;
 }
 
-static std::string format_duration(double s) {
-  char buf[32];
-  const int t = static_cast<int>(s + 0.5);
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, (t / 60) % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
-  return buf;
-}
-
 TrainResult run_train(const TrainConfig& given) {
   TrainConfig cfg = given;
   int64_t start_epoch = 0, step = 0;

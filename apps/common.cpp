@@ -113,4 +113,14 @@ bool run_plot_script(const std::string& script_name, const std::string& dir, boo
   return false;
 }
 
+std::string format_duration(double seconds) {
+  char buf[32];
+  const int t = static_cast<int>(seconds + 0.5);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, (t / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
+  return buf;
+}
+
 }  // namespace minidl::app

@@ -16,6 +16,9 @@ namespace minidl::app {
 /// naming both when neither is set.
 std::string resolve_data_dir(const std::string& flag);
 
+/// A duration in seconds as "1h05m" (an hour or more) or "4m07s" (rounded to the second).
+std::string format_duration(double seconds);
+
 /// Writes `text` to "<path>.tmp", fsyncs it and renames it over `path` (core/file_io.hpp).
 /// Throws std::runtime_error naming the file.
 void write_text_atomic(const std::string& path, const std::string& text);

@@ -43,7 +43,7 @@ Tensor tta_logits(Module& model, const Tensor& x, int level) {
     for (int64_t i = 0, n = a.numel(); i < n; ++i) d[i] = 0.5f * (d[i] + e[i]);
   };
   auto mirror = [&](const Tensor& v) {
-    Tensor z = model(v).clone();
+    Tensor z = model(v);  // a fresh output under no-grad: averaged in place
     mean_into(z, model(data::hflip(v)));
     return z;
   };

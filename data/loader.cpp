@@ -2,6 +2,8 @@
 // (see loader.hpp).
 #include "data/loader.hpp"
 
+#include "data/views.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -72,10 +74,6 @@ void check_translate(const LoaderOptions& opt, const char* who) {
   }
 }
 
-/// Reflect padding's source index: i for 0 <= i < kSide, -i left of it, 2 (kSide - 1) - i right
-/// of it (the edge is not repeated). Valid for -kSide < i < 2 kSide - 1.
-int reflect(int i) { return i < 0 ? -i : (i >= kSide ? 2 * (kSide - 1) - i : i); }
-
 /// The source row of every output row and the source column of every output column of the
 /// augmented image (see augment_image), -1 where the output pixel is zero padding. Every
 /// output pixel (y, x) is source pixel (rows[y], cols[x]) of the same channel.
@@ -92,9 +90,10 @@ void source_indices(const AugmentParams& p, int* rows, int* cols) {
       cols[x] = (sx >= 0 && sx < kSide) ? sx : -1;
     }
   } else {  // kTranslateAlternatingFlip: flip before the reflect padding
-    for (int y = 0; y < kSide; ++y) rows[y] = reflect(y + off_y);
+    for (int y = 0; y < kSide; ++y) rows[y] = static_cast<int>(reflect_index(y + off_y, kSide));
     for (int x = 0; x < kSide; ++x) {
-      const int mx = reflect(x + off_x);  // column of the mirrored image
+      const int mx =
+          static_cast<int>(reflect_index(x + off_x, kSide));  // column of the mirrored image
       cols[x] = p.flip ? kSide - 1 - mx : mx;
     }
   }

@@ -21,10 +21,6 @@ void check_4d(const Tensor& images, const char* who) {
   }
 }
 
-/// Reflect padding's source index in a side of length s: -i left of 0, 2 (s - 1) - i right of
-/// s - 1. Valid for -s < i < 2 s - 1.
-int64_t reflect(int64_t i, int64_t s) { return i < 0 ? -i : (i >= s ? 2 * (s - 1) - i : i); }
-
 }  // namespace
 
 Tensor hflip(const Tensor& images) {
@@ -58,8 +54,8 @@ Tensor crop_reflect(const Tensor& images, int64_t pad, int64_t y0, int64_t x0) {
                                 std::to_string(x0) + ")");
   }
   std::vector<int64_t> rows(static_cast<size_t>(h)), cols(static_cast<size_t>(w));
-  for (int64_t y = 0; y < h; ++y) rows[static_cast<size_t>(y)] = reflect(y + y0 - pad, h);
-  for (int64_t x = 0; x < w; ++x) cols[static_cast<size_t>(x)] = reflect(x + x0 - pad, w);
+  for (int64_t y = 0; y < h; ++y) rows[static_cast<size_t>(y)] = reflect_index(y + y0 - pad, h);
+  for (int64_t x = 0; x < w; ++x) cols[static_cast<size_t>(x)] = reflect_index(x + x0 - pad, w);
   Tensor out = Tensor::empty(shape);
   const float* src = images.data();
   float* dst = out.data();

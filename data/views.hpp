@@ -24,6 +24,13 @@ namespace minidl::data {
 /// if `images` is undefined or not 4-d.
 Tensor hflip(const Tensor& images);
 
+/// Reflect padding's source index for index i of a side of length n (torch's mode "reflect":
+/// the edge is not repeated): -i left of 0, 2 (n - 1) - i right of n - 1, i inside. Valid for
+/// -n < i < 2 n - 1. Shared by crop_reflect and the loader's translation (data/loader.cpp).
+inline int64_t reflect_index(int64_t i, int64_t n) {
+  return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i);
+}
+
 /// Pads every image by `pad` pixels on each side with reflect padding, then takes the H x W
 /// window whose top-left corner is (y0, x0) in the padded image:
 ///     out[n][c][y][x] = images[n][c][r_H(y + y0 - pad)][r_W(x + x0 - pad)],
