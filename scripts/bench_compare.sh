@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# minidl and PyTorch (Debian's python3-torch) side by side on resnet20, same machine, same threads:
+# minidl and PyTorch (Debian's python3-torch) side by side on resnet20 (default) or airbench94
+# (--model airbench94), same machine, same threads. resnet20 rows:
 #   train     batch 128  training step (forward, cross-entropy, backward, SGD momentum step)
 #   train bn  batch 128  the same step with only BatchNorm's weight and bias trainable
 #                        (minidl --train-only bn; PyTorch: requires_grad=False on every conv and
 #                        on the final Linear)
 #   eval      batch 128  and batch 1: forward only, model.eval() under torch.no_grad()
 #                        (minidl --mode eval); batch 1 runs 20x STEPS (and 20x the warm-up)
+# airbench94 rows (minidl bench --model airbench94; scripts/bench_pytorch.py --model airbench94,
+# the same network, trained parameters and SGD step as minidl bench):
+#   train     batch 1024 training step (as above; every parameter learns, as --train-only all)
+#   eval      batch 1024 forward only
+#   A batch-1024 training step takes seconds (minidl: about 5 s on 2 cores), so the defaults
+#   (20 steps, 3 rounds) take of the order of half an hour; `WARMUP=1 ... 2 5 3` is quicker.
+#   The --json object then also has "model" and no "steps_batch_1".
 # Configurations per row: minidl; PyTorch default; PyTorch best = LD_PRELOAD of Debian's
 # libtcmalloc-minimal4, OMP_PROC_BIND=true, model and input in torch.channels_last (not for
 # train bn). minidl and PyTorch default run with LD_PRELOAD, OMP_PROC_BIND and OMP_PLACES unset.
 #
-# Usage: scripts/bench_compare.sh [--json FILE] [THREADS] [STEPS] [ROUNDS]   (defaults 2 20 3)
+# Usage: scripts/bench_compare.sh [--model resnet20|airbench94] [--json FILE] [THREADS] [STEPS]
+#        [ROUNDS]   (defaults resnet20 2 20 3)
 #   Every (row, configuration) is its own process, run ROUNDS times; each round runs a row's
 #   configurations in the reverse order of the previous round, so minidl and PyTorch alternate
 #   slots. The table gives images/s as the median over the rounds with the min-max range, peak
@@ -24,20 +33,28 @@ set -euo pipefail
 start_dir="$PWD"
 cd "$(dirname "$0")/.."
 die() { echo "bench_compare: $*" >&2; exit 1; }
-usage="usage: scripts/bench_compare.sh [--json FILE] [THREADS] [STEPS] [ROUNDS]"
+usage="usage: scripts/bench_compare.sh [--model resnet20|airbench94] [--json FILE] [THREADS] \
+[STEPS] [ROUNDS]"
 
 json_out="${BENCH_JSON:-}"
+model=resnet20
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --json) [ $# -ge 2 ] || die "--json needs a file name"; json_out="$2"; shift 2 ;;
     --json=*) json_out="${1#--json=}"; shift ;;
+    --model) [ $# -ge 2 ] || die "--model needs a model name"; model="$2"; shift 2 ;;
+    --model=*) model="${1#--model=}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 ($usage)" ;;
     *) positional+=("$1"); shift ;;
   esac
 done
 [ "${#positional[@]}" -le 3 ] || die "too many arguments ($usage)"
+case "$model" in
+  resnet20|airbench94) ;;
+  *) die "--model must be resnet20 or airbench94, got '$model'" ;;
+esac
 threads="${positional[0]:-2}"
 steps="${positional[1]:-20}"
 rounds="${positional[2]:-3}"
@@ -74,8 +91,12 @@ manifest="$tmp/manifest.tsv"
 : > "$manifest"
 
 # rows: id, mode, train_only, batch, step multiplier, has a "best" configuration
-rows=("train train all 128 1 yes" "train-bn train bn 128 1 no"
-      "eval-128 eval all 128 1 yes" "eval-1 eval all 1 20 yes")
+if [ "$model" = resnet20 ]; then
+  rows=("train train all 128 1 yes" "train-bn train bn 128 1 no"
+        "eval-128 eval all 128 1 yes" "eval-1 eval all 1 20 yes")
+else
+  rows=("train train all 1024 1 yes" "eval-1024 eval all 1024 1 yes")
+fi
 clean_env=(env -u LD_PRELOAD -u OMP_PROC_BIND -u OMP_PLACES)
 
 # run ROUND ROW CONFIG CMD...: one process; stdout, stderr and exit status go to $tmp
@@ -98,11 +119,11 @@ for ((round = 1; round <= rounds; round++)); do
     configs=(minidl pytorch-default)
     [ "$best" = yes ] && configs+=(pytorch-best)
     if ((round % 2 == 0)); then mapfile -t configs < <(printf '%s\n' "${configs[@]}" | tac); fi
-    py=(/usr/bin/python3 scripts/bench_pytorch.py --mode "$mode" --train-only "$only"
-        --batch-size "$batch" --threads "$threads" --steps "$s" --warmup "$w")
+    py=(/usr/bin/python3 scripts/bench_pytorch.py --model "$model" --mode "$mode"
+        --train-only "$only" --batch-size "$batch" --threads "$threads" --steps "$s" --warmup "$w")
     for config in "${configs[@]}"; do
       case "$config" in
-        minidl) run "$round" "$row" "$config" "${clean_env[@]}" "$minidl" bench --model resnet20 \
+        minidl) run "$round" "$row" "$config" "${clean_env[@]}" "$minidl" bench --model "$model" \
                   --mode "$mode" --train-only "$only" --batch-size "$batch" --threads "$threads" \
                   --steps "$s" --warmup "$w" --json ;;
         pytorch-default) run "$round" "$row" "$config" "${clean_env[@]}" "${py[@]}" ;;
@@ -117,13 +138,19 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 /usr/bin/python3 - "$manifest" "$json_out" "$cpu" "$threads" "$steps" "$rounds" "$warmup" \
-  "$torch_version" "$commit" "$tcmalloc" "$minidl" <<'PY'
+  "$torch_version" "$commit" "$tcmalloc" "$minidl" "$model" <<'PY'
 import json, statistics, sys, time
 
 manifest, json_out, cpu, threads, steps, rounds, warmup, torch_version, commit, tcmalloc, \
-    minidl = sys.argv[1:]
-ROWS = [("train", "train, batch 128"), ("train-bn", "train bn-only, batch 128"),
-        ("eval-128", "eval, batch 128"), ("eval-1", "eval, batch 1")]
+    minidl, model = sys.argv[1:]
+if model == "resnet20":
+    ROWS = [("train", "train, batch 128"), ("train-bn", "train bn-only, batch 128"),
+            ("eval-128", "eval, batch 128"), ("eval-1", "eval, batch 1")]
+    TRAIN_BATCH = 128
+else:
+    ROWS = [("train", "train, batch 1024"), ("eval-1024", "eval, batch 1024")]
+    TRAIN_BATCH = 1024
+has_batch_1 = any(row == "eval-1" for row, _ in ROWS)
 CONFIGS = [("minidl", "minidl"), ("pytorch-default", "PyTorch default"),
            ("pytorch-best", "PyTorch best")]
 
@@ -173,8 +200,13 @@ for (row, config), s in summary.items():
             s["warning"] = "tcmalloc was not mapped into every run (LD_PRELOAD ignored?)"
 
 print(f"CPU: {cpu or 'unknown'}")
-print(f"threads: {threads}   steps: {steps} (batch 1: {int(steps) * 20})   warm-up: {warmup} "
-      f"(batch 1: {int(warmup) * 20})   rounds: {rounds}")
+if model != "resnet20":
+    print(f"model: {model}")
+if has_batch_1:
+    print(f"threads: {threads}   steps: {steps} (batch 1: {int(steps) * 20})   warm-up: {warmup} "
+          f"(batch 1: {int(warmup) * 20})   rounds: {rounds}")
+else:
+    print(f"threads: {threads}   steps: {steps}   warm-up: {warmup}   rounds: {rounds}")
 print(f"torch {torch_version}   minidl {commit} ({minidl})")
 print("PyTorch best = " + (f"LD_PRELOAD={tcmalloc}" if tcmalloc else "tcmalloc (missing)")
       + ", OMP_PROC_BIND=true, channels_last")
@@ -204,8 +236,8 @@ for row, row_label in ROWS:
                   + (f"  ({s['warning']})" if "warning" in s else ""))
 m = summary.get(("train", "minidl"))
 if m and m["peak_rss_mib_max"] is not None:
-    print(f"\nminidl training step (resnet20, batch 128): peak RSS {m['peak_rss_mib_max']:.0f} MiB "
-          f"(max over rounds)")
+    print(f"\nminidl training step ({model}, batch {TRAIN_BATCH}): peak RSS "
+          f"{m['peak_rss_mib_max']:.0f} MiB (max over rounds)")
 
 if json_out:
     doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu, "threads": int(threads),
@@ -217,6 +249,8 @@ if json_out:
            "summary": list(summary.values()),
            "failed": [{"row": r, "config": c, "error": e} for (r, c), e in failed.items()],
            "runs": runs}
+    if model != "resnet20":  # no batch-1 row; resnet20's document keeps its keys as they were
+        doc = {"model": model, **{k: v for k, v in doc.items() if k != "steps_batch_1"}}
     try:
         with open(json_out, "w") as f:
             json.dump(doc, f, indent=1)

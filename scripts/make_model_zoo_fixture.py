@@ -21,7 +21,8 @@ The architectures, as minidl defines them (layers/models/*.hpp):
 - airbench94: airbench94.py's make_net() (Keller Jordan, KellerJordan/cifar10-airbench,
   legacy/airbench94.py) with minidl's names: whiten (Conv 3 -> 24, kernel 2, bias), block1..3
   ({conv1, norm1, conv2, norm2}: ConvGroup 24 -> 64 -> 256 -> 256, convs without bias), head
-  (Linear 256 -> 10, no bias); airbench's nn.Sequential numbers them 0, 2, 3, 4 and 7.
+  (Linear 256 -> 10, no bias); airbench's nn.Sequential numbers them 0, 2, 3, 4 and 7: the
+  Airbench94 of scripts/bench_pytorch.py.
 BN entries are weight, bias, running_mean, running_var (num_batches_tracked is left out:
 minidl does not keep it). Only names, shapes and counts: no values, no seed, deterministic.
 """
@@ -36,7 +37,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_pytorch import CifarResNet  # noqa: E402  open_lth's cifar_resnet, minidl's names
+# open_lth's cifar_resnet and airbench94's network, minidl's names (the PyTorch benchmark's models)
+from bench_pytorch import Airbench94, CifarResNet  # noqa: E402
 
 
 class GlobalAvgPool(nn.Module):
@@ -77,27 +79,6 @@ class VGG(nn.Module):
             i = o
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(i, 10)
-
-
-class ConvGroup(nn.Module):
-    """airbench94's ConvGroup: conv1 -> pool -> norm1 -> GELU -> conv2 -> norm2 -> GELU."""
-
-    def __init__(self, c_in, c_out):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-        self.norm1 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
-
-
-class Airbench94(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
-        self.block1 = ConvGroup(24, 64)
-        self.block2 = ConvGroup(64, 256)
-        self.block3 = ConvGroup(256, 256)
-        self.head = nn.Linear(256, 10, bias=False)
 
 
 MODELS = {
