@@ -225,13 +225,21 @@ inline void over_lanes(int64_t nv, F&& f) {
 
 // The batch is cut into chunks of NB images, which become the vector lanes of every tile
 // transform: a chunk's planes are stored image-innermost ([C, rows, cols, NB], "CHWN"), so a tile
-// transform reads and writes whole vectors and needs no gather. The chunk's tiles are processed
-// in blocks of Pb tiles, T = Pb * NB transform columns per GEMM, sized so that a block's U and
-// M stay near the cache.
-// C * T (and O * T) floats per transform position and block: a block's U and M (a*a times
-// that, 2 x 288 KiB) then stay in L2. Measured on resnet20 (Xeon, AVX-512, 2 threads, median of 3
-// alternating runs): 1024: 545, 2048: 567, 4096: 563, 8192: 525, 16384: 518 images/s.
+// transform reads and writes whole vectors and needs no gather. A block is Pb tiles of S chunks:
+// T = S * Pb * NB transform columns per GEMM (sub-chunk s owns columns [s * Pb * NB, ...)).
+// Large planes: S = 1 and a chunk's tiles are cut into blocks of Pb, sized so that a block's U
+// and M stay near the cache (C * T, O * T about kBlockFloats per transform position; measured
+// on resnet20, Xeon, AVX-512, 2 threads, median of 3 alternating runs: 1024: 545,
+// 2048: 567, 4096: 563, 8192: 525, 16384: 518 images/s). Small planes (few tiles per image) and
+// wide layers: T is at least kMinColumns, taking several chunks into one block (Pb = P), since
+// a GEMM of [O, C] by [C, T] with T = 16 spends its time packing the weights: airbench94's 256
+// -> 256 convs on 7 x 7 and 3 x 3 planes (P = 4 and 1). kMinColumns measured on airbench94's
+// training step, batch 1024 (Xeon, 2 threads, adjacent runs, this VM drifting by 30%): 16
+// (the rule before, T = 16 there): 214, 254, 223, 164 images/s; 128: 279, 272, 242, 205; 32:
+// 233, 267; 64: 246, 276; 256: 231. resnet20 (batch 128), 16 against 128: 331/359,
+// 356/412, 384/350.
 constexpr int64_t kBlockFloats = 2048;
+constexpr int64_t kMinColumns = 128;
 
 struct Tiling {
   int64_t TH, TW, P;   // tiles per column, per row, per image
@@ -239,6 +247,7 @@ struct Tiling {
   int64_t QH, QW;      // output plane rounded up to whole tiles: TH * m x TW * m
   int64_t NB, chunks;  // images per chunk (lanes), number of chunks
   int64_t Pb;          // tiles per block
+  int64_t S, groups;   // chunks per block (S > 1 only when Pb = P), number of chunk groups
 };
 
 Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
@@ -253,7 +262,14 @@ Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
   const int64_t threads = std::max(1, omp_get_max_threads());
   t.NB = std::max<int64_t>(1, std::min(kLanes, (N + threads - 1) / threads));
   t.chunks = (N + t.NB - 1) / t.NB;
-  t.Pb = std::max<int64_t>(1, std::min(t.P, kBlockFloats / (std::max(g.C, O) * t.NB)));
+  const int64_t columns = std::max(kMinColumns, kBlockFloats / std::max(g.C, O));
+  t.Pb = std::max<int64_t>(1, std::min(t.P, columns / t.NB));
+  t.S = 1;
+  if (t.Pb == t.P) {  // several chunks per block, keeping at least two groups per thread
+    const int64_t most = std::max<int64_t>(1, t.chunks / (2 * threads));
+    t.S = std::max<int64_t>(1, std::min(most, columns / (t.P * t.NB)));
+  }
+  t.groups = (t.chunks + t.S - 1) / t.S;
   return t;
 }
 
@@ -319,15 +335,15 @@ void scatter_chunk(const float* Yt, const Tiling& tl, const ConvGeom& g, int64_t
     }
 }
 
-// U [a*a, C, T] for tiles [p0, p0 + pb) of the chunk in Xt.
+// U [a*a, C, T], columns [col0, col0 + pb * NB): tiles [p0, p0 + pb) of the chunk in Xt.
 void transform_input_block(const float* Xt, const ConvGeom& g, const Tiling& tl, int64_t p0,
-                           int64_t pb, float* U) {
-  const int64_t NB = tl.NB, T = pb * NB;
+                           int64_t pb, float* U, int64_t T, int64_t col0) {
+  const int64_t NB = tl.NB;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t p = p0; p < p0 + pb; ++p) {
       const int64_t th = p / tl.TW, tw = p % tl.TW;
       const float* in = Xt + ((c * tl.PH + th * m) * tl.PW + tw * m) * NB;
-      float* out = U + c * T + (p - p0) * NB;
+      float* out = U + c * T + col0 + (p - p0) * NB;
       over_lanes(NB, [&](auto lane, int64_t v) {
         input_tile<decltype(lane)>(in + v, tl.PW * NB, NB, out + v, g.C * T);
       });
@@ -374,32 +390,40 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
   const int64_t C = g.C, NB = tl.NB;
 #pragma omp parallel
   {
-    const int64_t Tmax = tl.Pb * NB;
+    const int64_t Tmax = tl.S * tl.Pb * NB;
     Storage Xt(C * tl.PH * tl.PW * NB), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         Mt(a * a * O * Tmax);
     zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
 #pragma omp for schedule(static)
-    for (int64_t chunk = 0; chunk < tl.chunks; ++chunk) {
-      const int64_t n0 = chunk * NB, nb = std::min(NB, N - n0);
-      gather_chunk(x, g, tl, n0, nb, Xt.data());
+    for (int64_t group = 0; group < tl.groups; ++group) {
+      const int64_t c0 = group * tl.S, S = std::min(tl.S, tl.chunks - c0);
       for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
-        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = pb * NB;
-        transform_input_block(Xt.data(), g, tl, p0, pb, U.data());
+        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = S * pb * NB;
+        for (int64_t s = 0; s < S; ++s) {  // (S > 1 only with one block, p0 = 0)
+          const int64_t n0 = (c0 + s) * NB, nb = std::min(NB, N - n0);
+          if (p0 == 0) gather_chunk(x, g, tl, n0, nb, Xt.data());
+          transform_input_block(Xt.data(), g, tl, p0, pb, U.data(), T, s * pb * NB);
+        }
         for (int xi = 0; xi < a * a; ++xi) {  // Mt[xi] [O, T] = V[xi] [O, C] U[xi] [C, T]
           gemm(false, false, O, T, C, 1.0f, V + xi * O * C, U.data() + xi * C * T, 0.0f,
                Mt.data() + xi * O * T);
         }
-        for (int64_t o = 0; o < O; ++o)
-          for (int64_t p = p0; p < p0 + pb; ++p) {
-            const int64_t th = p / tl.TW, tw = p % tl.TW;
-            const float* in = Mt.data() + o * T + (p - p0) * NB;
-            float* out = Yt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
-            over_lanes(NB, [&](auto lane, int64_t v) {
-              output_tile<decltype(lane)>(in + v, O * T, out + v, tl.QW * NB, NB);
-            });
+        for (int64_t s = 0; s < S; ++s) {
+          for (int64_t o = 0; o < O; ++o)
+            for (int64_t p = p0; p < p0 + pb; ++p) {
+              const int64_t th = p / tl.TW, tw = p % tl.TW;
+              const float* in = Mt.data() + o * T + (s * pb + p - p0) * NB;
+              float* out = Yt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
+              over_lanes(NB, [&](auto lane, int64_t v) {
+                output_tile<decltype(lane)>(in + v, O * T, out + v, tl.QW * NB, NB);
+              });
+            }
+          if (p0 + pb == tl.P) {  // the chunk's last block: its output is complete
+            const int64_t n0 = (c0 + s) * NB, nb = std::min(NB, N - n0);
+            scatter_chunk(Yt.data(), tl, g, O, n0, nb, y, accumulate);
           }
+        }
       }
-      scatter_chunk(Yt.data(), tl, g, O, n0, nb, y, accumulate);
     }
   }
 }
@@ -418,7 +442,7 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
-    const int64_t Tmax = tl.Pb * NB;
+    const int64_t Tmax = tl.S * tl.Pb * NB;
     Storage Xt(C * tl.PH * tl.PW * NB), Dt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         dM(a * a * O * Tmax);
     zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
@@ -426,24 +450,29 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
     Storage& part = dV[tid];
     part.assign(a * a * O * C, 0.0f);
 #pragma omp for schedule(static)
-    for (int64_t chunk = 0; chunk < tl.chunks; ++chunk) {
-      const int64_t n0 = chunk * NB, nb = std::min(NB, N - n0);
-      gather_chunk(x, g, tl, n0, nb, Xt.data());
-      // Dt [O, QH, QW, NB] <- dy, zero beyond HO x WO (never written) and, in a last partial
-      // chunk, in the unused lanes (so they add nothing to dV).
-      gather_chunk(dy, gy, tly, n0, nb, Dt.data());  // (zeroes Dt first when nb < NB)
+    for (int64_t group = 0; group < tl.groups; ++group) {
+      const int64_t c0 = group * tl.S, S = std::min(tl.S, tl.chunks - c0);
       for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
-        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = pb * NB;
-        transform_input_block(Xt.data(), g, tl, p0, pb, U.data());
-        for (int64_t o = 0; o < O; ++o)
-          for (int64_t p = p0; p < p0 + pb; ++p) {
-            const int64_t th = p / tl.TW, tw = p % tl.TW;
-            const float* in = Dt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
-            float* out = dM.data() + o * T + (p - p0) * NB;
-            over_lanes(NB, [&](auto lane, int64_t v) {
-              output_tile_adjoint<decltype(lane)>(in + v, tl.QW * NB, NB, out + v, O * T);
-            });
+        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = S * pb * NB;
+        for (int64_t s = 0; s < S; ++s) {  // (S > 1 only with one block, p0 = 0)
+          const int64_t n0 = (c0 + s) * NB, nb = std::min(NB, N - n0);
+          if (p0 == 0) {
+            gather_chunk(x, g, tl, n0, nb, Xt.data());
+            // Dt [O, QH, QW, NB] <- dy, zero beyond HO x WO (never written) and, in a last
+            // partial chunk, in the unused lanes (so they add nothing to dV).
+            gather_chunk(dy, gy, tly, n0, nb, Dt.data());  // (zeroes Dt first when nb < NB)
           }
+          transform_input_block(Xt.data(), g, tl, p0, pb, U.data(), T, s * pb * NB);
+          for (int64_t o = 0; o < O; ++o)
+            for (int64_t p = p0; p < p0 + pb; ++p) {
+              const int64_t th = p / tl.TW, tw = p % tl.TW;
+              const float* in = Dt.data() + ((o * tl.QH + th * m) * tl.QW + tw * m) * NB;
+              float* out = dM.data() + o * T + (s * pb + p - p0) * NB;
+              over_lanes(NB, [&](auto lane, int64_t v) {
+                output_tile_adjoint<decltype(lane)>(in + v, tl.QW * NB, NB, out + v, O * T);
+              });
+            }
+        }
         for (int xi = 0; xi < a * a; ++xi) {  // dV[xi] [O, C] += dM[xi] [O, T] U[xi]^T [T, C]
           gemm(false, true, O, C, T, 1.0f, dM.data() + xi * O * T, U.data() + xi * C * T, 1.0f,
                part.data() + xi * O * C);
