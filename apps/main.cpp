@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
       ->add_option("--recipe", train_recipe,
                    "default (the flags above) | airbench94 (Keller Jordan's 94% recipe: model, "
                    "optimizer, schedule and augmentation fixed; takes only --data, --seed, --tta, "
-                   "--out, --threads, --epochs, --batch-size, --limit-train, --limit-test)")
+                   "--out, --threads, --epochs, --batch-size, --limit-train, --limit-test, "
+                   "--eval-every-epoch)")
       ->capture_default_str()
       ->check(CLI::IsMember(train_recipes()));
   AirbenchConfig ac;
@@ -213,6 +214,9 @@ int main(int argc, char** argv) {
                    "airbench94: test-time augmentation of the final evaluation: 0 none | 1 "
                    "mirror | 2 mirror and one-pixel translations")
       ->capture_default_str();
+  train->add_flag("--eval-every-epoch", ac.eval_every_epoch,
+                  "airbench94: also evaluate on the test set (no TTA) after every epoch, not "
+                  "only after the last (10 more test passes in the wall time)");
   train->add_flag("--profile", tc.profile,
                   "print a per-op time table (calls, ms, % and GFLOP/s "
                   "per op and pass) of the first epoch's training loop, evaluation excluded");
@@ -403,12 +407,13 @@ int main(int argc, char** argv) {
       for (CLI::Option* o : train->get_options()) {
         static const std::vector<std::string> taken = {
             "--data",       "--seed",        "--tta",        "--out",    "--threads", "--epochs",
-            "--batch-size", "--limit-train", "--limit-test", "--recipe", "--help"};
+            "--batch-size", "--limit-train", "--limit-test", "--recipe", "--help",
+            "--eval-every-epoch"};
         if (o->count() > 0 && !is_one_of(o->get_name(), taken)) {
           throw std::invalid_argument(o->get_name() +
                                       " is fixed by --recipe airbench94 (it takes --data, "
                                       "--seed, --tta, --out, --threads, --epochs, --batch-size, "
-                                      "--limit-train and --limit-test)");
+                                      "--limit-train, --limit-test and --eval-every-epoch)");
         }
       }
       ac.data = tc.data;
@@ -425,6 +430,11 @@ int main(int argc, char** argv) {
         throw std::invalid_argument(
             "--tta is for --recipe airbench94 (minidl eval --tta evaluates any checkpoint "
             "with test-time augmentation)");
+      }
+      if (train->get_option("--eval-every-epoch")->count() > 0) {
+        throw std::invalid_argument(
+            "--eval-every-epoch is for --recipe airbench94 (the default recipe evaluates "
+            "after every epoch)");
       }
       tc.epochs_set_by_user = epochs_opt->count() > 0;
       run_train(tc);
