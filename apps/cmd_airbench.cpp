@@ -230,7 +230,8 @@ AirbenchResult run_airbench94(const AirbenchConfig& given) {
   result.accuracy_tta = last_accuracy;
   if (cfg.tta > 0) {
     const auto t_eval = Clock::now();
-    result.accuracy_tta = evaluate(net, test, kEvalBatch, BnStats::kRunning, norm, cfg.tta).accuracy();
+    result.accuracy_tta =
+        evaluate(net, test, kEvalBatch, BnStats::kRunning, norm, cfg.tta).accuracy();
     result.eval_seconds += seconds_since(t_eval);
   }
 
