@@ -406,14 +406,14 @@ int main(int argc, char** argv) {
     if (*train && train_recipe == "airbench94") {
       for (CLI::Option* o : train->get_options()) {
         static const std::vector<std::string> taken = {
-            "--data",       "--seed",   "--tta",        "--out",
-            "--threads",    "--epochs", "--batch-size", "--limit-train",
-            "--limit-test", "--recipe", "--help",       "--eval-every-epoch"};
-        if (o->count() > 0 && !is_one_of(o->get_name(), taken)) {
-          throw std::invalid_argument(o->get_name() +
-                                      " is fixed by --recipe airbench94 (it takes --data, "
-                                      "--seed, --tta, --out, --threads, --epochs, --batch-size, "
-                                      "--limit-train, --limit-test and --eval-every-epoch)");
+            "--data",   "--seed",       "--tta",         "--out",        "--threads",
+            "--epochs", "--batch-size", "--limit-train", "--limit-test", "--eval-every-epoch"};
+        const std::string& name = o->get_name();
+        if (o->count() > 0 && !is_one_of(name, taken) && name != "--recipe" && name != "--help") {
+          std::string list;
+          for (const std::string& t : taken) list += (list.empty() ? "" : ", ") + t;
+          throw std::invalid_argument(name + " is fixed by --recipe airbench94 (it takes " + list +
+                                      ")");
         }
       }
       ac.data = tc.data;

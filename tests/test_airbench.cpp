@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -226,12 +225,7 @@ TEST_CASE("train --recipe airbench94: a short run, its files, and eval --tta rep
     std::string line;
     std::getline(m, line);  // header; test_accuracy is the 4th column
     std::vector<double> acc;
-    while (std::getline(m, line)) {
-      std::stringstream ss(line);
-      std::string field;
-      for (int k = 0; k < 4; ++k) std::getline(ss, field, ',');
-      acc.push_back(std::stod(field));
-    }
+    while (std::getline(m, line)) acc.push_back(std::stod(minidl::testing::csv_fields(line).at(3)));
     return acc;
   };
   const std::vector<double> quiet = test_accuracies(c.out);

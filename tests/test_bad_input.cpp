@@ -328,9 +328,7 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     std::getline(m, line);
     int n = 0;
     while (std::getline(m, line)) {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+      const std::vector<std::string> f = minidl::testing::csv_fields(line);
       epoch_ms += 1000.0 * std::stod(f.at(6));
       ++n;
     }

@@ -235,9 +235,7 @@ TEST_CASE("experiment bn-only writes a table that matches its checkpoints",
   int rows = 0;
   while (std::getline(csv, line)) {
     ++rows;
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    const std::vector<std::string> f = minidl::testing::csv_fields(line);
     REQUIRE(f.size() == 7);
     const std::string& v = f[0];
     INFO("variant " << v);

@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "apps/commands.hpp"
 #include "data/cifar10.hpp"
@@ -24,6 +26,15 @@ inline std::string data_dir() {
   const char* d = std::getenv("MINIDL_DATA");
   if (!d || !*d) FAIL("MINIDL_DATA is not set: point it at cifar-10-batches-bin");
   return d;
+}
+
+/// The comma-separated fields of one line of a CSV file minidl wrote (no quoting: minidl's
+/// CSVs hold numbers and names without commas).
+inline std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> f;
+  std::stringstream ss(line);
+  for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+  return f;
 }
 
 /// An empty scratch folder under the system's temporary directory, unique to this process
