@@ -4,16 +4,19 @@
 # its log; then docs/airbench94/results.md: accuracy without and with TTA level 2, the wall
 # time split into training and evaluation, and the mean, with the CPU model.
 # Usage: scripts/airbench_runs.sh DATA_DIR [SEED ...]   (run from a built checkout: build/minidl)
+# Environment: MINIDL=binary to run (default build/minidl; copy it elsewhere to keep building
+# while the runs go), OUT=directory (default docs/airbench94).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?usage: scripts/airbench_runs.sh DATA_DIR [SEED ...]}"
 shift
 seeds=("$@")
 [ "${#seeds[@]}" -gt 0 ] || seeds=(0 1 2)
-out=docs/airbench94
+bin="${MINIDL:-build/minidl}"
+out="${OUT:-docs/airbench94}"
 mkdir -p "$out"
 for s in "${seeds[@]}"; do
-  build/minidl train --recipe airbench94 --data "$data" --seed "$s" --tta 2 --out "$out/seed$s" \
+  "$bin" train --recipe airbench94 --data "$data" --seed "$s" --tta 2 --out "$out/seed$s" \
     | tee "$out/seed$s.log"
 done
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
