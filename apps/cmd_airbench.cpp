@@ -96,6 +96,19 @@ void validate(const AirbenchConfig& c) {
 
 }  // namespace
 
+data::LoaderOptions airbench94_loader_options(int64_t batch_size, uint64_t seed) {
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.shuffle = true;
+  lo.augment = true;
+  lo.scheme = data::AugmentScheme::kTranslateAlternatingFlip;
+  lo.translate = 2;
+  lo.drop_last = true;
+  lo.seed = seed;
+  lo.norm = data::Normalization{};  // cifar10: airbench's CIFAR_MEAN and CIFAR_STD
+  return lo;
+}
+
 AirbenchResult run_airbench94(const AirbenchConfig& given) {
   const auto t_start = Clock::now();
   AirbenchConfig cfg = given;
@@ -133,16 +146,7 @@ AirbenchResult run_airbench94(const AirbenchConfig& given) {
                         static_cast<float>(decay_per_step / lr_bias));
   }
 
-  data::LoaderOptions lo;
-  lo.batch_size = cfg.batch_size;
-  lo.shuffle = true;
-  lo.augment = true;
-  lo.scheme = data::AugmentScheme::kTranslateAlternatingFlip;
-  lo.translate = 2;
-  lo.drop_last = true;
-  lo.seed = cfg.seed;
-  lo.norm = norm;
-  data::DataLoader loader(train, lo);
+  data::DataLoader loader(train, airbench94_loader_options(cfg.batch_size, cfg.seed));
   const int64_t per_epoch = loader.num_batches();
   const int64_t total_steps =
       static_cast<int64_t>(std::ceil(static_cast<double>(per_epoch) * cfg.epochs));

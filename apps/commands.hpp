@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/loader.hpp"
 #include "optim/schedule.hpp"
 
 namespace minidl::app {
@@ -168,6 +169,13 @@ struct AirbenchResult {
   double total_seconds = 0.0;  ///< wall time of the whole run, loading included
   int64_t steps = 0;
 };
+
+/// The DataLoader options of the recipe's training set: batches of `batch_size` (incomplete
+/// ones dropped, as airbench's loader does), shuffled, augmented with
+/// data::AugmentScheme::kTranslateAlternatingFlip (translate 2), CIFAR-10 normalization, the
+/// order and the draws seeded by `seed`. run_airbench94 trains on exactly these, so
+/// data::make_epoch_plan(N, airbench94_loader_options(b, s), e) is its epoch e.
+data::LoaderOptions airbench94_loader_options(int64_t batch_size, uint64_t seed);
 
 /// Trains airbench94 and writes RUN_DIR/metrics.csv, model.safetensors (the final weights,
 /// which the last lookahead update set to the EMA), results.json and config.json. Throws
