@@ -18,6 +18,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/commands.hpp"
@@ -139,12 +140,17 @@ TEST_CASE("airbench94 recipe: 15 steps equal PyTorch's airbench94 loop on the sa
   // The final (EMA) state, tensor by tensor. Tolerances (errors scaled by the reference's
   // largest entry): the BN biases, the whitening bias and the running means are small sums of
   // gradients that largely cancel, so rounding moves them most: measured up to 2.9e-3 from
-  // PyTorch in float32 (1.7e-3 between PyTorch in float32 and in float64); everything else
-  // within 6e-4. Each wrong hyperparameter tried moves them by far more (README, "Tests"):
-  // training the whitening bias one epoch longer, for one, moves it by 5.7e-2.
+  // PyTorch in float32 (1.7e-3 between PyTorch in float32 and in float64), 1e-2 allowed.
+  // Everything else is allowed 6e-3: measured within 6e-4 on most machines, but one CI
+  // machine's float order moved block3.norm1.running_var by 3.0e-3 (a running variance of
+  // the 3x3-plane block sums 15 steps of batch variances of only 64 * 9 values per channel).
+  // Each wrong hyperparameter tried moves some tensor by far more (README, "Tests"): training
+  // the whitening bias one epoch longer, for one, moves it by 5.7e-2. The worst error of each
+  // class is printed (WARN), so a log shows the margin left.
   const Checkpoint ck = load_safetensors(out + "/model.safetensors");
   const json& state = fx.at("state");
   CHECK(ck.tensors.size() == state.size());
+  std::pair<double, std::string> worst_cancelling{0.0, ""}, worst_other{0.0, ""};
   for (const auto& [name, t] : ck.tensors) {
     INFO(name);
     REQUIRE(state.contains(name));
@@ -153,8 +159,10 @@ TEST_CASE("airbench94 recipe: 15 steps equal PyTorch's airbench94 loop on the sa
     const bool cancelling =
         name.find("bias") != std::string::npos || name.find("running_mean") != std::string::npos;
     if (s.contains("data")) {
-      CHECK(scaled_error(values(t), s.at("data").get<std::vector<float>>()) <
-            (cancelling ? 1e-2 : 3e-3));
+      const double e = scaled_error(values(t), s.at("data").get<std::vector<float>>());
+      CHECK(e < (cancelling ? 1e-2 : 6e-3));
+      auto& worst = cancelling ? worst_cancelling : worst_other;
+      if (e > worst.first) worst = {e, name};
     } else {  // the convolutions' weights: sums and the first entries
       double sum = 0.0, sum_sq = 0.0;
       for (int64_t i = 0; i < t.numel(); ++i) {
@@ -171,6 +179,10 @@ TEST_CASE("airbench94 recipe: 15 steps equal PyTorch's airbench94 loop on the sa
       CHECK(scaled_error(first, s.at("first").get<std::vector<float>>()) < 2e-3);  // 8.5e-5
     }
   }
+
+  WARN("airbench94 vs PyTorch, worst scaled errors: biases and running means "
+       << worst_cancelling.first << " (" << worst_cancelling.second << "), other tensors "
+       << worst_other.first << " (" << worst_other.second << ")");
 
   // The final network's logits on the first test images, without TTA and with TTA level 2.
   ModelOptions mo;
