@@ -8,7 +8,7 @@
 //   with the flipped filters) and weight gradient. The transformed weight is cached on the
 //   weight tensor and recomputed only when the weight's version changes (an optimizer step,
 //   load_state_dict), so frozen convolutions (BN-only training, eval mode) transform their
-//   filters once.
+//   filters once. A build with the CMake option MINIDL_WINOGRAD=OFF never takes this path.
 // - im2col + GEMM for every other geometry, one image per OpenMP iteration. Per image n, with
 //   col = im2col(x[n]) of shape [K, HO*WO]:
 //     forward:  y[n] = W col                       W viewed as [O, K]
@@ -24,6 +24,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -40,7 +41,11 @@ using kernels::ConvGeom;
 
 namespace {
 constexpr int64_t kNarrow = 32;
+#ifdef MINIDL_NO_WINOGRAD  // CMake option MINIDL_WINOGRAD=OFF: im2col + GEMM everywhere
+constexpr int64_t kWinogradMinChannels = INT64_MAX;
+#else
 constexpr int64_t kWinogradMinChannels = 8;
+#endif
 
 /// dst[c, i] (+)= src[i, c] for src [rows, cols] row-major -> dst [cols, rows].
 void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bool accumulate) {

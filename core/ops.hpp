@@ -32,7 +32,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 
 /// Whether conv2d computes a square kernel_size x kernel_size convolution with Winograd
 /// F(4x4, 3x3) (core/winograd.hpp) rather than im2col + GEMM: 3x3, stride 1, padding 0 to 2,
-/// at least 8 input channels.
+/// at least 8 input channels; never in a build with the CMake option MINIDL_WINOGRAD=OFF.
 bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
                           int64_t padding);
 
