@@ -9,7 +9,11 @@ A folder is one machine and build (docs/airbench94/README.md says which); the to
 seed*/ runs are listed as "(top)". Accuracies are test accuracy in percent on the 10,000 test
 images, without TTA and with TTA level 2; the wall time is results.json's total_seconds.
 The last lines give the standard deviation of a mean of three runs (sd / sqrt(3)) and, for a
-normal distribution with the pooled mean and sd, the chance that a three-run mean reaches 94.0%.
+normal distribution with the pooled mean and sd, the chance that a three-run mean reaches 94.0%;
+then the runs split by convolution algorithm (the folders in DIRECT_CONV were built with
+-DMINIDL_WINOGRAD=OFF, every other with the default Winograd F(4x4)), each set's one-sample
+t-test against airbench94's 94.01% (1,000 runs), and the two sets against each other (Welch's
+t-test and the Mann-Whitney U test, scipy: python3-scipy).
 """
 import glob
 import json
@@ -17,6 +21,10 @@ import math
 import os
 import statistics
 import sys
+
+# Folders whose runs used im2col + GEMM for every convolution (docs/airbench94/README.md).
+DIRECT_CONV = {"xeon_direct_conv"}
+AIRBENCH94_MEAN = 94.01  # legacy/airbench94.py's header: mean of 1,000 runs, with TTA level 2
 
 
 def main() -> None:
@@ -54,6 +62,33 @@ def main() -> None:
         print()
         print(f"all {len(tta)} runs: mean {mean:.3f}%, sd {sd:.3f}; a three-run mean has sd "
               f"{sd3:.3f} and reaches 94.0% with probability {p:.2f} (normal approximation)")
+    by_algo = {"Winograd F(4x4)": [], "direct (im2col + GEMM)": []}
+    for folder, r in runs:
+        algo = "direct (im2col + GEMM)" if folder in DIRECT_CONV else "Winograd F(4x4)"
+        by_algo[algo].append(100 * r["test_accuracy_tta"])
+    try:
+        from scipy import stats
+    except ImportError:
+        print("\n(scipy missing: scripts/install_deps.sh --with-python installs python3-scipy; "
+              "the tests by convolution algorithm are left out)")
+        return
+    print()
+    print(f"| convolutions | runs | mean with TTA 2 | sd | t-test against {AIRBENCH94_MEAN}% |")
+    print("|---|---:|---:|---:|---:|")
+    for algo, xs in by_algo.items():
+        if len(xs) < 2:
+            continue
+        t = stats.ttest_1samp(xs, AIRBENCH94_MEAN)
+        print(f"| {algo} | {len(xs)} | {statistics.mean(xs):.3f}% | {statistics.stdev(xs):.3f} | "
+              f"t = {t.statistic:.2f}, p = {t.pvalue:.3f} |")
+    w, d = by_algo["Winograd F(4x4)"], by_algo["direct (im2col + GEMM)"]
+    if len(w) > 1 and len(d) > 1:
+        welch = stats.ttest_ind(d, w, equal_var=False)
+        mw = stats.mannwhitneyu(d, w, alternative="two-sided")
+        print()
+        print(f"direct - Winograd: {statistics.mean(d) - statistics.mean(w):+.3f} points; Welch's "
+              f"t = {welch.statistic:.2f}, p = {welch.pvalue:.3f}; Mann-Whitney U = "
+              f"{mw.statistic:.0f}, p = {mw.pvalue:.3f} (two-sided)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 #          libeigen3-dev (the eigensolver of airbench94's patch-whitening init)
 #   reference values, plots and the PyTorch benchmark (optional, --with-python): python3-torch
 #          python3-numpy python3-matplotlib libtcmalloc-minimal4 (the tcmalloc that
-#          scripts/bench_compare.sh preloads for its "PyTorch best" rows)
+#          scripts/bench_compare.sh preloads for its "PyTorch best" rows) python3-scipy
+#          (scripts/airbench_summary.py's tests)
 # Usage: scripts/install_deps.sh [--with-python]
 set -euo pipefail
 SUDO=""
@@ -15,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(g++ cmake make libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
           nlohmann-json3-dev libbenchmark-dev libgoogle-perftools-dev clang-format libeigen3-dev)
 if [ "${1:-}" = "--with-python" ]; then
-  packages+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4)
+  packages+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4 python3-scipy)
 fi
 missing=()
 for p in "${packages[@]}"; do
