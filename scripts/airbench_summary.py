@@ -62,10 +62,8 @@ def main() -> None:
         print()
         print(f"all {len(tta)} runs: mean {mean:.3f}%, sd {sd:.3f}; a three-run mean has sd "
               f"{sd3:.3f} and reaches 94.0% with probability {p:.2f} (normal approximation)")
-    by_algo = {"Winograd F(4x4)": [], "direct (im2col + GEMM)": []}
-    for folder, r in runs:
-        algo = "direct (im2col + GEMM)" if folder in DIRECT_CONV else "Winograd F(4x4)"
-        by_algo[algo].append(100 * r["test_accuracy_tta"])
+    wino = [100 * r["test_accuracy_tta"] for f, r in runs if f not in DIRECT_CONV]
+    direct = [100 * r["test_accuracy_tta"] for f, r in runs if f in DIRECT_CONV]
     try:
         from scipy import stats
     except ImportError:
@@ -75,13 +73,13 @@ def main() -> None:
     print()
     print(f"| convolutions | runs | mean with TTA 2 | sd | t-test against {AIRBENCH94_MEAN}% |")
     print("|---|---:|---:|---:|---:|")
-    for algo, xs in by_algo.items():
+    for algo, xs in (("Winograd F(4x4)", wino), ("direct (im2col + GEMM)", direct)):
         if len(xs) < 2:
             continue
         t = stats.ttest_1samp(xs, AIRBENCH94_MEAN)
         print(f"| {algo} | {len(xs)} | {statistics.mean(xs):.3f}% | {statistics.stdev(xs):.3f} | "
               f"t = {t.statistic:.2f}, p = {t.pvalue:.3f} |")
-    w, d = by_algo["Winograd F(4x4)"], by_algo["direct (im2col + GEMM)"]
+    w, d = wino, direct
     if len(w) > 1 and len(d) > 1:
         welch = stats.ttest_ind(d, w, equal_var=False)
         mw = stats.mannwhitneyu(d, w, alternative="two-sided")
