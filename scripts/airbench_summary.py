@@ -13,7 +13,10 @@ normal distribution with the pooled mean and sd, the chance that a three-run mea
 then the runs split by convolution algorithm (the folders in DIRECT_CONV were built with
 -DMINIDL_WINOGRAD=OFF, every other with the default Winograd F(4x4)), each set's one-sample
 t-test against airbench94's 94.01% (1,000 runs), and the two sets against each other (Welch's
-t-test and the Mann-Whitney U test, scipy: python3-scipy).
+t-test and the Mann-Whitney U test, scipy: python3-scipy); last, each direct run beside the
+Winograd run of the same seed on the same machine (MACHINE: the folders' machines), which drew
+the same initial weights and batches, and the paired t-test and Wilcoxon signed-rank test of
+the differences.
 """
 import glob
 import json
@@ -23,7 +26,11 @@ import statistics
 import sys
 
 # Folders whose runs used im2col + GEMM for every convolution (docs/airbench94/README.md).
-DIRECT_CONV = {"xeon_direct_conv"}
+DIRECT_CONV = {"xeon_direct_conv", "epyc_zen5_direct_conv"}
+# The machine each folder's runs ran on (docs/airbench94/README.md), for the paired comparison.
+MACHINE = {"xeon": "Xeon", "xeon_more": "Xeon", "xeon_direct_conv": "Xeon",
+           "epyc_zen5": "Zen 5 EPYC", "epyc_zen5_more": "Zen 5 EPYC",
+           "epyc_zen5_direct_conv": "Zen 5 EPYC", "(top)": "Zen 3 EPYC"}
 AIRBENCH94_MEAN = 94.01  # legacy/airbench94.py's header: mean of 1,000 runs, with TTA level 2
 
 
@@ -87,6 +94,28 @@ def main() -> None:
         print(f"direct - Winograd: {statistics.mean(d) - statistics.mean(w):+.3f} points; Welch's "
               f"t = {welch.statistic:.2f}, p = {welch.pvalue:.3f}; Mann-Whitney U = "
               f"{mw.statistic:.0f}, p = {mw.pvalue:.3f} (two-sided)")
+    machine = lambda folder: MACHINE.get(folder, folder)
+    winograd_of = {(machine(f), r["seed"]): r for f, r in runs if f not in DIRECT_CONV}
+    pairs = []  # (machine, seed, Winograd accuracy, direct accuracy), with TTA 2, in percent
+    for f, r in runs:
+        twin = winograd_of.get((machine(f), r["seed"]))
+        if f in DIRECT_CONV and twin is not None:
+            pairs.append((machine(f), r["seed"], 100 * twin["test_accuracy_tta"],
+                          100 * r["test_accuracy_tta"]))
+    if len(pairs) > 1:
+        print()
+        print("| machine | seed | Winograd, with TTA 2 | direct, with TTA 2 | direct - Winograd |")
+        print("|---|---:|---:|---:|---:|")
+        for name, seed, w_acc, d_acc in pairs:
+            print(f"| {name} | {seed} | {w_acc:.2f}% | {d_acc:.2f}% | {d_acc - w_acc:+.2f} |")
+        diffs = [d_acc - w_acc for _, _, w_acc, d_acc in pairs]
+        paired = stats.ttest_rel([p[3] for p in pairs], [p[2] for p in pairs])
+        wil = stats.wilcoxon(diffs)
+        print()
+        print(f"{len(pairs)} pairs: mean difference {statistics.mean(diffs):+.3f} points (sd "
+              f"{statistics.stdev(diffs):.3f}); paired t = {paired.statistic:.2f}, "
+              f"p = {paired.pvalue:.3f}; Wilcoxon W = {wil.statistic:.0f}, p = {wil.pvalue:.3f} "
+              f"(two-sided)")
 
 
 if __name__ == "__main__":
