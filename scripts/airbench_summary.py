@@ -80,7 +80,8 @@ def main() -> None:
     print()
     print(f"| convolutions | runs | mean with TTA 2 | sd | t-test against {AIRBENCH94_MEAN}% |")
     print("|---|---:|---:|---:|---:|")
-    for algo, xs in (("Winograd F(4x4)", wino), ("direct (im2col + GEMM)", direct)):
+    for algo, xs in (("Winograd F(4x4)", wino), ("direct (im2col + GEMM)", direct),
+                     ("all", wino + direct)):
         if len(xs) < 2:
             continue
         t = stats.ttest_1samp(xs, AIRBENCH94_MEAN)
@@ -109,7 +110,7 @@ def main() -> None:
         for name, seed, w_acc, d_acc in pairs:
             print(f"| {name} | {seed} | {w_acc:.2f}% | {d_acc:.2f}% | {d_acc - w_acc:+.2f} |")
         diffs = [d_acc - w_acc for _, _, w_acc, d_acc in pairs]
-        paired = stats.ttest_rel([p[3] for p in pairs], [p[2] for p in pairs])
+        paired = stats.ttest_1samp(diffs, 0.0)  # the paired t-test: the differences against 0
         wil = stats.wilcoxon(diffs)
         print()
         print(f"{len(pairs)} pairs: mean difference {statistics.mean(diffs):+.3f} points (sd "
