@@ -12,8 +12,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
+#include "apps/cli.hpp"
 #include "core/autograd.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
@@ -24,13 +23,18 @@
 
 namespace minidl::app {
 
+const EnumTable<BenchMode>& enum_table(BenchMode) {
+  static const EnumTable<BenchMode> t = {
+      {BenchMode::kTrain, "train", "forward, loss, backward, SGD step"},
+      {BenchMode::kEval, "eval", "inference-mode forward under no-grad (no loss, no backward)"}};
+  return t;
+}
+
 static void validate(const BenchConfig& cfg) {
   auto bad = [](const std::string& flag, const std::string& what) {
     throw std::invalid_argument(flag + ": " + what);
   };
-  if (!is_one_of(cfg.mode, bench_modes()))
-    bad("--mode", "must be " + choices_text(bench_modes()) + ", got \"" + cfg.mode + "\"");
-  if (cfg.mode == "train" && cfg.batch_size < 2)
+  if (cfg.mode == BenchMode::kTrain && cfg.batch_size < 2)
     bad("--batch-size", "must be >= 2 with --mode train (BatchNorm training), got " +
                             std::to_string(cfg.batch_size));
   if (cfg.batch_size < 1)
@@ -41,10 +45,10 @@ static void validate(const BenchConfig& cfg) {
 
 void run_bench(const BenchConfig& cfg) {
   validate(cfg);
-  const bool train = cfg.mode == "train";
+  const bool train = cfg.mode == BenchMode::kTrain;
   set_num_threads(cfg.threads);
   auto model = create_model(cfg.model, ModelOptions{});
-  const auto masks = apply_train_only_flag(*model, cfg.train_only, 0);
+  const auto masks = optim::apply_train_only(*model, cfg.train_only, 0);
   std::unique_ptr<optim::SGD> opt;  // train mode only: eval's peak RSS holds no momentum buffers
   if (train) {
     model->train();
@@ -101,8 +105,8 @@ void run_bench(const BenchConfig& cfg) {
   if (cfg.json) {
     nlohmann::json j{{"framework", "minidl"},
                      {"model", cfg.model},
-                     {"mode", cfg.mode},
-                     {"train_only", cfg.train_only},
+                     {"mode", name_of(cfg.mode)},
+                     {"train_only", name_of(cfg.train_only)},
                      {"batch_size", cfg.batch_size},
                      {"threads", cfg.threads},
                      {"steps", cfg.steps},
@@ -117,7 +121,7 @@ void run_bench(const BenchConfig& cfg) {
     std::printf(
         "%s --mode train (--train-only %s) batch %lld, %d threads: %.1f images/s (%.3f "
         "s/step: forward %.3f, backward+step %.3f), peak RSS %.0f MiB\n",
-        cfg.model.c_str(), cfg.train_only.c_str(), static_cast<long long>(cfg.batch_size),
+        cfg.model.c_str(), name_of(cfg.train_only).c_str(), static_cast<long long>(cfg.batch_size),
         cfg.threads, cfg.batch_size / step, step, fwd / cfg.steps, bwd / cfg.steps, rss_mib);
   } else {
     std::printf(
@@ -131,10 +135,36 @@ void run_bench(const BenchConfig& cfg) {
     FILE* out = cfg.json ? stderr : stdout;
     std::fflush(stdout);
     std::fprintf(out, "per-op profile of the %lld timed steps (--mode %s, %.3f s):\n%s",
-                 static_cast<long long>(cfg.steps), cfg.mode.c_str(), fwd + bwd,
+                 static_cast<long long>(cfg.steps), name_of(cfg.mode).c_str(), fwd + bwd,
                  profiler::table(fwd + bwd, cfg.steps).c_str());
     std::fflush(out);
   }
+}
+
+Command add_bench(CLI::App& app) {
+  auto c = std::make_shared<BenchConfig>();
+  auto* b = app.add_subcommand(
+      "bench", "images/s and peak RSS of training steps or inference forward passes, on random data");
+  b->add_option("--model", c->model, "model name")->capture_default_str();
+  b->add_option("--batch-size", c->batch_size, "images per batch (>= 2 in train mode)")
+      ->capture_default_str()
+      ->check(integer_in(1, 65536));
+  b->add_option("--steps", c->steps, "timed steps")
+      ->capture_default_str()
+      ->check(integer_in(1, 1000000));
+  b->add_option("--warmup", c->warmup, "untimed steps first")
+      ->capture_default_str()
+      ->check(integer_in(0, 1000000));
+  b->add_option("--threads", c->threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(integer_in(1, 256));
+  b->add_flag("--json", c->json, "print one JSON object");
+  add_enum_option(b, "--train-only", c->train_only, "which parameters learn (as in train)");
+  add_enum_option(b, "--mode", c->mode, "what a step is");
+  b->add_flag("--profile", c->profile,
+              "print a per-op time table (calls, ms, % and GFLOP/s per op and pass) of the timed "
+              "steps (to stderr with --json)");
+  return {b, [c] { run_bench(*c); }};
 }
 
 }  // namespace minidl::app

@@ -3,14 +3,14 @@
 #include <cmath>
 #include <cstdio>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
-#include "core/moments.hpp"
-#include "apps/engine.hpp"
+#include "apps/cli.hpp"
 #include "core/kernels.hpp"
+#include "core/moments.hpp"
 #include "core/safetensors.hpp"
 #include "data/loader.hpp"
 #include "layers/batch_norm.hpp"
+#include "train/loop.hpp"
+#include "train/run_dir.hpp"
 
 namespace minidl::app {
 
@@ -30,10 +30,16 @@ Summary summarize(const Tensor& t) {
   s.std = std::sqrt(m.variance(/*unbiased=*/false));
   return s;
 }
-}  // namespace
+
+struct RecalibrateConfig {
+  std::string checkpoint, data, out;
+  int64_t batch_size = 500;
+  int64_t limit = -1;  ///< first N training images (-1: all 50,000)
+  int threads = 2;
+};
 
 void run_bn_stats(const std::string& checkpoint) {
-  std::shared_ptr<Module> model = load_model(checkpoint, nullptr, /*allow_nonfinite=*/true);
+  std::shared_ptr<Module> model = train::load_model(checkpoint, nullptr, /*allow_nonfinite=*/true);
   std::printf("%-28s %5s  %-12s %9s %9s %9s %9s\n", "BatchNorm layer", "C", "tensor", "mean", "std",
               "min", "max");
   int layers = 0;
@@ -59,16 +65,46 @@ void run_bn_stats(const std::string& checkpoint) {
 void run_recalibrate(const RecalibrateConfig& cfg) {
   set_num_threads(cfg.threads);
   Checkpoint ck;
-  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
+  std::shared_ptr<Module> model = train::load_model(cfg.checkpoint, &ck);
   data::Dataset train = data::load_cifar10(resolve_data_dir(cfg.data), true, cfg.limit);
-  const int n =
-      recalibrate_on(*model, train, cfg.batch_size, checkpoint_normalization(ck, cfg.checkpoint));
+  const int n = train::recalibrate_on(*model, train, cfg.batch_size,
+                                      train::checkpoint_normalization(ck, cfg.checkpoint));
   auto meta = ck.metadata;
   meta["bn_statistics"] = "population over " + std::to_string(train.size()) +
                           " training images (minidl recalibrate-bn)";
   save_safetensors(cfg.out, model->state_dict(), meta);
   std::printf("recalibrated %d BatchNorm layers over %lld training images -> %s\n", n,
               static_cast<long long>(train.size()), cfg.out.c_str());
+}
+
+}  // namespace
+
+Command add_bn_stats(CLI::App& app) {
+  auto checkpoint = std::make_shared<std::string>();
+  auto* b = app.add_subcommand(
+      "bn-stats", "per BN layer: mean/std/min/max of gamma, beta, running_mean, running_var");
+  b->add_option("--checkpoint", *checkpoint, "model.safetensors")->required();
+  return {b, [checkpoint] { run_bn_stats(*checkpoint); }};
+}
+
+Command add_recalibrate(CLI::App& app) {
+  auto c = std::make_shared<RecalibrateConfig>();
+  auto* r = app.add_subcommand("recalibrate-bn",
+                               "recompute every BN's population mean and unbiased variance over "
+                               "the training set (inference mode, layer after layer) and save a "
+                               "new checkpoint");
+  r->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
+  r->add_option("--data", c->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  r->add_option("--out", c->out, "the new checkpoint")->required();
+  r->add_option("--batch-size", c->batch_size, "images per batch")
+      ->capture_default_str()
+      ->check(integer_in(1, 65536));
+  r->add_option("--limit", c->limit, "use the first N training images")
+      ->check(integer_in(1, 50000));
+  r->add_option("--threads", c->threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(integer_in(1, 256));
+  return {r, [c] { run_recalibrate(*c); }};
 }
 
 }  // namespace minidl::app

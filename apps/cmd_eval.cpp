@@ -5,34 +5,46 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
-#include "apps/engine.hpp"
+#include "apps/cli.hpp"
 #include "core/kernels.hpp"
+#include "train/loop.hpp"
+#include "train/run_dir.hpp"
 
 namespace minidl::app {
 
+const EnumTable<EvalBnStats>& enum_table(EvalBnStats) {
+  static const EnumTable<EvalBnStats> t = {
+      {EvalBnStats::kRunning, "running", "inference mode"},
+      {EvalBnStats::kPopulation, "population", "recalibrated over the training set first"},
+      {EvalBnStats::kBatch, "batch", "each test batch's own"}};
+  return t;
+}
+
 double run_eval(const EvalConfig& cfg) {
-  if (!is_one_of(cfg.bn_stats, eval_bn_stats_modes())) {
-    throw std::invalid_argument("--bn-stats must be " + choices_text(eval_bn_stats_modes()) +
-                                ", got \"" + cfg.bn_stats + "\"");
-  }
+  using namespace train;
   set_num_threads(cfg.threads);
   Checkpoint ck;
-  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck, cfg.allow_nonfinite);
+  std::shared_ptr<Module> model;
+  try {
+    model = load_model(cfg.checkpoint, &ck, cfg.allow_nonfinite);
+  } catch (const NonFiniteCheckpoint& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             ". Pass --allow-nonfinite to evaluate it anyway");
+  }
   const data::Normalization norm = checkpoint_normalization(ck, cfg.checkpoint);
   const std::string dir = resolve_data_dir(cfg.data);
   data::Dataset test = data::load_cifar10(dir, false, cfg.limit);
-  if (cfg.bn_stats == "population") {
+  if (cfg.bn_stats == EvalBnStats::kPopulation) {
     data::Dataset train = data::load_cifar10(dir, true, cfg.recalibrate_limit);
     recalibrate_on(*model, train, 500, norm);
   }
   EvalResult r;
+  const bool batch = cfg.bn_stats == EvalBnStats::kBatch;
   try {
-    r = evaluate(*model, test, cfg.batch_size,
-                 cfg.bn_stats == "batch" ? BnStats::kBatch : BnStats::kRunning, norm, cfg.tta);
+    r = evaluate(*model, test, cfg.batch_size, batch ? BnStats::kBatch : BnStats::kRunning, norm,
+                 cfg.tta);
   } catch (const std::invalid_argument& e) {
-    if (cfg.bn_stats != "batch") throw;
+    if (!batch) throw std::invalid_argument(with_flag_names(e.what()));
     throw std::invalid_argument(std::string("--bn-stats batch with --batch-size ") +
                                 std::to_string(cfg.batch_size) + ": " + e.what());
   }
@@ -45,12 +57,12 @@ double run_eval(const EvalConfig& cfg) {
     j["correct"] = r.correct;
     j["count"] = r.count;
     j["batch_size"] = cfg.batch_size;
-    j["bn_stats"] = cfg.bn_stats;
+    j["bn_stats"] = name_of(cfg.bn_stats);
     j["tta"] = cfg.tta;
     nlohmann::json per_class = nlohmann::json::object();
     for (size_t c = 0; c < names.size(); ++c) {
       int64_t total = 0;
-      for (int64_t v : r.confusion[c]) total += v;
+      for (int64_t v : r.confusion.at(c)) total += v;
       per_class[names[c]] = total ? static_cast<double>(r.confusion[c][c]) / total : 0.0;
     }
     j["per_class_accuracy"] = per_class;
@@ -60,13 +72,13 @@ double run_eval(const EvalConfig& cfg) {
   }
   std::printf("checkpoint %s, %lld test images, batch size %lld, BN statistics: %s, TTA level %d\n",
               cfg.checkpoint.c_str(), static_cast<long long>(r.count),
-              static_cast<long long>(cfg.batch_size), cfg.bn_stats.c_str(), cfg.tta);
+              static_cast<long long>(cfg.batch_size), name_of(cfg.bn_stats).c_str(), cfg.tta);
   std::printf("test loss %.4f  accuracy %.2f%% (%lld/%lld)\n\n", r.loss, 100 * r.accuracy(),
               static_cast<long long>(r.correct), static_cast<long long>(r.count));
   std::printf("%-12s %8s\n", "class", "accuracy");
   for (size_t c = 0; c < names.size(); ++c) {
     int64_t total = 0;
-    for (int64_t v : r.confusion[c]) total += v;
+    for (int64_t v : r.confusion.at(c)) total += v;
     std::printf("%-12s %7.2f%%\n", names[c].c_str(),
                 total ? 100.0 * r.confusion[c][c] / total : 0.0);
   }
@@ -79,6 +91,34 @@ double run_eval(const EvalConfig& cfg) {
     std::printf("\n");
   }
   return r.accuracy();
+}
+
+Command add_eval(CLI::App& app) {
+  auto c = std::make_shared<EvalConfig>();
+  auto* e = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
+  e->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
+  e->add_option("--data", c->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  e->add_option("--batch-size", c->batch_size, "images per batch")
+      ->capture_default_str()
+      ->check(integer_in(1, 65536));
+  e->add_flag("--json", c->json, "print one JSON object");
+  e->add_flag("--allow-nonfinite", c->allow_nonfinite,
+              "evaluate a checkpoint even if a tensor holds NaN or infinity (refused otherwise)");
+  e->add_option("--threads", c->threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(integer_in(1, 256));
+  e->add_option("--limit", c->limit, "evaluate the first N test images")
+      ->check(integer_in(1, 10000));
+  add_enum_option(e, "--bn-stats", c->bn_stats, "BN statistics at test time");
+  e->add_option("--recalibrate-limit", c->recalibrate_limit,
+                "population: use the first N training images")
+      ->check(integer_in(1, 50000));
+  e->add_option("--tta", c->tta,
+                "test-time augmentation: 0 none | 1 mean logits of the image and its mirror | 2 "
+                "also one-pixel translations (6 views, airbench94's)")
+      ->capture_default_str()
+      ->check(integer_in(0, 2));
+  return {e, [c] { run_eval(*c); }};
 }
 
 }  // namespace minidl::app

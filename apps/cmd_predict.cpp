@@ -4,20 +4,28 @@
 #include <cstdio>
 #include <numeric>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
+#include "apps/cli.hpp"
 #include "core/autograd.hpp"
 #include "core/kernels.hpp"
 #include "data/cifar10.hpp"
 #include "data/image.hpp"
+#include "train/run_dir.hpp"
 
 namespace minidl::app {
+
+namespace {
+struct PredictConfig {
+  std::string checkpoint;
+  std::vector<std::string> images;
+  int64_t top = 3;
+  int threads = 2;
+};
 
 void run_predict(const PredictConfig& cfg) {
   set_num_threads(cfg.threads);
   Checkpoint ck;
-  std::shared_ptr<Module> model = load_model(cfg.checkpoint, &ck);
-  const data::Normalization norm = checkpoint_normalization(ck, cfg.checkpoint);
+  std::shared_ptr<Module> model = train::load_model(cfg.checkpoint, &ck);
+  const data::Normalization norm = train::checkpoint_normalization(ck, cfg.checkpoint);
   NoGradGuard no_grad;
   const auto& names = data::cifar10_class_names();
   for (const std::string& path : cfg.images) {
@@ -36,6 +44,20 @@ void run_predict(const PredictConfig& cfg) {
       std::printf("  %-12s %6.2f%%\n", names[idx[i]].c_str(), 100.0 * p[idx[i]] / sum);
     }
   }
+}
+
+}  // namespace
+
+Command add_predict(CLI::App& app) {
+  auto c = std::make_shared<PredictConfig>();
+  auto* p = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
+  p->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
+  p->add_option("images", c->images, "image files")->required();
+  p->add_option("--top", c->top, "classes to show")->capture_default_str()->check(integer_in(1, 10));
+  p->add_option("--threads", c->threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(integer_in(1, 256));
+  return {p, [c] { run_predict(*c); }};
 }
 
 }  // namespace minidl::app

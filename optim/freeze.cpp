@@ -9,28 +9,27 @@
 
 namespace minidl::optim {
 
-const std::vector<std::string>& train_only_modes() {
-  static const std::vector<std::string> modes = {"all", "bn", "fc", "bn+fc", "random-per-channel"};
-  return modes;
+const EnumTable<TrainOnly>& enum_table(TrainOnly) {
+  static const EnumTable<TrainOnly> t = {
+      {TrainOnly::kAll, "all", "every parameter"},
+      {TrainOnly::kBn, "bn", "BatchNorm's gamma and beta only"},
+      {TrainOnly::kFc, "fc", "the output layer only"},
+      {TrainOnly::kBnFc, "bn+fc", "BatchNorm and the output layer"},
+      {TrainOnly::kRandomPerChannel, "random-per-channel",
+       "two random conv weights per output channel (the paper's control)"}};
+  return t;
 }
 
-std::vector<UpdateMask> apply_train_only(Module& model, const std::string& mode, uint64_t seed) {
-  bool known = false;
-  for (const auto& m : train_only_modes()) known = known || m == mode;
-  if (!known) {
-    std::string list;
-    for (const auto& m : train_only_modes()) list += (list.empty() ? "" : ", ") + m;
-    throw std::invalid_argument("the train-only mode must be one of " + list + "; got \"" + mode +
-                                "\"");
-  }
-  for (Tensor& p : model.parameters()) p.set_requires_grad(mode == "all");
-  if (mode == "all") return {};
+std::vector<UpdateMask> apply_train_only(Module& model, TrainOnly mode_value, uint64_t seed) {
+  const std::string mode = name_of(mode_value);  // for the messages
+  for (Tensor& p : model.parameters()) p.set_requires_grad(mode_value == TrainOnly::kAll);
+  if (mode_value == TrainOnly::kAll) return {};
 
   Linear* fc = nullptr;
   const std::vector<BatchNorm*> bns = model.modules_of<BatchNorm>();
   const std::vector<Conv2d*> convs = model.modules_of<Conv2d>();
   for (Linear* l : model.modules_of<Linear>()) fc = l;  // the last Linear in module order
-  if (mode == "bn" || mode == "bn+fc") {
+  if (mode_value == TrainOnly::kBn || mode_value == TrainOnly::kBnFc) {
     if (bns.empty())
       throw std::invalid_argument("train-only mode " + mode + ": the model has no BatchNorm");
     for (BatchNorm* b : bns) {
@@ -38,14 +37,14 @@ std::vector<UpdateMask> apply_train_only(Module& model, const std::string& mode,
       if (b->bias.defined()) b->bias.set_requires_grad(true);
     }
   }
-  if (mode == "fc" || mode == "bn+fc") {
+  if (mode_value == TrainOnly::kFc || mode_value == TrainOnly::kBnFc) {
     if (!fc)
       throw std::invalid_argument("train-only mode " + mode + ": the model has no Linear layer");
     fc->weight.set_requires_grad(true);
     if (fc->bias.defined()) fc->bias.set_requires_grad(true);
   }
   std::vector<UpdateMask> masks;
-  if (mode == "random-per-channel") {
+  if (mode_value == TrainOnly::kRandomPerChannel) {
     Generator gen(seed ^ 0x5eedf00dull);
     for (Conv2d* c : convs) {
       Tensor& w = c->weight;

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_names.hpp"
 #include "layers/module.hpp"
 
 namespace minidl::optim {
@@ -31,13 +32,14 @@ struct UpdateMask {
   std::vector<uint8_t> mask;
 };
 
-/// The modes accepted by apply_train_only.
-const std::vector<std::string>& train_only_modes();
+/// Which parameters learn (names: all, bn, fc, bn+fc, random-per-channel; see above).
+enum class TrainOnly { kAll, kBn, kFc, kBnFc, kRandomPerChannel };
+const EnumTable<TrainOnly>& enum_table(TrainOnly);
 
 /// Sets requires_grad on every parameter of `model` for `mode` and returns the element masks
-/// (only random-per-channel has any), drawn from `seed`. Throws std::invalid_argument for an
-/// unknown mode (listing the known ones) or a model without the layers the mode names.
-std::vector<UpdateMask> apply_train_only(Module& model, const std::string& mode, uint64_t seed);
+/// (only random-per-channel has any), drawn from `seed`. Throws std::invalid_argument for a
+/// model without the layers the mode names.
+std::vector<UpdateMask> apply_train_only(Module& model, TrainOnly mode, uint64_t seed);
 
 /// Number of parameter elements that learn, given the masks from apply_train_only.
 int64_t count_trainable(const Module& model, const std::vector<UpdateMask>& masks);

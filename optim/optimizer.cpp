@@ -5,11 +5,6 @@
 
 namespace minidl::optim {
 
-const std::vector<std::string>& optimizer_names() {
-  static const std::vector<std::string> names = {"sgd", "adam", "adamw"};
-  return names;
-}
-
 Optimizer::Optimizer(std::vector<Tensor> params, float lr)
     : params_(std::move(params)), lr_(lr), masks_(params_.size()), groups_(params_.size()) {}
 

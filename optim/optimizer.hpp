@@ -11,10 +11,6 @@
 
 namespace minidl::optim {
 
-/// The optimizers the CLI builds (apps/cmd_train.cpp): sgd (optim/sgd.hpp), adam and adamw
-/// (optim/adam.hpp).
-const std::vector<std::string>& optimizer_names();
-
 class Optimizer {
  public:
   explicit Optimizer(std::vector<Tensor> params, float lr);

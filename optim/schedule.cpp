@@ -7,21 +7,20 @@
 
 namespace minidl::optim {
 
-const std::vector<std::string>& schedule_kinds() {
-  static const std::vector<std::string> kinds = {"constant", "multistep", "cosine", "onecycle",
-                                                 "piecewise"};
-  return kinds;
+const EnumTable<ScheduleKind>& enum_table(ScheduleKind) {
+  static const EnumTable<ScheduleKind> t = {
+      {ScheduleKind::kConstant, "constant", "base_lr throughout"},
+      {ScheduleKind::kMultistep, "multistep", "base_lr x gamma at each milestone"},
+      {ScheduleKind::kCosine, "cosine", "cosine from base_lr to 0"},
+      {ScheduleKind::kOneCycle, "onecycle", "linear warm-up to base_lr, then linear to 0"},
+      {ScheduleKind::kPiecewise, "piecewise", "linear between knots (airbench94's)"}};
+  return t;
 }
 
 void Schedule::validate() const {
-  if (std::find(schedule_kinds().begin(), schedule_kinds().end(), kind) == schedule_kinds().end()) {
-    std::string list;
-    for (const std::string& k : schedule_kinds()) list += (list.empty() ? "" : ", ") + k;
-    throw std::invalid_argument("the schedule must be one of " + list + ", got \"" + kind + "\"");
-  }
   if (total_steps < 1) throw std::invalid_argument("the schedule needs total_steps >= 1");
   if (warmup_steps < 0) throw std::invalid_argument("the schedule's warmup_steps must be >= 0");
-  if (kind != "piecewise") return;
+  if (kind != ScheduleKind::kPiecewise) return;
   if (knots.empty())
     throw std::invalid_argument("the piecewise schedule needs at least one knot (step, factor)");
   for (size_t i = 0; i < knots.size(); ++i) {
@@ -40,7 +39,7 @@ void Schedule::validate() const {
 
 Schedule Schedule::airbench94(int64_t total_steps, float base_lr) {
   Schedule s;
-  s.kind = "piecewise";
+  s.kind = ScheduleKind::kPiecewise;
   s.base_lr = base_lr;
   s.total_steps = total_steps;
   const int64_t w = static_cast<int64_t>(0.23 * static_cast<double>(total_steps));
@@ -52,16 +51,16 @@ Schedule Schedule::airbench94(int64_t total_steps, float base_lr) {
 float Schedule::lr(int64_t t) const {
   const double T = static_cast<double>(total_steps);
   double f = 1.0;
-  if (kind == "multistep") {
+  if (kind == ScheduleKind::kMultistep) {
     for (int64_t m : milestones) f *= (t >= m) ? gamma : 1.0;
-  } else if (kind == "cosine") {
+  } else if (kind == ScheduleKind::kCosine) {
     f = 0.5 * (1.0 + std::cos(M_PI * std::min<double>(t, T) / T));
-  } else if (kind == "onecycle") {
+  } else if (kind == ScheduleKind::kOneCycle) {
     const double peak = std::max<int64_t>(warmup_steps, 1);
     if (t < warmup_steps) return static_cast<float>(base_lr * (t + 1) / peak);
     f = std::max(0.0, (T - t) / std::max(1.0, T - warmup_steps));
     return static_cast<float>(base_lr * f);
-  } else if (kind == "piecewise" && !knots.empty()) {
+  } else if (kind == ScheduleKind::kPiecewise && !knots.empty()) {
     // The first knot with a step > t; t lies between the one before it and it.
     const auto next = std::upper_bound(knots.begin(), knots.end(), t,
                                        [](int64_t v, const auto& k) { return v < k.first; });

@@ -27,14 +27,17 @@
 #include <utility>
 #include <vector>
 
+#include "core/enum_names.hpp"
+
 namespace minidl::optim {
 
-/// The schedule kinds, in the order help texts list them: constant, multistep, cosine, onecycle,
-/// piecewise.
-const std::vector<std::string>& schedule_kinds();
+/// The schedule kinds (names: constant, multistep, cosine, onecycle, piecewise).
+enum class ScheduleKind { kConstant, kMultistep, kCosine, kOneCycle, kPiecewise };
+/// ScheduleKind's names and descriptions, in the order help texts list them.
+const EnumTable<ScheduleKind>& enum_table(ScheduleKind);
 
 struct Schedule {
-  std::string kind = "constant";  ///< constant | multistep | cosine | onecycle | piecewise
+  ScheduleKind kind = ScheduleKind::kConstant;
   float base_lr = 0.1f;
   int64_t total_steps = 1;
   int64_t warmup_steps = 0;
@@ -47,7 +50,7 @@ struct Schedule {
   /// its learning rates).
   std::vector<std::pair<int64_t, double>> knots;
 
-  /// Throws std::invalid_argument for a kind not in schedule_kinds(), total_steps < 1,
+  /// Throws std::invalid_argument for total_steps < 1,
   /// warmup_steps < 0, and for piecewise: no knots, knot steps not strictly increasing, or a
   /// factor that is negative, infinite or NaN (the message names the knot).
   void validate() const;

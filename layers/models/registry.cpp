@@ -26,10 +26,6 @@ std::vector<std::string> model_patterns() {
 }
 
 std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions& options) {
-  if (options.bn_init != "fixed" && options.bn_init != "uniform") {
-    throw std::invalid_argument("bn_init must be \"fixed\" or \"uniform\", got \"" +
-                                options.bn_init + "\"");
-  }
   for (auto& [pattern, build] : registry()) {
     if (auto m = build(name, options)) return m;
   }
@@ -38,15 +34,16 @@ std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions
   throw std::invalid_argument("unknown model \"" + name + "\"; known: " + known);
 }
 
-const std::vector<std::string>& bn_init_names() {
-  static const std::vector<std::string> names = {"fixed", "uniform"};
-  return names;
+const EnumTable<BnInit>& enum_table(BnInit) {
+  static const EnumTable<BnInit> t = {{BnInit::kFixed, "fixed", "gamma = 1 (PyTorch's default)"},
+                                      {BnInit::kUniform, "uniform", "gamma ~ U[0, 1) (open_lth)"}};
+  return t;
 }
 
 void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen) {
   for (BatchNorm* bn : model.modules_of<BatchNorm>()) {
     if (!bn->weight.defined()) continue;
-    if (options.bn_init == "uniform") {
+    if (options.bn_init == BnInit::kUniform) {
       uniform_(bn->weight, 0.0f, 1.0f, gen);
     } else {
       bn->weight.fill_(1.0f);

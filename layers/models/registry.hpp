@@ -8,16 +8,20 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_names.hpp"
 #include "layers/module.hpp"
 
 namespace minidl {
 
+/// BatchNorm gamma init: fixed (1, PyTorch's default) or uniform (U[0, 1), as in the BN-only
+/// paper's code, Frankle et al. 2021). beta is 0 either way.
+enum class BnInit { kFixed, kUniform };
+const EnumTable<BnInit>& enum_table(BnInit);
+
 struct ModelOptions {
   uint64_t seed = 0;  ///< seeds every weight init
   int64_t num_classes = 10;
-  /// BatchNorm gamma init: "fixed" (1, PyTorch's default) or "uniform" (U[0, 1], as in the
-  /// BN-only paper's code, Frankle et al. 2021). beta is 0 either way.
-  std::string bn_init = "fixed";
+  BnInit bn_init = BnInit::kFixed;  ///< BatchNorm gamma init
 };
 
 /// Builds the model `name` if it handles it, else returns nullptr.
@@ -30,9 +34,6 @@ bool register_model(const std::string& pattern, ModelBuilder builder);
 std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions& options = {});
 /// The registered name patterns, e.g. "resnet<D>[_<W>]".
 std::vector<std::string> model_patterns();
-
-/// The values of ModelOptions::bn_init: fixed, uniform.
-const std::vector<std::string>& bn_init_names();
 
 /// Applies options.bn_init to every BatchNorm in `model` (uniform draws from `gen`).
 void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen);

@@ -1,5 +1,7 @@
-// minidl — the training loop and evaluation, shared by the CLI's subcommands.
-// The step reads as llm.c's: forward, zero_grad, backward, step.
+// minidl — the training loop and evaluation: one epoch of steps, evaluation with test-time
+// augmentation, BN recalibration. The step reads as llm.c's: forward, zero_grad, backward, step.
+// The Trainer (train/trainer.hpp) runs these epoch after epoch; they can also be called alone
+// (examples/custom_layer did before the Trainer existed).
 #pragma once
 
 #include <cmath>
@@ -16,14 +18,14 @@
 #include "optim/optimizer.hpp"
 #include "optim/schedule.hpp"
 
-namespace minidl::app {
+namespace minidl::train {
 
 /// Loss and accuracy over a dataset.
 struct EvalResult {
   double loss = 0.0;  ///< mean cross-entropy (no label smoothing)
   int64_t correct = 0;
   int64_t count = 0;
-  /// confusion[true_label][predicted] counts, 10 x 10
+  /// confusion[true_label][predicted] counts, K x K for K classes (the logits' width)
   std::vector<std::vector<int64_t>> confusion;
   double accuracy() const { return count ? static_cast<double>(correct) / count : 0.0; }
 };
@@ -44,20 +46,23 @@ constexpr int kMaxTtaLevel = 2;
 ///            one-pixel translations are data::crop_reflect(x, 1, 0, 0) and (x, 1, 2, 2):
 ///            6 views, the untranslated pair weighted 1/4 each and the four others 1/8.
 /// Runs in whatever mode the model is in (evaluate puts it in eval mode). Throws
-/// std::invalid_argument for a level outside 0..2.
+/// std::invalid_argument ("tta must be 0, 1 or 2") for a level outside 0..2.
 Tensor tta_logits(Module& model, const Tensor& x, int level);
 
 /// Evaluates `model` on `ds` in batches under no-grad, with test-time augmentation level `tta`
 /// (tta_logits; the loss is that of the averaged logits). Puts the model in eval mode (or, for
 /// BnStats::kBatch, BN layers in train mode on a copy of their buffers) and leaves it in eval
-/// mode. Throws std::invalid_argument for batch_size < 1 or a tta level outside 0..2.
+/// mode. The confusion matrix is K x K for the logits' K classes; a label outside 0..K-1 is
+/// counted as wrong and left out of the matrix. Throws std::invalid_argument naming batch_size
+/// (< 1) or tta (outside 0..2), and BatchNorm's error for a batch of one image with kBatch.
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size,
                     BnStats bn_stats = BnStats::kRunning, const data::Normalization& norm = {},
                     int tta = 0);
 
 /// Sets every BatchNorm's running statistics to the population statistics of `ds` (no
 /// augmentation), in inference mode, layer after layer (layers/recalibrate.hpp), feeding
-/// batches of `batch_size` images. Returns the number of BN layers.
+/// batches of `batch_size` images. Returns the number of BN layers. Throws
+/// std::invalid_argument naming batch_size when it is < 1.
 int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
                    const data::Normalization& norm = {});
 
@@ -66,6 +71,7 @@ struct EpochStats {
   double loss = 0.0;      ///< mean training loss (with label smoothing, as optimized)
   double accuracy = 0.0;  ///< accuracy on the (augmented) training batches, train-mode BN
   int64_t images = 0;
+  int64_t batches = 0;
   double seconds = 0.0;
 };
 
@@ -82,8 +88,8 @@ struct Diverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Callbacks into one training step (the probes of `experiment landscape` and
-/// `covariate-shift`). `after_backward(batch, step, loss)` runs once the batch's gradients are
+/// Callbacks into one training step (the probes of experiments/why_bn.hpp, airbench94's
+/// lookahead, data-parallel gradient synchronization next). `after_backward(batch, step, loss)` runs once the batch's gradients are
 /// in the parameters' .grad (loss: the value they are the gradient of), before the optimizer
 /// step; `after_step(batch, step)` right after the step
 /// (before the finiteness check). `step` is the step's 0-based index. A hook that changes the
@@ -99,7 +105,7 @@ struct StepHooks {
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
 /// zero_grad, backward, step (the last two as profiler Scopes "optimizer.zero_grad" and
 /// "optimizer.step"). `on_batch(i, n, running_loss)` is called after every batch (for
-/// progress bars). Throws Diverged when the loss or a trainable parameter becomes NaN or
+/// progress bars), i counting from 1 to n. Throws Diverged when the loss or a trainable parameter becomes NaN or
 /// infinite — nothing already saved is touched.
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
@@ -107,4 +113,4 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
                        const std::function<void(int64_t, int64_t, double)>& on_batch = {},
                        const StepHooks& hooks = {});
 
-}  // namespace minidl::app
+}  // namespace minidl::train

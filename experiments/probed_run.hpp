@@ -1,19 +1,20 @@
 // minidl — the "why BatchNorm works" experiments (Santurkar, Tsipras, Ilyas & Madry, "How Does
-// Batch Normalization Help Optimization?", NeurIPS 2018): a training run with probes
-// (apps/probes.hpp) taken every few steps, used by `minidl experiment landscape` and
-// `minidl experiment covariate-shift` (apps/cmd_why_bn.cpp).
+// Batch Normalization Help Optimization?", NeurIPS 2018): a training run (the Trainer,
+// train/trainer.hpp) with probes (experiments/probes.hpp) taken every few steps, used by the
+// landscape and covariate-shift experiments (experiments/why_bn.hpp).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "apps/probes.hpp"
+#include "experiments/probes.hpp"
 #include "data/cifar10.hpp"
 #include "optim/optimizer.hpp"
 
-namespace minidl::app {
+namespace minidl::experiments {
 
 /// One training run of the experiments: plain SGD (momentum and weight decay 0 by default, so
 /// the step is exactly -lr * g, the direction the landscape probe explores), constant lr,
@@ -34,14 +35,13 @@ struct ProbedRunConfig {
   /// VGG models: record the distribution of the input of the ReLU at this index of `features`
   /// (the pre-activation of a conv block) on the step's batch (-1: none).
   int64_t activation_index = -1;
-  bool quiet = true;  ///< no per-epoch lines
-  std::string label;  ///< shown in the per-epoch lines
+  std::string label;  ///< names the run in reports (e.g. "bn lr 0.1")
 };
 
 /// What a ProbedRun measured; epochs and probes in the order they happened.
 struct ProbedRun {
   std::shared_ptr<Module> model;
-  std::unique_ptr<optim::Optimizer> opt;
+  std::shared_ptr<optim::Optimizer> opt;
   struct Epoch {
     int64_t epoch = 0;  ///< 1-based
     double train_loss = 0, train_accuracy = 0, test_loss = 0, test_accuracy = 0, seconds = 0;
@@ -57,18 +57,20 @@ struct ProbedRun {
 };
 
 /// Trains cfg.model on `train` (evaluating on `test` after every epoch when it is not null),
-/// probing as configured. A divergence (apps/engine.hpp, Diverged) ends the run early and is
-/// reported in `diverged`, not thrown. Throws std::invalid_argument for a bad configuration
-/// (unknown model, activation_index that is not a ReLU of a VGG's features, lr <= 0).
+/// probing as configured. A divergence (train/loop.hpp, Diverged) ends the run early and is
+/// reported in `diverged`, not thrown. `on_epoch` (may be empty) sees each epoch's row as it
+/// ends. Throws std::invalid_argument for a bad configuration (unknown model, activation_index
+/// that is not a ReLU of a VGG's features, lr <= 0).
 ProbedRun train_probed(const ProbedRunConfig& cfg, const data::Dataset& train,
-                       const data::Dataset* test);
+                       const data::Dataset* test,
+                       const std::function<void(const ProbedRun::Epoch&)>& on_epoch = {});
 
 /// The state_dict names of every Conv2d and Linear weight of `model`, in forward order.
 std::vector<std::string> layer_weight_names(Module& model);
 
 /// Index in a VGG's `features` of the ReLU of conv block `block` (1-based: block 1 follows
-/// features.0). Throws std::invalid_argument naming --layer when the model is not a VGG or
+/// features.0). Throws std::invalid_argument naming `layer` when the model is not a VGG or
 /// has fewer blocks.
 int64_t vgg_relu_index(Module& model, int64_t block);
 
-}  // namespace minidl::app
+}  // namespace minidl::experiments

@@ -1,11 +1,4 @@
-// minidl experiment landscape | covariate-shift — "Why BatchNorm works": the experiments of
-// Santurkar, Tsipras, Ilyas & Madry, "How Does Batch Normalization Help Optimization?"
-// (NeurIPS 2018), on a VGG-A for CIFAR-10 without BN, with BN and with noisy BN.
-//   landscape        Section 3.1, Figure 4: loss and gradient along the current gradient.
-//   covariate-shift  Section 2: accuracy of standard / BN / noisy-BN training (Figure 2), the
-//                    distribution of one layer's pre-activations over training, and internal
-//                    covariate shift per layer (Definition 2.1, Figure 5).
-// Results go to OUT/*.csv and OUT/results.md; plots through scripts/plot_why_bn.py.
+// The landscape and covariate-shift experiments (experiments/why_bn.hpp).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,13 +8,13 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
-#include "apps/why_bn.hpp"
+#include "experiments/why_bn.hpp"
+
+#include "core/file_io.hpp"
 #include "core/kernels.hpp"
 #include "layers/models/registry.hpp"
 
-namespace minidl::app {
+namespace minidl::experiments {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -34,7 +27,7 @@ std::string variant_model(const std::string& model, const std::string& variant) 
   std::smatch m;
   if (!std::regex_match(model, m, re)) {
     throw std::invalid_argument(
-        "--model must be a VGG without BN (vgg11 or vgg11_w<k>, e.g. "
+        "model must be a VGG without BN (vgg11 or vgg11_w<k>, e.g. "
         "vgg11_w4), got \"" +
         model.substr(0, 40) + "\"");
   }
@@ -46,19 +39,19 @@ std::string variant_model(const std::string& model, const std::string& variant) 
 
 /// Checks the flags shared by both experiments; returns the runs' common configuration.
 ProbedRunConfig common_config(const WhyBnConfig& c, const std::vector<std::string>& allowed) {
-  if (c.epochs < 1) throw std::invalid_argument("--epochs must be >= 1");
-  if (c.batch_size < 2) throw std::invalid_argument("--batch-size must be >= 2 (BatchNorm)");
-  if (c.probes < 1) throw std::invalid_argument("--probes must be >= 1");
-  if (c.lrs.empty()) throw std::invalid_argument("--lr needs at least one learning rate");
+  if (c.epochs < 1) throw std::invalid_argument("epochs must be >= 1");
+  if (c.batch_size < 2) throw std::invalid_argument("batch_size must be >= 2 (BatchNorm)");
+  if (c.probes < 1) throw std::invalid_argument("probes must be >= 1");
+  if (c.lrs.empty()) throw std::invalid_argument("lrs needs at least one learning rate");
   for (float lr : c.lrs) {
-    if (!(lr > 0.0f) || !std::isfinite(lr)) throw std::invalid_argument("--lr must be > 0");
+    if (!(lr > 0.0f) || !std::isfinite(lr)) throw std::invalid_argument("lrs must be > 0");
   }
-  if (c.variants.empty()) throw std::invalid_argument("--variants needs at least one variant");
+  if (c.variants.empty()) throw std::invalid_argument("variants needs at least one variant");
   for (const std::string& v : c.variants) {
     if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
       std::string list;
       for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      throw std::invalid_argument("--variants: \"" + v.substr(0, 40) + "\" is not one of " + list);
+      throw std::invalid_argument("variants: \"" + v.substr(0, 40) + "\" is not one of " + list);
     }
   }
   for (const std::string& v : c.variants) create_model(variant_model(c.model, v));  // names ok
@@ -68,7 +61,6 @@ ProbedRunConfig common_config(const WhyBnConfig& c, const std::vector<std::strin
   r.epochs = c.epochs;
   r.batch_size = c.batch_size;
   r.seed = c.seed;
-  r.quiet = c.quiet;
   return r;
 }
 
@@ -132,25 +124,31 @@ std::string final_accuracy(const ProbedRun& r) {
   return b;
 }
 
-/// Reads the data (after --data and the threads), creates OUT and writes OUT/config.json.
+/// Reads the data (after the threads are set), creates OUT and writes OUT/config.json.
 Loaded start(const WhyBnConfig& c, const char* experiment) {
-  const std::string data_dir = resolve_data_dir(c.data);
   set_num_threads(c.threads);
-  Loaded d = load(c, data_dir);
+  Loaded d = load(c, c.data);
   fs::create_directories(c.out);
-  write_text_atomic(c.out + "/config.json", config_json(c, experiment, c.epochs).dump(2) + "\n");
+  write_file_atomic(c.out + "/config.json", config_json(c, experiment, c.epochs).dump(2) + "\n");
   return d;
 }
 
-/// Writes OUT/<name> for each (name, text) and OUT/results.md, prints the table, runs the plots.
-void finish(const WhyBnConfig& c, const std::vector<std::pair<const char*, std::string>>& files,
-            const std::string& md, const char* plots) {
-  for (const auto& [name, text] : files) write_text_atomic(c.out + "/" + name, text);
-  write_text_atomic(c.out + "/results.md", md);
-  if (!c.quiet) std::printf("%s", md.c_str());
-  if (run_plot_script("plot_why_bn.py", c.out, c.quiet) && !c.quiet) {
-    std::printf("plots: %s/%s\n", c.out.c_str(), plots);
-  }
+/// Writes OUT/<name> for each (name, text) and OUT/results.md.
+WhyBnReport finish(const WhyBnConfig& c,
+                   const std::vector<std::pair<const char*, std::string>>& files,
+                   const std::string& md) {
+  for (const auto& [name, text] : files) write_file_atomic(c.out + "/" + name, text);
+  write_file_atomic(c.out + "/results.md", md);
+  return WhyBnReport{c.out, md};
+}
+
+/// Runs one probed run, reporting its epochs and a divergence through the callbacks.
+ProbedRun run_one(const WhyBnConfig& c, const ProbedRunConfig& rc, const Loaded& d) {
+  ProbedRun r = train_probed(rc, d.train, &d.test, [&](const ProbedRun::Epoch& e) {
+    if (c.on_epoch) c.on_epoch(rc.label, e);
+  });
+  if (!r.diverged.empty() && c.on_diverged) c.on_diverged(rc.label, r.diverged);
+  return r;
 }
 
 int64_t probe_every(const WhyBnConfig& c, int64_t steps_per_epoch, int64_t epochs) {
@@ -164,15 +162,14 @@ int64_t steps_per_epoch(const WhyBnConfig& c, const data::Dataset& train) {
 
 }  // namespace
 
-void run_landscape(const WhyBnConfig& cfg_in) {
-  WhyBnConfig c = cfg_in;
+WhyBnReport run_landscape(WhyBnConfig c) {
   if (c.variants.empty()) c.variants = {"standard", "bn"};
   if (c.epochs < 0) c.epochs = 20;
   if (c.out.empty()) c.out = "runs/landscape";
   ProbedRunConfig base = common_config(c, {"standard", "bn"});
-  if (c.eta_factors.empty()) throw std::invalid_argument("--etas needs at least one factor");
+  if (c.eta_factors.empty()) throw std::invalid_argument("eta_factors needs at least one factor");
   for (double f : c.eta_factors) {
-    if (!(f > 0.0) || !std::isfinite(f)) throw std::invalid_argument("--etas must be > 0");
+    if (!(f > 0.0) || !std::isfinite(f)) throw std::invalid_argument("eta_factors must be > 0");
   }
   const Loaded d = start(c, "landscape");
   base.probe_every = probe_every(c, steps_per_epoch(c, d.train), c.epochs);
@@ -199,9 +196,7 @@ void run_landscape(const WhyBnConfig& cfg_in) {
       rc.etas.clear();
       for (double f : c.eta_factors) rc.etas.push_back(f * lr);
       rc.label = v + " lr " + num(lr);
-      const ProbedRun r = train_probed(rc, d.train, &d.test);
-      if (!r.diverged.empty() && !c.quiet)
-        std::printf("%s: %s\n", rc.label.c_str(), r.diverged.c_str());
+      const ProbedRun r = run_one(c, rc, d);
       add_metrics(metrics, v, rc.model, lr, r);
       std::vector<double> bands, dists, betas;
       for (const auto& [step, p] : r.landscape) {
@@ -231,15 +226,14 @@ void run_landscape(const WhyBnConfig& cfg_in) {
         "predictiveness band), `landscape_beta.png` (effective beta-smoothness); data: "
         "`landscape.csv` (every probe point), `smoothness.csv` (one row per probe), "
         "`metrics.csv` (per epoch).\n";
-  finish(c,
-         {{"metrics.csv", metrics.str()},
-          {"landscape.csv", points.str()},
-          {"smoothness.csv", summary.str()}},
-         md.str(), "landscape_loss.png, landscape_grad.png, landscape_beta.png");
+  return finish(c,
+                {{"metrics.csv", metrics.str()},
+                 {"landscape.csv", points.str()},
+                 {"smoothness.csv", summary.str()}},
+                md.str());
 }
 
-void run_covariate_shift(const WhyBnConfig& cfg_in) {
-  WhyBnConfig c = cfg_in;
+WhyBnReport run_covariate_shift(WhyBnConfig c) {
   if (c.variants.empty()) c.variants = {"standard", "bn", "noisy-bn"};
   if (c.epochs < 0) c.epochs = 15;
   if (c.out.empty()) c.out = "runs/covariate-shift";
@@ -276,9 +270,7 @@ void run_covariate_shift(const WhyBnConfig& cfg_in) {
         auto m = create_model(rc.model);
         rc.activation_index = vgg_relu_index(*m, c.layer);
       }
-      const ProbedRun r = train_probed(rc, d.train, &d.test);
-      if (!r.diverged.empty() && !c.quiet)
-        std::printf("%s: %s\n", rc.label.c_str(), r.diverged.c_str());
+      const ProbedRun r = run_one(c, rc, d);
       add_metrics(metrics, v, rc.model, lr, r);
       double mean_lo = INFINITY, mean_hi = -INFINITY, std_lo = INFINITY, std_hi = -INFINITY;
       for (const auto& [step, a] : r.activations) {
@@ -315,11 +307,11 @@ void run_covariate_shift(const WhyBnConfig& cfg_in) {
         "`activations.png` (percentiles 5-25-50-75-95 of the layer's pre-activations over "
         "training), `covariate_shift.png` (l2 distance and cosine per layer over training, "
         "Figure 5); data: `metrics.csv`, `activations.csv`, `covariate_shift.csv`.\n";
-  finish(c,
-         {{"metrics.csv", metrics.str()},
-          {"activations.csv", acts.str()},
-          {"covariate_shift.csv", shift.str()}},
-         md.str(), "accuracy.png, activations.png, covariate_shift.png");
+  return finish(c,
+                {{"metrics.csv", metrics.str()},
+                 {"activations.csv", acts.str()},
+                 {"covariate_shift.csv", shift.str()}},
+                md.str());
 }
 
-}  // namespace minidl::app
+}  // namespace minidl::experiments

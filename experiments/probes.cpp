@@ -1,4 +1,4 @@
-#include "apps/probes.hpp"
+#include "experiments/probes.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "core/moments.hpp"
 
-namespace minidl::app {
+namespace minidl::experiments {
 
 namespace {
 
@@ -172,4 +172,4 @@ Distribution distribution_of(std::vector<float> v) {
   return d;
 }
 
-}  // namespace minidl::app
+}  // namespace minidl::experiments

@@ -1,4 +1,4 @@
-#include "apps/engine.hpp"
+#include "train/loop.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include "layers/batch_norm.hpp"
 #include "layers/recalibrate.hpp"
 
-namespace minidl::app {
+namespace minidl::train {
 
 namespace {
 /// Index of the largest of logits[i, 0..K).
@@ -24,7 +24,7 @@ int64_t argmax_row(const float* z, int64_t i, int64_t K) {
 
 int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
                    const data::Normalization& norm) {
-  if (batch_size < 1) throw std::invalid_argument("--batch-size must be >= 1");
+  if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch_size));
   return recalibrate_batch_norm(model, [&](const std::function<void(const Tensor&)>& visit) {
     for (int64_t b = 0; b < ds.size(); b += batch_size)
       visit(data::to_tensor(ds, b, std::min(batch_size, ds.size() - b), norm));
@@ -33,7 +33,7 @@ int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
 
 Tensor tta_logits(Module& model, const Tensor& x, int level) {
   if (level < 0 || level > kMaxTtaLevel) {
-    throw std::invalid_argument("--tta must be 0, 1 or 2, got " + std::to_string(level));
+    throw std::invalid_argument("tta must be 0, 1 or 2, got " + std::to_string(level));
   }
   if (level == 0) return model(x);
   // (a + b) / 2 elementwise, in place into a.
@@ -58,10 +58,10 @@ Tensor tta_logits(Module& model, const Tensor& x, int level) {
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats,
                     const data::Normalization& norm, int tta) {
   if (batch_size < 1) {
-    throw std::invalid_argument("--batch-size must be >= 1, got " + std::to_string(batch_size));
+    throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch_size));
   }
   if (tta < 0 || tta > kMaxTtaLevel) {
-    throw std::invalid_argument("--tta must be 0, 1 or 2, got " + std::to_string(tta));
+    throw std::invalid_argument("tta must be 0, 1 or 2, got " + std::to_string(tta));
   }
   NoGradGuard no_grad;
   model.eval();
@@ -85,7 +85,6 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
     }
   }
   EvalResult r;
-  r.confusion.assign(10, std::vector<int64_t>(10, 0));
   double loss_sum = 0.0;
   for (int64_t begin = 0; begin < ds.size(); begin += batch_size) {
     const int64_t count = std::min(batch_size, ds.size() - begin);
@@ -94,11 +93,12 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
     Tensor logits = tta_logits(model, x, tta);
     loss_sum += static_cast<double>(ops::cross_entropy(logits, y).item()) * count;
     const int64_t K = logits.size(1);
+    if (r.confusion.empty()) r.confusion.assign(K, std::vector<int64_t>(K, 0));
     const float* z = logits.data();
     for (int64_t i = 0; i < count; ++i) {
       const int64_t pred = argmax_row(z, i, K);
       r.correct += pred == y[i];
-      if (y[i] < 10 && pred < 10) r.confusion[y[i]][pred] += 1;
+      if (y[i] >= 0 && y[i] < K) r.confusion[y[i]][pred] += 1;
     }
     r.count += count;
   }
@@ -163,10 +163,11 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     ++batch_index;
     if (on_batch) on_batch(batch_index, num_batches, loss_sum / s.images);
   }
+  s.batches = batch_index;
   s.loss = s.images ? loss_sum / s.images : 0.0;
   s.accuracy = s.images ? static_cast<double>(correct) / s.images : 0.0;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;
 }
 
-}  // namespace minidl::app
+}  // namespace minidl::train

@@ -1,7 +1,7 @@
 // minidl — probes of the optimization landscape and of internal covariate shift, after
 // Santurkar, Tsipras, Ilyas & Madry, "How Does Batch Normalization Help Optimization?"
 // (NeurIPS 2018; arXiv 1805.11604). Both are measurements taken in the middle of a training
-// step (apps/engine.hpp, StepHooks) that leave no trace: weights, gradients and buffers are
+// step (train/loop.hpp, StepHooks) that leave no trace: weights, gradients and buffers are
 // restored bit for bit, the optimizer is never called and the data loader never touched.
 //
 // `loss_at` is a closure that runs the model's forward on the step's batch and returns the
@@ -15,7 +15,7 @@
 
 #include "layers/module.hpp"
 
-namespace minidl::app {
+namespace minidl::experiments {
 
 /// A copy of every parameter's value and gradient (if it has one) and of every buffer, in
 /// named_parameters() / named_buffers() order, to put the model back exactly.
@@ -86,4 +86,4 @@ struct Distribution {
 };
 Distribution distribution_of(std::vector<float> values);
 
-}  // namespace minidl::app
+}  // namespace minidl::experiments

@@ -1,11 +1,11 @@
-#include "apps/why_bn.hpp"
+#include "experiments/probed_run.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
 
-#include "apps/engine.hpp"
 #include "core/autograd.hpp"
+#include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "layers/activation_noise.hpp"
 #include "layers/conv2d.hpp"
@@ -13,9 +13,9 @@
 #include "layers/models/registry.hpp"
 #include "layers/models/vgg.hpp"
 #include "layers/simple.hpp"
-#include "optim/sgd.hpp"
+#include "train/trainer.hpp"
 
-namespace minidl::app {
+namespace minidl::experiments {
 
 namespace {
 
@@ -58,7 +58,7 @@ std::vector<std::string> layer_weight_names(Module& model) {
 
 int64_t vgg_relu_index(Module& model, int64_t block) {
   auto* vgg = dynamic_cast<VGG*>(&model);
-  if (!vgg) throw std::invalid_argument("--layer: the activation probe needs a VGG model");
+  if (!vgg) throw std::invalid_argument("layer: the activation probe needs a VGG model");
   int64_t seen = 0;
   const auto& layers = vgg->features->children();
   for (size_t i = 0; i < layers.size(); ++i) {
@@ -66,55 +66,57 @@ int64_t vgg_relu_index(Module& model, int64_t block) {
       return static_cast<int64_t>(i);
     }
   }
-  throw std::invalid_argument("--layer must be from 1 to " + std::to_string(seen) +
+  throw std::invalid_argument("layer must be from 1 to " + std::to_string(seen) +
                               " (a conv block of the VGG), got " + std::to_string(block));
 }
 
 ProbedRun train_probed(const ProbedRunConfig& cfg, const data::Dataset& train,
-                       const data::Dataset* test) {
-  if (!(cfg.lr > 0.0f)) throw std::invalid_argument("--lr must be > 0");
-  if (cfg.epochs < 1) throw std::invalid_argument("--epochs must be >= 1");
+                       const data::Dataset* test,
+                       const std::function<void(const ProbedRun::Epoch&)>& on_epoch) {
+  if (!(cfg.lr > 0.0f)) throw std::invalid_argument("lr must be > 0");
+  if (cfg.epochs < 1) throw std::invalid_argument("epochs must be >= 1");
   const auto t0 = std::chrono::steady_clock::now();
+  // Plain SGD at a constant lr, every parameter trained, no label smoothing, no run directory.
+  train::TrainOptions o;
+  o.model = cfg.model;
+  o.epochs = static_cast<double>(cfg.epochs);
+  o.batch_size = cfg.batch_size;
+  o.lr = cfg.lr;
+  o.momentum = cfg.momentum;
+  o.nesterov = false;
+  o.weight_decay = cfg.weight_decay;
+  o.schedule = optim::ScheduleKind::kConstant;
+  o.warmup_epochs = 0;
+  o.label_smoothing = 0.0f;
+  o.augment = cfg.augment;
+  o.seed = cfg.seed;
+  o.threads = get_num_threads();
+  o.out.clear();
+
   ProbedRun run;
-  ModelOptions mo;
-  mo.seed = cfg.seed;
-  run.model = create_model(cfg.model, mo);
-  Module& model = *run.model;
+  Module* model_ptr = nullptr;  // set by on_fit_start
   VGG* vgg = nullptr;
-  if (cfg.activation_index >= 0) {
-    vgg = dynamic_cast<VGG*>(&model);
-    const auto* layers = vgg ? &vgg->features->children() : nullptr;
-    if (!vgg || cfg.activation_index >= static_cast<int64_t>(layers->size()) ||
-        !dynamic_cast<ReLU*>((*layers)[static_cast<size_t>(cfg.activation_index)].second.get())) {
-      throw std::invalid_argument("activation_index " + std::to_string(cfg.activation_index) +
-                                  " is not a ReLU of a VGG's features");
-    }
-  }
-  optim::SGDOptions so;
-  so.lr = cfg.lr;
-  so.momentum = cfg.momentum;
-  so.weight_decay = cfg.weight_decay;
-  run.opt = std::make_unique<optim::SGD>(model.parameters(), so);
-
-  data::LoaderOptions lo;
-  lo.batch_size = cfg.batch_size;
-  lo.shuffle = true;
-  lo.augment = cfg.augment;
-  lo.drop_last = train.size() > cfg.batch_size;
-  lo.seed = cfg.seed;
-  data::DataLoader loader(train, lo);
-  run.steps_per_epoch = loader.num_batches();
-  optim::Schedule sched;
-  sched.kind = "constant";
-  sched.base_lr = cfg.lr;
-  sched.total_steps = cfg.epochs * run.steps_per_epoch;
-  sched.validate();
-
-  const std::vector<std::string> weights = layer_weight_names(model);
+  std::vector<std::string> weights;
   std::unique_ptr<ModelSnapshot> before;  // W^t and G of a covariate-shift step
-  StepHooks hooks;
+  train::Callbacks cb;
+  cb.on_fit_start = [&](const train::FitStart& f) {
+    model_ptr = const_cast<Module*>(&f.model);
+    run.steps_per_epoch = f.batches_per_epoch;
+    weights = layer_weight_names(*model_ptr);
+    if (cfg.activation_index >= 0) {
+      vgg = dynamic_cast<VGG*>(model_ptr);
+      const auto* layers = vgg ? &vgg->features->children() : nullptr;
+      if (!vgg || cfg.activation_index >= static_cast<int64_t>(layers->size()) ||
+          !dynamic_cast<ReLU*>(
+              (*layers)[static_cast<size_t>(cfg.activation_index)].second.get())) {
+        throw std::invalid_argument("activation_index " + std::to_string(cfg.activation_index) +
+                                    " is not a ReLU of a VGG's features");
+      }
+    }
+  };
   auto probing = [&](int64_t step) { return cfg.probe_every > 0 && step % cfg.probe_every == 0; };
-  hooks.after_backward = [&](const data::Batch& batch, int64_t step, float loss) {
+  cb.step.after_backward = [&](const data::Batch& batch, int64_t step, float loss) {
+    Module& model = *model_ptr;
     run.labels_seen.insert(run.labels_seen.end(), batch.labels.begin(), batch.labels.end());
     if (!probing(step)) return;
     HoldNoise hold(model);
@@ -130,48 +132,39 @@ ProbedRun train_probed(const ProbedRunConfig& cfg, const data::Dataset& train,
     }
     if (cfg.covariate_shift) before = std::make_unique<ModelSnapshot>(model);
   };
-  hooks.after_step = [&](const data::Batch& batch, int64_t step) {
+  cb.step.after_step = [&](const data::Batch& batch, int64_t step) {
     if (!before) return;
+    Module& model = *model_ptr;
     HoldNoise hold(model);
     auto loss_at = [&] { return ops::cross_entropy(model(batch.images), batch.labels); };
     run.shift.emplace_back(step, probe_covariate_shift(model, *before, loss_at, weights));
     before.reset();
   };
-
-  int64_t step = 0;
-  for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
-    model.train();
-    EpochStats s;
-    try {
-      s = train_epoch(model, loader, *run.opt, sched, step, 0.0f, epoch, {}, hooks);
-    } catch (const Diverged& e) {
-      run.diverged = e.what();
-      break;
-    }
+  cb.on_epoch_end = [&](const train::EpochEnd& e) {
     ProbedRun::Epoch row;
-    row.epoch = epoch + 1;
-    row.train_loss = s.loss;
-    row.train_accuracy = s.accuracy;
-    row.seconds = s.seconds;
-    if (test) {
-      const EvalResult r = evaluate(model, *test, 1000);
-      row.test_loss = r.loss;
-      row.test_accuracy = r.accuracy();
+    row.epoch = e.row.epoch;
+    row.train_loss = e.train.loss;
+    row.train_accuracy = e.train.accuracy;
+    row.seconds = e.train.seconds;
+    if (e.test) {
+      row.test_loss = e.test->loss;
+      row.test_accuracy = e.test->accuracy();
     }
     run.epochs.push_back(row);
-    if (!cfg.quiet) {
-      std::printf(
-          "%s epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%"
-          "  %.1fs\n",
-          cfg.label.c_str(), static_cast<long long>(epoch + 1), static_cast<long long>(cfg.epochs),
-          row.train_loss, 100.0 * row.train_accuracy, row.test_loss, 100.0 * row.test_accuracy,
-          row.seconds);
-      std::fflush(stdout);
-    }
+    if (on_epoch) on_epoch(row);
+  };
+  train::Trainer trainer(o, cb);
+  trainer.set_datasets(&train, test);
+  try {
+    trainer.fit();
+  } catch (const train::FitDiverged& e) {
+    run.diverged = e.reason;
   }
-  model.train();
+  run.model = trainer.model();
+  run.opt = trainer.optimizer();
+  run.model->train();
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return run;
 }
 
-}  // namespace minidl::app
+}  // namespace minidl::experiments

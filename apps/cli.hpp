@@ -1,0 +1,134 @@
+// minidl — the CLI's shared pieces: flag validators, choice flags from enum tables, the mapping
+// of library errors (which name parameters) to flags, the data folder, plots, durations.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/enum_names.hpp"
+#include "core/profiler.hpp"
+#include "optim/freeze.hpp"
+
+namespace minidl::app {
+
+/// One subcommand: its CLI11 App and what runs it once the flags are parsed.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<void()> run;
+};
+
+/// The subcommands (one file each: apps/cmd_<name>.cpp). Each declares its flags with their
+/// validators next to them.
+Command add_train(CLI::App& app);
+Command add_eval(CLI::App& app);
+Command add_predict(CLI::App& app);
+Command add_bench(CLI::App& app);
+Command add_bn_stats(CLI::App& app);
+Command add_recalibrate(CLI::App& app);
+Command add_experiment(CLI::App& app);
+
+/// A CLI11 check: an integer in [lo, hi], refused with the range in words
+/// ("must be an integer from 1 to 256, got 0"). CLI11 prefixes the flag's name.
+CLI::Validator integer_in(long long lo, long long hi);
+/// A CLI11 check: a finite number between lo and hi (open at either end when asked); NaN and
+/// infinity refused ("must be a number >= 0 and < 1, got nan").
+CLI::Validator real_in(double lo, double hi, bool lo_open = false, bool hi_open = false);
+
+/// A choice flag bound to an enum: its accepted names, help list and error all come from the
+/// enum's table (core/enum_names.hpp).
+template <class E>
+CLI::Option* add_enum_option(CLI::App* app, const std::string& flag, E& value,
+                             const std::string& help) {
+  std::string list;
+  for (const EnumEntry<E>& e : enum_table(E{}))
+    list += std::string(list.empty() ? "" : "; ") + e.name + ": " + e.help;
+  auto* o = app->add_option_function<std::string>(
+      flag, [&value, flag](const std::string& s) { value = parse_enum<E>(s, flag); },
+      help + " (" + list + "; default " + name_of(value) + ")");
+  o->type_name("NAME");
+  o->check(CLI::IsMember(names_of<E>()));
+  return o;
+}
+
+/// A library error's message with its leading parameter name ("batch_size must be >= 2") as
+/// the flag that sets it ("--batch-size must be >= 2"); other messages unchanged.
+std::string with_flag_names(const std::string& message);
+
+/// The CIFAR-10 directory: `flag` if given, else $MINIDL_DATA. Throws std::invalid_argument
+/// naming both when neither is set.
+std::string resolve_data_dir(const std::string& flag);
+
+/// A duration in seconds as "1h05m" (an hour or more) or "4m07s" (rounded to the second).
+std::string format_duration(double seconds);
+
+/// Runs /usr/bin/python3 scripts/<script_name> <dir> (the scripts folder next to the build
+/// folder, or $MINIDL_SCRIPTS). Returns whether it succeeded; unless `quiet`, prints how to run
+/// it by hand if not.
+bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet);
+
+/// `--profile`'s window: when `on`, clears the profiler and enables it; stop() or the
+/// destructor disables it again, keeping the rows for profiler::table().
+class ProfileWindow {
+ public:
+  explicit ProfileWindow(bool on) : on_(on) {
+    if (on_) {
+      profiler::reset();
+      profiler::set_enabled(true);
+    }
+  }
+  ~ProfileWindow() { stop(); }
+  ProfileWindow(const ProfileWindow&) = delete;
+  ProfileWindow& operator=(const ProfileWindow&) = delete;
+  void stop() {
+    if (on_) profiler::set_enabled(false);
+    on_ = false;
+  }
+
+ private:
+  bool on_;
+};
+
+/// BN statistics at test time: running (inference mode) | population (recalibrated over the
+/// training set first, as recalibrate-bn) | batch (each test batch's own statistics).
+enum class EvalBnStats { kRunning, kPopulation, kBatch };
+const EnumTable<EvalBnStats>& enum_table(EvalBnStats);
+
+/// `minidl eval` (apps/cmd_eval.cpp), callable from tests.
+struct EvalConfig {
+  std::string checkpoint, data;
+  int64_t batch_size = 1000;
+  bool json = false;
+  int threads = 2;
+  int64_t limit = -1;
+  EvalBnStats bn_stats = EvalBnStats::kRunning;
+  int64_t recalibrate_limit = -1;  ///< population: first N training images (-1: all)
+  bool allow_nonfinite = false;    ///< evaluate a checkpoint holding NaN or infinity
+  int tta = 0;                     ///< test-time augmentation level (train/loop.hpp)
+};
+/// Prints the evaluation and returns the accuracy (0..1).
+double run_eval(const EvalConfig& cfg);
+
+/// train: forward, loss, backward, SGD step | eval: inference-mode forward under no-grad.
+enum class BenchMode { kTrain, kEval };
+const EnumTable<BenchMode>& enum_table(BenchMode);
+
+/// `minidl bench` (apps/cmd_bench.cpp), callable from tests: times `steps` steps after `warmup`
+/// untimed ones on random [batch_size, 3, 32, 32] images and prints images/s, seconds per step
+/// and the peak RSS: one line, or one JSON object with `json`.
+struct BenchConfig {
+  std::string model = "resnet20";
+  int64_t batch_size = 128;  ///< >= 2 in train mode (BatchNorm training), >= 1 in eval mode
+  int64_t steps = 20;
+  int64_t warmup = 3;
+  int threads = 2;
+  bool json = false;
+  optim::TrainOnly train_only = optim::TrainOnly::kAll;
+  BenchMode mode = BenchMode::kTrain;
+  bool profile = false;
+};
+/// Throws std::invalid_argument naming the flag for a bad --batch-size, --steps or --warmup, and create_model's error for an unknown --model.
+void run_bench(const BenchConfig& cfg);
+
+}  // namespace minidl::app

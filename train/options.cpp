@@ -1,0 +1,130 @@
+#include "train/options.hpp"
+
+#include <cmath>
+
+namespace minidl::train {
+
+const EnumTable<Recipe>& enum_table(Recipe) {
+  static const EnumTable<Recipe> t = {
+      {Recipe::kDefault, "default", "resnet20, one-cycle SGD, 30 epochs"},
+      {Recipe::kFrankle2021, "frankle2021", "the BN-only paper's (open_lth's) recipe"},
+      {Recipe::kAirbench94, "airbench94", "Keller Jordan's 94% recipe, every setting fixed"}};
+  return t;
+}
+
+const EnumTable<OptimizerKind>& enum_table(OptimizerKind) {
+  static const EnumTable<OptimizerKind> t = {
+      {OptimizerKind::kSgd, "sgd", "SGD with momentum"},
+      {OptimizerKind::kAdam, "adam", "Adam, L2 weight decay"},
+      {OptimizerKind::kAdamW, "adamw", "Adam, decoupled weight decay"}};
+  return t;
+}
+
+const EnumTable<BnStatsMode>& enum_table(BnStatsMode) {
+  static const EnumTable<BnStatsMode> t = {
+      {BnStatsMode::kBatch, "batch", "train-mode BN"},
+      {BnStatsMode::kRunning, "running", "inference-mode BN, as Keras trainable=False"}};
+  return t;
+}
+
+TrainOptions preset(Recipe recipe) {
+  switch (recipe) {
+    case Recipe::kFrankle2021:
+      return frankle2021_options(160);
+    case Recipe::kAirbench94:
+      return airbench94_options();
+    case Recipe::kDefault:
+      break;
+  }
+  return TrainOptions{};
+}
+
+TrainOptions frankle2021_options(int64_t epochs) {
+  TrainOptions c;
+  c.recipe = Recipe::kFrankle2021;
+  c.epochs = static_cast<double>(epochs);
+  c.optimizer = OptimizerKind::kSgd;
+  c.momentum = 0.9f;
+  c.nesterov = false;
+  c.lr = 0.1f;
+  c.schedule = optim::ScheduleKind::kMultistep;
+  c.milestones = {epochs * 80.0 / 160.0, epochs * 120.0 / 160.0};
+  c.gamma = 0.1f;
+  c.batch_size = 128;
+  c.weight_decay = 1e-4f;
+  c.warmup_epochs = 0;
+  c.label_smoothing = 0.0f;
+  c.augment = true;
+  c.bn_init = BnInit::kUniform;
+  c.normalize = "imagenet";
+  return c;
+}
+
+TrainOptions airbench94_options(int64_t batch_size, double epochs) {
+  constexpr double kLrPer1024 = 11.5, kWeightDecayPer1024 = 0.0153, kMomentum = 0.85;
+  TrainOptions c;
+  c.recipe = Recipe::kAirbench94;
+  c.model = "airbench94";
+  c.out = "runs/airbench94";
+  c.epochs = epochs;
+  c.batch_size = batch_size;
+  const double bs = static_cast<double>(batch_size);
+  const double kilostep_scale = 1024.0 * (1.0 + 1.0 / (1.0 - kMomentum));
+  const double decay_per_step = kWeightDecayPer1024 * bs / kilostep_scale;
+  const double lr = kLrPer1024 / kilostep_scale * bs;  // for the mean loss
+  c.optimizer = OptimizerKind::kSgd;
+  c.lr = static_cast<float>(lr);
+  c.momentum = static_cast<float>(kMomentum);
+  c.nesterov = true;
+  c.weight_decay = static_cast<float>(decay_per_step / lr);
+  c.bn_bias_lr_scale = 64.0f;
+  c.schedule = optim::ScheduleKind::kPiecewise;
+  c.warmup_epochs = 0;
+  c.label_smoothing = 0.2f;
+  c.augment = true;
+  c.augment_scheme = data::AugmentScheme::kTranslateAlternatingFlip;
+  c.translate = 2;
+  c.normalize = "cifar10";
+  c.keep_model_frozen = true;
+  c.lookahead_every = 5;
+  c.whitening_images = 5000;
+  c.whitening_eps = 5e-4;
+  c.whitening_bias_epochs = 3;
+  c.eval_every_epoch = false;
+  c.eval_batch_size = 1024;
+  c.tta = 2;
+  c.resumable = false;
+  return c;
+}
+
+void validate(const TrainOptions& o) {
+  auto bad = [](const char* param, const std::string& what) {
+    throw OptionError(param, std::string(param) + " " + what);
+  };
+  auto num = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return std::string(b);
+  };
+  if (!(o.epochs > 0) || !(o.epochs <= 100000))
+    bad("epochs", "must be > 0 and <= 100000, got " + num(o.epochs));
+  if (o.recipe != Recipe::kAirbench94 && o.epochs != std::floor(o.epochs))
+    bad("epochs", "must be a whole number, got " + num(o.epochs));
+  if (o.batch_size < 2)
+    bad("batch_size", "must be >= 2 for BatchNorm training, got " + std::to_string(o.batch_size));
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) bad("lr", "must be > 0, got " + num(o.lr));
+  if (!(o.momentum >= 0 && o.momentum < 1)) bad("momentum", "must be in [0, 1)");
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) bad("weight_decay", "must be >= 0");
+  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1))
+    bad("label_smoothing", "must be in [0, 1)");
+  if (o.threads < 1) bad("threads", "must be >= 1");
+  if (o.limit_train == 0 || o.limit_train < -1) bad("limit_train", "must be >= 1");
+  if (o.limit_test == 0 || o.limit_test < -1) bad("limit_test", "must be >= 1");
+  if (o.tta < 0 || o.tta > 2) bad("tta", "must be 0, 1 or 2, got " + std::to_string(o.tta));
+  if (o.eval_batch_size < 1) bad("eval_batch_size", "must be >= 1");
+  if (o.schedule == optim::ScheduleKind::kPiecewise && o.recipe != Recipe::kAirbench94)
+    bad("schedule", "piecewise is airbench94's (its knots are set by the recipe)");
+  data::normalization_named(o.normalize, "normalize");
+}
+
+}  // namespace minidl::train

@@ -1,0 +1,132 @@
+// minidl — what a training run is: typed options (numbers and enums, no strings for choices) and
+// the recipes, named presets of those options. The Trainer (train/trainer.hpp) runs them; the
+// run directory (train/run_dir.hpp) saves and reads them as config.json.
+//
+// Recipes:
+//   default      resnet20, 30 epochs, batch 128, SGD Nesterov momentum 0.9, lr 0.1 one-cycle
+//                (15% warm-up), weight decay 5e-4, label smoothing 0.1, crop + flip.
+//   frankle2021  the BN-only paper's recipe (Frankle, Schwab & Morcos, ICLR 2021, open_lth's
+//                cifar_resnet defaults): SGD momentum 0.9 without Nesterov, lr 0.1 x0.1 at
+//                epochs E/2 and 3E/4 (80 and 120 of 160), batch 128, weight decay 1e-4, crop +
+//                flip, ImageNet mean/std, gamma ~ U[0, 1).
+//   airbench94   Keller Jordan's airbench94 (arXiv 2404.00498, legacy/airbench94.py; see
+//                airbench94_options below and docs/recipes.md).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/enum_names.hpp"
+#include "data/loader.hpp"
+#include "layers/models/registry.hpp"
+#include "optim/freeze.hpp"
+#include "optim/schedule.hpp"
+
+namespace minidl::train {
+
+enum class Recipe { kDefault, kFrankle2021, kAirbench94 };
+const EnumTable<Recipe>& enum_table(Recipe);
+
+/// sgd (optim/sgd.hpp), adam and adamw (optim/adam.hpp: L2 and decoupled weight decay).
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
+const EnumTable<OptimizerKind>& enum_table(OptimizerKind);
+
+/// BatchNorm's statistics while training. This freezes statistics, not parameters (that is
+/// TrainOptions::train_only): batch = train-mode BN (normalize with each batch's statistics,
+/// update the running ones); running = inference-mode BN (the running buffers normalize and are
+/// never updated, as Keras does for a layer with trainable = False).
+enum class BnStatsMode { kBatch, kRunning };
+const EnumTable<BnStatsMode>& enum_table(BnStatsMode);
+
+/// Thrown for an option outside its range: `param` is the TrainOptions field ("batch_size"),
+/// what() reads "batch_size must be >= 2 for BatchNorm training, got 1". The CLI maps `param`
+/// to its flag.
+struct OptionError : std::invalid_argument {
+  OptionError(std::string param, const std::string& what)
+      : std::invalid_argument(what), param(std::move(param)) {}
+  std::string param;
+};
+
+/// Every setting of a training run. The defaults are the default recipe.
+struct TrainOptions {
+  Recipe recipe = Recipe::kDefault;
+  std::string data;               ///< CIFAR-10 binary directory
+  std::string model = "resnet20";  ///< a registered model name (layers/models/registry.hpp)
+  /// Training length in epochs: a whole number except for airbench94 (9.9: the last epoch
+  /// stops after ceil(9.9 x batches per epoch) steps in all).
+  double epochs = 30;
+  int64_t batch_size = 128;
+  OptimizerKind optimizer = OptimizerKind::kSgd;
+  float lr = 0.1f;  ///< peak learning rate (of the mean loss over the batch)
+  float momentum = 0.9f;
+  bool nesterov = true;
+  /// L2 weight decay (sgd, adam) or decoupled (adamw), trainable parameters only.
+  float weight_decay = 5e-4f;
+  optim::ScheduleKind schedule = optim::ScheduleKind::kOneCycle;
+  double warmup_epochs = -1.0;     ///< linear warm-up in epochs (fractions allowed); < 0: 15%
+  std::vector<double> milestones;  ///< multistep: epochs where lr is multiplied by gamma
+  float gamma = 0.1f;
+  float label_smoothing = 0.1f;
+  bool augment = true;  ///< augment_scheme on every training image
+  data::AugmentScheme augment_scheme = data::AugmentScheme::kCropFlip;
+  int translate = 2;  ///< kTranslateAlternatingFlip's largest shift in pixels (kCropFlip pads 4)
+  /// Input normalization (data::normalization_named): cifar10 | imagenet. Saved in the
+  /// checkpoint's metadata ("normalization"); eval and predict read it there.
+  std::string normalize = "cifar10";
+  uint64_t seed = 0;  ///< model init, data order, augmentation, random-per-channel masks
+  int threads = 2;
+  int64_t limit_train = -1;  ///< the first N training images (-1: all 50,000)
+  int64_t limit_test = -1;   ///< the first N test images (-1: all 10,000)
+  /// The run directory; empty: none (nothing is written: probes and tests).
+  std::string out = "runs/latest";
+  BnInit bn_init = BnInit::kFixed;
+  optim::TrainOnly train_only = optim::TrainOnly::kAll;
+  /// Keep the parameters the model itself freezes (airbench94's gammas and whitening weight)
+  /// frozen; train_only then only freezes more. False: train_only decides every parameter.
+  bool keep_model_frozen = false;
+  BnStatsMode bn_stats = BnStatsMode::kBatch;
+
+  // What the airbench94 recipe adds (the defaults leave each off).
+  /// BatchNorm biases: lr x bn_bias_lr_scale and weight decay / bn_bias_lr_scale (the same decay
+  /// per step), an optimizer parameter group; 1: no group.
+  float bn_bias_lr_scale = 1.0f;
+  /// Every N steps the weights and BN buffers are pulled to their EMA, and set to it after the
+  /// last step (optim/lookahead.hpp); 0: no lookahead.
+  int64_t lookahead_every = 0;
+  /// Models with a patch-whitening stem (airbench94) set its weight from the first
+  /// whitening_images training images (eps whitening_eps) and train its bias for the first
+  /// whitening_bias_epochs epochs (-1: throughout).
+  int64_t whitening_images = 5000;
+  double whitening_eps = 5e-4;
+  int64_t whitening_bias_epochs = -1;
+  /// Evaluate on the test set after every epoch (false: after the last one only).
+  bool eval_every_epoch = true;
+  int64_t eval_batch_size = 1000;
+  /// Test-time augmentation of an extra final evaluation (train/loop.hpp, tta_logits); 0: none.
+  int tta = 0;
+  /// Save the training state after every epoch (train_state.safetensors: --resume); false: the
+  /// checkpoint is written once, after the last epoch (airbench94, whose lookahead state is not
+  /// saved).
+  bool resumable = true;
+};
+
+/// The options of `recipe` (every field but data, seed, threads, limits and out at its value).
+TrainOptions preset(Recipe recipe);
+/// frankle2021 with its milestones at epochs/2 and 3 epochs/4.
+TrainOptions frankle2021_options(int64_t epochs);
+/// airbench94 at `batch_size` over `epochs`: the model airbench94 with its frozen gammas, SGD
+/// Nesterov momentum 0.85, lr 11.5 and weight decay 0.0153 per 1,024 examples converted as
+/// airbench94.py does (kilostep_scale = 1024 (1 + 1 / (1 - momentum)); lr = batch x 11.5 /
+/// kilostep_scale for the mean loss; weight decay 0.0153 x batch / kilostep_scale / lr), BN
+/// biases lr x64 with the same decay per step, the piecewise schedule, label smoothing 0.2,
+/// 2-pixel reflect translation with the alternating flip, lookahead every 5 steps, whitening
+/// from 5,000 images with its bias trained 3 epochs, test batches of 1024 (a multiple of the
+/// Winograd kernels' 16 lanes), the test set evaluated after the last epoch, TTA level 2.
+TrainOptions airbench94_options(int64_t batch_size = 1024, double epochs = 9.9);
+
+/// Checks every range. Throws OptionError naming the field.
+void validate(const TrainOptions& o);
+
+}  // namespace minidl::train

@@ -1,0 +1,600 @@
+#include "train/run_dir.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <type_traits>
+
+#include "core/file_io.hpp"
+#include "layers/models/registry.hpp"
+
+namespace minidl::train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- config.json ----------------------------------------------------------------------------
+
+namespace {
+
+/// An epoch count as config.json holds it: an integer, or airbench94's number.
+struct Epochs {
+  double& value;
+  bool fractional;
+};
+/// A choice as config.json holds it: its name (core/enum_names.hpp).
+template <class E>
+struct Named {
+  E& value;
+};
+template <class E>
+Named<E> named(E& v) {
+  return {v};
+}
+
+/// Calls f(key, field) for every field config.json holds, in file order: the one list that
+/// config_to_json and config_from_json share. (nlohmann's NLOHMANN_DEFINE_TYPE_* would give a
+/// single list too, but its errors are the library's type_error text; read_field names the key
+/// and the expected type and checks integer and float ranges.)
+template <class Options, class F>
+void for_each_field(Options& c, F&& f) {
+  if (c.recipe == Recipe::kAirbench94) {  // the preset fixes every other field
+    f("data", c.data);
+    f("seed", c.seed);
+    f("tta", c.tta);
+    f("threads", c.threads);
+    f("epochs", Epochs{c.epochs, true});
+    f("batch_size", c.batch_size);
+    f("limit_train", c.limit_train);
+    f("limit_test", c.limit_test);
+    f("eval_every_epoch", c.eval_every_epoch);
+    return;
+  }
+  f("data", c.data);
+  f("model", c.model);
+  f("epochs", Epochs{c.epochs, false});
+  f("batch_size", c.batch_size);
+  f("optimizer", named(c.optimizer));
+  f("lr", c.lr);
+  f("momentum", c.momentum);
+  f("nesterov", c.nesterov);
+  f("weight_decay", c.weight_decay);
+  f("schedule", named(c.schedule));
+  f("warmup_epochs", c.warmup_epochs);
+  f("milestones", c.milestones);
+  f("gamma", c.gamma);
+  f("label_smoothing", c.label_smoothing);
+  f("augment", c.augment);
+  f("normalize", c.normalize);
+  f("seed", c.seed);
+  f("threads", c.threads);
+  f("limit_train", c.limit_train);
+  f("limit_test", c.limit_test);
+  f("out", c.out);
+  f("bn_init", named(c.bn_init));
+  f("train_only", named(c.train_only));
+  f("bn_stats", named(c.bn_stats));
+}
+
+template <class T>
+struct is_named : std::false_type {};
+template <class E>
+struct is_named<Named<E>> : std::true_type {};
+
+template <class Field>
+void write_field(json& j, const char* key, const Field& field) {
+  using T = std::decay_t<Field>;
+  if constexpr (std::is_same_v<T, Epochs>) {
+    if (field.fractional)
+      j[key] = field.value;
+    else
+      j[key] = static_cast<int64_t>(field.value);
+  } else if constexpr (is_named<T>::value) {
+    j[key] = name_of(field.value);
+  } else {
+    j[key] = field;
+  }
+}
+
+/// Reads key `key` of `j` into `field` if present, checking its JSON type first. Throws
+/// std::runtime_error naming the key and the expected type.
+template <class Field>
+void read_field(const json& j, const char* key, Field&& field) {
+  using T = std::decay_t<Field>;
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  const json& v = *it;
+  auto bad = [&](const std::string& expected) {
+    std::string got = v.dump();
+    if (got.size() > 40) got = got.substr(0, 40) + "...";
+    return std::runtime_error(std::string("key \"") + key + "\" must be " + expected + ", got " +
+                              got);
+  };
+  if constexpr (std::is_same_v<T, Epochs>) {
+    if (field.fractional ? !v.is_number() : !v.is_number_integer())
+      throw bad(field.fractional ? "a number" : "an integer");
+    const double x = v.get<double>();
+    if (!(std::fabs(x) <= 1e9)) throw bad("a number in range");
+    field.value = x;
+  } else if constexpr (is_named<T>::value) {
+    using E = std::remove_reference_t<decltype(field.value)>;
+    if (!v.is_string()) throw bad(choices_text(names_of<E>()));
+    try {
+      field.value = parse_enum<E>(v.get<std::string>(), std::string("key \"") + key + "\"");
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(e.what());
+    }
+  } else {
+    using F = T;
+    if constexpr (std::is_same_v<F, std::string>) {
+      if (!v.is_string()) throw bad("a string");
+      field = v.get<std::string>();
+    } else if constexpr (std::is_same_v<F, bool>) {
+      if (!v.is_boolean()) throw bad("true or false");
+      field = v.get<bool>();
+    } else if constexpr (std::is_integral_v<F>) {
+      if (!v.is_number_integer()) throw bad("an integer");
+      if (v.is_number_unsigned()) {  // nlohmann parses every non-negative integer as unsigned
+        if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<F>::max()))
+          throw bad("an integer in range");
+      } else if (std::is_unsigned_v<F> ||
+                 v.get<int64_t>() < static_cast<int64_t>(std::numeric_limits<F>::lowest())) {
+        throw bad("an integer in range");
+      }
+      field = v.get<F>();
+    } else if constexpr (std::is_floating_point_v<F>) {
+      if (!v.is_number()) throw bad("a number");
+      // Converting a double outside F's range is undefined behaviour: check first.
+      if (!(std::fabs(v.get<double>()) <= static_cast<double>(std::numeric_limits<F>::max())))
+        throw bad("a number within the range of a float");
+      field = v.get<F>();
+    } else {  // std::vector<double>
+      if (!v.is_array()) throw bad("an array of numbers");
+      field.clear();
+      for (const json& x : v) {
+        if (!x.is_number()) throw bad("an array of numbers");
+        field.push_back(x.get<double>());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+json config_to_json(const TrainOptions& o) {
+  json j = json::object();
+  if (o.recipe == Recipe::kAirbench94) j["recipe"] = name_of(o.recipe);
+  TrainOptions c = o;  // for_each_field hands out references
+  for_each_field(c, [&](const char* key, auto&& field) { write_field(j, key, field); });
+  return j;
+}
+
+TrainOptions config_from_json(const json& j) {
+  if (!j.is_object()) throw std::runtime_error("expected a JSON object of training settings");
+  TrainOptions c;
+  if (j.contains("recipe")) {
+    Recipe r = Recipe::kDefault;
+    read_field(j, "recipe", named(r));
+    if (r == Recipe::kAirbench94) {  // the preset at the saved batch size and length
+      int64_t batch = 1024;
+      double epochs = 9.9;
+      read_field(j, "batch_size", batch);
+      read_field(j, "epochs", Epochs{epochs, true});
+      if (batch < 2) throw std::runtime_error("key \"batch_size\" must be >= 2");
+      c = airbench94_options(batch, epochs);
+    } else {
+      c = preset(r);
+    }
+  }
+  for_each_field(c, [&](const char* key, auto&& field) { read_field(j, key, field); });
+  return c;
+}
+
+TrainOptions read_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("\"" + path + "\" does not exist or cannot be read");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > (1u << 20)) {
+    throw std::runtime_error("\"" + path + "\" is " + std::to_string(text.size()) +
+                             " bytes; a minidl config.json is under 1 MiB");
+  }
+  if (json_nesting_depth(text) > 8) {
+    throw std::runtime_error("\"" + path +
+                             "\" nests arrays or objects more than 8 deep; it is "
+                             "not a minidl config.json");
+  }
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error("\"" + path + "\" is not valid JSON (error at byte " +
+                             std::to_string(e.byte) + ")");
+  }
+  try {
+    return config_from_json(j);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("\"" + path + "\": " + e.what());
+  }
+}
+
+void write_config(const std::string& path, const TrainOptions& o) {
+  write_file_atomic(path,
+                    config_to_json(o).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+}
+
+// ---- metrics.csv ----------------------------------------------------------------------------
+
+namespace {
+const char* const kMetricsColumns[] = {"epoch",         "train_loss", "train_accuracy",
+                                       "test_loss",     "test_accuracy", "lr",
+                                       "seconds",       "images_per_second"};
+}  // namespace
+
+std::string metrics_header() {
+  std::string h;
+  for (const char* c : kMetricsColumns) h += (h.empty() ? "" : ",") + std::string(c);
+  return h + "\n";
+}
+
+std::string format_metrics_row(const MetricsRow& r) {
+  auto opt = [](const std::optional<double>& v) {
+    char b[32] = "";
+    if (v) std::snprintf(b, sizeof b, "%.6f", *v);
+    return std::string(b);
+  };
+  char row[256];
+  std::snprintf(row, sizeof row, "%lld,%.6f,%.6f,%s,%s,%.6g,%.3f,%.1f\n",
+                static_cast<long long>(r.epoch), r.train_loss, r.train_accuracy,
+                opt(r.test_loss).c_str(), opt(r.test_accuracy).c_str(), r.lr, r.seconds,
+                r.images_per_second);
+  return row;
+}
+
+std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string& path) {
+  std::istringstream in(text);
+  std::string line;
+  auto split = [](const std::string& l) {
+    std::vector<std::string> f;
+    std::stringstream ss(l);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    if (!l.empty() && l.back() == ',') f.push_back("");
+    return f;
+  };
+  if (!std::getline(in, line)) throw std::runtime_error("\"" + path + "\" is empty");
+  const std::vector<std::string> header = split(line);
+  std::map<std::string, size_t> col;
+  for (size_t i = 0; i < header.size(); ++i) col[header[i]] = i;
+  for (const char* required : {"epoch", "train_loss", "train_accuracy", "lr", "seconds",
+                               "images_per_second"}) {
+    if (!col.count(required))
+      throw std::runtime_error("\"" + path + "\" has no column \"" + required + "\"");
+  }
+  std::vector<MetricsRow> rows;
+  while (std::getline(in, line)) {
+    const std::vector<std::string> f = split(line);
+    // The value of column `name`: nullopt when empty or absent (optional columns only).
+    auto value = [&](const char* name, bool required) -> std::optional<double> {
+      auto it = col.find(name);
+      if (it == col.end() || it->second >= f.size() || f[it->second].empty()) {
+        if (!required) return std::nullopt;
+        throw std::runtime_error("\"" + path + "\": row \"" + line.substr(0, 80) +
+                                 "\" has no value in column \"" + name + "\"");
+      }
+      const std::string& s = f[it->second];
+      char* end = nullptr;
+      const double x = std::strtod(s.c_str(), &end);
+      if (end == s.c_str() || *end != '\0' || !std::isfinite(x)) {
+        throw std::runtime_error("\"" + path + "\": row \"" + line.substr(0, 80) +
+                                 "\" has \"" + s.substr(0, 20) + "\" in column \"" + name +
+                                 "\", expected a number");
+      }
+      return x;
+    };
+    MetricsRow r;
+    r.epoch = static_cast<int64_t>(*value("epoch", true));
+    r.train_loss = *value("train_loss", true);
+    r.train_accuracy = *value("train_accuracy", true);
+    r.test_loss = value("test_loss", false);
+    r.test_accuracy = value("test_accuracy", false);
+    if (r.test_accuracy && *r.test_accuracy < 0) r.test_accuracy.reset();  // airbench's old -1
+    r.lr = *value("lr", true);
+    r.seconds = *value("seconds", true);
+    r.images_per_second = *value("images_per_second", true);
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::vector<MetricsRow> read_metrics(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("\"" + path + "\" does not exist or cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_metrics(ss.str(), path);
+}
+
+// ---- model.safetensors ----------------------------------------------------------------------
+
+void save_checkpoint(const std::string& path, const Module& model, const TrainOptions& o,
+                     int64_t epoch, double test_accuracy, double test_accuracy_tta) {
+  std::map<std::string, std::string> meta = {
+      {"format", "minidl"},
+      {"model", o.model},
+      {"normalization", o.normalize},
+      {"config", config_to_json(o).dump(-1, ' ', false, json::error_handler_t::replace)},
+      {"epoch", std::to_string(epoch)},
+      {"test_accuracy", std::to_string(test_accuracy)},
+      {"seed", std::to_string(o.seed)}};
+  if (o.recipe == Recipe::kAirbench94 || o.tta > 0) {
+    meta["tta"] = std::to_string(o.tta);
+    meta["test_accuracy_tta"] = std::to_string(test_accuracy_tta);
+  }
+  save_safetensors(path, model.state_dict(), meta);
+}
+
+std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, bool allow_nonfinite) {
+  Checkpoint ck = load_safetensors(path);
+  if (!allow_nonfinite) {
+    for (const auto& [name, t] : ck.tensors) {
+      int64_t bad = 0, first = -1;
+      const float* v = t.data();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        if (!std::isfinite(v[i])) {
+          if (bad++ == 0) first = i;
+        }
+      }
+      if (bad > 0) {
+        throw NonFiniteCheckpoint("checkpoint \"" + path + "\": tensor \"" + name + "\" has " +
+                                 std::to_string(bad) + " NaN or infinite value(s) of " +
+                                 std::to_string(t.numel()) + " (first at index " +
+                                 std::to_string(first) + "); the run that wrote it diverged");
+      }
+    }
+  }
+  auto it = ck.metadata.find("model");
+  if (it == ck.metadata.end()) {
+    throw std::runtime_error("checkpoint \"" + path +
+                             "\" has no \"model\" entry in its "
+                             "__metadata__ (was it written by minidl train?)");
+  }
+  std::shared_ptr<Module> model = create_model(it->second, ModelOptions{});
+  try {
+    model->load_state_dict(ck.tensors);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint \"" + path + "\" does not fit model " + it->second + ": " +
+                             e.what());
+  }
+  model->eval();
+  if (out) *out = std::move(ck);
+  return model;
+}
+
+data::Normalization checkpoint_normalization(const Checkpoint& ck, const std::string& path) {
+  auto it = ck.metadata.find("normalization");
+  if (it == ck.metadata.end()) return data::Normalization{};
+  try {
+    return data::normalization_named(it->second, "checkpoint \"" + path + "\"");
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
+  }
+}
+
+namespace {
+/// The integer metadata entry `key` of `ck` (read from `path`), which must be in [lo, hi].
+int64_t meta_int(const Checkpoint& ck, const std::string& path, const std::string& key, int64_t lo,
+                 int64_t hi) {
+  auto it = ck.metadata.find(key);
+  auto bad = [&](const std::string& what) {
+    return ResumeError("\"" + path + "\": metadata \"" + key + "\" " + what);
+  };
+  if (it == ck.metadata.end()) throw bad("is missing");
+  const std::string& v = it->second;
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
+    throw bad("must be a non-negative integer, got \"" + v.substr(0, 40) + "\"");
+  const int64_t x = std::stoll(v);
+  if (x < lo || x > hi) {
+    throw bad("is " + v + ", expected " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return x;
+}
+}  // namespace
+
+int64_t checkpoint_epoch(const std::string& run_dir) {
+  const std::string path = run_dir + "/model.safetensors";
+  if (!fs::exists(path)) return 0;
+  const Checkpoint ck = load_safetensors(path);
+  try {
+    return meta_int(ck, path, "epoch", 0, 1000000000);
+  } catch (const ResumeError&) {
+    throw std::runtime_error("\"" + path +
+                             "\" has no epoch count in its metadata (was it written by minidl "
+                             "train?)");
+  }
+}
+
+// ---- train_state.safetensors ----------------------------------------------------------------
+
+namespace {
+const char* const kStateFormat = "minidl-train-state";
+
+/// The first `rows` epoch rows of a metrics.csv text (header kept). Throws if it has fewer.
+std::string first_metrics_rows(const std::string& text, int64_t rows, const std::string& path) {
+  std::istringstream in(text);
+  std::string line, out;
+  int64_t n = -1;  // the header is row -1
+  while (n < rows && std::getline(in, line)) {
+    out += line + "\n";
+    ++n;
+  }
+  if (n < rows) {
+    throw ResumeError("\"" + path + "\" has " + std::to_string(std::max<int64_t>(n, 0)) +
+                      " epoch rows, the saved state is at epoch " + std::to_string(rows));
+  }
+  return out;
+}
+}  // namespace
+
+void save_train_state(const std::string& path, const Module& model, optim::Optimizer& opt,
+                      const std::string& model_name, int64_t epochs_done, int64_t step,
+                      const std::string& metrics) {
+  NamedTensors state;
+  for (auto& [name, t] : model.state_dict()) state.emplace_back("model." + name, t);
+  const NamedTensors params = model.named_parameters();
+  for (const auto& b : opt.state_buffers()) {
+    state.emplace_back("optimizer." + params.at(b.param).first + "." + b.kind,
+                       Tensor({static_cast<int64_t>(b.values->size())}, *b.values));
+  }
+  save_safetensors(path, state,
+                   {{"format", kStateFormat},
+                    {"version", "2"},
+                    {"model", model_name},
+                    {"epochs_done", std::to_string(epochs_done)},
+                    {"step", std::to_string(step)},
+                    {"optimizer_steps", std::to_string(opt.step_count())},
+                    {"metrics", metrics}});
+}
+
+ResumePoint load_train_state(const std::string& run_dir, Module& model, optim::Optimizer& opt,
+                             const TrainOptions& o, int64_t per_epoch) {
+  const std::string path = run_dir + "/train_state.safetensors";
+  const std::string model_path = run_dir + "/model.safetensors";
+  if (!fs::exists(path)) {
+    throw ResumeError("\"" + path +
+                      "\" does not exist: no epoch of this run finished, so there is nothing to "
+                      "continue (start it again without resuming)");
+  }
+  Checkpoint ck;
+  try {
+    ck = load_safetensors(path);
+  } catch (const std::runtime_error& e) {
+    throw ResumeError(e.what());
+  }
+  auto fail = [&](const std::string& what) { return ResumeError("\"" + path + "\" " + what); };
+  ResumePoint r;
+  r.epoch = meta_int(ck, path, "epochs_done", 1, static_cast<int64_t>(o.epochs));
+  r.step = meta_int(ck, path, "step", 0, INT64_MAX / 2);
+  if (r.step != r.epoch * per_epoch) {
+    throw fail("is at step " + std::to_string(r.step) + " after " + std::to_string(r.epoch) +
+               " epochs, but this run has " + std::to_string(per_epoch) +
+               " batches per epoch (were limit_train or batch_size changed?)");
+  }
+  const int64_t optimizer_steps = meta_int(ck, path, "optimizer_steps", 0, INT64_MAX / 2);
+  const NamedTensors params = model.named_parameters();
+  if (params.size() != opt.params().size()) throw std::logic_error("optimizer and model disagree");
+  std::map<std::string, Tensor> saved_buffers;
+  NamedTensors model_state;
+  const bool v2 = ck.metadata.count("version") && ck.metadata.at("version") == "2";
+  for (auto& [name, t] : ck.tensors) {
+    if (v2 && name.rfind("model.", 0) == 0)
+      model_state.emplace_back(name.substr(6), t);
+    else if (name.rfind("optimizer.", 0) == 0)
+      saved_buffers[name] = t;
+    else
+      throw fail("has an entry \"" + name + "\" that is neither model.* nor optimizer.*");
+  }
+  if (v2) {
+    auto format = ck.metadata.find("format");
+    if (format == ck.metadata.end() || format->second != kStateFormat) {
+      throw fail("is not a minidl training state (its metadata has no format \"" +
+                 std::string(kStateFormat) + "\")");
+    }
+    auto it = ck.metadata.find("model");
+    if (it == ck.metadata.end() || it->second != o.model) {
+      throw fail("holds model " + (it == ck.metadata.end() ? std::string("(none)") : it->second) +
+                 ", the run's config.json says " + o.model);
+    }
+    try {
+      model.load_state_dict(model_state);
+    } catch (const std::exception& e) {
+      throw fail(std::string("does not fit the model: ") + e.what());
+    }
+    auto m = ck.metadata.find("metrics");
+    if (m == ck.metadata.end()) throw fail("has no metrics entry");
+    r.metrics = first_metrics_rows(m->second, r.epoch, path);
+  } else {
+    // Version 1: the model from model.safetensors, which must be of the same epoch.
+    Checkpoint mk;
+    try {
+      mk = load_safetensors(model_path);
+    } catch (const std::runtime_error& e) {
+      throw ResumeError(e.what());
+    }
+    const int64_t model_epoch = meta_int(mk, model_path, "epoch", 0, INT64_MAX / 2);
+    if (model_epoch != r.epoch) {
+      throw ResumeError("\"" + model_path + "\" is from epoch " + std::to_string(model_epoch) +
+                        " but \"" + path + "\" from epoch " + std::to_string(r.epoch) +
+                        " (the run stopped between the two writes); resuming would mix epochs, "
+                        "so this run cannot be continued");
+    }
+    try {
+      model.load_state_dict(mk.tensors);
+    } catch (const std::exception& e) {
+      throw ResumeError("\"" + model_path + "\" does not fit the model: " + e.what());
+    }
+    std::ifstream in(run_dir + "/metrics.csv");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    r.metrics = first_metrics_rows(ss.str(), r.epoch, run_dir + "/metrics.csv");
+  }
+  // Every optimizer buffer: the expected name, and 0 values (never updated) or the parameter's.
+  const auto buffers = opt.state_buffers();
+  if (saved_buffers.size() != buffers.size()) {
+    throw fail("holds " + std::to_string(saved_buffers.size()) +
+               " optimizer buffers, this run's optimizer " + name_of(o.optimizer) + " has " +
+               std::to_string(buffers.size()));
+  }
+  std::vector<std::string> kinds;  // version 1 stored the buffers kind by kind
+  for (const auto& b : buffers) {
+    if (std::find(kinds.begin(), kinds.end(), b.kind) == kinds.end()) kinds.push_back(b.kind);
+  }
+  for (const auto& b : buffers) {
+    const size_t v1_index =
+        static_cast<size_t>(std::find(kinds.begin(), kinds.end(), b.kind) - kinds.begin()) *
+            params.size() +
+        b.param;
+    const std::string name = v2 ? "optimizer." + params[b.param].first + "." + b.kind
+                                : "optimizer." + std::to_string(v1_index);
+    auto it = saved_buffers.find(name);
+    if (it == saved_buffers.end()) {
+      throw fail("has no optimizer buffer \"" + name +
+                 "\" (was it written with another optimizer or model?)");
+    }
+    const Tensor& t = it->second;
+    const int64_t want = params[b.param].second.numel();
+    if (t.dim() != 1 || (t.numel() != 0 && t.numel() != want)) {
+      throw fail("has optimizer buffer \"" + name + "\" of shape " + shape_str(t.shape()) +
+                 "; parameter \"" + params[b.param].first + "\" needs [" + std::to_string(want) +
+                 "] (or [0] before its first update)");
+    }
+    const Storage& v = t.vec();
+    b.values->assign(v.begin(), v.end());
+  }
+  opt.set_step_count(optimizer_steps);
+  return r;
+}
+
+// ---- results.json ---------------------------------------------------------------------------
+
+void write_results(const std::string& path, const TrainOptions& o, const RunResult& r) {
+  const json j = {{"recipe", name_of(o.recipe)},
+                  {"model", o.model},
+                  {"seed", o.seed},
+                  {"threads", o.threads},
+                  {"epochs", r.epochs_done},
+                  {"steps", r.steps},
+                  {"test_accuracy", r.test_accuracy},
+                  {"test_loss", r.test_loss},
+                  {"tta", o.tta},
+                  {"test_accuracy_tta", r.test_accuracy_tta},
+                  {"train_accuracy", r.train_accuracy},
+                  {"train_seconds", r.train_seconds},
+                  {"eval_seconds", r.eval_seconds},
+                  {"total_seconds", r.total_seconds}};
+  write_file_atomic(path, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+}
+
+}  // namespace minidl::train

@@ -1,0 +1,149 @@
+// minidl — the run directory, one owner per file format. A run directory RUN_DIR holds:
+//   config.json              the run's TrainOptions (config_to_json below)
+//   train_state.safetensors  everything --resume needs, rewritten after every epoch: the epoch's
+//                            commit point (save_train_state)
+//   model.safetensors        the model's state_dict and metadata (save_checkpoint): what eval,
+//                            predict and bn-stats read, and what safetensors.torch.load_file reads
+//   metrics.csv              one row per epoch, the same named columns for every recipe
+//   results.json             the run's final numbers (write_results)
+// Every file is written atomically (core/file_io.hpp): a kill at any moment leaves each file
+// whole. Nothing else in minidl parses these files; readers check every field and throw
+// std::runtime_error naming the file and the entry.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.hpp"
+#include "layers/module.hpp"
+#include "optim/optimizer.hpp"
+#include "train/options.hpp"
+
+namespace minidl::train {
+
+// ---- config.json ----------------------------------------------------------------------------
+
+/// The options as config.json holds them. airbench94 saves {"recipe": "airbench94"} and the
+/// fields a run may choose (data, seed, tta, threads, epochs, batch_size, limit_train,
+/// limit_test, eval_every_epoch); every other recipe saves every field of the list in
+/// run_dir.cpp (for_each_field) and no "recipe" key, so that config.json and the checkpoint
+/// metadata are byte-identical to those of minidl before recipes were named. Enums are saved by
+/// name, epochs as an integer (airbench94: as a number).
+nlohmann::json config_to_json(const TrainOptions& o);
+/// The inverse of config_to_json; missing keys keep the recipe's values. Throws
+/// std::runtime_error naming the key and the expected type or names. Unknown keys are ignored.
+TrainOptions config_from_json(const nlohmann::json& j);
+/// Reads RUN_DIR/config.json: size (< 1 MiB) and nesting (<= 8) checked before parsing, then
+/// config_from_json. Throws std::runtime_error naming `path` and what is wrong.
+TrainOptions read_config(const std::string& path);
+/// Writes config_to_json(o) to `path` (2-space indent, a final newline).
+void write_config(const std::string& path, const TrainOptions& o);
+
+// ---- metrics.csv ----------------------------------------------------------------------------
+
+/// One epoch of metrics.csv. Columns, in order: epoch, train_loss, train_accuracy, test_loss,
+/// test_accuracy, lr, seconds, images_per_second. Accuracies are fractions; a test column is
+/// empty when the epoch was not evaluated (airbench94 evaluates the last epoch only). lr is the
+/// epoch's first step's; seconds the epoch's wall time with its evaluation; images_per_second
+/// the training loop's alone.
+struct MetricsRow {
+  int64_t epoch = 0;  ///< 1-based
+  double train_loss = 0, train_accuracy = 0;
+  std::optional<double> test_loss, test_accuracy;
+  double lr = 0, seconds = 0, images_per_second = 0;
+};
+/// The header line, with its newline.
+std::string metrics_header();
+/// One row as a line of metrics.csv, with its newline.
+std::string format_metrics_row(const MetricsRow& r);
+/// Parses a metrics.csv text by its header's column names (any order; unknown columns are
+/// skipped; epoch, train_loss, train_accuracy, lr, seconds and images_per_second required).
+/// Throws std::runtime_error naming `path`, the row and the column.
+std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string& path);
+/// Reads and parses RUN_DIR/metrics.csv (parse_metrics).
+std::vector<MetricsRow> read_metrics(const std::string& path);
+
+// ---- model.safetensors ----------------------------------------------------------------------
+
+/// Writes `model`'s state_dict to `path` (atomically) with metadata format "minidl", model
+/// (o.model), normalization (o.normalize), config (config_to_json(o), compact), epoch,
+/// test_accuracy (std::to_string), seed; and for airbench94 or o.tta > 0, tta and
+/// test_accuracy_tta.
+void save_checkpoint(const std::string& path, const Module& model, const TrainOptions& o,
+                     int64_t epoch, double test_accuracy, double test_accuracy_tta = 0.0);
+/// Thrown by load_model for a checkpoint holding NaN or infinity.
+struct NonFiniteCheckpoint : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+/// Builds the model named in a checkpoint's metadata ("model") and loads its tensors. Throws
+/// std::runtime_error naming the file when the metadata has no model name, and the
+/// load_state_dict error (naming the tensor) when a name or shape does not fit. Unless
+/// `allow_nonfinite`, a tensor holding NaN or infinity is refused (NonFiniteCheckpoint), naming
+/// the tensor, the count and the first index. The model is returned in eval mode.
+std::shared_ptr<Module> load_model(const std::string& checkpoint_path, Checkpoint* out = nullptr,
+                                   bool allow_nonfinite = false);
+/// The input normalization a checkpoint was trained with: its metadata entry "normalization";
+/// cifar10 when absent (minidl before the entry existed). Throws std::runtime_error naming
+/// `path` for an unknown name.
+data::Normalization checkpoint_normalization(const Checkpoint& ck, const std::string& path);
+/// The "epoch" of RUN_DIR/model.safetensors: epochs finished (0 when the file does not exist).
+/// Throws std::runtime_error naming the file when the entry is missing or not a number.
+int64_t checkpoint_epoch(const std::string& run_dir);
+
+// ---- train_state.safetensors ----------------------------------------------------------------
+
+/// Thrown when a run cannot be continued from its directory (the CLI prefixes "--resume: ").
+struct ResumeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// RUN_DIR/train_state.safetensors, version 2: model.<name> (every state_dict tensor),
+/// optimizer.<param>.<kind> (every optimizer buffer, shape [0] before its first update), and
+/// metadata format "minidl-train-state", version "2", model, epochs_done, step,
+/// optimizer_steps, metrics (metrics.csv's text so far). Version 1 held only "optimizer.<index>"
+/// buffers; it is still read, with the model from model.safetensors.
+void save_train_state(const std::string& path, const Module& model, optim::Optimizer& opt,
+                      const std::string& model_name, int64_t epochs_done, int64_t step,
+                      const std::string& metrics);
+
+/// Where a run continues.
+struct ResumePoint {
+  int64_t epoch = 0;    ///< epochs done
+  int64_t step = 0;     ///< optimizer steps done (epoch x batches per epoch)
+  std::string metrics;  ///< metrics.csv's text up to `epoch`
+};
+/// Loads RUN_DIR's train state into `model` and `opt`, checking every name, shape and size
+/// against them and the step against `per_epoch` batches per epoch. Throws ResumeError naming
+/// the file and the entry.
+ResumePoint load_train_state(const std::string& run_dir, Module& model, optim::Optimizer& opt,
+                             const TrainOptions& o, int64_t per_epoch);
+
+// ---- results.json ---------------------------------------------------------------------------
+
+/// What a run measured.
+struct RunResult {
+  double test_accuracy = 0.0;      ///< last epoch's, eval mode, no TTA
+  double test_loss = 0.0;          ///< last epoch's
+  double test_accuracy_tta = 0.0;  ///< with TrainOptions::tta (= test_accuracy when 0)
+  double train_accuracy = 0.0;     ///< last epoch's, augmented batches, train-mode BN
+  int64_t epochs_run = 0;          ///< epochs trained by this fit()
+  int64_t epochs_done = 0;         ///< epochs of the run in all
+  int64_t steps = 0;               ///< optimizer steps of the run in all
+  int64_t trainable_parameters = 0;
+  double images_per_second = 0.0;  ///< mean training throughput of this fit()
+  double train_seconds = 0.0;      ///< training loops (and whitening init) of this fit()
+  double eval_seconds = 0.0;       ///< test passes of this fit()
+  double total_seconds = 0.0;      ///< wall time of this fit(), data loading included
+  bool finished = false;           ///< the run reached its last epoch
+};
+/// Writes RUN_DIR/results.json: recipe, model, seed, threads, epochs, steps, test_accuracy,
+/// test_loss, tta, test_accuracy_tta, train_accuracy, train_seconds, eval_seconds,
+/// total_seconds.
+void write_results(const std::string& path, const TrainOptions& o, const RunResult& r);
+
+}  // namespace minidl::train

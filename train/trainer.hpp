@@ -1,0 +1,120 @@
+// minidl — the Trainer: runs a training run epoch after epoch (Keras' Model.fit, Lightning's
+// Trainer). It builds the model, data, optimizer and schedule from TrainOptions
+// (train/options.hpp), trains with train_epoch (train/loop.hpp), evaluates, and commits every
+// epoch to the run directory (train/run_dir.hpp). Printing, progress bars, profiling and probes
+// are callbacks; nothing here prints.
+//
+//   train::TrainOptions o = train::preset(train::Recipe::kDefault);
+//   o.data = "cifar-10-batches-bin";
+//   train::Callbacks cb;
+//   cb.on_epoch_end = [](const train::EpochEnd& e) { std::printf("%f\n", e.row.train_loss); };
+//   train::RunResult r = train::Trainer(o, cb).fit();
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "data/cifar10.hpp"
+#include "layers/module.hpp"
+#include "optim/optimizer.hpp"
+#include "train/loop.hpp"
+#include "train/options.hpp"
+#include "train/run_dir.hpp"
+
+namespace minidl::train {
+
+/// What on_fit_start sees.
+struct FitStart {
+  const TrainOptions& options;
+  const Module& model;
+  int64_t parameters = 0;  ///< parameter elements
+  int64_t trainable = 0;   ///< parameter elements that learn
+  int64_t train_images = 0, test_images = 0;
+  int64_t epochs = 0;             ///< epochs of the run (airbench94's 9.9: 10)
+  int64_t start_epoch = 0;        ///< epochs already done (resumed runs)
+  int64_t batches_per_epoch = 0;  ///< full epochs
+  int64_t total_steps = 0;
+};
+
+/// What on_epoch_end sees, after the epoch was committed to the run directory.
+struct EpochEnd {
+  int64_t epochs = 0;                ///< of the run
+  MetricsRow row;                    ///< the epoch's metrics.csv row (1-based epoch)
+  EpochStats train;                  ///< the training loop's
+  std::optional<EvalResult> test;    ///< when the epoch was evaluated
+};
+
+/// The Trainer's callbacks; any may be empty.
+struct Callbacks {
+  std::function<void(const FitStart&)> on_fit_start;
+  /// Before the epoch's first step (0-based epoch).
+  std::function<void(int64_t epoch)> on_epoch_start;
+  /// After every batch: (batch 1..n, batches n, mean loss so far).
+  std::function<void(int64_t, int64_t, double)> on_batch_end;
+  /// After the epoch's training loop, before its evaluation (0-based epoch).
+  std::function<void(int64_t epoch, const EpochStats&)> on_train_epoch_end;
+  /// Before the test pass of an epoch, and of the final test-time augmented evaluation.
+  std::function<void()> on_evaluate_start;
+  std::function<void(const EpochEnd&)> on_epoch_end;
+  /// Inside each step (train/loop.hpp): after backward, after the optimizer step.
+  StepHooks step;
+};
+
+/// Thrown by fit() when training diverges (a non-finite loss or parameter). Nothing of the
+/// diverging epoch is saved; the run directory keeps the last good epoch.
+struct FitDiverged : std::runtime_error {
+  FitDiverged(const std::string& reason, int64_t kept_epoch, std::string checkpoint);
+  std::string reason;      ///< train_epoch's message: the epoch, the batch, the parameter
+  int64_t kept_epoch = 0;  ///< epochs whose checkpoint is kept (0: none)
+  std::string checkpoint;  ///< its path (empty: none)
+};
+
+class Trainer {
+ public:
+  explicit Trainer(TrainOptions options, Callbacks callbacks = {});
+
+  /// Datasets to use instead of reading options.data (not owned; must outlive fit()). A null
+  /// `test`: no evaluation at all.
+  void set_datasets(const data::Dataset* train, const data::Dataset* test);
+
+  /// Trains the run. With `resume`, continues the run in options.out from its last committed
+  /// epoch (the options must be the run's: train/run_dir.hpp, read_config). `stop_after` > 0
+  /// ends this call after that many epochs while the schedule still spans options.epochs.
+  /// Throws OptionError for a bad option, ResumeError when the run cannot be continued,
+  /// FitDiverged, and the readers' errors for bad data files.
+  RunResult fit(bool resume = false, int64_t stop_after = -1);
+
+  const TrainOptions& options() const { return o_; }
+  /// The model and optimizer of the last fit() (null before).
+  std::shared_ptr<Module> model() const { return model_; }
+  std::shared_ptr<optim::Optimizer> optimizer() const { return opt_; }
+
+ private:
+  TrainOptions o_;
+  Callbacks cb_;
+  const data::Dataset* train_ = nullptr;
+  const data::Dataset* test_ = nullptr;
+  bool have_datasets_ = false;
+  std::shared_ptr<Module> model_;
+  std::shared_ptr<optim::Optimizer> opt_;
+};
+
+/// The optimizer `o` names over `model`'s parameters (SGD Nesterov only when momentum > 0).
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, Module& model);
+
+/// The loader options of `o`'s training set: batches of o.batch_size, shuffled, augmented as
+/// `o` says, normalized, seeded by o.seed; incomplete batches dropped when the set holds more
+/// than one batch. The Trainer trains on exactly these, so data::make_epoch_plan(N,
+/// loader_options(o, N), e) is its epoch e.
+data::LoaderOptions loader_options(const TrainOptions& o, int64_t train_images);
+
+/// Sets the mode of every BatchNorm in `model` (train: batch statistics; eval: running).
+void set_batch_norm_training(Module& model, bool training);
+
+/// Parameter elements of `model`.
+int64_t count_parameters(const Module& model);
+
+}  // namespace minidl::train
