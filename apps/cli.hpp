@@ -128,7 +128,8 @@ struct BenchConfig {
   BenchMode mode = BenchMode::kTrain;
   bool profile = false;
 };
-/// Throws std::invalid_argument naming the flag for a bad --batch-size, --steps or --warmup, and create_model's error for an unknown --model.
+/// Throws std::invalid_argument naming the flag for a bad --batch-size, --steps or --warmup, and
+/// create_model's error for an unknown --model.
 void run_bench(const BenchConfig& cfg);
 
 }  // namespace minidl::app

@@ -144,7 +144,8 @@ void run_bench(const BenchConfig& cfg) {
 Command add_bench(CLI::App& app) {
   auto c = std::make_shared<BenchConfig>();
   auto* b = app.add_subcommand(
-      "bench", "images/s and peak RSS of training steps or inference forward passes, on random data");
+      "bench",
+      "images/s and peak RSS of training steps or inference forward passes, on random data");
   b->add_option("--model", c->model, "model name")->capture_default_str();
   b->add_option("--batch-size", c->batch_size, "images per batch (>= 2 in train mode)")
       ->capture_default_str()

@@ -43,8 +43,9 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
   for (CLI::Option* o : why ? bn_only : why_only) {
     if (o->count() > 0) {
       throw std::invalid_argument(o->get_name() + " is for " +
-                                  (why ? "bn-only and bn-only-sweep" : "landscape and "
-                                                                       "covariate-shift") +
+                                  (why ? "bn-only and bn-only-sweep"
+                                       : "landscape and "
+                                         "covariate-shift") +
                                   ", not " + name);
     }
   }
@@ -75,7 +76,8 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
                                            ? experiments::run_landscape(c)
                                            : experiments::run_covariate_shift(c);
     std::printf("%s", r.markdown.c_str());
-    if (run_plot_script("plot_why_bn.py", r.out, false)) std::printf("plots: %s/*.png\n", r.out.c_str());
+    if (run_plot_script("plot_why_bn.py", r.out, false))
+      std::printf("plots: %s/*.png\n", r.out.c_str());
     return;
   }
   experiments::BnOnlyConfig& c = a.bn;
@@ -128,8 +130,8 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
     if (run_plot_script(sweep_table ? "plot_sweep.py" : "plot_experiment.py", r.tables[i], false))
       std::printf("plots: %s/*.png\n", r.tables[i].c_str());
   }
-  std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", r.markdown.c_str(),
-              c.out.c_str(), c.out.c_str());
+  std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", r.markdown.c_str(), c.out.c_str(),
+              c.out.c_str());
 }
 
 }  // namespace

@@ -53,7 +53,9 @@ Command add_predict(CLI::App& app) {
   auto* p = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
   p->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
   p->add_option("images", c->images, "image files")->required();
-  p->add_option("--top", c->top, "classes to show")->capture_default_str()->check(integer_in(1, 10));
+  p->add_option("--top", c->top, "classes to show")
+      ->capture_default_str()
+      ->check(integer_in(1, 10));
   p->add_option("--threads", c->threads, "OpenMP threads")
       ->capture_default_str()
       ->check(integer_in(1, 256));

@@ -46,8 +46,7 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
           "-> %s\n",
           static_cast<long long>(f.parameters), static_cast<long long>(f.train_images),
           static_cast<long long>(f.test_images), o.epochs, static_cast<long long>(f.total_steps),
-          static_cast<long long>(o.batch_size), o.lr, o.bn_bias_lr_scale, o.threads,
-          o.out.c_str());
+          static_cast<long long>(o.batch_size), o.lr, o.bn_bias_lr_scale, o.threads, o.out.c_str());
     } else {
       std::printf(
           "minidl train: %s, %lld parameters (%lld trainable: --train-only %s, --bn-stats %s), "
@@ -91,8 +90,7 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
         "epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %s acc %s  lr %.4g  %.1fs  "
         "%.0f img/s\n",
         static_cast<long long>(e.row.epoch), static_cast<long long>(e.epochs), e.row.train_loss,
-        100 * e.row.train_accuracy, loss, acc, e.row.lr, e.row.seconds,
-        e.row.images_per_second);
+        100 * e.row.train_accuracy, loss, acc, e.row.lr, e.row.seconds, e.row.images_per_second);
     if (st->profile) {
       std::printf(
           "per-op profile of epoch %lld (%lld batches, training loop %.3f s, evaluation "
@@ -112,9 +110,10 @@ void run(TrainArgs& a, CLI::App* sub) {
   auto given = [sub](const char* flag) { return sub->get_option(flag)->count() > 0; };
   train::TrainOptions o = a.o;
   if (a.recipe == train::Recipe::kAirbench94) {
-    static const char* const taken[] = {"--data",   "--seed",       "--tta",         "--out",
-                                        "--threads", "--epochs",    "--batch-size",  "--limit-train",
-                                        "--limit-test", "--eval-every-epoch", "--recipe", "--help"};
+    static const char* const taken[] = {
+        "--data",   "--seed",       "--tta",         "--out",        "--threads",
+        "--epochs", "--batch-size", "--limit-train", "--limit-test", "--eval-every-epoch",
+        "--recipe", "--help"};
     for (CLI::Option* opt : sub->get_options()) {
       bool ok = false;
       for (const char* t : taken) ok = ok || opt->get_name() == t;
@@ -123,8 +122,8 @@ void run(TrainArgs& a, CLI::App* sub) {
         for (const char* t : taken)
           if (std::string(t) != "--recipe" && std::string(t) != "--help")
             list += (list.empty() ? "" : ", ") + std::string(t);
-        throw std::invalid_argument(opt->get_name() + " is fixed by --recipe airbench94 (it takes " +
-                                    list + ")");
+        throw std::invalid_argument(opt->get_name() +
+                                    " is fixed by --recipe airbench94 (it takes " + list + ")");
       }
     }
     o = train::airbench94_options(given("--batch-size") ? a.o.batch_size : 1024,
@@ -178,13 +177,13 @@ void run(TrainArgs& a, CLI::App* sub) {
                   format_duration(r.total_seconds).c_str(), ck.c_str());
     }
   } catch (const train::FitDiverged& e) {
-    throw std::runtime_error(
-        "training diverged: " + e.reason + " (try a smaller --lr). " +
-        (e.kept_epoch > 0 ? "Kept: the checkpoint of epoch " + std::to_string(e.kept_epoch) +
-                                " in \"" + e.checkpoint + "\" (continue it with --resume " +
-                                o.out + ")"
-                          : std::string("No checkpoint was written (no epoch of this run "
-                                        "finished without diverging)")));
+    throw std::runtime_error("training diverged: " + e.reason + " (try a smaller --lr). " +
+                             (e.kept_epoch > 0
+                                  ? "Kept: the checkpoint of epoch " +
+                                        std::to_string(e.kept_epoch) + " in \"" + e.checkpoint +
+                                        "\" (continue it with --resume " + o.out + ")"
+                                  : std::string("No checkpoint was written (no epoch of this run "
+                                                "finished without diverging)")));
   } catch (const train::ResumeError& e) {
     throw std::runtime_error(std::string("--resume: ") + e.what());
   }

@@ -12,8 +12,8 @@ using namespace minidl::app;
 int main(int argc, char** argv) {
   CLI::App app{"minidl — a small C++ deep learning framework for inspecting BatchNorm on CIFAR-10"};
   app.require_subcommand(1);
-  const Command commands[] = {add_train(app),   add_eval(app),           add_predict(app),
-                              add_bench(app),   add_bn_stats(app),       add_recalibrate(app),
+  const Command commands[] = {add_train(app),     add_eval(app),     add_predict(app),
+                              add_bench(app),     add_bn_stats(app), add_recalibrate(app),
                               add_experiment(app)};
   try {
     app.parse(argc, argv);

@@ -40,7 +40,7 @@ struct Normalization {
 /// and "imagenet" (mean 0.485, 0.456, 0.406, std 0.229, 0.224, 0.225: torchvision's ImageNet
 /// values, which open_lth, the BN-only paper's code, uses for CIFAR-10 too). Throws
 /// std::invalid_argument naming `what` (a flag or file) for any other name.
-Normalization normalization_named(const std::string& name, const std::string& what = "normalization");
+Normalization normalization_named(const std::string& name, const std::string& what = "normalize");
 /// The names normalization_named takes: cifar10, imagenet.
 const std::vector<std::string>& normalization_names();
 

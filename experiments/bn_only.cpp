@@ -30,8 +30,7 @@ train::TrainOptions variant_options(const BnOnlyConfig& e, const std::string& mo
     c = train::frankle2021_options(e.epochs);
     c.recipe = train::Recipe::kDefault;  // its runs save every field (no "recipe" key)
   } else if (e.recipe != train::Recipe::kDefault) {
-    throw std::invalid_argument("recipe must be default or frankle2021, got " +
-                                name_of(e.recipe));
+    throw std::invalid_argument("recipe must be default or frankle2021, got " + name_of(e.recipe));
   }
   c.data = e.data;
   c.model = model;
@@ -125,8 +124,7 @@ static VariantSummary summarize(const std::string& dir, const train::TrainOption
 static bool run_variants(const BnOnlyConfig& e, const std::string& model, const std::string& out,
                          int64_t& budget, std::vector<VariantSummary>& rows) {
   for (optim::TrainOnly variant : e.variants) {
-    const train::TrainOptions c =
-        variant_options(e, model, variant, out + "/" + name_of(variant));
+    const train::TrainOptions c = variant_options(e, model, variant, out + "/" + name_of(variant));
     int64_t done = train::checkpoint_epoch(c.out);
     if (done > 0 && !e.resume) {
       throw std::runtime_error("\"" + c.out + "\" already holds a run (" + std::to_string(done) +
@@ -163,8 +161,7 @@ static std::string write_experiment_tables(const BnOnlyConfig& e, const std::str
   csv << "variant,trained_parameters,train_accuracy,test_accuracy,wall_seconds,images_per_second,"
          "gamma_below_0.05\n";
   md << "# BN-only experiment: " << model << ", " << e.epochs << " epochs, recipe "
-     << name_of(e.recipe)
-     << ", seed " << e.seed << "\n\n"
+     << name_of(e.recipe) << ", seed " << e.seed << "\n\n"
      << "| variant | trained parameters | train accuracy | test accuracy | wall time | images/s |"
         " BN features with abs(gamma) < 0.05 |\n|---|---:|---:|---:|---:|---:|---:|\n";
   for (const VariantSummary& r : rows) {

@@ -30,9 +30,9 @@ struct BnOnlyConfig {
   train::Recipe recipe = train::Recipe::kDefault;  ///< default or frankle2021
   int threads = 2;
   int64_t limit_train = -1, limit_test = -1;
-  std::vector<optim::TrainOnly> variants = {
-      optim::TrainOnly::kAll, optim::TrainOnly::kBn, optim::TrainOnly::kFc,
-      optim::TrainOnly::kBnFc, optim::TrainOnly::kRandomPerChannel};
+  std::vector<optim::TrainOnly> variants = {optim::TrainOnly::kAll, optim::TrainOnly::kBn,
+                                            optim::TrainOnly::kFc, optim::TrainOnly::kBnFc,
+                                            optim::TrainOnly::kRandomPerChannel};
   /// Train at most this many epochs in this call, summed over variants (and models); -1: no
   /// limit. The schedule still spans `epochs`; continue with `resume`.
   int64_t stop_after = -1;

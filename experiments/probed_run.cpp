@@ -107,8 +107,7 @@ ProbedRun train_probed(const ProbedRunConfig& cfg, const data::Dataset& train,
       vgg = dynamic_cast<VGG*>(model_ptr);
       const auto* layers = vgg ? &vgg->features->children() : nullptr;
       if (!vgg || cfg.activation_index >= static_cast<int64_t>(layers->size()) ||
-          !dynamic_cast<ReLU*>(
-              (*layers)[static_cast<size_t>(cfg.activation_index)].second.get())) {
+          !dynamic_cast<ReLU*>((*layers)[static_cast<size_t>(cfg.activation_index)].second.get())) {
         throw std::invalid_argument("activation_index " + std::to_string(cfg.activation_index) +
                                     " is not a ReLU of a VGG's features");
       }

@@ -11,8 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "apps/commands.hpp"
-#include "apps/engine.hpp"
+#include "apps/cli.hpp"
+#include "experiments/bn_only.hpp"
+#include "train/trainer.hpp"
+#include "train/loop.hpp"
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "data/views.hpp"
@@ -164,7 +166,7 @@ TEST_CASE(
   NoGradGuard no_grad;
   Tensor x = randn({2, 3, 32, 32}, g);
   Tensor a = net(x).clone(), b = net(data::hflip(x)).clone();
-  Tensor t1 = app::tta_logits(net, x, 1);
+  Tensor t1 = train::tta_logits(net, x, 1);
   REQUIRE(t1.shape() == Shape{2, 10});
   bool differs = false;
   for (int64_t i = 0; i < 20; ++i) {
@@ -172,10 +174,10 @@ TEST_CASE(
     differs = differs || a.data()[i] != b.data()[i];
   }
   CHECK(differs);  // the mirror is another view
-  Tensor t0 = app::tta_logits(net, x, 0);
+  Tensor t0 = train::tta_logits(net, x, 0);
   for (int64_t i = 0; i < 20; ++i) REQUIRE(t0.data()[i] == a.data()[i]);
   // Level 2: 6 views, weights 1/4, 1/4 and 1/8 for each of the four translated ones.
-  Tensor t2 = app::tta_logits(net, x, 2);
+  Tensor t2 = train::tta_logits(net, x, 2);
   Tensor u = data::crop_reflect(x, 1, 0, 0), d = data::crop_reflect(x, 1, 2, 2);
   std::vector<Tensor> views = {net(u).clone(), net(data::hflip(u)).clone(), net(d).clone(),
                                net(data::hflip(d)).clone()};
@@ -184,30 +186,28 @@ TEST_CASE(
     for (const Tensor& v : views) want += 0.125 * v.data()[i];
     REQUIRE(t2.data()[i] == Approx(want).margin(1e-6));
   }
-  CHECK_THROWS_WITH(app::tta_logits(net, x, 3), Catch::Contains("--tta must be 0, 1 or 2"));
+  CHECK_THROWS_WITH(train::tta_logits(net, x, 3), Catch::Contains("tta must be 0, 1 or 2"));
 }
 
 TEST_CASE("train --recipe airbench94: a short run, its files, and eval --tta reproducing it",
           "[airbench][slow]") {
-  app::AirbenchConfig c;
+  // 4 batches per epoch: 6 steps, the second epoch stops after 2 batches
+  train::TrainOptions c = train::airbench94_options(64, 1.5);
   c.data = minidl::testing::data_dir();
   c.out = minidl::testing::fresh_dir("airbench");
-  c.epochs = 1.5;  // 4 batches per epoch: 6 steps, the second epoch stops after 2 batches
-  c.batch_size = 64;
   c.limit_train = 256;
   c.limit_test = 200;
   c.tta = 2;
   c.seed = 1;
-  c.quiet = true;
-  const app::AirbenchResult r = app::run_airbench94(c);
+  const train::RunResult r = train::Trainer(c).fit();
   CHECK(r.steps == 6);
-  CHECK(r.accuracy > 0.1);  // above chance after 6 steps of 64 images
+  CHECK(r.test_accuracy > 0.1);  // above chance after 6 steps of 64 images
   for (const char* f : {"model.safetensors", "metrics.csv", "results.json", "config.json"})
     CHECK(std::filesystem::exists(c.out + "/" + f));
   std::ifstream in(c.out + "/results.json");
   nlohmann::json j;
   in >> j;
-  CHECK(j.at("test_accuracy_tta").get<double>() == r.accuracy_tta);
+  CHECK(j.at("test_accuracy_tta").get<double>() == r.test_accuracy_tta);
   CHECK(j.at("steps").get<int64_t>() == 6);
   // eval on the saved checkpoint prints the run's accuracies, with and without TTA.
   for (int tta : {0, 2}) {
@@ -217,32 +217,31 @@ TEST_CASE("train --recipe airbench94: a short run, its files, and eval --tta rep
     e.limit = 200;
     e.json = true;
     e.tta = tta;
-    CHECK(app::run_eval(e) == (tta ? r.accuracy_tta : r.accuracy));
+    CHECK(app::run_eval(e) == (tta ? r.test_accuracy_tta : r.test_accuracy));
   }
-  // Without --eval-every-epoch only the last epoch is evaluated (metrics.csv: -1 before it).
+  // Without eval_every_epoch only the last epoch is evaluated (metrics.csv: the test columns
+  // empty before it, read back by name).
   auto test_accuracies = [](const std::string& dir) {
-    std::ifstream m(dir + "/metrics.csv");
-    std::string line;
-    std::getline(m, line);  // header; test_accuracy is the 4th column
     std::vector<double> acc;
-    while (std::getline(m, line)) acc.push_back(std::stod(minidl::testing::csv_fields(line).at(3)));
+    for (const train::MetricsRow& row : train::read_metrics(dir + "/metrics.csv"))
+      acc.push_back(row.test_accuracy.value_or(-1.0));
     return acc;
   };
   const std::vector<double> quiet = test_accuracies(c.out);
   REQUIRE(quiet.size() == 2);
   CHECK(quiet[0] == -1.0);
-  CHECK(quiet[1] == r.accuracy);
+  CHECK(quiet[1] == r.test_accuracy);
   // With it, epoch 1 is evaluated too, and the evaluations leave the training unchanged.
-  app::AirbenchConfig every = c;
+  train::TrainOptions every = c;
   every.out = minidl::testing::fresh_dir("airbench_every");
   every.eval_every_epoch = true;
-  const app::AirbenchResult r2 = app::run_airbench94(every);
+  const train::RunResult r2 = train::Trainer(every).fit();
   const std::vector<double> logged = test_accuracies(every.out);
   REQUIRE(logged.size() == 2);
   CHECK(logged[0] > 0.0);
-  CHECK(logged[1] == r.accuracy);
-  CHECK(r2.accuracy == r.accuracy);
-  CHECK(r2.accuracy_tta == r.accuracy_tta);
+  CHECK(logged[1] == r.test_accuracy);
+  CHECK(r2.test_accuracy == r.test_accuracy);
+  CHECK(r2.test_accuracy_tta == r.test_accuracy_tta);
   std::filesystem::remove_all(c.out);
   std::filesystem::remove_all(every.out);
 }
@@ -262,7 +261,9 @@ TEST_CASE("train --recipe airbench94 and --tta: the CLI's refusals", "[airbench]
   CHECK_THAT(o3, Catch::Contains("from 0 to 2"));
   auto [s4, o4] = run_cli("train --recipe airbench94 --limit-train 100" + data);
   CHECK(s4 == 1);
-  CHECK_THAT(o4, Catch::Contains("at least --batch-size (1024) training images, got 100"));
+  CHECK_THAT(o4, Catch::Contains(
+                     "--limit-train: the recipe drops incomplete batches, so it needs at least one "
+                     "batch (1024) of training images, got 100"));
   auto [s5, o5] = run_cli("train --eval-every-epoch --epochs 1" + data);
   CHECK(s5 == 1);
   CHECK_THAT(o5, Catch::Contains("--eval-every-epoch is for --recipe airbench94"));

@@ -1,5 +1,5 @@
 // `minidl train --recipe airbench94` end to end against PyTorch: 15 steps of the recipe on the
-// first 256 training images (batches of 64, 3.75 epochs, seed 5), run by run_airbench94, and
+// first 256 training images (batches of 64, 3.75 epochs, seed 5), run by the Trainer, and
 // the same steps run by PyTorch from the same initial weights on the same augmented batches
 // (tests/fixtures/airbench94_recipe.json, made by scripts/make_airbench_fixture.py, whose
 // docstring says what it runs and the one ordering detail in which it departs from
@@ -21,8 +21,10 @@
 #include <utility>
 #include <vector>
 
-#include "apps/commands.hpp"
-#include "apps/engine.hpp"
+#include "apps/cli.hpp"
+#include "experiments/bn_only.hpp"
+#include "train/trainer.hpp"
+#include "train/loop.hpp"
 #include "core/autograd.hpp"
 #include "core/safetensors.hpp"
 #include "data/cifar10.hpp"
@@ -44,17 +46,14 @@ constexpr uint64_t kSeed = 5;
 constexpr int64_t kTrain = 256, kBatch = 64, kTest = 16;
 constexpr double kEpochs = 3.75;  // 4 batches per epoch: 15 steps
 
-app::AirbenchConfig short_recipe(const std::string& out) {
-  app::AirbenchConfig c;
+train::TrainOptions short_recipe(const std::string& out) {
+  train::TrainOptions c = train::airbench94_options(kBatch, kEpochs);
   c.data = minidl::testing::data_dir();
   c.out = out;
   c.seed = kSeed;
-  c.batch_size = kBatch;
-  c.epochs = kEpochs;
   c.limit_train = kTrain;
   c.limit_test = kTest;
   c.tta = 2;
-  c.quiet = true;
   return c;
 }
 
@@ -83,10 +82,10 @@ TEST_CASE("airbench94 recipe: the inputs of scripts/make_airbench_fixture.py", "
   const char* dir = std::getenv("MINIDL_DUMP_DIR");
   if (!dir || !*dir) FAIL("set MINIDL_DUMP_DIR to the directory to write into");
   ModelOptions mo;
-  mo.seed = kSeed;  // as run_airbench94 creates its model
+  mo.seed = kSeed;  // as the Trainer creates its model
   save_safetensors(std::string(dir) + "/init.safetensors",
                    create_model("airbench94", mo)->state_dict());
-  const data::LoaderOptions lo = app::airbench94_loader_options(kBatch, kSeed);
+  const data::LoaderOptions lo = train::loader_options(short_recipe(""), kTrain);
   json epochs = json::array();
   for (int64_t e = 0; e < static_cast<int64_t>(std::ceil(kEpochs)); ++e) {
     const data::EpochPlan p = data::make_epoch_plan(kTrain, lo, e);
@@ -115,7 +114,7 @@ TEST_CASE("airbench94 recipe: 15 steps equal PyTorch's airbench94 loop on the sa
   REQUIRE(meta.at("test_images").get<int64_t>() == kTest);
 
   const std::string out = minidl::testing::fresh_dir("airbench_pytorch");
-  const app::AirbenchResult r = app::run_airbench94(short_recipe(out));
+  const train::RunResult r = train::Trainer(short_recipe(out)).fit();
   CHECK(r.steps == meta.at("steps").get<int64_t>());
 
   // Per epoch: the mean training loss (label smoothing included) and the training accuracy.
@@ -195,7 +194,7 @@ TEST_CASE("airbench94 recipe: 15 steps equal PyTorch's airbench94 loop on the sa
   for (int level : {0, 2}) {
     INFO("TTA level " << level);
     const json& want = fx.at("logits").at("tta" + std::to_string(level));
-    const Tensor logits = app::tta_logits(*model, x, level);
+    const Tensor logits = train::tta_logits(*model, x, level);
     CHECK(scaled_error(values(logits), want.at("data").get<std::vector<float>>()) < 2e-3);
   }
   std::filesystem::remove_all(out);

@@ -20,7 +20,9 @@
 #include <thread>
 #include <vector>
 
-#include "apps/commands.hpp"
+#include "apps/cli.hpp"
+#include "experiments/bn_only.hpp"
+#include "train/trainer.hpp"
 #include "core/safetensors.hpp"
 #include "layers/models/registry.hpp"
 #include "test_util.hpp"
@@ -197,19 +199,14 @@ TEST_CASE("numeric flags refuse NaN, infinity and out-of-range values, stating t
 
 TEST_CASE("resume refuses training state that does not fit, naming the file and the entry",
           "[errors][train]") {
-  app::TrainConfig c = minidl::testing::small_config("resume_bad", 1, 128);
+  train::TrainOptions c = minidl::testing::small_options("resume_bad", 1, 128);
   c.limit_test = 100;
-  app::run_train(c);
+  minidl::testing::fit(c);
   const std::string dir = c.out;
   const std::string state = dir + "/train_state.safetensors";
   const std::string good_state = read_file(state);
   const std::string good_config = read_file(dir + "/config.json");
-  app::TrainConfig r;
-  r.resume = dir;
-  r.quiet = true;
-  r.data = data_dir();
-  r.epochs = 2;
-  r.epochs_set_by_user = true;
+  auto resume = [&] { return minidl::testing::resume(dir, 2); };
 
   SECTION("an optimizer buffer of the wrong size") {
     Checkpoint ck = load_safetensors(state);
@@ -217,7 +214,7 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
       if (name == "optimizer.fc.weight.momentum_buffer") t = Tensor({7});
     }
     save_safetensors(state, ck.tensors, ck.metadata);
-    CHECK_THROWS_WITH(app::run_train(r),
+    CHECK_THROWS_WITH(resume(),
                       Catch::Contains(state) &&
                           Catch::Contains("\"optimizer.fc.weight.momentum_buffer\" of shape [7]") &&
                           Catch::Contains("needs [640]"));
@@ -231,16 +228,14 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
     kept.emplace_back("optimizer.fc.bias.exp_avg", Tensor({10}));
     save_safetensors(state, kept, ck.metadata);
     CHECK_THROWS_WITH(
-        app::run_train(r),
-        Catch::Contains(state) &&
-            Catch::Contains("no optimizer buffer \"optimizer.fc.bias.momentum_buffer\""));
+        resume(), Catch::Contains(state) &&
+                      Catch::Contains("no optimizer buffer \"optimizer.fc.bias.momentum_buffer\""));
   }
   SECTION("another optimizer in config.json") {
     std::string j = good_config;
     j.replace(j.find("\"sgd\""), 5, "\"adam\"");
     write_file(dir + "/config.json", j);
-    CHECK_THROWS_WITH(app::run_train(r),
-                      Catch::Contains(state) && Catch::Contains("--optimizer adam"));
+    CHECK_THROWS_WITH(resume(), Catch::Contains(state) && Catch::Contains("optimizer adam"));
   }
   SECTION("another model's tensors") {
     Checkpoint ck = load_safetensors(state);
@@ -248,21 +243,20 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
       if (name == "model.fc.weight") t = Tensor({10, 3});
     }
     save_safetensors(state, ck.tensors, ck.metadata);
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(state) && Catch::Contains("fc.weight"));
+    CHECK_THROWS_WITH(resume(), Catch::Contains(state) && Catch::Contains("fc.weight"));
   }
   SECTION("a changed --limit-train (steps per epoch)") {
     std::string j = good_config;
     j.replace(j.find("\"limit_train\": 128"), 18, "\"limit_train\": 256");
     write_file(dir + "/config.json", j);
-    CHECK_THROWS_WITH(app::run_train(r),
-                      Catch::Contains(state) && Catch::Contains("batches per epoch"));
+    CHECK_THROWS_WITH(resume(), Catch::Contains(state) && Catch::Contains("batches per epoch"));
   }
   SECTION("metadata that is not a number") {
     Checkpoint ck = load_safetensors(state);
     ck.metadata["epochs_done"] = "1e3";
     save_safetensors(state, ck.tensors, ck.metadata);
     CHECK_THROWS_WITH(
-        app::run_train(r),
+        resume(),
         Catch::Contains(state) &&
             Catch::Contains("\"epochs_done\" must be a non-negative integer, got \"1e3\""));
   }
@@ -270,39 +264,37 @@ TEST_CASE("resume refuses training state that does not fit, naming the file and 
     std::string j = good_config;
     j.replace(j.find("\"lr\":"), 5, "\"lr\": \"fast\", \"x\":");
     write_file(dir + "/config.json", j);
-    CHECK_THROWS_WITH(app::run_train(r),
-                      Catch::Contains(dir + "/config.json") &&
-                          Catch::Contains("key \"lr\" must be a number, got \"fast\""));
+    CHECK_THROWS_WITH(resume(), Catch::Contains(dir + "/config.json") &&
+                                    Catch::Contains("key \"lr\" must be a number, got \"fast\""));
     write_file(dir + "/config.json", "{\"lr\": 0.1,");
-    CHECK_THROWS_WITH(app::run_train(r),
+    CHECK_THROWS_WITH(resume(),
                       Catch::Contains(dir + "/config.json") && Catch::Contains("not valid JSON"));
     write_file(dir + "/config.json", std::string(50, '[') + std::string(50, ']'));
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains("nests arrays or objects"));
+    CHECK_THROWS_WITH(resume(), Catch::Contains("nests arrays or objects"));
     fs::remove(dir + "/config.json");
-    CHECK_THROWS_WITH(app::run_train(r), Catch::Contains(dir + "/config.json"));
+    CHECK_THROWS_WITH(resume(), Catch::Contains(dir + "/config.json"));
   }
   SECTION("a run whose first epoch never finished") {
     fs::remove(state);
-    CHECK_THROWS_WITH(app::run_train(r),
-                      Catch::Contains(state) && Catch::Contains("does not exist"));
+    CHECK_THROWS_WITH(resume(), Catch::Contains(state) && Catch::Contains("does not exist"));
   }
   // Refusing changed nothing else: with the good state and config back, the run continues.
   write_file(state, good_state);
   write_file(dir + "/config.json", good_config);
-  CHECK(app::run_train(r).epochs_run == 1);
+  CHECK(resume().epochs_run == 1);
   fs::remove_all(dir);
 }
 
 TEST_CASE("a run diverging in its first epoch says that no checkpoint was written",
           "[errors][train]") {
-  app::TrainConfig c = minidl::testing::small_config("diverge_first", 1, 256);
+  train::TrainOptions c = minidl::testing::small_options("diverge_first", 1, 256);
   c.limit_test = 100;
   c.lr = 1e30f;
   c.warmup_epochs = 0;
-  c.schedule = "constant";
-  CHECK_THROWS_WITH(app::run_train(c), Catch::Contains("training diverged") &&
-                                           Catch::Contains("epoch 1") &&
-                                           Catch::Contains("No checkpoint was written"));
+  c.schedule = optim::ScheduleKind::kConstant;
+  CHECK_THROWS_WITH(minidl::testing::fit(c), Catch::Contains("training diverged") &&
+                                                 Catch::Contains("epoch 1") &&
+                                                 Catch::Contains("No checkpoint was written"));
   CHECK_FALSE(fs::exists(c.out + "/model.safetensors"));
   fs::remove_all(c.out);
 }

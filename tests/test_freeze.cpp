@@ -9,9 +9,10 @@
 #include <sstream>
 #include <vector>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
-#include "apps/engine.hpp"
+#include "apps/cli.hpp"
+#include "experiments/bn_only.hpp"
+#include "train/trainer.hpp"
+#include "train/loop.hpp"
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "core/safetensors.hpp"
@@ -29,13 +30,13 @@ namespace fs = std::filesystem;
 /// Trains resnet8 for a few steps with --train-only `mode`; returns (initial, final) state.
 static std::pair<std::map<std::string, Tensor>, std::map<std::string, Tensor>> train_mode(
     const std::string& mode, const std::string& bn_stats = "batch") {
-  app::TrainConfig c = minidl::testing::small_config("freeze_" + mode + "_" + bn_stats, 1, 256);
+  train::TrainOptions c = minidl::testing::small_options("freeze_" + mode + "_" + bn_stats, 1, 256);
   c.limit_test = 100;
   c.seed = 21;
   c.weight_decay = 5e-4f;  // frozen tensors must not decay either
-  c.train_only = mode;
-  c.bn_stats = bn_stats;
-  app::run_train(c);
+  c.train_only = parse_enum<optim::TrainOnly>(mode, "mode");
+  c.bn_stats = parse_enum<train::BnStatsMode>(bn_stats, "bn_stats");
+  minidl::testing::fit(c);
   ModelOptions o;
   o.seed = c.seed;
   std::map<std::string, Tensor> init, trained;
@@ -126,7 +127,7 @@ TEST_CASE("recalibrated BN statistics equal a direct computation over the data",
   data::Dataset ds = data::load_cifar10(data_dir(), true, 300);
   ModelOptions o;
   o.seed = 4;
-  o.bn_init = "uniform";
+  o.bn_init = BnInit::kUniform;
   auto model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet8", o));
   REQUIRE(model);
   const int layers =
@@ -208,16 +209,15 @@ TEST_CASE("a forward pre-hook sees fused and unfused calls and goes away with it
 
 TEST_CASE("experiment bn-only writes a table that matches its checkpoints",
           "[freeze][experiment][slow]") {
-  app::ExperimentConfig e;
+  experiments::BnOnlyConfig e;
   e.data = data_dir();
   e.out = minidl::testing::fresh_dir("experiment");
   e.model = "resnet8";
   e.epochs = 1;
   e.limit_train = 256;
   e.limit_test = 200;
-  e.variants = {"bn", "fc"};
-  e.quiet = true;
-  app::run_experiment(e);
+  e.variants = {optim::TrainOnly::kBn, optim::TrainOnly::kFc};
+  REQUIRE(experiments::run_bn_only(e).finished);
   REQUIRE(fs::exists(e.out + "/results.md"));
   std::ifstream csv(e.out + "/results.csv");
   REQUIRE(csv);
@@ -265,9 +265,9 @@ TEST_CASE("experiment bn-only writes a table that matches its checkpoints",
   }
   CHECK(rows == 2);
 
-  app::ExperimentConfig bad = e;
-  bad.recipe = "paper";
-  CHECK_THROWS_WITH(app::run_experiment(bad), Catch::Contains("--recipe"));
+  experiments::BnOnlyConfig bad = e;
+  bad.recipe = train::Recipe::kAirbench94;
+  CHECK_THROWS_WITH(experiments::run_bn_only(bad), Catch::Contains("recipe must be"));
 }
 
 /// The rows of a CSV file, split at commas (header included).
@@ -288,34 +288,34 @@ TEST_CASE(
     "bn-only-sweep split by --stop-after and --resume equals one run, and eval reads the "
     "checkpoint's normalization",
     "[freeze][experiment][slow]") {
-  app::ExperimentConfig e;
+  experiments::BnOnlyConfig e;
   e.data = data_dir();
   e.models = {"resnet8", "resnet8_8"};
-  e.variants = {"bn", "fc"};
+  e.variants = {optim::TrainOnly::kBn, optim::TrainOnly::kFc};
   e.epochs = 2;
-  e.recipe = "frankle2021";  // ImageNet normalization, gamma ~ U[0, 1], milestones at 1 and 1.5
+  e.recipe = train::Recipe::kFrankle2021;  // ImageNet normalization, gamma ~ U[0, 1], milestones at
+                                           // 1 and 1.5
   e.limit_train = 256;
   e.limit_test = 200;
-  e.quiet = true;
 
-  app::ExperimentConfig whole = e;
+  experiments::BnOnlyConfig whole = e;
   whole.out = minidl::testing::fresh_dir("sweep_whole");
-  REQUIRE(app::run_sweep(whole));
+  REQUIRE(experiments::run_bn_only_sweep(whole).finished);
 
   // 2 models x 2 variants x 2 epochs = 8 epochs, 3 per invocation: 3 invocations.
-  app::ExperimentConfig split = e;
+  experiments::BnOnlyConfig split = e;
   split.out = minidl::testing::fresh_dir("sweep_split");
   split.stop_after = 3;
   int invocations = 1;
-  bool finished = app::run_sweep(split);
+  bool finished = experiments::run_bn_only_sweep(split).finished;
   CHECK_FALSE(finished);
   CHECK_FALSE(fs::exists(split.out + "/results.csv"));  // no table before every run finished
   // Continuing without --resume would overwrite saved epochs: refused, naming the folder.
-  CHECK_THROWS_WITH(app::run_sweep(split),
-                    Catch::Contains(split.out + "/resnet8/bn") && Catch::Contains("--resume"));
+  CHECK_THROWS_WITH(experiments::run_bn_only_sweep(split),
+                    Catch::Contains(split.out + "/resnet8/bn") && Catch::Contains("resume"));
   split.resume = true;
   while (!finished && invocations < 5) {
-    finished = app::run_sweep(split);
+    finished = experiments::run_bn_only_sweep(split).finished;
     ++invocations;
   }
   CHECK(finished);
@@ -378,13 +378,13 @@ TEST_CASE(
     // eval's path: load_model, checkpoint_normalization, evaluate. Its loss is metrics.csv's
     // last test_loss; CIFAR-10's mean/std would give another loss.
     Checkpoint c;
-    std::shared_ptr<Module> model = app::load_model(ck, &c);
-    const data::Normalization norm = app::checkpoint_normalization(c, ck);
+    std::shared_ptr<Module> model = train::load_model(ck, &c);
+    const data::Normalization norm = train::checkpoint_normalization(c, ck);
     CHECK(norm.mean == data::normalization_named("imagenet").mean);
     const data::Dataset test = data::load_cifar10(e.data, false, e.limit_test);
-    const double loss = app::evaluate(*model, test, 1000, app::BnStats::kRunning, norm).loss;
+    const double loss = train::evaluate(*model, test, 1000, train::BnStats::kRunning, norm).loss;
     CHECK(loss == Approx(std::stod(metrics[2][3])).margin(2e-6));
-    CHECK(std::abs(app::evaluate(*model, test, 1000).loss - loss) > 1e-3);
+    CHECK(std::abs(train::evaluate(*model, test, 1000).loss - loss) > 1e-3);
   }
 
   // The same tensors saved as trained with CIFAR-10 normalization give another accuracy or,
@@ -410,9 +410,9 @@ TEST_CASE(
   }
 
   // --resume with other flags is refused, naming the run's config.json and the field.
-  app::ExperimentConfig other = split;
+  experiments::BnOnlyConfig other = split;
   other.seed = 1;
-  CHECK_THROWS_WITH(app::run_sweep(other),
+  CHECK_THROWS_WITH(experiments::run_bn_only_sweep(other),
                     Catch::Contains("resnet8/bn/config.json") && Catch::Contains("seed"));
   fs::remove_all(whole.out);
   fs::remove_all(split.out);

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apps/common.hpp"
 #include "core/autograd.hpp"
+#include "train/run_dir.hpp"
 #include "core/ops.hpp"
 #include "core/safetensors.hpp"
 #include "gradcheck.hpp"
@@ -110,7 +110,7 @@ TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", 
   for (float v : model->bn->weight.vec()) CHECK(v == 1.0f);
   for (float v : model->bn->bias.vec()) CHECK(v == 0.0f);
   ModelOptions uo;
-  uo.bn_init = "uniform";
+  uo.bn_init = BnInit::kUniform;
   auto u = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", uo));
   float lo = 1, hi = 0;
   for (float v : u->bn->weight.vec()) {
@@ -234,7 +234,7 @@ TEST_CASE("checkpoint round trip keeps every tensor and the metadata", "[checkpo
     CHECK(ck.tensors[i].first == sd[i].first);
     CHECK(ck.tensors[i].second.vec() == sd[i].second.vec());
   }
-  auto loaded = app::load_model(path);
+  auto loaded = train::load_model(path);
   NamedTensors ld = loaded->state_dict();
   for (size_t i = 0; i < sd.size(); ++i) CHECK(ld[i].second.vec() == sd[i].second.vec());
   // No temporary file is left behind.
@@ -253,9 +253,9 @@ TEST_CASE("bad checkpoints give errors that name the file or the tensor", "[chec
   for (auto& [n, t] : sd) bad.emplace_back(n, n == "fc.weight" ? Tensor({10, 32}) : t);
   const std::string path = temp_path("wrongshape.safetensors");
   save_safetensors(path, bad, {{"model", "resnet8"}});
-  CHECK_THROWS_WITH(app::load_model(path), Catch::Contains("fc.weight") &&
-                                               Catch::Contains("[10, 32]") &&
-                                               Catch::Contains("[10, 64]"));
+  CHECK_THROWS_WITH(train::load_model(path), Catch::Contains("fc.weight") &&
+                                                 Catch::Contains("[10, 32]") &&
+                                                 Catch::Contains("[10, 64]"));
   // A missing tensor, an unexpected tensor.
   NamedTensors missing(sd.begin() + 1, sd.end());
   CHECK_THROWS_WITH(model->load_state_dict(missing),

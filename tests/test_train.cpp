@@ -12,8 +12,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/commands.hpp"
-#include "apps/common.hpp"
+#include "apps/cli.hpp"
+#include "experiments/bn_only.hpp"
+#include "train/trainer.hpp"
 #include "core/autograd.hpp"
 #include "data/loader.hpp"
 #include "core/safetensors.hpp"
@@ -31,11 +32,11 @@ namespace fs = std::filesystem;
 
 TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval agrees",
           "[train][slow]") {
-  app::TrainConfig cfg = minidl::testing::small_config("train", 3, 2000);
+  train::TrainOptions cfg = minidl::testing::small_options("train", 3, 2000);
   const std::string dir = cfg.out;
-  app::TrainResult r = app::run_train(cfg);
-  INFO("test accuracy " << r.final_test_accuracy);
-  CHECK(r.final_test_accuracy >= 0.30);  // chance is 0.10
+  train::RunResult r = minidl::testing::fit(cfg);
+  INFO("test accuracy " << r.test_accuracy);
+  CHECK(r.test_accuracy >= 0.30);  // chance is 0.10
   CHECK(fs::exists(dir + "/metrics.csv"));
   CHECK(fs::exists(dir + "/config.json"));
   Checkpoint ck = load_safetensors(dir + "/model.safetensors");
@@ -49,24 +50,19 @@ TEST_CASE("a seeded run on 2,000 CIFAR-10 images beats chance by far, and eval a
     e.limit = 1000;
     e.batch_size = bs;
     e.json = true;
-    CHECK(app::run_eval(e) == r.final_test_accuracy);
+    CHECK(app::run_eval(e) == r.test_accuracy);
   }
 }
 
 TEST_CASE("same seed gives the same run and resume continues where the run stopped",
           "[train][slow]") {
-  app::TrainConfig ca = minidl::testing::small_config("det_a", 2, 640);
-  app::TrainConfig cb = minidl::testing::small_config("det_b", 2, 640);
+  train::TrainOptions ca = minidl::testing::small_options("det_a", 2, 640);
+  train::TrainOptions cb = minidl::testing::small_options("det_b", 2, 640);
   const std::string a = ca.out, b = cb.out;
-  app::run_train(ca);
+  minidl::testing::fit(ca);
   // b: interrupted after one epoch, then resumed.
-  cb.stop_after = 1;
-  CHECK(app::run_train(cb).epochs_run == 1);
-  app::TrainConfig resume;
-  resume.resume = b;
-  resume.quiet = true;
-  resume.threads = ca.threads;
-  app::TrainResult resumed = app::run_train(resume);
+  CHECK(minidl::testing::fit(cb, 1).epochs_run == 1);
+  train::RunResult resumed = minidl::testing::resume(b, 0, ca.threads);
   CHECK(resumed.epochs_run == 1);  // only the missing epoch ran
   Checkpoint ka = load_safetensors(a + "/model.safetensors");
   Checkpoint kb = load_safetensors(b + "/model.safetensors");
@@ -101,15 +97,11 @@ TEST_CASE("the CLI rejects bad flags and inputs with a message naming them", "[c
 
 TEST_CASE("a diverging run stops with a NaN-loss error and keeps the saved checkpoint",
           "[train][errors]") {
-  app::TrainConfig c = minidl::testing::small_config("nan", 1, 256);
+  train::TrainOptions c = minidl::testing::small_options("nan", 1, 256);
   const std::string dir = c.out;
-  app::run_train(c);
+  minidl::testing::fit(c);
   const auto before = fs::last_write_time(dir + "/model.safetensors");
   const auto size = fs::file_size(dir + "/model.safetensors");
-  app::TrainConfig bad = c;
-  bad.resume = dir;
-  bad.epochs = 2;
-  bad.epochs_set_by_user = true;  // extends the run (and its schedule) to two epochs
   // Resume keeps the saved recipe; make it diverge by editing the saved lr.
   {
     std::ifstream in(dir + "/config.json");
@@ -121,15 +113,17 @@ TEST_CASE("a diverging run stops with a NaN-loss error and keeps the saved check
     j.replace(pos, j.find(',', pos) - pos, "\"lr\": 1e30");
     std::ofstream(dir + "/config.json") << j;
   }
-  CHECK_THROWS_WITH(app::run_train(bad), Catch::Contains("loss is") && Catch::Contains("epoch 2"));
+  // Resuming with 2 epochs extends the run (and its schedule) to two epochs.
+  CHECK_THROWS_WITH(minidl::testing::resume(dir, 2),
+                    Catch::Contains("loss is") && Catch::Contains("epoch 2"));
   CHECK(fs::last_write_time(dir + "/model.safetensors") == before);
   CHECK(fs::file_size(dir + "/model.safetensors") == size);
 }
 
 TEST_CASE("predict prints the top 3 classes with probabilities for an image file", "[cli]") {
-  app::TrainConfig c = minidl::testing::small_config("predict", 1, 128);
+  train::TrainOptions c = minidl::testing::small_options("predict", 1, 128);
   c.limit_test = 100;
-  app::run_train(c);
+  minidl::testing::fit(c);
   // Two test images: one as a 32x32 PNG (read as is: its tensor equals to_tensor's), and the
   // same image as a 64x64 PNG (predict must read it and resize it).
   data::Dataset ds = data::load_cifar10(data_dir(), false, 1);
@@ -151,9 +145,10 @@ TEST_CASE("predict prints the top 3 classes with probabilities for an image file
   REQUIRE(status == 0);
   // Expected: softmax of the checkpoint's logits for the image, the 3 largest in order.
   Checkpoint ck;
-  auto model = app::load_model(c.out + "/model.safetensors", &ck);
+  auto model = train::load_model(c.out + "/model.safetensors", &ck);
   NoGradGuard no_grad;
-  const Tensor logits = (*model)(data::to_tensor(ds, 0, 1, app::checkpoint_normalization(ck, "")));
+  const Tensor logits =
+      (*model)(data::to_tensor(ds, 0, 1, train::checkpoint_normalization(ck, "")));
   std::vector<std::pair<double, int>> prob;
   double sum = 0;
   for (int k = 0; k < 10; ++k) sum += std::exp(static_cast<double>(logits.data()[k]));

@@ -16,7 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "apps/commands.hpp"
+#include "apps/cli.hpp"
+#include "train/trainer.hpp"
 #include "data/cifar10.hpp"
 
 namespace minidl::testing {
@@ -72,21 +73,35 @@ inline std::pair<int, std::string> run_cli(const std::string& args) {
 }
 
 /// A quick seeded run: resnet8, batch 64, the first `train_images` training and 1,000 test
-/// images, no output, into a fresh folder `name`.
-inline app::TrainConfig small_config(const std::string& name, int64_t epochs,
-                                     int64_t train_images) {
-  app::TrainConfig c;
+/// images, into a fresh folder `name`.
+inline train::TrainOptions small_options(const std::string& name, int64_t epochs,
+                                         int64_t train_images) {
+  train::TrainOptions c;
   c.data = data_dir();
   c.model = "resnet8";
-  c.epochs = epochs;
+  c.epochs = static_cast<double>(epochs);
   c.batch_size = 64;
   c.lr = 0.05f;
   c.limit_train = train_images;
   c.limit_test = 1000;
   c.seed = 5;
   c.out = fresh_dir(name);
-  c.quiet = true;
   return c;
+}
+
+/// Trains `o` with the Trainer (at most `stop_after` epochs when > 0).
+inline train::RunResult fit(const train::TrainOptions& o, int64_t stop_after = -1) {
+  return train::Trainer(o).fit(false, stop_after);
+}
+
+/// Continues the run in `dir` from its config.json, with `threads` and, when > 0, `epochs`.
+inline train::RunResult resume(const std::string& dir, double epochs = 0, int threads = 2) {
+  train::TrainOptions o = train::read_config(dir + "/config.json");
+  if (epochs > 0) o.epochs = epochs;
+  o.threads = threads;
+  o.out = dir;
+  o.data = data_dir();
+  return train::Trainer(o).fit(true);
 }
 
 }  // namespace minidl::testing

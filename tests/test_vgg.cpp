@@ -71,7 +71,7 @@ int64_t count(const NamedTensors& tensors) {
   return n;
 }
 
-ModelOptions seeded(uint64_t seed, const std::string& bn_init = "fixed") {
+ModelOptions seeded(uint64_t seed, BnInit bn_init = BnInit::kFixed) {
   ModelOptions o;
   o.seed = seed;
   o.bn_init = bn_init;
@@ -149,7 +149,8 @@ TEST_CASE("vgg11 variants give 10 logits per 32x32 image and the documented para
                       Catch::Contains("expected input [N, 3, 32, 32], got [2, 3, 64, 64]"));
   }
   // The fused BN-ReLU forward equals the unfused Sequential, in both modes.
-  auto model = std::dynamic_pointer_cast<VGG>(create_model("vgg11_bn_w4", seeded(1, "uniform")));
+  auto model =
+      std::dynamic_pointer_cast<VGG>(create_model("vgg11_bn_w4", seeded(1, BnInit::kUniform)));
   NoGradGuard no_grad;
   for (bool training : {true, false}) {
     model->train(training);
@@ -225,7 +226,7 @@ TEST_CASE("VGG initialization is torchvision's and shared by the BN and no-BN mo
     for (float v : t.vec()) CHECK(v == want);
   }
   // bn_init "uniform": gamma ~ U[0, 1), drawn after the conv weights, which stay the same.
-  auto u = std::dynamic_pointer_cast<VGG>(create_model("vgg11_bn_w4", seeded(5, "uniform")));
+  auto u = std::dynamic_pointer_cast<VGG>(create_model("vgg11_bn_w4", seeded(5, BnInit::kUniform)));
   const Tensor gamma = u->state_dict()[1].second;  // features.1.weight
   float lo = 1, hi = 0;
   for (float v : gamma.vec()) {
@@ -271,7 +272,7 @@ TEST_CASE("a training step of vgg11_bn_w4 on 8 random images", "[vgg][train]") {
 
 TEST_CASE("vgg11_bn_w4 in eval mode: an image's logits alone equal those inside a batch",
           "[vgg][bn]") {
-  auto model = create_model("vgg11_bn_w4", seeded(4, "uniform"));
+  auto model = create_model("vgg11_bn_w4", seeded(4, BnInit::kUniform));
   Generator gen(9);
   const Tensor batch = randn({6, 3, 32, 32}, gen, 1.5f, 0.2f);
   {

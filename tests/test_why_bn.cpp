@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apps/probes.hpp"
-#include "apps/why_bn.hpp"
+#include "experiments/probes.hpp"
+#include "experiments/probed_run.hpp"
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "data/cifar10.hpp"
@@ -18,7 +18,7 @@
 #include "test_util.hpp"
 
 using namespace minidl;
-using namespace minidl::app;
+using namespace minidl::experiments;
 
 namespace {
 
@@ -274,7 +274,9 @@ TEST_CASE("experiment landscape and covariate-shift from the command line", "[wh
         {"covariate-shift --layer 9", "--layer must be from 1 to 8"},
         {"landscape --lr nan", "--lr"},
         {"landscape --resume", "--resume is for bn-only and bn-only-sweep"},
-        {"bn-only --variants standard", "--variants: \"standard\" is not one of all, bn"}};
+        {"bn-only --variants standard",
+         "--variants: a variant must be all, bn, fc, bn+fc or random-per-channel, got "
+         "\"standard\""}};
     for (const auto& [args, message] : cases) {
       const std::string a = args;  // "<experiment> <flags>"
       auto [code, text] =

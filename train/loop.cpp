@@ -24,7 +24,8 @@ int64_t argmax_row(const float* z, int64_t i, int64_t K) {
 
 int recalibrate_on(Module& model, const data::Dataset& ds, int64_t batch_size,
                    const data::Normalization& norm) {
-  if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch_size));
+  if (batch_size < 1)
+    throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch_size));
   return recalibrate_batch_norm(model, [&](const std::function<void(const Tensor&)>& visit) {
     for (int64_t b = 0; b < ds.size(); b += batch_size)
       visit(data::to_tensor(ds, b, std::min(batch_size, ds.size() - b), norm));

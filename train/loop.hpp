@@ -89,11 +89,11 @@ struct Diverged : std::runtime_error {
 };
 
 /// Callbacks into one training step (the probes of experiments/why_bn.hpp, airbench94's
-/// lookahead, data-parallel gradient synchronization next). `after_backward(batch, step, loss)` runs once the batch's gradients are
-/// in the parameters' .grad (loss: the value they are the gradient of), before the optimizer
-/// step; `after_step(batch, step)` right after the step
-/// (before the finiteness check). `step` is the step's 0-based index. A hook that changes the
-/// weights, buffers or gradients must put them back.
+/// lookahead, data-parallel gradient synchronization next). `after_backward(batch, step, loss)`
+/// runs once the batch's gradients are in the parameters' .grad (loss: the value they are the
+/// gradient of), before the optimizer step; `after_step(batch, step)` right after the step (before
+/// the finiteness check). `step` is the step's 0-based index. A hook that changes the weights,
+/// buffers or gradients must put them back.
 struct StepHooks {
   std::function<void(const data::Batch&, int64_t step, float loss)> after_backward;
   std::function<void(const data::Batch&, int64_t step)> after_step;
@@ -105,8 +105,8 @@ struct StepHooks {
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
 /// zero_grad, backward, step (the last two as profiler Scopes "optimizer.zero_grad" and
 /// "optimizer.step"). `on_batch(i, n, running_loss)` is called after every batch (for
-/// progress bars), i counting from 1 to n. Throws Diverged when the loss or a trainable parameter becomes NaN or
-/// infinite — nothing already saved is touched.
+/// progress bars), i counting from 1 to n. Throws Diverged when the loss or a trainable parameter
+/// becomes NaN or infinite — nothing already saved is touched.
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
                        int64_t epoch,

@@ -52,7 +52,7 @@ struct OptionError : std::invalid_argument {
 /// Every setting of a training run. The defaults are the default recipe.
 struct TrainOptions {
   Recipe recipe = Recipe::kDefault;
-  std::string data;               ///< CIFAR-10 binary directory
+  std::string data;                ///< CIFAR-10 binary directory
   std::string model = "resnet20";  ///< a registered model name (layers/models/registry.hpp)
   /// Training length in epochs: a whole number except for airbench94 (9.9: the last epoch
   /// stops after ceil(9.9 x batches per epoch) steps in all).

@@ -229,9 +229,9 @@ void write_config(const std::string& path, const TrainOptions& o) {
 // ---- metrics.csv ----------------------------------------------------------------------------
 
 namespace {
-const char* const kMetricsColumns[] = {"epoch",         "train_loss", "train_accuracy",
-                                       "test_loss",     "test_accuracy", "lr",
-                                       "seconds",       "images_per_second"};
+const char* const kMetricsColumns[] = {"epoch",     "train_loss",       "train_accuracy",
+                                       "test_loss", "test_accuracy",    "lr",
+                                       "seconds",   "images_per_second"};
 }  // namespace
 
 std::string metrics_header() {
@@ -268,8 +268,8 @@ std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string
   const std::vector<std::string> header = split(line);
   std::map<std::string, size_t> col;
   for (size_t i = 0; i < header.size(); ++i) col[header[i]] = i;
-  for (const char* required : {"epoch", "train_loss", "train_accuracy", "lr", "seconds",
-                               "images_per_second"}) {
+  for (const char* required :
+       {"epoch", "train_loss", "train_accuracy", "lr", "seconds", "images_per_second"}) {
     if (!col.count(required))
       throw std::runtime_error("\"" + path + "\" has no column \"" + required + "\"");
   }
@@ -288,8 +288,8 @@ std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string
       char* end = nullptr;
       const double x = std::strtod(s.c_str(), &end);
       if (end == s.c_str() || *end != '\0' || !std::isfinite(x)) {
-        throw std::runtime_error("\"" + path + "\": row \"" + line.substr(0, 80) +
-                                 "\" has \"" + s.substr(0, 20) + "\" in column \"" + name +
+        throw std::runtime_error("\"" + path + "\": row \"" + line.substr(0, 80) + "\" has \"" +
+                                 s.substr(0, 20) + "\" in column \"" + name +
                                  "\", expected a number");
       }
       return x;
@@ -349,9 +349,9 @@ std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, boo
       }
       if (bad > 0) {
         throw NonFiniteCheckpoint("checkpoint \"" + path + "\": tensor \"" + name + "\" has " +
-                                 std::to_string(bad) + " NaN or infinite value(s) of " +
-                                 std::to_string(t.numel()) + " (first at index " +
-                                 std::to_string(first) + "); the run that wrote it diverged");
+                                  std::to_string(bad) + " NaN or infinite value(s) of " +
+                                  std::to_string(t.numel()) + " (first at index " +
+                                  std::to_string(first) + "); the run that wrote it diverged");
       }
     }
   }

@@ -25,12 +25,12 @@ double seconds_since(Clock::time_point t0) {
 }  // namespace
 
 FitDiverged::FitDiverged(const std::string& reason, int64_t kept_epoch, std::string checkpoint)
-    : std::runtime_error(
-          "training diverged: " + reason + ". " +
-          (kept_epoch > 0 ? "Kept: the checkpoint of epoch " + std::to_string(kept_epoch) +
-                                " in \"" + checkpoint + "\""
-                          : std::string("No checkpoint was written (no epoch of this run "
-                                        "finished without diverging)"))),
+    : std::runtime_error("training diverged: " + reason + ". " +
+                         (kept_epoch > 0
+                              ? "Kept: the checkpoint of epoch " + std::to_string(kept_epoch) +
+                                    " in \"" + checkpoint + "\""
+                              : std::string("No checkpoint was written (no epoch of this run "
+                                            "finished without diverging)"))),
       reason(reason),
       kept_epoch(kept_epoch),
       checkpoint(std::move(checkpoint)) {}

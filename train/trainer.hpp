@@ -41,10 +41,10 @@ struct FitStart {
 
 /// What on_epoch_end sees, after the epoch was committed to the run directory.
 struct EpochEnd {
-  int64_t epochs = 0;                ///< of the run
-  MetricsRow row;                    ///< the epoch's metrics.csv row (1-based epoch)
-  EpochStats train;                  ///< the training loop's
-  std::optional<EvalResult> test;    ///< when the epoch was evaluated
+  int64_t epochs = 0;              ///< of the run
+  MetricsRow row;                  ///< the epoch's metrics.csv row (1-based epoch)
+  EpochStats train;                ///< the training loop's
+  std::optional<EvalResult> test;  ///< when the epoch was evaluated
 };
 
 /// The Trainer's callbacks; any may be empty.

@@ -1,5 +1,5 @@
 // libFuzzer harness: reading a run's config.json as `minidl train --resume` does,
-// minidl::app::read_config_file(path) (size and nesting checks, parse, config_from_json). Any
+// minidl::train::read_config(path) (size and nesting checks, parse, config_from_json). Any
 // std::exception (a parse error, a wrong type) is a valid outcome; a crash, a sanitizer report
 // (e.g. an out-of-range float-to-integer conversion), a leak or a hang is a finding. A config that
 // reads must also survive config_to_json -> config_from_json unchanged.
@@ -8,17 +8,17 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "apps/commands.hpp"
+#include "train/run_dir.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using minidl::app::config_from_json;
-  using minidl::app::config_to_json;
+  using minidl::train::config_from_json;
+  using minidl::train::config_to_json;
   static minidl::fuzz::InputFile file("config", ".json");
   const std::string& path = file.write(data, size);
-  minidl::app::TrainConfig c;
+  minidl::train::TrainOptions c;
   try {
-    c = minidl::app::read_config_file(path);
+    c = minidl::train::read_config(path);
   } catch (const std::exception&) {
     return 0;
   }

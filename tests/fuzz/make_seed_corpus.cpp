@@ -21,7 +21,7 @@
 
 #include <stb/stb_image_write.h>
 
-#include "apps/commands.hpp"
+#include "train/run_dir.hpp"
 #include "core/safetensors.hpp"
 #include "tests/byte_writer.hpp"
 
@@ -112,18 +112,21 @@ void cifar10_seeds(const fs::path& dir) {
 }
 
 void config_seeds(const fs::path& dir) {
-  minidl::app::TrainConfig c;
+  minidl::train::TrainOptions c;
   c.data = "/data/cifar-10-batches-bin";
   c.out = "runs/seed";
-  write_text(dir / "default.json", minidl::app::config_to_json(c).dump(2) + "\n");
-  c.optimizer = "adamw";
-  c.schedule = "multistep";
+  write_text(dir / "default.json", minidl::train::config_to_json(c).dump(2) + "\n");
+  c.optimizer = minidl::train::OptimizerKind::kAdamW;
+  c.schedule = minidl::optim::ScheduleKind::kMultistep;
   c.milestones = {80, 120};
-  c.train_only = "bn";
-  c.bn_stats = "running";
+  c.train_only = minidl::optim::TrainOnly::kBn;
+  c.bn_stats = minidl::train::BnStatsMode::kRunning;
   c.limit_train = 2000;
-  const std::string multistep = minidl::app::config_to_json(c).dump();
+  const std::string multistep = minidl::train::config_to_json(c).dump();
   write_text(dir / "multistep.json", multistep + "\n");
+  minidl::train::TrainOptions a = minidl::train::airbench94_options(512, 4);
+  a.data = c.data;
+  write_text(dir / "airbench94.json", minidl::train::config_to_json(a).dump(2) + "\n");
   write_text(dir / "empty_object.json", "{}");
   write_text(dir / "not_an_object.json", "[1, 2.5, \"x\", null]");
   write_text(dir / "wrong_types.json", R"({"epochs": "ten", "lr": [0.1], "augment": 1})");
