@@ -180,8 +180,7 @@ WhyBnReport run_landscape(WhyBnConfig c) {
   summary << "variant,model,lr,step,epoch,loss,grad_norm,loss_min,loss_max,grad_distance_min,"
              "grad_distance_max,beta_smoothness\n";
   md << "# Loss landscape along the gradient (Santurkar et al. 2018, Figure 4)\n\n"
-     << "`minidl experiment landscape --model " << c.model << " --epochs " << c.epochs
-     << "`: plain SGD (momentum " << num(c.momentum) << ", weight decay " << num(c.weight_decay)
+     << "Model " << c.model << ", " << c.epochs << " epochs: plain SGD (momentum " << num(c.momentum) << ", weight decay " << num(c.weight_decay)
      << "), constant lr, batch " << c.batch_size << ", seed " << c.seed << ", a probe every "
      << base.probe_every << " steps at eta = lr x {";
   for (size_t i = 0; i < c.eta_factors.size(); ++i) md << (i ? ", " : "") << num(c.eta_factors[i]);
@@ -238,7 +237,7 @@ WhyBnReport run_covariate_shift(WhyBnConfig c) {
   if (c.epochs < 0) c.epochs = 15;
   if (c.out.empty()) c.out = "runs/covariate-shift";
   ProbedRunConfig base = common_config(c, {"standard", "bn", "noisy-bn"});
-  for (const std::string& v : c.variants) {  // --layer must name a block of every variant
+  for (const std::string& v : c.variants) {  // `layer` must name a block of every variant
     auto m = create_model(variant_model(c.model, v));
     vgg_relu_index(*m, c.layer);
   }
@@ -251,8 +250,7 @@ WhyBnReport run_covariate_shift(WhyBnConfig c) {
   acts << "variant,model,lr,step,epoch,p5,p25,p50,p75,p95,mean,std\n";
   shift << "variant,model,lr,step,epoch,layer,name,grad_norm,distance,cosine\n";
   md << "# Internal covariate shift (Santurkar et al. 2018, Section 2)\n\n"
-     << "`minidl experiment covariate-shift --model " << c.model << " --epochs " << c.epochs
-     << "`: plain SGD (momentum " << num(c.momentum) << ", weight decay " << num(c.weight_decay)
+     << "Model " << c.model << ", " << c.epochs << " epochs: plain SGD (momentum " << num(c.momentum) << ", weight decay " << num(c.weight_decay)
      << "), constant lr, batch " << c.batch_size << ", seed " << c.seed << ", a probe every "
      << base.probe_every << " steps; activations: the pre-activations of conv block " << c.layer
      << " (all channels) on the step's batch; covariate shift: every conv and linear weight, "
