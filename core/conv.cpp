@@ -1,7 +1,8 @@
 // minidl — conv2d: forward and backward as sibling functions, and the op that ties them to
 // autograd.
 //
-// Legend: N images, C input channels, O output channels, H x W input, HO x WO output, K = C*KH*KW.
+// Shapes in the letters of core/ops.hpp's legend: x [N, C, H, W], w [O, C, KH, KW], b [O],
+// y [N, O, HO, WO]; R = C * KH * KW rows of im2col's matrix.
 // Two algorithms, chosen per geometry by conv2d_uses_winograd():
 // - Winograd F(4x4, 3x3) (core/winograd.hpp) for 3x3 stride-1 convolutions (padding 0-2) with at
 //   least 8 input channels, the bulk of a ResNet: forward, input gradient (a convolution of dy
@@ -10,16 +11,16 @@
 //   load_state_dict), so frozen convolutions (BN-only training, eval mode) transform their
 //   filters once. A build with the CMake option MINIDL_WINOGRAD=OFF never takes this path.
 // - im2col + GEMM for every other geometry, one image per OpenMP iteration. Per image n, with
-//   col = im2col(x[n]) of shape [K, HO*WO]:
-//     forward:  y[n] = W col                       W viewed as [O, K]
+//   col = im2col(x[n]) of shape [R, HO*WO]:
+//     forward:  y[n] = W col                       W viewed as [O, R]
 //     backward: dW  += dy[n] col^T                 (skipped when W is frozen)
 //               dx[n] = col2im(W^T dy[n])          (skipped when x needs no gradient)
 //   For stride 1 and a square kernel, dx is itself a convolution: dx[n] = Wf * dy[n] with
-//   Wf[c, o, kh, kw] = W[o, c, K-1-kh, K-1-kw] and padding K-1-padding, so it is computed as
+//   Wf[c, o, kh, kw] = W[o, c, KH-1-kh, KW-1-kw] and padding KH-1-padding, so it is computed as
 //   im2col(dy[n]) and one GEMM — a gather instead of col2im's scatter. Narrow layers (fewer
 //   than kNarrow output channels, or input channels for dx): OpenBLAS is about twice as fast on
 //   the transposed products, so y[n]^T = col^T W^T, dW^T += col dy[n]^T and
-//   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [H*W, C] result is transposed.
+//   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [S, C] result is transposed.
 // The bias is added after either algorithm: y += b, db += sum over N, HO, WO of dy.
 #include <omp.h>
 
@@ -60,13 +61,13 @@ void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bo
 }
 
 /// Wf [C, O, KH, KW] with Wf[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw] (the input gradient's
-/// filters).
-Storage flip_weight(const float* w, int64_t O, int64_t C, int64_t KK) {
-  Storage wf(O * C * KK);
+/// filters); w [O, C, KH, KW], KHW = KH * KW.
+Storage flip_weight(const float* w, int64_t O, int64_t C, int64_t KHW) {
+  Storage wf(O * C * KHW);
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t k = 0; k < KK; ++k)
-        wf[(c * O + o) * KK + (KK - 1 - k)] = w[(o * C + c) * KK + k];
+      for (int64_t k = 0; k < KHW; ++k)
+        wf[(c * O + o) * KHW + (KHW - 1 - k)] = w[(o * C + c) * KHW + k];
   return wf;
 }
 
@@ -95,13 +96,13 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
 /// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias.
 void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const ConvGeom& g, int64_t O,
                            float* y) {
-  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+  const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
   const bool narrow = O < kNarrow;
 #pragma omp parallel
   {
-    Storage col(direct ? 0 : K * HWO);  // scratch, fully written by im2col
+    Storage col(direct ? 0 : R * HWO);  // scratch, fully written by im2col
     Storage yt(narrow ? HWO * O : 0);   // y[n]^T for narrow layers
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
@@ -112,10 +113,10 @@ void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const Conv
       }
       float* yn = y + n * O * HWO;
       if (narrow) {
-        kernels::gemm(true, true, HWO, O, K, 1.0f, c, w, 0.0f, yt.data());  // col^T W^T
+        kernels::gemm(true, true, HWO, O, R, 1.0f, c, w, 0.0f, yt.data());  // col^T W^T
         transpose_into(yt.data(), HWO, O, yn, false);
       } else {
-        kernels::gemm(false, false, O, HWO, K, 1.0f, w, c, 0.0f, yn);
+        kernels::gemm(false, false, O, HWO, R, 1.0f, w, c, 0.0f, yn);
       }
     }
   }
@@ -125,7 +126,7 @@ void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const Conv
 /// either output may be null (not needed).
 void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int64_t N,
                             const ConvGeom& g, int64_t O, float* dx, bool dx_fresh, float* dw) {
-  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+  const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
   const bool narrow = O < kNarrow;
   const int nthreads = omp_get_max_threads();
@@ -138,11 +139,11 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
-    Storage col((direct || !dw) ? 0 : K * HWO);
-    Storage dcol((direct || !dx) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : K * HWO));
+    Storage col((direct || !dw) ? 0 : R * HWO);
+    Storage dcol((direct || !dx) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : R * HWO));
     const bool narrow_in = g.C < kNarrow;
     Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
-    if (dw) dw_part[tid].assign(O * K, 0.0f);  // [O, K], or [K, O] when narrow
+    if (dw) dw_part[tid].assign(O * R, 0.0f);  // [O, R], or [R, O] when narrow
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* dyn = dy + n * O * HWO;
@@ -153,16 +154,16 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
           c = col.data();
         }
         if (narrow) {  // dW^T += col dy[n]^T
-          kernels::gemm(false, true, K, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
+          kernels::gemm(false, true, R, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
         } else {
-          kernels::gemm(false, true, O, K, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
+          kernels::gemm(false, true, O, R, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
         }
       }
       if (dx) {
         const float beta = dx_fresh ? 0.0f : 1.0f;
         float* dxn = dx + n * CHW;
         if (direct) {
-          kernels::gemm(true, false, K, HWO, O, 1.0f, w, dyn, beta, dxn);
+          kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, beta, dxn);
         } else if (flip_path) {
           kernels::im2col(dyn, gt, dcol.data());
           if (narrow_in) {  // dx[n]^T = col(dy)^T Wf^T, then transposed into dx
@@ -175,7 +176,7 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
           }
         } else {
           if (dx_fresh) std::fill(dxn, dxn + CHW, 0.0f);
-          kernels::gemm(true, false, K, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
+          kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
           kernels::col2im_add(dcol.data(), g, dxn);
         }
       }
@@ -185,9 +186,9 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
   for (int t = 0; t < nthreads; ++t) {
     if (dw_part[t].empty()) continue;
     if (narrow) {
-      transpose_into(dw_part[t].data(), K, O, dw, true);
+      transpose_into(dw_part[t].data(), R, O, dw, true);
     } else {
-      for (int64_t i = 0; i < O * K; ++i) dw[i] += dw_part[t][i];
+      for (int64_t i = 0; i < O * R; ++i) dw[i] += dw_part[t][i];
     }
   }
 }

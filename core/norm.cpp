@@ -1,6 +1,7 @@
 // minidl — batch_norm forward and backward, fused per channel.
 //
-// Legend: x [N, C, S] where S = H * W (S = 1 for [N, C]); M = N * S values per channel.
+// Shapes in core/ops.hpp's letters: x [N, C, S], S = H * W for [N, C, H, W], L for [N, C, L],
+// 1 for [N, C]; M = N * S values per channel.
 // Training (Ioffe & Szegedy 2015, Algorithm 1):
 //   mean = sum(x) / M,  var = sum((x - mean)^2) / M      (biased, used to normalize)
 //   inv_std = 1 / sqrt(var + eps),  x_hat = (x - mean) * inv_std,  y = gamma * x_hat + beta

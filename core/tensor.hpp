@@ -1,9 +1,8 @@
 // minidl — Tensor: a float32, contiguous, row-major n-d array with an optional gradient and a
 // link into the autograd graph.
 //
-// Dimension letters used throughout minidl (after llm.c's legend):
-//   N batch size, C channels (C_in / C_out), H height, W width, K classes or kernel size,
-//   D features. Image tensors are NCHW: [N, C, H, W].
+// Image tensors are NCHW: [N, C, H, W]. The dimension letters of every shape comment (N, C, O,
+// H, W, KH, KW, S, K, ...) are defined once, in the legend at the top of core/ops.hpp.
 //
 // A Tensor is a cheap handle (shared_ptr) to its storage, like a torch.Tensor: copying a
 // Tensor shares data. `clone()` makes a deep copy.

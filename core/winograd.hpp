@@ -2,7 +2,7 @@
 // gradient and weight gradient). Lavin & Gray, "Fast Algorithms for Convolutional Neural
 // Networks", CVPR 2016, Section 4 (the 2-d nesting of the 1-d minimal filtering algorithm).
 //
-// Legend: N images, C input channels, O output channels (C_out), H x W input, HO x WO output,
+// Letters: N, C, O, H, W, HO, WO as in core/ops.hpp's legend, and for the tiles:
 //   m output tile size, a = m + 2 input tile size, P tiles per image = ceil(HO/m) * ceil(WO/m),
 //   T tiles in a chunk of images, xi = one of the a*a transform-domain positions.
 //
