@@ -38,6 +38,7 @@
 namespace minidl::ops {
 
 using detail::check;
+using detail::GradOut;
 using kernels::ConvGeom;
 
 namespace {
@@ -86,7 +87,7 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
   }
   const int64_t O = w.size(0), C = w.size(1);
   it->data.resize(kernels::winograd_weight_size(O, C));
-  kernels::winograd_weight_transform(w.data(), O, C, flipped, it->data.data());
+  kernels::winograd_weight_transform(it->data.data(), w.data(), O, C, flipped);
   it->version = t->version;
   return it->data.data();
 }
@@ -94,8 +95,8 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
 // ---- im2col + GEMM -------------------------------------------------------------------------
 
 /// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias.
-void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const ConvGeom& g, int64_t O,
-                           float* y) {
+void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, const ConvGeom& g,
+                           int64_t O) {
   const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
@@ -122,16 +123,16 @@ void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const Conv
   }
 }
 
-/// dx [N, C, H, W] (= when dx_fresh, else +=) and dw [O, C, KH, KW] (+=) from dy [N, O, HO, WO];
-/// either output may be null (not needed).
-void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int64_t N,
-                            const ConvGeom& g, int64_t O, float* dx, bool dx_fresh, float* dw) {
+/// The gradients of y = conv(x, w): dx [N, C, H, W] (= when dx.fresh, else +=) and
+/// dw [O, C, KH, KW] (+=) from dy [N, O, HO, WO]; either output may be null (not needed).
+void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float* x, const float* w,
+                            int64_t N, const ConvGeom& g, int64_t O) {
   const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
   const bool narrow = O < kNarrow;
   const int nthreads = omp_get_max_threads();
   // The flipped kernel for the stride-1 input gradient (see the header comment).
-  const bool flip_path = dx && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
+  const bool flip_path = dx.data && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
   const ConvGeom gt{O, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
   const Storage wflip = flip_path ? flip_weight(w, O, g.C, g.KH * g.KW) : Storage();
   // Per-thread weight-gradient partials, summed in thread order: deterministic.
@@ -140,7 +141,7 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
   {
     const int tid = omp_get_thread_num();
     Storage col((direct || !dw) ? 0 : R * HWO);
-    Storage dcol((direct || !dx) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : R * HWO));
+    Storage dcol((direct || !dx.data) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : R * HWO));
     const bool narrow_in = g.C < kNarrow;
     Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
     if (dw) dw_part[tid].assign(O * R, 0.0f);  // [O, R], or [R, O] when narrow
@@ -159,9 +160,9 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
           kernels::gemm(false, true, O, R, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
         }
       }
-      if (dx) {
-        const float beta = dx_fresh ? 0.0f : 1.0f;
-        float* dxn = dx + n * CHW;
+      if (dx.data) {
+        const float beta = dx.fresh ? 0.0f : 1.0f;
+        float* dxn = dx.data + n * CHW;
         if (direct) {
           kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, beta, dxn);
         } else if (flip_path) {
@@ -169,13 +170,13 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
           if (narrow_in) {  // dx[n]^T = col(dy)^T Wf^T, then transposed into dx
             kernels::gemm(true, true, g.H * g.W, g.C, O * g.KH * g.KW, 1.0f, dcol.data(),
                           wflip.data(), 0.0f, dxt.data());
-            transpose_into(dxt.data(), g.H * g.W, g.C, dxn, !dx_fresh);
+            transpose_into(dxt.data(), g.H * g.W, g.C, dxn, !dx.fresh);
           } else {
             kernels::gemm(false, false, g.C, g.H * g.W, O * g.KH * g.KW, 1.0f, wflip.data(),
                           dcol.data(), beta, dxn);
           }
         } else {
-          if (dx_fresh) std::fill(dxn, dxn + CHW, 0.0f);
+          if (dx.fresh) std::fill(dxn, dxn + CHW, 0.0f);
           kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
           kernels::col2im_add(dcol.data(), g, dxn);
         }
@@ -205,7 +206,7 @@ void bias_forward(float* y, const float* b, int64_t N, int64_t O, int64_t S) {
 }
 
 /// db [O] += sum over N and S of dy [N, O, S] (double accumulation).
-void bias_backward(const float* dy, float* db, int64_t N, int64_t O, int64_t S) {
+void bias_backward(float* db, const float* dy, int64_t N, int64_t O, int64_t S) {
   for (int64_t o = 0; o < O; ++o) {
     double s = 0.0;
     for (int64_t n = 0; n < N; ++n) {
@@ -216,46 +217,50 @@ void bias_backward(const float* dy, float* db, int64_t N, int64_t O, int64_t S) 
   }
 }
 
-}  // namespace
-
-/// The geometries Winograd computes (kernels::winograd_applies: 3x3, stride 1, padding 0-2), less
-/// those with fewer than 8 input channels (an RGB stem), where the transforms cost as much as
-/// they save: measured equal for resnet20's 3 -> 16 stem, so im2col keeps those.
-static bool use_winograd(const ConvGeom& g) {
-  return kernels::winograd_applies(g) && g.C >= kWinogradMinChannels;
-}
-
-bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
-                          int64_t padding) {
-  return use_winograd(ConvGeom{in_channels, 1, 1, kernel_size, kernel_size, stride, padding, 1, 1});
-}
-
-/// y [N, O, HO, WO] = conv(x, w) + b; w [O, C, KH, KW]; b [O] or null.
-static void conv2d_forward(const Tensor& x, const Tensor& w, const float* b, int64_t N,
-                           const ConvGeom& g, int64_t O, bool winograd, float* y) {
+/// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]) + b [O] (b may be null), by
+/// Winograd when `winograd` (w_wino: w's transform, winograd_weight(w, false)), else by
+/// im2col + GEMM (w_wino unused, may be null).
+void conv2d_forward(float* y, const float* x, const float* w, const float* w_wino, const float* b,
+                    int64_t N, const ConvGeom& g, int64_t O, bool winograd) {
   if (winograd) {
-    kernels::winograd_forward(x.data(), N, g, O, winograd_weight(w, false), y, false);
+    kernels::winograd_forward(y, x, w_wino, N, g, O, /*accumulate=*/false);
   } else {
-    conv2d_im2col_forward(x.data(), w.data(), N, g, O, y);
+    conv2d_im2col_forward(y, x, w, N, g, O);
   }
   if (b) bias_forward(y, b, N, O, g.HO * g.WO);
 }
 
-/// From dy [N, O, HO, WO]: dx [N, C, H, W] (= when dx_fresh, else +=), dw [O, C, KH, KW] (+=),
-/// db [O] (+=); each may be null (not needed).
-static void conv2d_backward(const Tensor& x, const Tensor& w, const float* dy, int64_t N,
-                            const ConvGeom& g, int64_t O, bool winograd, float* dx, bool dx_fresh,
-                            float* dw, float* db) {
+/// The gradients of y = conv(x, w) + b from dy [N, O, HO, WO]: dx [N, C, H, W] (= when dx.fresh,
+/// else +=), dw [O, C, KH, KW] (+=), db [O] (+=); each may be null (not needed). By Winograd when
+/// `winograd` (wf_wino: the flipped filters' transform, winograd_weight(w, true), read only for
+/// dx), else by im2col + GEMM (wf_wino unused, may be null).
+void conv2d_backward(GradOut dx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, const float* wf_wino, int64_t N, const ConvGeom& g, int64_t O,
+                     bool winograd) {
   if (winograd) {
-    if (dx) {  // dx = conv(dy, flipped w) with padding 2 - pad: a forward Winograd pass
+    if (dx.data) {  // dx = conv(dy, flipped w) with padding 2 - pad: a forward Winograd pass
       const ConvGeom gt{O, g.HO, g.WO, 3, 3, 1, 2 - g.pad, g.H, g.W};
-      kernels::winograd_forward(dy, N, gt, g.C, winograd_weight(w, true), dx, !dx_fresh);
+      kernels::winograd_forward(dx.data, dy, wf_wino, N, gt, g.C, /*accumulate=*/!dx.fresh);
     }
-    if (dw) kernels::winograd_backward_weight(x.data(), dy, N, g, O, dw);
+    if (dw) kernels::winograd_backward_weight(dw, dy, x, N, g, O);
   } else {
-    conv2d_im2col_backward(x.data(), w.data(), dy, N, g, O, dx, dx_fresh, dw);
+    conv2d_im2col_backward(dx, dw, dy, x, w, N, g, O);
   }
-  if (db) bias_backward(dy, db, N, O, g.HO * g.WO);
+  if (db) bias_backward(db, dy, N, O, g.HO * g.WO);
+}
+
+/// The geometries Winograd computes (kernels::winograd_applies: 3x3, stride 1, padding 0-2), less
+/// those with fewer than 8 input channels (an RGB stem), where the transforms cost as much as
+/// they save: measured equal for resnet20's 3 -> 16 stem, so im2col keeps those.
+bool use_winograd(const ConvGeom& g) {
+  return kernels::winograd_applies(g) && g.C >= kWinogradMinChannels;
+}
+
+}  // namespace
+
+bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
+                          int64_t padding) {
+  return use_winograd(ConvGeom{in_channels, 1, 1, kernel_size, kernel_size, stride, padding, 1, 1});
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
@@ -291,20 +296,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   profiler::add_flops(flops);
 
   Tensor y = Tensor::empty({N, O, g.HO, g.WO});
-  conv2d_forward(x, weight, bias.defined() ? bias.data() : nullptr, N, g, O, winograd, y.data());
+  conv2d_forward(y.data(), x.data(), weight.data(),
+                 winograd ? winograd_weight(weight, false) : nullptr,
+                 bias.defined() ? bias.data() : nullptr, N, g, O, winograd);
   if (!needs_graph({&x, &weight, &bias})) return y;
 
-  // The closure only unpacks gradients and calls conv2d_backward (llm.c's op template).
+  // The closure only fetches the buffers and calls conv2d_backward (llm.c's op template).
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
       [x, weight, bias, out, g, N, O, winograd, flops]() {
-        bool dx_fresh = false;  // dx allocated now, uninitialized: the first write assigns
-        float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
+        const GradOut dx = detail::grad_for_write_or_null(x);  // fresh: allocated, uninitialized
         float* dw = detail::grad_or_null(weight);
         float* db = detail::grad_or_null(bias);
-        profiler::add_flops((dx ? flops : 0.0) + (dw ? flops : 0.0));
-        conv2d_backward(x, weight, out->grad.data(), N, g, O, winograd, dx, dx_fresh, dw, db);
+        profiler::add_flops((dx.data ? flops : 0.0) + (dw ? flops : 0.0));
+        conv2d_backward(dx, dw, db, out->grad.data(), x.data(), weight.data(),
+                        winograd && dx.data ? winograd_weight(weight, true) : nullptr, N, g, O,
+                        winograd);
       },
       name);
   return y;

@@ -227,11 +227,11 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
        training, N, C, S, relu]() {
         // dr is requested before dx: when x and residual are one tensor, a fresh buffer is
         // assigned by the dr pass and then accumulated into by the dx pass of the same channel.
-        bool dx_fresh = false, dr_fresh = false;
-        float* dr = detail::grad_for_write_or_null(residual, &dr_fresh);
-        float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
-        batch_norm_backward(dx, dx_fresh, detail::grad_or_null(weight), detail::grad_or_null(bias),
-                            dr, dr_fresh, out->grad.data(), out->storage->data(), x.data(),
+        const detail::GradOut dr = detail::grad_for_write_or_null(residual);
+        const detail::GradOut dx = detail::grad_for_write_or_null(x);
+        batch_norm_backward(dx.data, dx.fresh, detail::grad_or_null(weight),
+                            detail::grad_or_null(bias), dr.data, dr.fresh, out->grad.data(),
+                            out->storage->data(), x.data(),
                             weight.defined() ? weight.data() : nullptr, mean.data(), inv_std.data(),
                             N, C, S, training, relu);
       },

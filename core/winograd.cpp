@@ -359,7 +359,7 @@ bool winograd_applies(const ConvGeom& g) {
 
 int64_t winograd_weight_size(int64_t O, int64_t C) { return a * a * O * C; }
 
-void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flipped, float* V) {
+void winograd_weight_transform(float* V, const float* w, int64_t O, int64_t C, bool flipped) {
   const auto& G = Matrices<m>::G;
   // Output [a*a, rows, cols]: [a*a, O, C] normally, [a*a, C, O] for the flipped filters.
   const int64_t rows = flipped ? C : O, cols = flipped ? O : C;
@@ -384,8 +384,8 @@ void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flippe
   }
 }
 
-void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, const float* V,
-                      float* y, bool accumulate) {
+void winograd_forward(float* y, const float* x, const float* V, int64_t N, const ConvGeom& g,
+                      int64_t O, bool accumulate) {
   const Tiling tl = make_tiling(g, N, O);
   const int64_t C = g.C, NB = tl.NB;
 #pragma omp parallel
@@ -428,8 +428,8 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
   }
 }
 
-void winograd_backward_weight(const float* x, const float* dy, int64_t N, const ConvGeom& g,
-                              int64_t O, float* dw) {
+void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_t N,
+                              const ConvGeom& g, int64_t O) {
   const Tiling tl = make_tiling(g, N, O);
   const int64_t C = g.C, NB = tl.NB;
   // dy is gathered like an input: O channels of HO x WO into [O, QH, QW, NB], no padding.
