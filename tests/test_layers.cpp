@@ -168,6 +168,37 @@ TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorc
   CHECK_THROWS_WITH(bn(Tensor({2, 5})), Catch::Contains("BatchNorm1d(4)"));
 }
 
+TEST_CASE("BatchNorm1d on [N, C, L] normalizes each channel over all N * L values",
+          "[layers][bn]") {
+  // As layers/batch_norm.hpp states: one mean and variance per channel over the batch and every
+  // position together (torch.nn.BatchNorm1d), not per position. Channel c holds
+  // x[n, c, l] = c + (n + 1) * (l + 1): its N * L = 8 values are c + {1, 2, 3, 4, 2, 4, 6, 8}.
+  BatchNorm1d bn(3);
+  const int64_t N = 2, C = 3, L = 4;
+  std::vector<float> v;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t l = 0; l < L; ++l) v.push_back(float(c + (n + 1) * (l + 1)));
+  Tensor x({N, C, L}, v);
+  NoGradGuard ng;
+  const Tensor y = bn(x);
+  REQUIRE(y.shape() == Shape{N, C, L});
+  const double mean = 30.0 / 8, var = 150.0 / 8 - mean * mean;  // of {1, 2, 3, 4, 2, 4, 6, 8}
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t l = 0; l < L; ++l) {
+        const double want = ((n + 1) * (l + 1) - mean) / std::sqrt(var + 1e-5);
+        CHECK(y.data()[(n * C + c) * L + l] == Approx(want).margin(1e-5));
+      }
+  for (int64_t c = 0; c < C; ++c) {
+    CHECK(bn.running_mean.data()[c] == Approx(0.1 * (c + mean)).margin(1e-6));
+    CHECK(bn.running_var.data()[c] == Approx(0.9 + 0.1 * var * 8 / 7).margin(1e-5));
+  }
+  // A single value per channel (N * L = 1) cannot train; [1, C, 2] can.
+  CHECK_THROWS_WITH(bn(Tensor({1, 3, 1})), Catch::Contains("more than 1 value per channel"));
+  CHECK_NOTHROW(bn(Tensor({1, 3, 2})));
+}
+
 // In eval mode every op computes an image's result the same way whatever the batch, except that
 // a Winograd convolution multiplies a chunk of images' tiles in one GEMM, whose rounding may
 // depend on the chunk's size: logits then agree to 1e-5 relative, and the prediction exactly.
