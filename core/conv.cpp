@@ -296,7 +296,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   profiler::add_flops(flops);
 
   Tensor y = Tensor::empty({N, O, g.HO, g.WO});
-  conv2d_forward(y.data(), x.data(), weight.data(),
+  conv2d_forward(y.mutable_data(), x.data(), weight.data(),
                  winograd ? winograd_weight(weight, false) : nullptr,
                  bias.defined() ? bias.data() : nullptr, N, g, O, winograd);
   if (!needs_graph({&x, &weight, &bias})) return y;

@@ -56,7 +56,7 @@ Tensor add_op(const Tensor& a, const Tensor& b, bool with_relu) {
   check(a.shape() == b.shape(), name, "b of a's shape " + shape_str(a.shape()), b);
   Tensor y = Tensor::empty(a.shape());
   const int64_t n = a.numel();
-  add_forward(y.data(), a.data(), b.data(), n, with_relu);
+  add_forward(y.mutable_data(), a.data(), b.data(), n, with_relu);
   if (!needs_graph({&a, &b})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -75,7 +75,7 @@ Tensor relu(const Tensor& x) {
   profiler::Scope _prof("relu");
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
-  relu_forward(y.data(), x.data(), n);
+  relu_forward(y.mutable_data(), x.data(), n);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -89,7 +89,7 @@ Tensor gelu(const Tensor& x) {
   profiler::Scope _prof("gelu");
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
-  kernels::gelu(y.data(), x.data(), n);
+  kernels::gelu(y.mutable_data(), x.data(), n);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -104,7 +104,7 @@ Tensor scale(const Tensor& x, float s) {
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
   const float* xd = x.data();
-  float* yd = y.data();
+  float* yd = y.mutable_data();
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) yd[i] = s * xd[i];
   if (!needs_graph({&x})) return y;

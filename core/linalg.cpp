@@ -54,8 +54,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     check(bias.dim() == 1 && bias.size(0) == DO, "linear", "bias [" + std::to_string(DO) + "]",
           bias);
   Tensor y = Tensor::empty({N, DO});
-  linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, DI,
-                 DO);
+  linear_forward(y.mutable_data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr,
+                 N, DI, DO);
   const double gemm_flops = 2.0 * static_cast<double>(N) * DI * DO;
   profiler::add_flops(gemm_flops);
   if (!needs_graph({&x, &weight, &bias})) return y;

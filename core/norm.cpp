@@ -37,7 +37,8 @@ using detail::GradOut;
 namespace {
 
 /// What batch_norm's forward saves for its backward (besides its input x and output y).
-/// `training` and `relu` are the op's mode, set by the caller; batch_norm_forward fills the rest.
+/// `training` and `relu` are the op's mode, set by the caller; batch_norm_batch_statistics or
+/// batch_norm_running_statistics fills mean and inv_std.
 struct BatchNormSaved {
   std::vector<float> mean;     ///< [C]: the batch mean (training) or running_mean (eval)
   std::vector<float> inv_std;  ///< [C]: 1 / sqrt(var + eps), var the batch's biased variance or
@@ -46,20 +47,30 @@ struct BatchNormSaved {
   bool relu = false;           ///< y = max(., 0) (batch_norm_relu, batch_norm_add_relu)
 };
 
-/// mean, inv_std [C] of x [N, C, S]. Training: the batch's mean and biased variance (M = N * S
-/// values per channel), and running_mean, running_var [C] (each may be null) updated with
-/// `momentum`, running_var from the unbiased variance. Eval: from running_mean, running_var.
-void batch_norm_statistics(float* mean, float* inv_std, float* running_mean, float* running_var,
-                           const float* x, int64_t N, int64_t C, int64_t S, bool training,
-                           float momentum, float eps) {
-  const int64_t M = N * S;
-  if (!training) {
-    for (int64_t c = 0; c < C; ++c) {
-      mean[c] = running_mean[c];
-      inv_std[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
-    }
-    return;
+/// The forward's first step in eval mode: saved.mean = running_mean and
+/// saved.inv_std = 1 / sqrt(running_var + eps), all [C] (the running buffers only read).
+void batch_norm_running_statistics(BatchNormSaved& saved, const float* running_mean,
+                                   const float* running_var, int64_t C, float eps) {
+  saved.mean.resize(C);
+  saved.inv_std.resize(C);
+  for (int64_t c = 0; c < C; ++c) {
+    saved.mean[c] = running_mean[c];
+    saved.inv_std[c] =
+        static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
   }
+}
+
+/// The forward's first step in training: saved.mean, saved.inv_std [C] from the mean and biased
+/// variance of x [N, C, S] (M = N * S values per channel), and running_mean, running_var [C]
+/// (each may be null) updated with `momentum`, running_var from the unbiased variance.
+void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, float* running_var,
+                                 const float* x, int64_t N, int64_t C, int64_t S, float momentum,
+                                 float eps) {
+  const int64_t M = N * S;
+  saved.mean.resize(C);
+  saved.inv_std.resize(C);
+  float* mean = saved.mean.data();
+  float* inv_std = saved.inv_std.data();
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     // One pass: sum and sum of squares around a shift (the first value) keep the variance
@@ -96,18 +107,11 @@ void batch_norm_statistics(float* mean, float* inv_std, float* running_mean, flo
   }
 }
 
-/// y [N, C, S] = gamma * (x - mean) * inv_std + beta, then + residual (may be null) and
-/// max(., 0) when saved.relu; saved.mean, saved.inv_std [C] from batch_norm_statistics (the
-/// running buffers [C], updated when saved.training, read otherwise). x [N, C, S]; gamma, beta
-/// [C] may be null (1 and 0); residual [N, C, S] only with saved.relu.
-void batch_norm_forward(float* y, BatchNormSaved& saved, float* running_mean, float* running_var,
-                        const float* x, const float* gamma, const float* beta,
-                        const float* residual, int64_t N, int64_t C, int64_t S, float momentum,
-                        float eps) {
-  saved.mean.resize(C);
-  saved.inv_std.resize(C);
-  batch_norm_statistics(saved.mean.data(), saved.inv_std.data(), running_mean, running_var, x, N, C,
-                        S, saved.training, momentum, eps);
+/// y [N, C, S] = gamma * (x - mean) * inv_std + beta with saved.mean, saved.inv_std [C] (one of
+/// the two functions above), then + residual (may be null) and max(., 0) when saved.relu.
+/// x [N, C, S]; gamma, beta [C] may be null (1 and 0); residual [N, C, S] only with saved.relu.
+void batch_norm_forward(float* y, const BatchNormSaved& saved, const float* x, const float* gamma,
+                        const float* beta, const float* residual, int64_t N, int64_t C, int64_t S) {
   const float* mean = saved.mean.data();
   const float* inv_std = saved.inv_std.data();
   const bool relu = saved.relu;
@@ -212,7 +216,8 @@ void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr
   }
 }
 
-/// Checks the shapes, runs batch_norm_forward and records the node that runs batch_norm_backward.
+/// Checks the shapes, computes the statistics, runs batch_norm_forward and records the node that
+/// runs batch_norm_backward.
 Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                      Tensor running_var, bool training, float momentum, float eps, bool relu,
                      const Tensor& residual) {
@@ -236,16 +241,21 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         shape_str(x.shape()) + " (use eval mode, or a batch larger than 1)");
   }
 
-  // Training writes the running buffers; eval reads them (both are defined then, checked above).
-  float* rm = running_mean.defined() ? running_mean.data() : nullptr;
-  float* rv = running_var.defined() ? running_var.data() : nullptr;
   BatchNormSaved saved;
   saved.training = training;
   saved.relu = relu;
+  if (training) {  // updates the running buffers (through mutable_data: their version moves)
+    batch_norm_batch_statistics(saved,
+                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
+                                running_var.defined() ? running_var.mutable_data() : nullptr,
+                                x.data(), N, C, S, momentum, eps);
+  } else {  // only reads them (both are defined then, checked above)
+    batch_norm_running_statistics(saved, running_mean.data(), running_var.data(), C, eps);
+  }
   Tensor y = Tensor::empty(x.shape());
-  batch_norm_forward(y.data(), saved, rm, rv, x.data(), weight.defined() ? weight.data() : nullptr,
+  batch_norm_forward(y.mutable_data(), saved, x.data(), weight.defined() ? weight.data() : nullptr,
                      bias.defined() ? bias.data() : nullptr,
-                     residual.defined() ? residual.data() : nullptr, N, C, S, momentum, eps);
+                     residual.defined() ? residual.data() : nullptr, N, C, S);
   if (!needs_graph({&x, &weight, &bias, &residual})) return y;
   TensorImpl* out = y.impl();
   attach_node(

@@ -129,9 +129,9 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t 
   Tensor y = Tensor::empty({N, C, HO, WO});
   std::vector<int32_t> argmax(N * C * HO * WO);
   if (kernel_size == 2 && stride == 2 && padding == 0) {
-    max_pool2d_forward_k2s2(y.data(), argmax.data(), x.data(), N * C, H, W, HO, WO);
+    max_pool2d_forward_k2s2(y.mutable_data(), argmax.data(), x.data(), N * C, H, W, HO, WO);
   } else {
-    max_pool2d_forward(y.data(), argmax.data(), x.data(), N * C, H, W, HO, WO, kernel_size,
+    max_pool2d_forward(y.mutable_data(), argmax.data(), x.data(), N * C, H, W, HO, WO, kernel_size,
                        kernel_size, stride, padding);
   }
   if (!needs_graph({&x})) return y;
@@ -150,7 +150,7 @@ Tensor global_avg_pool2d(const Tensor& x) {
   check(x.dim() == 4, "global_avg_pool2d", "input [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2) * x.size(3);
   Tensor y = Tensor::empty({N, C});
-  global_avg_pool2d_forward(y.data(), x.data(), N * C, S);
+  global_avg_pool2d_forward(y.mutable_data(), x.data(), N * C, S);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(

@@ -50,13 +50,14 @@ PatchEigen patch_eigen(const Tensor& images, int64_t kernel_size) {
   PatchEigen out{Tensor({D}), Tensor({D, D})};
   for (int64_t i = 0; i < D; ++i) {
     const int64_t j = D - 1 - i;  // Eigen sorts ascending; row i holds the i-th largest
-    out.eigenvalues.data()[i] = static_cast<float>(solver.eigenvalues()[j]);
+    out.eigenvalues.mutable_data()[i] = static_cast<float>(solver.eigenvalues()[j]);
     Eigen::VectorXd u = solver.eigenvectors().col(j);
     Eigen::Index big = 0;
     for (Eigen::Index k = 1; k < u.size(); ++k)
       if (std::fabs(u[k]) > std::fabs(u[big])) big = k;
     if (u[big] < 0) u = -u;
-    for (int64_t k = 0; k < D; ++k) out.eigenvectors.data()[i * D + k] = static_cast<float>(u[k]);
+    for (int64_t k = 0; k < D; ++k)
+      out.eigenvectors.mutable_data()[i * D + k] = static_cast<float>(u[k]);
   }
   return out;
 }
@@ -66,7 +67,7 @@ Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double 
   const PatchEigen e = patch_eigen(images, kernel_size);
   const int64_t KH = kernel_size, KW = kernel_size, C = images.size(1), D = C * KH * KW;
   Tensor w({2 * D, C, KH, KW});
-  float* d = w.data();
+  float* d = w.mutable_data();
   for (int64_t i = 0; i < D; ++i) {
     // The eigenvalue may be a tiny negative number from rounding; eps > 0 keeps the root real.
     const double s = 1.0 / std::sqrt(std::max(0.0, double(e.eigenvalues.data()[i])) + eps);

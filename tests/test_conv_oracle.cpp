@@ -253,7 +253,7 @@ struct Worst {
 
 Tensor randn(const Shape& shape, Generator& gen, float scale, bool requires_grad) {
   Tensor t(shape, requires_grad);
-  for (float& v : t.vec()) v = scale * gen.normal();
+  for (float& v : t.mutable_vec()) v = scale * gen.normal();
   return t;
 }
 

@@ -230,7 +230,7 @@ TEST_CASE("eval mode: one image gives its row of the batch (Winograd: to 1e-5, i
     for (float v : all.vec()) scale = std::max(scale, std::abs(v));
     for (int64_t n = 0; n < 5; ++n) {
       Tensor one({1, 3, 32, 32});
-      std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.data());
+      std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.mutable_data());
       Tensor y = (*net)(one);
       REQUIRE(y.numel() == per);
       int64_t differ = 0, argmax_one = 0, argmax_all = 0;
@@ -254,7 +254,7 @@ TEST_CASE("checkpoint round trip keeps every tensor and the metadata", "[checkpo
   auto model = create_model("resnet8", o);
   Generator g(13);
   for (auto& [n, t] : model->named_buffers())
-    for (float& v : t.vec()) v = g.uniform(0.5f, 2.0f);
+    for (float& v : t.mutable_vec()) v = g.uniform(0.5f, 2.0f);
   const std::string path = temp_path("roundtrip.safetensors");
   save_safetensors(path, model->state_dict(), {{"model", "resnet8"}, {"seed", "3"}});
   Checkpoint ck = load_safetensors(path);

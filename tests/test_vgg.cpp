@@ -282,7 +282,7 @@ TEST_CASE("vgg11_bn_w4 in eval mode: an image's logits alone equal those inside 
     const Tensor all = (*model)(batch);
     for (int64_t i = 0; i < 6; ++i) {
       Tensor one({1, 3, 32, 32});
-      std::copy(batch.data() + i * 3072, batch.data() + (i + 1) * 3072, one.vec().begin());
+      std::copy(batch.data() + i * 3072, batch.data() + (i + 1) * 3072, one.mutable_vec().begin());
       const Tensor alone = (*model)(one);
       double diff = 0, norm = 0;
       for (int64_t k = 0; k < 10; ++k) {
