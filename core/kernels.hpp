@@ -42,7 +42,8 @@ void col2im_add(const float* col, const ConvGeom& g, float* dx);
 /// (the Chebyshev fit of Numerical Recipes, 2nd ed., Section 6.2, `erfcc`, relative error below
 /// 1.2e-7 for every z >= 0; erfc(-z) = 2 - erfc(z)) and exp by range reduction and a degree-6
 /// polynomial. Agrees with the double-precision 0.5 x (1 + erf(x / sqrt 2)) to a few float
-/// ulps, relative, also in the far negative tail (tests/test_kernels, against gelu_reference).
+/// ulps, relative, also in the far negative tail (tests/test_gradcheck.cpp, "the vectorized gelu
+/// kernels agree with the double-precision reference", against gelu_reference).
 void gelu(float* y, const float* x, int64_t n);
 /// dx[i] += dy[i] (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi): GELU's derivative,
 /// by the same approximations as gelu.
