@@ -8,6 +8,7 @@
 #include "core/autograd.hpp"
 #include "core/ops.hpp"
 #include "core/safetensors.hpp"
+#include "distribution.hpp"
 #include "gradcheck.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
@@ -88,9 +89,35 @@ TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count"
   // cifar_resnet_20: 3x3 stem, 9 basic blocks, 1x1 conv + BN shortcuts at the two
   // downsamplings, Linear(64 -> 10)), checked with Debian's python3-torch.
   CHECK(params == 272474);
-  // Wider variant: resnet14_64 has stages of 64, 128, 256 channels.
+  // Wider variant: resnet14_64 has stages of 64, 128, 256 channels (two blocks each, 14 =
+  // 6 * 2 + 2): every conv weight, in order, and the classifier.
   auto wide = create_model("resnet14_64", {});
-  CHECK(wide->state_dict().back().second.shape() == Shape{10});
+  std::vector<std::pair<std::string, Shape>> convs;
+  for (auto& [k, t] : wide->state_dict())
+    if (t.dim() == 4) convs.emplace_back(k, t.shape());
+  const std::vector<std::pair<std::string, Shape>> want_convs = {
+      {"conv.weight", {64, 3, 3, 3}},
+      {"blocks.0.conv1.weight", {64, 64, 3, 3}},
+      {"blocks.0.conv2.weight", {64, 64, 3, 3}},
+      {"blocks.1.conv1.weight", {64, 64, 3, 3}},
+      {"blocks.1.conv2.weight", {64, 64, 3, 3}},
+      {"blocks.2.conv1.weight", {128, 64, 3, 3}},
+      {"blocks.2.conv2.weight", {128, 128, 3, 3}},
+      {"blocks.2.shortcut.0.weight", {128, 64, 1, 1}},
+      {"blocks.3.conv1.weight", {128, 128, 3, 3}},
+      {"blocks.3.conv2.weight", {128, 128, 3, 3}},
+      {"blocks.4.conv1.weight", {256, 128, 3, 3}},
+      {"blocks.4.conv2.weight", {256, 256, 3, 3}},
+      {"blocks.4.shortcut.0.weight", {256, 128, 1, 1}},
+      {"blocks.5.conv1.weight", {256, 256, 3, 3}},
+      {"blocks.5.conv2.weight", {256, 256, 3, 3}}};
+  CHECK(convs == want_convs);
+  const NamedTensors wide_sd = wide->state_dict();
+  REQUIRE(wide_sd.size() >= 2);
+  CHECK(wide_sd[wide_sd.size() - 2].first == "fc.weight");
+  CHECK(wide_sd[wide_sd.size() - 2].second.shape() == Shape{10, 256});
+  CHECK(wide_sd.back().first == "fc.bias");
+  CHECK(wide_sd.back().second.shape() == Shape{10});
   CHECK_THROWS_WITH(create_model("resnet21", {}), Catch::Contains("6k + 2"));
   CHECK_THROWS_WITH(create_model("vgg", {}), Catch::Contains("unknown model \"vgg\""));
 }
@@ -112,14 +139,14 @@ TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", 
   ModelOptions uo;
   uo.bn_init = "uniform";
   auto u = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", uo));
-  float lo = 1, hi = 0;
-  for (float v : u->bn->weight.vec()) {
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-  CHECK(lo >= 0.0f);
-  CHECK(hi < 1.0f);
-  CHECK(hi - lo > 0.3f);
+  // Every BN's gamma (784 channels) together: U[0, 1) (range, ends, mean, Kolmogorov-Smirnov).
+  std::vector<float> gammas;
+  for (BatchNorm* bn : u->modules_of<BatchNorm>())
+    gammas.insert(gammas.end(), bn->weight.vec().begin(), bn->weight.vec().end());
+  CHECK(gammas.size() == 784);
+  minidl::testing::check_uniform01(gammas);
+  for (BatchNorm* bn : u->modules_of<BatchNorm>())
+    for (float v : bn->bias.vec()) CHECK(v == 0.0f);
   // Same seed, same weights; another seed, other weights.
   auto a = create_model("resnet8", {}), b = create_model("resnet8", {});
   ModelOptions o7;
