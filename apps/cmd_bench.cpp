@@ -60,7 +60,7 @@ void run_bench(const BenchConfig& cfg) {
   }
   Generator gen(1);
   Tensor x({cfg.batch_size, 3, 32, 32});
-  for (float& v : x.vec()) v = gen.normal();
+  for (float& v : x.mutable_vec()) v = gen.normal();
   std::vector<int32_t> y(cfg.batch_size);
   for (auto& l : y) l = static_cast<int32_t>(gen.randint(10));
 

@@ -1,7 +1,8 @@
 // minidl — conv2d: forward and backward as sibling functions, and the op that ties them to
 // autograd.
 //
-// Legend: N images, C input channels, O output channels, H x W input, HO x WO output, K = C*KH*KW.
+// Shapes in the letters of core/ops.hpp's legend: x [N, C, H, W], w [O, C, KH, KW], b [O],
+// y [N, O, HO, WO]; R = C * KH * KW rows of im2col's matrix.
 // Two algorithms, chosen per geometry by conv2d_uses_winograd():
 // - Winograd F(4x4, 3x3) (core/winograd.hpp) for 3x3 stride-1 convolutions (padding 0-2) with at
 //   least 8 input channels, the bulk of a ResNet: forward, input gradient (a convolution of dy
@@ -10,16 +11,16 @@
 //   load_state_dict), so frozen convolutions (BN-only training, eval mode) transform their
 //   filters once. A build with the CMake option MINIDL_WINOGRAD=OFF never takes this path.
 // - im2col + GEMM for every other geometry, one image per OpenMP iteration. Per image n, with
-//   col = im2col(x[n]) of shape [K, HO*WO]:
-//     forward:  y[n] = W col                       W viewed as [O, K]
+//   col = im2col(x[n]) of shape [R, HO*WO]:
+//     forward:  y[n] = W col                       W viewed as [O, R]
 //     backward: dW  += dy[n] col^T                 (skipped when W is frozen)
 //               dx[n] = col2im(W^T dy[n])          (skipped when x needs no gradient)
 //   For stride 1 and a square kernel, dx is itself a convolution: dx[n] = Wf * dy[n] with
-//   Wf[c, o, kh, kw] = W[o, c, K-1-kh, K-1-kw] and padding K-1-padding, so it is computed as
+//   Wf[c, o, kh, kw] = W[o, c, KH-1-kh, KW-1-kw] and padding KH-1-padding, so it is computed as
 //   im2col(dy[n]) and one GEMM — a gather instead of col2im's scatter. Narrow layers (fewer
 //   than kNarrow output channels, or input channels for dx): OpenBLAS is about twice as fast on
 //   the transposed products, so y[n]^T = col^T W^T, dW^T += col dy[n]^T and
-//   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [H*W, C] result is transposed.
+//   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [S, C] result is transposed.
 // The bias is added after either algorithm: y += b, db += sum over N, HO, WO of dy.
 #include <omp.h>
 
@@ -37,6 +38,7 @@
 namespace minidl::ops {
 
 using detail::check;
+using detail::GradOut;
 using kernels::ConvGeom;
 
 namespace {
@@ -60,13 +62,13 @@ void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bo
 }
 
 /// Wf [C, O, KH, KW] with Wf[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw] (the input gradient's
-/// filters).
-Storage flip_weight(const float* w, int64_t O, int64_t C, int64_t KK) {
-  Storage wf(O * C * KK);
+/// filters); w [O, C, KH, KW], KHW = KH * KW.
+Storage flip_weight(const float* w, int64_t O, int64_t C, int64_t KHW) {
+  Storage wf(O * C * KHW);
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t k = 0; k < KK; ++k)
-        wf[(c * O + o) * KK + (KK - 1 - k)] = w[(o * C + c) * KK + k];
+      for (int64_t k = 0; k < KHW; ++k)
+        wf[(c * O + o) * KHW + (KHW - 1 - k)] = w[(o * C + c) * KHW + k];
   return wf;
 }
 
@@ -85,7 +87,7 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
   }
   const int64_t O = w.size(0), C = w.size(1);
   it->data.resize(kernels::winograd_weight_size(O, C));
-  kernels::winograd_weight_transform(w.data(), O, C, flipped, it->data.data());
+  kernels::winograd_weight_transform(it->data.data(), w.data(), O, C, flipped);
   it->version = t->version;
   return it->data.data();
 }
@@ -93,15 +95,15 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
 // ---- im2col + GEMM -------------------------------------------------------------------------
 
 /// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias.
-void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const ConvGeom& g, int64_t O,
-                           float* y) {
-  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, const ConvGeom& g,
+                           int64_t O) {
+  const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
   const bool narrow = O < kNarrow;
 #pragma omp parallel
   {
-    Storage col(direct ? 0 : K * HWO);  // scratch, fully written by im2col
+    Storage col(direct ? 0 : R * HWO);  // scratch, fully written by im2col
     Storage yt(narrow ? HWO * O : 0);   // y[n]^T for narrow layers
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
@@ -112,25 +114,25 @@ void conv2d_im2col_forward(const float* x, const float* w, int64_t N, const Conv
       }
       float* yn = y + n * O * HWO;
       if (narrow) {
-        kernels::gemm(true, true, HWO, O, K, 1.0f, c, w, 0.0f, yt.data());  // col^T W^T
+        kernels::gemm(true, true, HWO, O, R, 1.0f, c, w, 0.0f, yt.data());  // col^T W^T
         transpose_into(yt.data(), HWO, O, yn, false);
       } else {
-        kernels::gemm(false, false, O, HWO, K, 1.0f, w, c, 0.0f, yn);
+        kernels::gemm(false, false, O, HWO, R, 1.0f, w, c, 0.0f, yn);
       }
     }
   }
 }
 
-/// dx [N, C, H, W] (= when dx_fresh, else +=) and dw [O, C, KH, KW] (+=) from dy [N, O, HO, WO];
-/// either output may be null (not needed).
-void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int64_t N,
-                            const ConvGeom& g, int64_t O, float* dx, bool dx_fresh, float* dw) {
-  const int64_t K = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
+/// The gradients of y = conv(x, w): dx [N, C, H, W] (= when dx.fresh, else +=) and
+/// dw [O, C, KH, KW] (+=) from dy [N, O, HO, WO]; either output may be null (not needed).
+void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float* x, const float* w,
+                            int64_t N, const ConvGeom& g, int64_t O) {
+  const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
   const bool narrow = O < kNarrow;
   const int nthreads = omp_get_max_threads();
   // The flipped kernel for the stride-1 input gradient (see the header comment).
-  const bool flip_path = dx && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
+  const bool flip_path = dx.data && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
   const ConvGeom gt{O, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
   const Storage wflip = flip_path ? flip_weight(w, O, g.C, g.KH * g.KW) : Storage();
   // Per-thread weight-gradient partials, summed in thread order: deterministic.
@@ -138,11 +140,11 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
-    Storage col((direct || !dw) ? 0 : K * HWO);
-    Storage dcol((direct || !dx) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : K * HWO));
+    Storage col((direct || !dw) ? 0 : R * HWO);
+    Storage dcol((direct || !dx.data) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : R * HWO));
     const bool narrow_in = g.C < kNarrow;
     Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
-    if (dw) dw_part[tid].assign(O * K, 0.0f);  // [O, K], or [K, O] when narrow
+    if (dw) dw_part[tid].assign(O * R, 0.0f);  // [O, R], or [R, O] when narrow
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* dyn = dy + n * O * HWO;
@@ -153,29 +155,29 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
           c = col.data();
         }
         if (narrow) {  // dW^T += col dy[n]^T
-          kernels::gemm(false, true, K, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
+          kernels::gemm(false, true, R, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
         } else {
-          kernels::gemm(false, true, O, K, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
+          kernels::gemm(false, true, O, R, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
         }
       }
-      if (dx) {
-        const float beta = dx_fresh ? 0.0f : 1.0f;
-        float* dxn = dx + n * CHW;
+      if (dx.data) {
+        const float beta = dx.fresh ? 0.0f : 1.0f;
+        float* dxn = dx.data + n * CHW;
         if (direct) {
-          kernels::gemm(true, false, K, HWO, O, 1.0f, w, dyn, beta, dxn);
+          kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, beta, dxn);
         } else if (flip_path) {
           kernels::im2col(dyn, gt, dcol.data());
           if (narrow_in) {  // dx[n]^T = col(dy)^T Wf^T, then transposed into dx
             kernels::gemm(true, true, g.H * g.W, g.C, O * g.KH * g.KW, 1.0f, dcol.data(),
                           wflip.data(), 0.0f, dxt.data());
-            transpose_into(dxt.data(), g.H * g.W, g.C, dxn, !dx_fresh);
+            transpose_into(dxt.data(), g.H * g.W, g.C, dxn, !dx.fresh);
           } else {
             kernels::gemm(false, false, g.C, g.H * g.W, O * g.KH * g.KW, 1.0f, wflip.data(),
                           dcol.data(), beta, dxn);
           }
         } else {
-          if (dx_fresh) std::fill(dxn, dxn + CHW, 0.0f);
-          kernels::gemm(true, false, K, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
+          if (dx.fresh) std::fill(dxn, dxn + CHW, 0.0f);
+          kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
           kernels::col2im_add(dcol.data(), g, dxn);
         }
       }
@@ -185,9 +187,9 @@ void conv2d_im2col_backward(const float* x, const float* w, const float* dy, int
   for (int t = 0; t < nthreads; ++t) {
     if (dw_part[t].empty()) continue;
     if (narrow) {
-      transpose_into(dw_part[t].data(), K, O, dw, true);
+      transpose_into(dw_part[t].data(), R, O, dw, true);
     } else {
-      for (int64_t i = 0; i < O * K; ++i) dw[i] += dw_part[t][i];
+      for (int64_t i = 0; i < O * R; ++i) dw[i] += dw_part[t][i];
     }
   }
 }
@@ -204,7 +206,7 @@ void bias_forward(float* y, const float* b, int64_t N, int64_t O, int64_t S) {
 }
 
 /// db [O] += sum over N and S of dy [N, O, S] (double accumulation).
-void bias_backward(const float* dy, float* db, int64_t N, int64_t O, int64_t S) {
+void bias_backward(float* db, const float* dy, int64_t N, int64_t O, int64_t S) {
   for (int64_t o = 0; o < O; ++o) {
     double s = 0.0;
     for (int64_t n = 0; n < N; ++n) {
@@ -215,46 +217,50 @@ void bias_backward(const float* dy, float* db, int64_t N, int64_t O, int64_t S) 
   }
 }
 
-}  // namespace
-
-/// The geometries Winograd computes (kernels::winograd_applies: 3x3, stride 1, padding 0-2), less
-/// those with fewer than 8 input channels (an RGB stem), where the transforms cost as much as
-/// they save: measured equal for resnet20's 3 -> 16 stem, so im2col keeps those.
-static bool use_winograd(const ConvGeom& g) {
-  return kernels::winograd_applies(g) && g.C >= kWinogradMinChannels;
-}
-
-bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
-                          int64_t padding) {
-  return use_winograd(ConvGeom{in_channels, 1, 1, kernel_size, kernel_size, stride, padding, 1, 1});
-}
-
-/// y [N, O, HO, WO] = conv(x, w) + b; w [O, C, KH, KW]; b [O] or null.
-static void conv2d_forward(const Tensor& x, const Tensor& w, const float* b, int64_t N,
-                           const ConvGeom& g, int64_t O, bool winograd, float* y) {
+/// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]) + b [O] (b may be null), by
+/// Winograd when `winograd` (w_wino: w's transform, winograd_weight(w, false)), else by
+/// im2col + GEMM (w_wino unused, may be null).
+void conv2d_forward(float* y, const float* x, const float* w, const float* w_wino, const float* b,
+                    int64_t N, const ConvGeom& g, int64_t O, bool winograd) {
   if (winograd) {
-    kernels::winograd_forward(x.data(), N, g, O, winograd_weight(w, false), y, false);
+    kernels::winograd_forward(y, x, w_wino, N, g, O, /*accumulate=*/false);
   } else {
-    conv2d_im2col_forward(x.data(), w.data(), N, g, O, y);
+    conv2d_im2col_forward(y, x, w, N, g, O);
   }
   if (b) bias_forward(y, b, N, O, g.HO * g.WO);
 }
 
-/// From dy [N, O, HO, WO]: dx [N, C, H, W] (= when dx_fresh, else +=), dw [O, C, KH, KW] (+=),
-/// db [O] (+=); each may be null (not needed).
-static void conv2d_backward(const Tensor& x, const Tensor& w, const float* dy, int64_t N,
-                            const ConvGeom& g, int64_t O, bool winograd, float* dx, bool dx_fresh,
-                            float* dw, float* db) {
+/// The gradients of y = conv(x, w) + b from dy [N, O, HO, WO]: dx [N, C, H, W] (= when dx.fresh,
+/// else +=), dw [O, C, KH, KW] (+=), db [O] (+=); each may be null (not needed). By Winograd when
+/// `winograd` (wf_wino: the flipped filters' transform, winograd_weight(w, true), read only for
+/// dx), else by im2col + GEMM (wf_wino unused, may be null).
+void conv2d_backward(GradOut dx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, const float* wf_wino, int64_t N, const ConvGeom& g, int64_t O,
+                     bool winograd) {
   if (winograd) {
-    if (dx) {  // dx = conv(dy, flipped w) with padding 2 - pad: a forward Winograd pass
+    if (dx.data) {  // dx = conv(dy, flipped w) with padding 2 - pad: a forward Winograd pass
       const ConvGeom gt{O, g.HO, g.WO, 3, 3, 1, 2 - g.pad, g.H, g.W};
-      kernels::winograd_forward(dy, N, gt, g.C, winograd_weight(w, true), dx, !dx_fresh);
+      kernels::winograd_forward(dx.data, dy, wf_wino, N, gt, g.C, /*accumulate=*/!dx.fresh);
     }
-    if (dw) kernels::winograd_backward_weight(x.data(), dy, N, g, O, dw);
+    if (dw) kernels::winograd_backward_weight(dw, dy, x, N, g, O);
   } else {
-    conv2d_im2col_backward(x.data(), w.data(), dy, N, g, O, dx, dx_fresh, dw);
+    conv2d_im2col_backward(dx, dw, dy, x, w, N, g, O);
   }
-  if (db) bias_backward(dy, db, N, O, g.HO * g.WO);
+  if (db) bias_backward(db, dy, N, O, g.HO * g.WO);
+}
+
+/// The geometries Winograd computes (kernels::winograd_applies: 3x3, stride 1, padding 0-2), less
+/// those with fewer than 8 input channels (an RGB stem), where the transforms cost as much as
+/// they save: measured equal for resnet20's 3 -> 16 stem, so im2col keeps those.
+bool use_winograd(const ConvGeom& g) {
+  return kernels::winograd_applies(g) && g.C >= kWinogradMinChannels;
+}
+
+}  // namespace
+
+bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
+                          int64_t padding) {
+  return use_winograd(ConvGeom{in_channels, 1, 1, kernel_size, kernel_size, stride, padding, 1, 1});
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
@@ -290,20 +296,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   profiler::add_flops(flops);
 
   Tensor y = Tensor::empty({N, O, g.HO, g.WO});
-  conv2d_forward(x, weight, bias.defined() ? bias.data() : nullptr, N, g, O, winograd, y.data());
+  conv2d_forward(y.mutable_data(), x.data(), weight.data(),
+                 winograd ? winograd_weight(weight, false) : nullptr,
+                 bias.defined() ? bias.data() : nullptr, N, g, O, winograd);
   if (!needs_graph({&x, &weight, &bias})) return y;
 
-  // The closure only unpacks gradients and calls conv2d_backward (llm.c's op template).
+  // The closure only fetches the buffers and calls conv2d_backward (llm.c's op template).
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
       [x, weight, bias, out, g, N, O, winograd, flops]() {
-        bool dx_fresh = false;  // dx allocated now, uninitialized: the first write assigns
-        float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
+        const GradOut dx = detail::grad_for_write_or_null(x);  // fresh: allocated, uninitialized
         float* dw = detail::grad_or_null(weight);
         float* db = detail::grad_or_null(bias);
-        profiler::add_flops((dx ? flops : 0.0) + (dw ? flops : 0.0));
-        conv2d_backward(x, weight, out->grad.data(), N, g, O, winograd, dx, dx_fresh, dw, db);
+        profiler::add_flops((dx.data ? flops : 0.0) + (dw ? flops : 0.0));
+        conv2d_backward(dx, dw, db, out->grad.data(), x.data(), weight.data(),
+                        winograd && dx.data ? winograd_weight(weight, true) : nullptr, N, g, O,
+                        winograd);
       },
       name);
   return y;

@@ -51,12 +51,28 @@ void add_backward(float* da, float* db, const float* dy, const float* y, int64_t
   }
 }
 
+/// y [n] = s * x.
+void scale_forward(float* y, const float* x, float s, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) y[i] = s * x[i];
+}
+
+/// dx [n] += s * dy.
+void scale_backward(float* dx, const float* dy, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += s * dy[i];
+}
+
+/// dx [n] += dy (reshape's backward; its forward shares x's storage and computes nothing).
+void reshape_backward(float* dx, const float* dy, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
+}
+
 Tensor add_op(const Tensor& a, const Tensor& b, bool with_relu) {
   const char* name = with_relu ? "add_relu" : "add";
   check(a.shape() == b.shape(), name, "b of a's shape " + shape_str(a.shape()), b);
   Tensor y = Tensor::empty(a.shape());
   const int64_t n = a.numel();
-  add_forward(y.data(), a.data(), b.data(), n, with_relu);
+  add_forward(y.mutable_data(), a.data(), b.data(), n, with_relu);
   if (!needs_graph({&a, &b})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -75,7 +91,7 @@ Tensor relu(const Tensor& x) {
   profiler::Scope _prof("relu");
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
-  relu_forward(y.data(), x.data(), n);
+  relu_forward(y.mutable_data(), x.data(), n);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -89,7 +105,7 @@ Tensor gelu(const Tensor& x) {
   profiler::Scope _prof("gelu");
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
-  kernels::gelu(y.data(), x.data(), n);
+  kernels::gelu(y.mutable_data(), x.data(), n);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -103,20 +119,11 @@ Tensor scale(const Tensor& x, float s) {
   profiler::Scope _prof("scale");
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
-  const float* xd = x.data();
-  float* yd = y.data();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) yd[i] = s * xd[i];
+  scale_forward(y.mutable_data(), x.data(), s, n);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
-      y, {x},
-      [x, out, n, s]() {
-        float* dx = x.grad_data();
-        const float* dy = out->grad.data();
-        for (int64_t i = 0; i < n; ++i) dx[i] += s * dy[i];
-      },
-      "scale");
+      y, {x}, [x, out, n, s]() { scale_backward(x.grad_data(), out->grad.data(), s, n); }, "scale");
   return y;
 }
 
@@ -141,10 +148,8 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   TensorImpl* out = y.impl();
   attach_node(
       y, {x},
-      [x, out]() mutable {
-        const float* dy = out->grad.data();
-        float* dx = x.grad_data();
-        for (size_t i = 0; i < out->grad.size(); ++i) dx[i] += dy[i];
+      [x, out]() {
+        reshape_backward(x.grad_data(), out->grad.data(), static_cast<int64_t>(out->grad.size()));
       },
       "reshape");
   return y;

@@ -44,7 +44,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
               static_cast<int>(K), alpha, A, lda, B, ldb, beta, C, static_cast<int>(N));
 }
 
-// "Same" convolutions (stride 1, W_out = W): the plane of tap (kh, kw) is the input plane shifted
+// "Same" convolutions (stride 1, WO = W): the plane of tap (kh, kw) is the input plane shifted
 // by kw - pad columns and kh - pad rows, i.e. one contiguous copy of the valid rows, then the
 // |shift| columns that fell off the edge set to zero.
 static void im2col_same(const float* x, const ConvGeom& g, float* col) {

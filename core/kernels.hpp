@@ -19,11 +19,12 @@ namespace kernels {
 void fill(float* x, int64_t n, float value);
 
 /// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
-/// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm.
+/// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm. M, N, K and C
+/// are BLAS's names here, not the dimension legend's.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C);
 
-/// Geometry of a 2-d convolution on one image.
+/// Geometry of a 2-d convolution on one image (letters: core/ops.hpp's legend).
 struct ConvGeom {
   int64_t C, H, W;      // input channels, height, width
   int64_t KH, KW;       // kernel size
@@ -31,9 +32,9 @@ struct ConvGeom {
   int64_t HO, WO;       // output height, width
 };
 
-/// im2col: x [C, H, W] -> col [C * KH * KW, HO * WO] (zero padding), row (c, kh, kw).
+/// im2col: x [C, H, W] -> col [R, HO * WO], R = C * KH * KW (zero padding), row (c, kh, kw).
 void im2col(const float* x, const ConvGeom& g, float* col);
-/// col2im: the adjoint of im2col; accumulates col [C * KH * KW, HO * WO] into dx [C, H, W].
+/// col2im: the adjoint of im2col; accumulates col [R, HO * WO] into dx [C, H, W].
 void col2im_add(const float* col, const ConvGeom& g, float* dx);
 
 /// GELU, exact (erf) form, in float and vectorizable: y[i] = x Phi(x) for i < n, with
@@ -41,7 +42,8 @@ void col2im_add(const float* col, const ConvGeom& g, float* dx);
 /// (the Chebyshev fit of Numerical Recipes, 2nd ed., Section 6.2, `erfcc`, relative error below
 /// 1.2e-7 for every z >= 0; erfc(-z) = 2 - erfc(z)) and exp by range reduction and a degree-6
 /// polynomial. Agrees with the double-precision 0.5 x (1 + erf(x / sqrt 2)) to a few float
-/// ulps, relative, also in the far negative tail (tests/test_kernels, against gelu_reference).
+/// ulps, relative, also in the far negative tail (tests/test_gradcheck.cpp, "the vectorized gelu
+/// kernels agree with the double-precision reference", against gelu_reference).
 void gelu(float* y, const float* x, int64_t n);
 /// dx[i] += dy[i] (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi): GELU's derivative,
 /// by the same approximations as gelu.

@@ -1,7 +1,7 @@
 // minidl — linear forward and backward.
-//   y = x W^T + b                       x [N, D_in], W [D_out, D_in], b [D_out]
+//   y = x W^T + b                       x [N, DI], W [DO, DI], b [DO]
 //   dx += dy W,  dW += dy^T x,  db += sum_n dy
-// FLOPs (profiler): 2 N D_in D_out forward, and as many per gradient GEMM (dx, dW) backward.
+// FLOPs (profiler): 2 N DI DO forward, and as many per gradient GEMM (dx, dW) backward.
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
@@ -13,7 +13,7 @@ using detail::check;
 
 namespace {
 
-/// y [N, D_out] = x [N, D_in] W^T + b, W [D_out, D_in], b [D_out] or null. One GEMM per row:
+/// y [N, DO] = x [N, DI] W^T + b, W [DO, DI], b [DO] or null. One GEMM per row:
 /// a row's result then does not depend on the batch size (BLAS kernels may sum in another
 /// order for another M), so one image gives exactly its row of a batch.
 void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t DI,
@@ -27,7 +27,8 @@ void linear_forward(float* y, const float* x, const float* w, const float* b, in
   }
 }
 
-/// From dy [N, D_out]: dx += dy W, dW += dy^T x, db += sum_n dy; each output may be null.
+/// From dy [N, DO]: dx [N, DI] += dy W, dW [DO, DI] += dy^T x, db [DO] += sum_n dy; each
+/// output may be null.
 void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                      const float* w, int64_t N, int64_t DI, int64_t DO) {
   if (dx) kernels::gemm(false, false, N, DI, DO, 1.0f, dy, w, 1.0f, dx);
@@ -53,8 +54,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     check(bias.dim() == 1 && bias.size(0) == DO, "linear", "bias [" + std::to_string(DO) + "]",
           bias);
   Tensor y = Tensor::empty({N, DO});
-  linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, DI,
-                 DO);
+  linear_forward(y.mutable_data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr,
+                 N, DI, DO);
   const double gemm_flops = 2.0 * static_cast<double>(N) * DI * DO;
   profiler::add_flops(gemm_flops);
   if (!needs_graph({&x, &weight, &bias})) return y;

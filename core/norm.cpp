@@ -1,6 +1,7 @@
 // minidl — batch_norm forward and backward, fused per channel.
 //
-// Legend: x [N, C, S] where S = H * W (S = 1 for [N, C]); M = N * S values per channel.
+// Shapes in core/ops.hpp's letters: x [N, C, S], S = H * W for [N, C, H, W], L for [N, C, L],
+// 1 for [N, C]; M = N * S values per channel.
 // Training (Ioffe & Szegedy 2015, Algorithm 1):
 //   mean = sum(x) / M,  var = sum((x - mean)^2) / M      (biased, used to normalize)
 //   inv_std = 1 / sqrt(var + eps),  x_hat = (x - mean) * inv_std,  y = gamma * x_hat + beta
@@ -10,10 +11,11 @@
 //   dbeta = sum(dy),  dgamma = sum(dy * x_hat)
 //   dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma)
 // Eval: mean/var are the running buffers (constants), so dx = gamma * inv_std * dy.
-// Saved for backward: mean and inv_std per channel (x_hat is recomputed from x).
-// The op template (llm.c): batch_norm_statistics, batch_norm_forward and batch_norm_backward
-// are free functions on raw arrays, outputs first; the autograd closure only fetches the
-// gradient buffers and calls batch_norm_backward.
+// Saved for backward (BatchNormSaved): mean and inv_std per channel and the op's mode (training,
+// relu); x_hat is recomputed from x, and the ReLU mask from the output y.
+// The op template (llm.c): batch_norm_forward and batch_norm_backward are sibling free functions
+// on raw arrays, outputs first; the autograd closure only fetches the gradient buffers and calls
+// batch_norm_backward.
 // The per-row sums are vectorized (omp simd reductions: lane-wise partial sums, then combined),
 // float within a row of S values, double across rows.
 // Fused ReLU (batch_norm_relu): y = max(bn(x), 0) in the same pass; backward uses
@@ -30,23 +32,45 @@
 namespace minidl::ops {
 
 using detail::check;
+using detail::GradOut;
 
 namespace {
 
-/// mean, inv_std [C] of x [N, C, S]. Training: the batch's mean and biased variance (M = N * S
-/// values per channel), and running_mean, running_var [C] (each may be null) updated with
-/// `momentum`, running_var from the unbiased variance. Eval: from running_mean, running_var.
-void batch_norm_statistics(float* mean, float* inv_std, float* running_mean, float* running_var,
-                           const float* x, int64_t N, int64_t C, int64_t S, bool training,
-                           float momentum, float eps) {
-  const int64_t M = N * S;
-  if (!training) {
-    for (int64_t c = 0; c < C; ++c) {
-      mean[c] = running_mean[c];
-      inv_std[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
-    }
-    return;
+/// What batch_norm's forward saves for its backward (besides its input x and output y).
+/// `training` and `relu` are the op's mode, set by the caller; batch_norm_batch_statistics or
+/// batch_norm_running_statistics fills mean and inv_std.
+struct BatchNormSaved {
+  std::vector<float> mean;     ///< [C]: the batch mean (training) or running_mean (eval)
+  std::vector<float> inv_std;  ///< [C]: 1 / sqrt(var + eps), var the batch's biased variance or
+                               ///< running_var
+  bool training = false;       ///< normalized with the batch's statistics, which then depend on x
+  bool relu = false;           ///< y = max(., 0) (batch_norm_relu, batch_norm_add_relu)
+};
+
+/// The forward's first step in eval mode: saved.mean = running_mean and
+/// saved.inv_std = 1 / sqrt(running_var + eps), all [C] (the running buffers only read).
+void batch_norm_running_statistics(BatchNormSaved& saved, const float* running_mean,
+                                   const float* running_var, int64_t C, float eps) {
+  saved.mean.resize(C);
+  saved.inv_std.resize(C);
+  for (int64_t c = 0; c < C; ++c) {
+    saved.mean[c] = running_mean[c];
+    saved.inv_std[c] =
+        static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
   }
+}
+
+/// The forward's first step in training: saved.mean, saved.inv_std [C] from the mean and biased
+/// variance of x [N, C, S] (M = N * S values per channel), and running_mean, running_var [C]
+/// (each may be null) updated with `momentum`, running_var from the unbiased variance.
+void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, float* running_var,
+                                 const float* x, int64_t N, int64_t C, int64_t S, float momentum,
+                                 float eps) {
+  const int64_t M = N * S;
+  saved.mean.resize(C);
+  saved.inv_std.resize(C);
+  float* mean = saved.mean.data();
+  float* inv_std = saved.inv_std.data();
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     // One pass: sum and sum of squares around a shift (the first value) keep the variance
@@ -83,11 +107,14 @@ void batch_norm_statistics(float* mean, float* inv_std, float* running_mean, flo
   }
 }
 
-/// y [N, C, S] = gamma * (x - mean) * inv_std + beta, then + residual (may be null) and
-/// max(., 0) when relu (or residual). gamma, beta [C] may be null (1 and 0).
-void batch_norm_forward(float* y, const float* x, const float* gamma, const float* beta,
-                        const float* residual, const float* mean, const float* inv_std, int64_t N,
-                        int64_t C, int64_t S, bool relu) {
+/// y [N, C, S] = gamma * (x - mean) * inv_std + beta with saved.mean, saved.inv_std [C] (one of
+/// the two functions above), then + residual (may be null) and max(., 0) when saved.relu.
+/// x [N, C, S]; gamma, beta [C] may be null (1 and 0); residual [N, C, S] only with saved.relu.
+void batch_norm_forward(float* y, const BatchNormSaved& saved, const float* x, const float* gamma,
+                        const float* beta, const float* residual, int64_t N, int64_t C, int64_t S) {
+  const float* mean = saved.mean.data();
+  const float* inv_std = saved.inv_std.data();
+  const bool relu = saved.relu;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
@@ -107,14 +134,20 @@ void batch_norm_forward(float* y, const float* x, const float* gamma, const floa
   }
 }
 
-/// From dy [N, C, S] and the forward's y, x, gamma, mean, inv_std: dgamma, dbeta [C] (+=),
-/// dr [N, C, S] (the residual's, = when dr_fresh else +=) and dx [N, C, S] (= when dx_fresh
-/// else +=); each output may be null. With relu, dy' = dy * (y > 0) replaces dy.
-void batch_norm_backward(float* dx, bool dx_fresh, float* dgamma, float* dbeta, float* dr,
-                         bool dr_fresh, const float* dy, const float* y, const float* x,
-                         const float* gamma, const float* mean, const float* inv_std, int64_t N,
-                         int64_t C, int64_t S, bool training, bool relu) {
+/// The gradients of batch_norm_forward from dy [N, C, S], what the forward saved, its output y and
+/// its inputs x [N, C, S], gamma [C] (may be null): dx [N, C, S] (= when dx.fresh, else +=),
+/// dgamma, dbeta [C] (+=) and dr [N, C, S] (the residual's, = when dr.fresh, else +=); each
+/// output may be null. With saved.relu, dy' = dy * (y > 0) replaces dy.
+void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr_out,
+                         const float* dy, const BatchNormSaved& saved, const float* y,
+                         const float* x, const float* gamma, int64_t N, int64_t C, int64_t S) {
   const int64_t M = N * S;
+  const float* mean = saved.mean.data();
+  const float* inv_std = saved.inv_std.data();
+  const bool training = saved.training, relu = saved.relu;
+  float* dx = dx_out.data;
+  float* dr = dr_out.data;
+  const bool dx_fresh = dx_out.fresh, dr_fresh = dr_out.fresh;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     const float mu = mean[c], is = inv_std[c];
@@ -183,7 +216,8 @@ void batch_norm_backward(float* dx, bool dx_fresh, float* dgamma, float* dbeta, 
   }
 }
 
-/// Checks the shapes, then runs the three functions above and records the node.
+/// Checks the shapes, computes the statistics, runs batch_norm_forward and records the node that
+/// runs batch_norm_backward.
 Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                      Tensor running_var, bool training, float momentum, float eps, bool relu,
                      const Tensor& residual) {
@@ -207,32 +241,33 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         shape_str(x.shape()) + " (use eval mode, or a batch larger than 1)");
   }
 
-  std::vector<float> mean(C), inv_std(C);
-  // Training writes the running buffers; eval reads them (both are defined then, checked above).
-  float* rm = running_mean.defined() ? running_mean.data() : nullptr;
-  float* rv = running_var.defined() ? running_var.data() : nullptr;
-  batch_norm_statistics(mean.data(), inv_std.data(), rm, rv, x.data(), N, C, S, training, momentum,
-                        eps);
+  BatchNormSaved saved;
+  saved.training = training;
+  saved.relu = relu;
+  if (training) {  // updates the running buffers (through mutable_data: their version moves)
+    batch_norm_batch_statistics(saved,
+                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
+                                running_var.defined() ? running_var.mutable_data() : nullptr,
+                                x.data(), N, C, S, momentum, eps);
+  } else {  // only reads them (both are defined then, checked above)
+    batch_norm_running_statistics(saved, running_mean.data(), running_var.data(), C, eps);
+  }
   Tensor y = Tensor::empty(x.shape());
-  batch_norm_forward(y.data(), x.data(), weight.defined() ? weight.data() : nullptr,
+  batch_norm_forward(y.mutable_data(), saved, x.data(), weight.defined() ? weight.data() : nullptr,
                      bias.defined() ? bias.data() : nullptr,
-                     residual.defined() ? residual.data() : nullptr, mean.data(), inv_std.data(), N,
-                     C, S, relu);
+                     residual.defined() ? residual.data() : nullptr, N, C, S);
   if (!needs_graph({&x, &weight, &bias, &residual})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias, residual},
-      [x, weight, bias, residual, out, mean = std::move(mean), inv_std = std::move(inv_std),
-       training, N, C, S, relu]() {
+      [x, weight, bias, residual, out, saved = std::move(saved), N, C, S]() {
         // dr is requested before dx: when x and residual are one tensor, a fresh buffer is
         // assigned by the dr pass and then accumulated into by the dx pass of the same channel.
-        bool dx_fresh = false, dr_fresh = false;
-        float* dr = detail::grad_for_write_or_null(residual, &dr_fresh);
-        float* dx = detail::grad_for_write_or_null(x, &dx_fresh);
-        batch_norm_backward(dx, dx_fresh, detail::grad_or_null(weight), detail::grad_or_null(bias),
-                            dr, dr_fresh, out->grad.data(), out->storage->data(), x.data(),
-                            weight.defined() ? weight.data() : nullptr, mean.data(), inv_std.data(),
-                            N, C, S, training, relu);
+        const GradOut dr = detail::grad_for_write_or_null(residual);
+        const GradOut dx = detail::grad_for_write_or_null(x);
+        batch_norm_backward(dx, detail::grad_or_null(weight), detail::grad_or_null(bias), dr,
+                            out->grad.data(), saved, out->storage->data(), x.data(),
+                            weight.defined() ? weight.data() : nullptr, N, C, S);
       },
       residual.defined() ? "batch_norm_add_relu"
       : relu             ? "batch_norm_relu"

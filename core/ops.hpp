@@ -4,10 +4,28 @@
 //   linalg.cpp (linear), conv.cpp (conv2d), norm.cpp (batch_norm), pool.cpp (max_pool2d,
 //   global_avg_pool2d), elementwise.cpp (relu, add, add_relu, reshape/flatten), loss.cpp
 //   (cross_entropy).
+// The op template: in each .cpp an op is a pair of free functions on raw float arrays,
+// `<op>_forward(outputs..., inputs..., geometry)` and `<op>_backward(input gradients...,
+// output gradient, what forward saved, inputs..., geometry)`, outputs first; the autograd node is
+// a short adapter that fetches the gradient buffers and calls the backward.
 // Every op throws std::invalid_argument naming the op, what it expected and what it got.
 // Each op opens a profiler::Scope named after its node at the top of its forward function
 // (core/profiler.hpp), so its `--profile` forward row lines up with the backward row of the same
 // name; conv2d's rows name its algorithm ("conv2d (winograd)", "conv2d (im2col)").
+//
+// Dimension legend, the letters of every shape comment in minidl (after llm.c's):
+//   N       batch size (images, or rows of a matrix)
+//   C       channels; a convolution's input channels (in_channels)
+//   O       a convolution's output channels (out_channels)
+//   H, W    input height and width;  HO, WO  output height and width
+//   KH, KW  kernel height and width (both kernel_size for a square kernel)
+//   S       spatial size of one channel, H * W (S = 1 for [N, C]); M = N * S values per channel
+//   R       rows of im2col's matrix, C * KH * KW (the convolution GEMM's inner dimension)
+//   DI, DO  a linear layer's input and output features (in_features, out_features)
+//   K       classes (logits [N, K])
+// Combined letters are products: NC = N * C, HWO = HO * WO, CHW = C * H * W. Winograd's tile
+// letters (m, a, P, T, xi) are defined in core/winograd.hpp. kernels::gemm's M, N, K are BLAS's
+// (C [M, N] = A [M, K] B [K, N]), local to that call.
 #pragma once
 
 #include <cstdint>
@@ -18,13 +36,15 @@
 namespace minidl::ops {
 
 /// y = x W^T + b (torch.nn.functional.linear).
-/// x [N, D_in], weight [D_out, D_in], bias [D_out] or undefined -> y [N, D_out].
+/// x [N, DI], weight [DO, DI], bias [DO] or undefined -> y [N, DO].
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
-/// 2-d cross-correlation (torch.nn.functional.conv2d, groups = 1, dilation = 1), computed as
-/// im2col + sgemm per image. x [N, C_in, H, W], weight [C_out, C_in, K_h, K_w],
-/// bias [C_out] or undefined -> y [N, C_out, H_out, W_out] with
-/// H_out = (H + 2 * padding - K_h) / stride + 1 (likewise W_out).
+/// 2-d cross-correlation (torch.nn.functional.conv2d, groups = 1, dilation = 1).
+/// x [N, C, H, W], weight [O, C, KH, KW], bias [O] or undefined -> y [N, O, HO, WO] with
+/// HO = (H + 2 * padding - KH) / stride + 1 (likewise WO).
+/// Computed with Winograd F(4x4, 3x3) when conv2d_uses_winograd() (3x3, stride 1, padding 0-2,
+/// at least 8 input channels: most of a ResNet's convolutions), else as im2col + sgemm per image;
+/// the two differ by float rounding only (about 1e-6 to 1e-5 relative, core/winograd.hpp).
 /// The weight-gradient GEMM is skipped when weight.requires_grad() is false, the input-gradient
 /// GEMM when x.requires_grad() is false.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
@@ -37,7 +57,8 @@ bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stri
                           int64_t padding);
 
 /// Batch normalization (Ioffe & Szegedy 2015, Algorithm 1; torch.nn.functional.batch_norm).
-/// x [N, C] or [N, C, H, W] (statistics per C over N, or over N, H, W).
+/// x [N, C], [N, C, L] or [N, C, H, W] (statistics per C over N, over N, L, or over N, H, W; any
+/// trailing dimensions are flattened into S values per channel and image).
 /// training: normalize with the batch mean and biased variance, and update
 ///   running = (1 - momentum) * running + momentum * batch_stat   (running_var gets the unbiased
 ///   batch variance, PyTorch's convention; Keras' momentum equals 1 - this momentum).
@@ -61,8 +82,9 @@ Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& 
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
                            float eps, const Tensor& residual);
 
-/// max over K x K windows (torch.nn.functional.max_pool2d, padding counts as -inf).
-/// x [N, C, H, W] -> [N, C, (H + 2p - K) / s + 1, (W + 2p - K) / s + 1].
+/// max over KH x KW windows, KH = KW = kernel_size (torch.nn.functional.max_pool2d, padding
+/// counts as -inf). x [N, C, H, W] -> y [N, C, HO, WO], HO = (H + 2 * padding - KH) / stride + 1
+/// (likewise WO).
 Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t padding);
 
 /// Mean over H and W: x [N, C, H, W] -> [N, C] (adaptive_avg_pool2d(x, 1) then flatten).

@@ -22,10 +22,19 @@ inline float* grad_or_null(const Tensor& t) {
   return (t.defined() && t.requires_grad()) ? t.grad_data() : nullptr;
 }
 
-/// Like grad_or_null, for an op that writes every element: *fresh tells whether to assign.
-inline float* grad_for_write_or_null(const Tensor& t, bool* fresh) {
-  *fresh = false;
-  return (t.defined() && t.requires_grad()) ? t.grad_for_write(fresh) : nullptr;
+/// A gradient buffer that an op's backward writes every element of: `data` is null when no
+/// gradient is needed; `fresh` means it was just allocated, uninitialized, so the op assigns (=)
+/// instead of accumulating (+=) (Tensor::grad_for_write).
+struct GradOut {
+  float* data = nullptr;
+  bool fresh = false;
+};
+
+/// Like grad_or_null, for an op that writes every element (see GradOut).
+inline GradOut grad_for_write_or_null(const Tensor& t) {
+  GradOut g;
+  if (t.defined() && t.requires_grad()) g.data = t.grad_for_write(&g.fresh);
+  return g;
 }
 
 }  // namespace minidl::detail

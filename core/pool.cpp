@@ -17,10 +17,11 @@ using detail::check;
 
 namespace {
 
-/// y [NC, HO, WO] = max of x [NC, H, W] over each window; argmax [NC, HO, WO] = the flat index
-/// (ih * W + iw) of the max, the first one on ties; NaN wins (as in PyTorch).
+/// y [NC, HO, WO] = max of x [NC, H, W] over each KH x KW window; argmax [NC, HO, WO] = the
+/// flat index (ih * W + iw) of the max, the first one on ties; NaN wins (as in PyTorch).
 void max_pool2d_forward(float* y, int32_t* argmax, const float* x, int64_t NC, int64_t H, int64_t W,
-                        int64_t HO, int64_t WO, int64_t K, int64_t stride, int64_t padding) {
+                        int64_t HO, int64_t WO, int64_t KH, int64_t KW, int64_t stride,
+                        int64_t padding) {
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < NC; ++nc) {
     const float* p = x + nc * H * W;
@@ -28,10 +29,10 @@ void max_pool2d_forward(float* y, int32_t* argmax, const float* x, int64_t NC, i
       for (int64_t ow = 0; ow < WO; ++ow) {
         float best = -std::numeric_limits<float>::infinity();
         int32_t arg = -1;
-        for (int64_t kh = 0; kh < K; ++kh) {
+        for (int64_t kh = 0; kh < KH; ++kh) {
           const int64_t ih = oh * stride - padding + kh;
           if (ih < 0 || ih >= H) continue;
-          for (int64_t kw = 0; kw < K; ++kw) {
+          for (int64_t kw = 0; kw < KW; ++kw) {
             const int64_t iw = ow * stride - padding + kw;
             if (iw < 0 || iw >= W) continue;
             const float v = p[ih * W + iw];
@@ -80,7 +81,8 @@ void max_pool2d_forward_k2s2(float* y, int32_t* argmax, const float* x, int64_t 
   }
 }
 
-/// dx[nc, argmax] += dy[nc, o]: each output's gradient goes to the input it took.
+/// dx [NC, H, W] at argmax += dy [NC, HO, WO]: each output's gradient goes to the input it took
+/// (HW = H * W, HWO = HO * WO).
 void max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax, int64_t NC, int64_t HW,
                          int64_t HWO) {
 #pragma omp parallel for schedule(static)
@@ -127,10 +129,10 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride, int64_t 
   Tensor y = Tensor::empty({N, C, HO, WO});
   std::vector<int32_t> argmax(N * C * HO * WO);
   if (kernel_size == 2 && stride == 2 && padding == 0) {
-    max_pool2d_forward_k2s2(y.data(), argmax.data(), x.data(), N * C, H, W, HO, WO);
+    max_pool2d_forward_k2s2(y.mutable_data(), argmax.data(), x.data(), N * C, H, W, HO, WO);
   } else {
-    max_pool2d_forward(y.data(), argmax.data(), x.data(), N * C, H, W, HO, WO, kernel_size, stride,
-                       padding);
+    max_pool2d_forward(y.mutable_data(), argmax.data(), x.data(), N * C, H, W, HO, WO, kernel_size,
+                       kernel_size, stride, padding);
   }
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
@@ -148,7 +150,7 @@ Tensor global_avg_pool2d(const Tensor& x) {
   check(x.dim() == 4, "global_avg_pool2d", "input [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2) * x.size(3);
   Tensor y = Tensor::empty({N, C});
-  global_avg_pool2d_forward(y.data(), x.data(), N * C, S);
+  global_avg_pool2d_forward(y.mutable_data(), x.data(), N * C, S);
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(

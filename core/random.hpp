@@ -1,6 +1,14 @@
-// minidl — the seeded random number generator. One seed feeds every random choice (weight
-// init, shuffling, augmentation, masks); draws are defined here, not by the standard library's
-// distributions, so a seed gives the same numbers with any compiler.
+// minidl — the seeded random number generator (Generator) and the seed mixer (splitmix64).
+// A run's one seed (--seed) determines every random choice, through two kinds of stream:
+// - a Generator for the model: weight and BN initialization (Generator(seed) in each model's
+//   factory), ActivationNoise's draws (a Generator per layer, seeded with splitmix64 of the
+//   seed and the layer's index) and the train-only masks (optim/freeze.cpp);
+// - std::mt19937_64 engines of the data loader's own (data/loader.hpp, make_epoch_plan): one
+//   per epoch, seeded with splitmix64(splitmix64(seed) ^ epoch), for the shuffle and the
+//   augmentation, and one for the alternating flip, drawn through data::uniform_below.
+// Both define their draws on the engine's raw 64-bit output (here and in uniform_below), not
+// with the standard library's distributions, whose algorithms vary between implementations:
+// a seed gives the same numbers with any compiler.
 #pragma once
 
 #include <cstdint>

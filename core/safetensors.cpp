@@ -191,7 +191,8 @@ Checkpoint load_safetensors(const std::string& path) {
   for (Entry& e : entries) {
     Tensor t(e.shape);
     in.seekg(static_cast<std::streamoff>(8 + n + e.begin));
-    in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(e.end - e.begin));
+    in.read(reinterpret_cast<char*>(t.mutable_data()),
+            static_cast<std::streamsize>(e.end - e.begin));
     if (!in) throw fail("could not read tensor \"" + e.name + "\"");
     ck.tensors.emplace_back(e.name, std::move(t));
   }

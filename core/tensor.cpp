@@ -77,14 +77,14 @@ int64_t Tensor::size(int64_t d) const {
   return s[d];
 }
 int64_t Tensor::numel() const { return static_cast<int64_t>(vec().size()); }
-float* Tensor::data() { return vec().data(); }
 const float* Tensor::data() const { return vec().data(); }
-Storage& Tensor::vec() {
+const Storage& Tensor::vec() const { return *checked(impl_.get()).storage; }
+float* Tensor::mutable_data() { return mutable_vec().data(); }
+Storage& Tensor::mutable_vec() {
   TensorImpl& t = checked(impl_.get());
   ++t.version;
   return *t.storage;
 }
-const Storage& Tensor::vec() const { return *checked(impl_.get()).storage; }
 
 float Tensor::item() const {
   if (numel() != 1) {
@@ -100,7 +100,7 @@ Tensor Tensor::grad() const {
   const TensorImpl& t = checked(impl_.get());
   if (t.grad.empty()) return Tensor();
   Tensor g = Tensor::empty(t.shape);
-  std::copy(t.grad.begin(), t.grad.end(), g.data());
+  std::copy(t.grad.begin(), t.grad.end(), g.mutable_data());
   return g;
 }
 
@@ -125,7 +125,7 @@ void Tensor::zero_grad() { Storage().swap(checked(impl_.get()).grad); }
 
 Tensor Tensor::clone() const {
   Tensor t = Tensor::empty(shape());
-  std::copy(vec().begin(), vec().end(), t.data());
+  std::copy(vec().begin(), vec().end(), t.mutable_data());
   return t;
 }
 
@@ -146,10 +146,10 @@ void Tensor::copy_(const Tensor& src) {
     throw std::invalid_argument("copy_: source shape " + shape_str(src.shape()) +
                                 " != destination shape " + shape_str(shape()));
   }
-  std::copy(src.vec().begin(), src.vec().end(), vec().begin());
+  std::copy(src.vec().begin(), src.vec().end(), mutable_vec().begin());
 }
 
-void Tensor::fill_(float value) { kernels::fill(data(), numel(), value); }
+void Tensor::fill_(float value) { kernels::fill(mutable_data(), numel(), value); }
 
 void Tensor::backward() {
   if (!defined() || numel() != 1) {

@@ -1,9 +1,8 @@
 // minidl — Tensor: a float32, contiguous, row-major n-d array with an optional gradient and a
 // link into the autograd graph.
 //
-// Dimension letters used throughout minidl (after llm.c's legend):
-//   N batch size, C channels (C_in / C_out), H height, W width, K classes or kernel size,
-//   D features. Image tensors are NCHW: [N, C, H, W].
+// Image tensors are NCHW: [N, C, H, W]. The dimension letters of every shape comment (N, C, O,
+// H, W, KH, KW, S, K, ...) are defined once, in the legend at the top of core/ops.hpp.
 //
 // A Tensor is a cheap handle (shared_ptr) to its storage, like a torch.Tensor: copying a
 // Tensor shares data. `clone()` makes a deep copy.
@@ -76,11 +75,15 @@ class Tensor {
   int64_t size(int64_t d) const;
   int64_t numel() const;
 
-  /// Mutable access bumps the tensor's version (invalidating cached derived data).
-  float* data();
+  /// Read access to the values. Never changes the tensor's version, whatever the handle's
+  /// constness: reading a weight keeps derived data (conv2d's cached Winograd transform) valid.
   const float* data() const;
-  Storage& vec();
   const Storage& vec() const;
+  /// Write access to the values: bumps the tensor's version, invalidating data derived from
+  /// them (see TensorImpl::version). The only value accessors that do; use them to write, and
+  /// data() / vec() to read.
+  float* mutable_data();
+  Storage& mutable_vec();
   /// The single value of a one-element tensor. Throws std::logic_error otherwise.
   float item() const;
 
@@ -147,9 +150,10 @@ struct TensorImpl {
   Storage grad;  // empty until first accumulation
   bool requires_grad = false;
   std::shared_ptr<Node> node;  // set for outputs of recorded ops
-  /// Bumped by every mutable access to the values (Tensor::data(), vec(), copy_, fill_): an
-  /// optimizer step, load_state_dict, initialization. Writes through a view() of this tensor, or
-  /// through a pointer kept from an earlier data() call, are not seen.
+  /// Bumped by every write access to the values (Tensor::mutable_data(), mutable_vec(), copy_,
+  /// fill_): an optimizer step, load_state_dict, initialization; reads (data(), vec()) leave it
+  /// alone. Writes through a view() of this tensor, or through a pointer kept from an earlier
+  /// mutable_data() call, are not seen.
   uint64_t version = 0;
   std::vector<DerivedCache> derived;  ///< see DerivedCache; ops look entries up by key
 };

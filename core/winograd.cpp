@@ -225,9 +225,9 @@ inline void over_lanes(int64_t nv, F&& f) {
 
 // The batch is cut into chunks of NB images, which become the vector lanes of every tile
 // transform: a chunk's planes are stored image-innermost ([C, rows, cols, NB], "CHWN"), so a tile
-// transform reads and writes whole vectors and needs no gather. A block is Pb tiles of S chunks:
-// T = S * Pb * NB transform columns per GEMM (sub-chunk s owns columns [s * Pb * NB, ...)).
-// Large planes: S = 1 and a chunk's tiles are cut into blocks of Pb, sized so that a block's U
+// transform reads and writes whole vectors and needs no gather. A block is Pb tiles of CB chunks:
+// T = CB * Pb * NB transform columns per GEMM (sub-chunk s owns columns [s * Pb * NB, ...)).
+// Large planes: CB = 1 and a chunk's tiles are cut into blocks of Pb, sized so that a block's U
 // and M stay near the cache (C * T, O * T about kBlockFloats per transform position; measured
 // on resnet20, Xeon, AVX-512, 2 threads, median of 3 alternating runs: 1024: 545,
 // 2048: 567, 4096: 563, 8192: 525, 16384: 518 images/s). Small planes (few tiles per image) and
@@ -247,7 +247,7 @@ struct Tiling {
   int64_t QH, QW;      // output plane rounded up to whole tiles: TH * m x TW * m
   int64_t NB, chunks;  // images per chunk (lanes), number of chunks
   int64_t Pb;          // tiles per block
-  int64_t S, groups;   // chunks per block (S > 1 only when Pb = P), number of chunk groups
+  int64_t CB, groups;  // chunks per block (CB > 1 only when Pb = P), number of chunk groups
 };
 
 Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
@@ -264,12 +264,12 @@ Tiling make_tiling(const ConvGeom& g, int64_t N, int64_t O) {
   t.chunks = (N + t.NB - 1) / t.NB;
   const int64_t columns = std::max(kMinColumns, kBlockFloats / std::max(g.C, O));
   t.Pb = std::max<int64_t>(1, std::min(t.P, columns / t.NB));
-  t.S = 1;
+  t.CB = 1;
   if (t.Pb == t.P) {  // several chunks per block, keeping at least two groups per thread
     const int64_t most = std::max<int64_t>(1, t.chunks / (2 * threads));
-    t.S = std::max<int64_t>(1, std::min(most, columns / (t.P * t.NB)));
+    t.CB = std::max<int64_t>(1, std::min(most, columns / (t.P * t.NB)));
   }
-  t.groups = (t.chunks + t.S - 1) / t.S;
+  t.groups = (t.chunks + t.CB - 1) / t.CB;
   return t;
 }
 
@@ -359,10 +359,10 @@ bool winograd_applies(const ConvGeom& g) {
 
 int64_t winograd_weight_size(int64_t O, int64_t C) { return a * a * O * C; }
 
-void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flipped, float* V) {
+void winograd_weight_transform(float* V, const float* w, int64_t O, int64_t C, bool flipped) {
   const auto& G = Matrices<m>::G;
-  // Output [a*a, R, S]: R = O, S = C normally; R = C, S = O for the flipped filters.
-  const int64_t R = flipped ? C : O, S = flipped ? O : C;
+  // Output [a*a, rows, cols]: [a*a, O, C] normally, [a*a, C, O] for the flipped filters.
+  const int64_t rows = flipped ? C : O, cols = flipped ? O : C;
 #pragma omp parallel for schedule(static) if (O * C >= 256)
   for (int64_t o = 0; o < O; ++o) {
     for (int64_t c = 0; c < C; ++c) {
@@ -378,28 +378,28 @@ void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flippe
       const int64_t r = flipped ? c : o, s = flipped ? o : c;
       for (int i = 0; i < a; ++i)
         for (int j = 0; j < a; ++j)  // (G f G^T)[i][j]
-          V[((i * a + j) * R + r) * S + s] =
+          V[((i * a + j) * rows + r) * cols + s] =
               gf[i][0] * G[j][0] + gf[i][1] * G[j][1] + gf[i][2] * G[j][2];
     }
   }
 }
 
-void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, const float* V,
-                      float* y, bool accumulate) {
+void winograd_forward(float* y, const float* x, const float* V, int64_t N, const ConvGeom& g,
+                      int64_t O, bool accumulate) {
   const Tiling tl = make_tiling(g, N, O);
   const int64_t C = g.C, NB = tl.NB;
 #pragma omp parallel
   {
-    const int64_t Tmax = tl.S * tl.Pb * NB;
+    const int64_t Tmax = tl.CB * tl.Pb * NB;
     Storage Xt(C * tl.PH * tl.PW * NB), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         Mt(a * a * O * Tmax);
     zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < tl.groups; ++group) {
-      const int64_t c0 = group * tl.S, S = std::min(tl.S, tl.chunks - c0);
+      const int64_t c0 = group * tl.CB, cb = std::min(tl.CB, tl.chunks - c0);
       for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
-        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = S * pb * NB;
-        for (int64_t s = 0; s < S; ++s) {  // (S > 1 only with one block, p0 = 0)
+        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = cb * pb * NB;
+        for (int64_t s = 0; s < cb; ++s) {  // (cb > 1 only with one block, p0 = 0)
           const int64_t n0 = (c0 + s) * NB, nb = std::min(NB, N - n0);
           if (p0 == 0) gather_chunk(x, g, tl, n0, nb, Xt.data());
           transform_input_block(Xt.data(), g, tl, p0, pb, U.data(), T, s * pb * NB);
@@ -408,7 +408,7 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
           gemm(false, false, O, T, C, 1.0f, V + xi * O * C, U.data() + xi * C * T, 0.0f,
                Mt.data() + xi * O * T);
         }
-        for (int64_t s = 0; s < S; ++s) {
+        for (int64_t s = 0; s < cb; ++s) {
           for (int64_t o = 0; o < O; ++o)
             for (int64_t p = p0; p < p0 + pb; ++p) {
               const int64_t th = p / tl.TW, tw = p % tl.TW;
@@ -428,8 +428,8 @@ void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, c
   }
 }
 
-void winograd_backward_weight(const float* x, const float* dy, int64_t N, const ConvGeom& g,
-                              int64_t O, float* dw) {
+void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_t N,
+                              const ConvGeom& g, int64_t O) {
   const Tiling tl = make_tiling(g, N, O);
   const int64_t C = g.C, NB = tl.NB;
   // dy is gathered like an input: O channels of HO x WO into [O, QH, QW, NB], no padding.
@@ -442,7 +442,7 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
-    const int64_t Tmax = tl.S * tl.Pb * NB;
+    const int64_t Tmax = tl.CB * tl.Pb * NB;
     Storage Xt(C * tl.PH * tl.PW * NB), Dt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         dM(a * a * O * Tmax);
     zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
@@ -451,10 +451,10 @@ void winograd_backward_weight(const float* x, const float* dy, int64_t N, const 
     part.assign(a * a * O * C, 0.0f);
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < tl.groups; ++group) {
-      const int64_t c0 = group * tl.S, S = std::min(tl.S, tl.chunks - c0);
+      const int64_t c0 = group * tl.CB, cb = std::min(tl.CB, tl.chunks - c0);
       for (int64_t p0 = 0; p0 < tl.P; p0 += tl.Pb) {
-        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = S * pb * NB;
-        for (int64_t s = 0; s < S; ++s) {  // (S > 1 only with one block, p0 = 0)
+        const int64_t pb = std::min(tl.Pb, tl.P - p0), T = cb * pb * NB;
+        for (int64_t s = 0; s < cb; ++s) {  // (cb > 1 only with one block, p0 = 0)
           const int64_t n0 = (c0 + s) * NB, nb = std::min(NB, N - n0);
           if (p0 == 0) {
             gather_chunk(x, g, tl, n0, nb, Xt.data());

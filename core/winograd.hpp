@@ -2,7 +2,7 @@
 // gradient and weight gradient). Lavin & Gray, "Fast Algorithms for Convolutional Neural
 // Networks", CVPR 2016, Section 4 (the 2-d nesting of the 1-d minimal filtering algorithm).
 //
-// Legend: N images, C input channels, O output channels (C_out), H x W input, HO x WO output,
+// Letters: N, C, O, H, W, HO, WO as in core/ops.hpp's legend, and for the tiles:
 //   m output tile size, a = m + 2 input tile size, P tiles per image = ceil(HO/m) * ceil(WO/m),
 //   T tiles in a chunk of images, xi = one of the a*a transform-domain positions.
 //
@@ -47,17 +47,17 @@ int64_t winograd_weight_size(int64_t O, int64_t C);
 /// V[xi][o][c] = (G w[o, c] G^T)[xi]. w [O, C, 3, 3] -> V [a*a, O, C].
 /// flipped = true transforms the filters of the input gradient instead,
 /// wf[c, o, kh, kw] = w[o, c, 2 - kh, 2 - kw], giving V [a*a, C, O].
-void winograd_weight_transform(const float* w, int64_t O, int64_t C, bool flipped, float* V);
+void winograd_weight_transform(float* V, const float* w, int64_t O, int64_t C, bool flipped);
 
 /// y [N, O, HO, WO] = (or, accumulate = true, +=) the 3x3 stride-1 cross-correlation of
 /// x [N, C, H, W] (geometry g, zero padding g.pad) with the filters whose transform is
 /// V [a*a, O, C]. Requires winograd_applies(g).
-void winograd_forward(const float* x, int64_t N, const ConvGeom& g, int64_t O, const float* V,
-                      float* y, bool accumulate);
+void winograd_forward(float* y, const float* x, const float* V, int64_t N, const ConvGeom& g,
+                      int64_t O, bool accumulate);
 
 /// dw [O, C, 3, 3] += d(sum(y * dy)) / dw for y = conv(x, w) of geometry g, from
 /// x [N, C, H, W] and dy [N, O, HO, WO]. Deterministic for a given thread count.
-void winograd_backward_weight(const float* x, const float* dy, int64_t N, const ConvGeom& g,
-                              int64_t O, float* dw);
+void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_t N,
+                              const ConvGeom& g, int64_t O);
 
 }  // namespace minidl::kernels

@@ -258,7 +258,7 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
     for (int64_t c = 0; c < kChannels; ++c) chw[c * kPlaneBytes + i] = px[n >= 3 ? c : 0];
   }
   Tensor out(Shape{1, kChannels, kImageSide, kImageSide});
-  normalize_image(chw.data(), out.data(), norm);
+  normalize_image(chw.data(), out.mutable_data(), norm);
   return out;
 }
 

@@ -146,7 +146,7 @@ Tensor to_tensor(const Dataset& ds, int64_t begin, int64_t count, const Normaliz
   }
   Tensor out(Shape{count, kChannels, kImageSide, kImageSide});
   const NormTable table(norm);
-  float* dst = out.data();
+  float* dst = out.mutable_data();
   for (int64_t i = 0; i < count; ++i) {
     normalize_with(table, ds.images.data() + (begin + i) * kImageBytes, dst + i * kImageBytes);
   }
@@ -259,7 +259,7 @@ Batch DataLoader::make_batch(int64_t b) const {
   batch.images = Tensor::empty(Shape{count, kChannels, kImageSide, kImageSide});
   batch.labels.resize(static_cast<size_t>(count));
   const NormTable table(opt_.norm);
-  float* dst = batch.images.data();
+  float* dst = batch.images.mutable_data();
   for (int64_t k = 0; k < count; ++k) {
     const auto pos = static_cast<size_t>(begin + k);
     const int64_t index = plan_.order[pos];

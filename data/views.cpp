@@ -29,7 +29,7 @@ Tensor hflip(const Tensor& images) {
   const int64_t planes = shape[0] * shape[1], h = shape[2], w = shape[3];
   Tensor out = Tensor::empty(shape);
   const float* src = images.data();
-  float* dst = out.data();
+  float* dst = out.mutable_data();
   for (int64_t p = 0; p < planes * h; ++p) {  // every row of every plane
     const float* srow = src + p * w;
     float* drow = dst + p * w;
@@ -58,7 +58,7 @@ Tensor crop_reflect(const Tensor& images, int64_t pad, int64_t y0, int64_t x0) {
   for (int64_t x = 0; x < w; ++x) cols[static_cast<size_t>(x)] = reflect_index(x + x0 - pad, w);
   Tensor out = Tensor::empty(shape);
   const float* src = images.data();
-  float* dst = out.data();
+  float* dst = out.mutable_data();
   for (int64_t p = 0; p < planes; ++p) {
     const float* splane = src + p * h * w;
     float* dplane = dst + p * h * w;

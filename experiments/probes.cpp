@@ -83,7 +83,7 @@ LandscapeProbe probe_landscape(Module& model, double loss, const std::function<T
       Tensor p = params[i].second;
       const float* w0 = snapshot.value(i).data();
       const float* g = snapshot.grad(i).data();
-      float* w = p.data();
+      float* w = p.mutable_data();
       for (int64_t k = 0, n = p.numel(); k < n; ++k) w[k] = w0[k] - e * g[k];
     }
     for (auto& [name, p] : params) p.zero_grad();

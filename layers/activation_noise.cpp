@@ -40,7 +40,7 @@ Tensor ActivationNoise::forward(const Tensor& x) {
     // normal made noisy BN three times slower than BN).
     const uint64_t key = gen_.next();
     noise_ = Tensor::empty(x.shape());
-    float* e = noise_.data();
+    float* e = noise_.mutable_data();
     const float kScale = std::sqrt(3.0f) / 65536.0f;  // (sum / 65536 - 2) * sqrt(3)
 #pragma omp parallel for collapse(2) schedule(static) if (N * C * HW > 65536)
     for (int64_t n = 0; n < N; ++n) {
@@ -63,7 +63,7 @@ Tensor ActivationNoise::forward(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
   const float* xd = x.data();
   const float* e = noise_.data();
-  float* yd = y.data();
+  float* yd = y.mutable_data();
   const float* sc = scale_.data();
 #pragma omp parallel for collapse(2) schedule(static) if (N * C * HW > 65536)
   for (int64_t n = 0; n < N; ++n)

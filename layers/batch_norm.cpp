@@ -39,7 +39,8 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
     throw std::invalid_argument(type_name() + "(" + std::to_string(num_features) +
                                 "): expected input " +
                                 (spatial_ ? "[N, " + std::to_string(num_features) + ", H, W]"
-                                          : "[N, " + std::to_string(num_features) + "]") +
+                                          : "[N, " + std::to_string(num_features) + "] or [N, " +
+                                                std::to_string(num_features) + ", L]") +
                                 ", got " + shape_str(x.shape()));
   }
   if (residual.defined()) {

@@ -2,14 +2,22 @@
 //
 //   y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias        (Ioffe & Szegedy 2015, Alg. 1)
 //
-// Statistics are per feature / channel C: over N for [N, C] (BatchNorm1d), over N, H, W for
-// [N, C, H, W] (BatchNorm2d).
+// Statistics are per feature / channel C (C = num_features): over N for [N, C] and over N, L for
+// [N, C, L] (BatchNorm1d), over N, H, W for [N, C, H, W] (BatchNorm2d).
+// Shape (letters of core/ops.hpp's legend):
+//   BatchNorm1d: input [N, C] or [N, C, L] -> output of the same shape.
+//     [N, C]: each of the C features is normalized over the N samples (M = N values).
+//     [N, C, L]: each channel over the N * L values of the batch, all positions of the sequence
+//     together (M = N * L), as torch.nn.BatchNorm1d does; not per position.
+//   BatchNorm2d: input [N, C, H, W] -> output [N, C, H, W] (M = N * H * W values per channel).
+//   weight, bias, running_mean, running_var: [C].
 // - train(): normalize with the batch mean and the biased batch variance, and update
 //     running_mean = (1 - momentum) * running_mean + momentum * batch_mean
 //     running_var  = (1 - momentum) * running_var  + momentum * unbiased_batch_var
 //   This is PyTorch's momentum (default 0.1). Keras' BatchNormalization(momentum=0.99) is the
 //   same rule written the other way round: keras_momentum = 1 - momentum.
-//   A channel with a single value (BatchNorm1d, batch of one) is an error, as in PyTorch.
+//   A channel with a single value (M = 1: BatchNorm1d on [1, C] or [1, C, 1]) is an error, as in
+//   PyTorch.
 // - eval(): normalize with running_mean / running_var; each sample is then independent of
 //   the rest of the batch, so one image gives the same output alone as inside a batch.
 // Parameters (affine = true): weight = gamma [C] (init 1), bias = beta [C] (init 0).
@@ -50,7 +58,7 @@ struct BatchNormOptions {
 
 class BatchNorm : public Module {
  public:
-  /// spatial = false: BatchNorm1d ([N, C]); true: BatchNorm2d ([N, C, H, W]). Throws
+  /// spatial = false: BatchNorm1d ([N, C] or [N, C, L]); true: BatchNorm2d ([N, C, H, W]). Throws
   /// std::invalid_argument for num_features < 1, eps <= 0 or momentum outside [0, 1].
   BatchNorm(const BatchNormOptions& options, bool spatial);
   Tensor forward(const Tensor& x) override;

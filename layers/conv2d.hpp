@@ -1,10 +1,12 @@
 // minidl — Conv2d (torch.nn.Conv2d with groups = 1, dilation = 1, zero padding).
 //
 // y[n, o] = b[o] + sum_c weight[o, c] (*) x[n, c]      (cross-correlation)
-// Shape: input [N, in_channels, H, W] -> output [N, out_channels, H_out, W_out],
-//   H_out = (H + 2 padding - kernel_size) / stride + 1 (integer division), likewise W_out.
-// Parameters: weight [out_channels, in_channels, kernel_size, kernel_size], Kaiming normal
-//   (fan_in); bias [out_channels] when bias = true (zero init). A conv followed by BatchNorm
+// Shape (letters of core/ops.hpp's legend; C = in_channels, O = out_channels,
+//   KH = KW = kernel_size):
+//   input [N, C, H, W] -> output [N, O, HO, WO],
+//   HO = (H + 2 padding - KH) / stride + 1 (integer division), likewise WO.
+// Parameters: weight [O, C, KH, KW], Kaiming normal (fan_in); bias [O] when bias = true (zero
+//   init). A conv followed by BatchNorm
 //   needs no bias: BN subtracts the per-channel mean, which cancels it.
 // Errors: std::invalid_argument when the input is not [N, in_channels, H, W].
 #pragma once

@@ -120,7 +120,7 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
 void kaiming_normal_(Tensor& w, Generator& gen) {
   const int64_t fan_in = w.numel() / w.size(0);
   const float std = std::sqrt(2.0f / static_cast<float>(fan_in));
-  for (float& v : w.vec()) v = std * gen.normal();
+  for (float& v : w.mutable_vec()) v = std * gen.normal();
 }
 
 void kaiming_normal_fan_out_(Tensor& w, Generator& gen) {
@@ -133,11 +133,11 @@ void kaiming_normal_fan_out_(Tensor& w, Generator& gen) {
 }
 
 void normal_(Tensor& w, float mean, float std, Generator& gen) {
-  for (float& v : w.vec()) v = mean + std * gen.normal();
+  for (float& v : w.mutable_vec()) v = mean + std * gen.normal();
 }
 
 void uniform_(Tensor& w, float lo, float hi, Generator& gen) {
-  for (float& v : w.vec()) v = gen.uniform(lo, hi);
+  for (float& v : w.mutable_vec()) v = gen.uniform(lo, hi);
 }
 
 void dirac_(Tensor& w) {
@@ -147,7 +147,7 @@ void dirac_(Tensor& w) {
   }
   const int64_t O = w.size(0), C = w.size(1), KH = w.size(2), KW = w.size(3);
   w.fill_(0.0f);
-  float* d = w.data();
+  float* d = w.mutable_data();
   for (int64_t i = 0; i < std::min(O, C); ++i) d[((i * C + i) * KH + KH / 2) * KW + KW / 2] = 1.0f;
 }
 
@@ -158,7 +158,7 @@ void dirac_(Tensor& w, int64_t filters) {
         shape_str(w.shape()) + " and filters " + std::to_string(filters));
   }
   const int64_t C = w.size(1), KH = w.size(2), KW = w.size(3), per_filter = C * KH * KW;
-  float* d = w.data();
+  float* d = w.mutable_data();
   std::fill(d, d + filters * per_filter, 0.0f);
   for (int64_t i = 0; i < filters; ++i) d[((i * C + i) * KH + KH / 2) * KW + KW / 2] = 1.0f;
 }

@@ -8,16 +8,17 @@
 
 namespace minidl {
 
-PatchEigen patch_eigen(const Tensor& images, int64_t K) {
-  if (images.dim() != 4 || images.size(0) < 1 || K < 1 || K > images.size(2) ||
-      K > images.size(3)) {
+PatchEigen patch_eigen(const Tensor& images, int64_t kernel_size) {
+  const int64_t KH = kernel_size, KW = kernel_size;
+  if (images.dim() != 4 || images.size(0) < 1 || kernel_size < 1 || KH > images.size(2) ||
+      KW > images.size(3)) {
     throw std::invalid_argument(
         "patch_eigen: expected images [N, C, H, W] with N >= 1 and a kernel_size from 1 to H "
         "and W, got " +
-        shape_str(images.shape()) + " and kernel_size " + std::to_string(K));
+        shape_str(images.shape()) + " and kernel_size " + std::to_string(kernel_size));
   }
   const int64_t N = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
-  const int64_t D = C * K * K, HO = H - K + 1, WO = W - K + 1;
+  const int64_t D = C * KH * KW, HO = H - KH + 1, WO = W - KW + 1;
   const float* x = images.data();
   for (int64_t i = 0; i < images.numel(); ++i) {
     if (!std::isfinite(x[i])) {
@@ -33,8 +34,9 @@ PatchEigen patch_eigen(const Tensor& images, int64_t K) {
       for (int64_t xo = 0; xo < WO; ++xo) {
         int64_t d = 0;
         for (int64_t c = 0; c < C; ++c)
-          for (int64_t ky = 0; ky < K; ++ky)
-            for (int64_t kx = 0; kx < K; ++kx) v[d++] = x[((n * C + c) * H + y + ky) * W + xo + kx];
+          for (int64_t ky = 0; ky < KH; ++ky)
+            for (int64_t kx = 0; kx < KW; ++kx)
+              v[d++] = x[((n * C + c) * H + y + ky) * W + xo + kx];
         sigma.selfadjointView<Eigen::Lower>().rankUpdate(v);
       }
     }
@@ -48,23 +50,24 @@ PatchEigen patch_eigen(const Tensor& images, int64_t K) {
   PatchEigen out{Tensor({D}), Tensor({D, D})};
   for (int64_t i = 0; i < D; ++i) {
     const int64_t j = D - 1 - i;  // Eigen sorts ascending; row i holds the i-th largest
-    out.eigenvalues.data()[i] = static_cast<float>(solver.eigenvalues()[j]);
+    out.eigenvalues.mutable_data()[i] = static_cast<float>(solver.eigenvalues()[j]);
     Eigen::VectorXd u = solver.eigenvectors().col(j);
     Eigen::Index big = 0;
     for (Eigen::Index k = 1; k < u.size(); ++k)
       if (std::fabs(u[k]) > std::fabs(u[big])) big = k;
     if (u[big] < 0) u = -u;
-    for (int64_t k = 0; k < D; ++k) out.eigenvectors.data()[i * D + k] = static_cast<float>(u[k]);
+    for (int64_t k = 0; k < D; ++k)
+      out.eigenvectors.mutable_data()[i * D + k] = static_cast<float>(u[k]);
   }
   return out;
 }
 
-Tensor patch_whitening_weight(const Tensor& images, int64_t K, double eps) {
+Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double eps) {
   if (!(eps >= 0)) throw std::invalid_argument("patch_whitening_weight: eps must be >= 0");
-  const PatchEigen e = patch_eigen(images, K);
-  const int64_t C = images.size(1), D = C * K * K;
-  Tensor w({2 * D, C, K, K});
-  float* d = w.data();
+  const PatchEigen e = patch_eigen(images, kernel_size);
+  const int64_t KH = kernel_size, KW = kernel_size, C = images.size(1), D = C * KH * KW;
+  Tensor w({2 * D, C, KH, KW});
+  float* d = w.mutable_data();
   for (int64_t i = 0; i < D; ++i) {
     // The eigenvalue may be a tiny negative number from rounding; eps > 0 keeps the root real.
     const double s = 1.0 / std::sqrt(std::max(0.0, double(e.eigenvalues.data()[i])) + eps);

@@ -3,12 +3,12 @@
 // in 3.29 Seconds on a Single GPU", arXiv 2404.00498, Section 3.2; also Page's "How to train
 // your ResNet" series, part 8).
 //
-// For K x K patches of C-channel images (D = C K K values per patch, flattened in (c, y, x)
-// order, stride 1, no padding), with the uncentred covariance
+// For KH x KW patches (KH = KW = kernel_size) of C-channel images (D = C KH KW values per patch,
+// flattened in (c, y, x) order, stride 1, no padding), with the uncentred covariance
 //     Sigma = (1 / P) sum_p v_p v_p^T            [D, D], over all P patches
 // and its eigendecomposition Sigma = sum_i lambda_i u_i u_i^T, lambda_1 >= ... >= lambda_D,
 // filter i of the conv is u_i / sqrt(lambda_i + eps) and filter D + i is its negative:
-//     weight [2 D, C, K, K],  weight[i] = u_i / sqrt(lambda_i + eps),  weight[D + i] = -weight[i]
+//     weight [2 D, C, KH, KW],  weight[i] = u_i / sqrt(lambda_i + eps),  weight[D + i] = -weight[i]
 // so the first D outputs are the patch's coordinates in the eigenbasis, each scaled to unit
 // variance (eps: a floor for tiny eigenvalues), and the next D their negatives (a GELU after it
 // then keeps both signs).
@@ -29,12 +29,12 @@ struct PatchEigen {
   Tensor eigenvectors;  ///< [D, D]: row i is u_i (sign convention above), in (c, y, x) order
 };
 
-/// The uncentred covariance of every K x K patch of `images` [N, C, H, W] (N >= 1,
-/// K <= H, W), eigendecomposed in double precision. Throws std::invalid_argument for a tensor
-/// that is not 4-d, kernel_size < 1 or larger than the images, or a non-finite value.
+/// The uncentred covariance of every KH x KW patch of `images` [N, C, H, W] (N >= 1,
+/// kernel_size <= H, W), eigendecomposed in double precision. Throws std::invalid_argument for a
+/// tensor that is not 4-d, kernel_size < 1 or larger than the images, or a non-finite value.
 PatchEigen patch_eigen(const Tensor& images, int64_t kernel_size);
 
-/// The whitening conv weight [2 D, C, K, K] of `images` [N, C, H, W] (see above): filters
+/// The whitening conv weight [2 D, C, KH, KW] of `images` [N, C, H, W] (see above): filters
 /// eigenvectors_i / sqrt(eigenvalues_i + eps), then their negatives. Throws as patch_eigen, and
 /// std::invalid_argument for eps < 0.
 Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double eps = 5e-4);

@@ -49,8 +49,9 @@ int recalibrate_batch_norm(Module& model, const BatchSource& for_each_batch) {
                                   std::to_string(count) + " values per channel; need >= 2");
     }
     for (int64_t c = 0; c < C; ++c) {  // mean and unbiased variance (Algorithm 2, step 10)
-      bn->running_mean.data()[c] = static_cast<float>(moments[c].mean());
-      bn->running_var.data()[c] = static_cast<float>(moments[c].variance(/*unbiased=*/true));
+      bn->running_mean.mutable_data()[c] = static_cast<float>(moments[c].mean());
+      bn->running_var.mutable_data()[c] =
+          static_cast<float>(moments[c].variance(/*unbiased=*/true));
     }
   }
   return static_cast<int>(bns.size());

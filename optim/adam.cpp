@@ -32,7 +32,7 @@ void Adam::step() {
     if (!p.requires_grad() || !p.has_grad()) continue;
     const float lr = lr_of(i), wd = weight_decay_of(i, opt_.weight_decay);
     const float step_size = static_cast<float>(lr / bc1);
-    float* w = p.data();
+    float* w = p.mutable_data();
     const float* grad = p.grad_data();
     const int64_t n = p.numel();
     if (m_[i].empty()) {

@@ -36,8 +36,8 @@ void Lookahead::update(Module& model, float decay) {
   const bool small = std::abs(w) < 0.5f;
   const float one_minus_w = 1.0f - w;
   for (size_t i = 0; i < net.size(); ++i) {
-    float* e = ema_[i].second.data();
-    float* n = net[i].second.data();  // mutable access: bumps the version (derived caches)
+    float* e = ema_[i].second.mutable_data();
+    float* n = net[i].second.mutable_data();  // bumps the version (derived caches)
     const int64_t count = net[i].second.numel();
     for (int64_t j = 0; j < count; ++j) {
       const float v = small ? e[j] + w * (n[j] - e[j]) : n[j] - (n[j] - e[j]) * one_minus_w;

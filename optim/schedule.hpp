@@ -4,8 +4,11 @@
 //   multistep: lr(t) = base_lr * gamma^(number of milestones <= t)          (MultiStepLR)
 //   cosine:    lr(t) = base_lr * (1 + cos(pi * t / T)) / 2                    (CosineAnnealingLR,
 //              eta_min 0; Loshchilov & Hutter 2017, eq. 5 without restarts)
-//   onecycle:  a linear triangle: from 0 up to base_lr over the warm-up, then linearly down to 0
-//              at T (the shape of Smith & Topin 2019's one-cycle policy without its final
+//   onecycle:  a linear triangle: up over the warm-up, lr(t) = base_lr * (t + 1) / warmup_steps
+//              for t < warmup_steps (so it starts at base_lr / warmup_steps, not at 0, and
+//              reaches base_lr at t = warmup_steps - 1), then linearly down to 0 at T,
+//              lr(t) = base_lr * (T - t) / (T - warmup_steps); without warm-up it starts at
+//              base_lr (the shape of Smith & Topin 2019's one-cycle policy without its final
 //              annihilation phase or momentum cycling). torch.optim.lr_scheduler.OneCycleLR
 //              differs: it starts at max_lr / 25, anneals with cosine by default, ends at
 //              max_lr / 1e4 and cycles momentum.

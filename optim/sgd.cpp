@@ -25,7 +25,7 @@ void SGD::step() {
     Tensor& p = params_[i];
     if (!p.requires_grad() || !p.has_grad()) continue;  // frozen: untouched, bit for bit
     const float lr = lr_of(i), wd = weight_decay_of(i, opt_.weight_decay);
-    float* w = p.data();
+    float* w = p.mutable_data();
     const float* g = p.grad_data();
     const int64_t n = p.numel();
     std::vector<float>& buf = momentum_buffer_[i];

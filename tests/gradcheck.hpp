@@ -19,7 +19,7 @@ namespace minidl::testing {
 inline Tensor randn(const Shape& shape, Generator& gen, float scale = 1.0f, float shift = 0.0f,
                     bool requires_grad = false) {
   Tensor t(shape, requires_grad);
-  for (float& v : t.vec()) v = shift + scale * gen.normal();
+  for (float& v : t.mutable_vec()) v = shift + scale * gen.normal();
   return t;
 }
 
@@ -48,11 +48,11 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     const int64_t stride = std::max<int64_t>(1, t.numel() / max_checks);
     for (int64_t i = 0; i < t.numel(); i += stride) {
       const float saved = t.data()[i];
-      t.data()[i] = static_cast<float>(saved + h);
+      t.mutable_data()[i] = static_cast<float>(saved + h);
       const double up = loss();
-      t.data()[i] = static_cast<float>(saved - h);
+      t.mutable_data()[i] = static_cast<float>(saved - h);
       const double down = loss();
-      t.data()[i] = saved;
+      t.mutable_data()[i] = saved;
       const double numeric = (up - down) / (2 * h);
       INFO("input " << k << " element " << i << ": analytic " << analytic[i] << ", numeric "
                     << numeric);

@@ -126,7 +126,7 @@ TEST_CASE("airbench94: logits are the head's outputs / 9, and eval mode is batch
   REQUIRE(scale > 0.0f);
   for (int64_t n = 0; n < 3; ++n) {
     Tensor one({1, 3, 32, 32});
-    std::copy(x.data() + n * 3072, x.data() + (n + 1) * 3072, one.data());
+    std::copy(x.data() + n * 3072, x.data() + (n + 1) * 3072, one.mutable_data());
     Tensor y1 = net(one);
     for (int64_t k = 0; k < 10; ++k) {
       INFO("image " << n << " logit " << k);

@@ -148,8 +148,8 @@ TEST_CASE("eval refuses a checkpoint holding NaN unless --allow-nonfinite", "[er
   fs::create_directories(dir);
   NamedTensors state = create_model("resnet8", {})->state_dict();
   for (auto& [name, t] : state) {
-    if (name == "fc.weight") t.data()[17] = std::numeric_limits<float>::quiet_NaN();
-    if (name == "fc.bias") t.data()[3] = std::numeric_limits<float>::infinity();
+    if (name == "fc.weight") t.mutable_data()[17] = std::numeric_limits<float>::quiet_NaN();
+    if (name == "fc.bias") t.mutable_data()[3] = std::numeric_limits<float>::infinity();
   }
   const std::string path = dir + "/nan.safetensors";
   save_safetensors(path, state, {{"model", "resnet8"}});

@@ -253,7 +253,7 @@ struct Worst {
 
 Tensor randn(const Shape& shape, Generator& gen, float scale, bool requires_grad) {
   Tensor t(shape, requires_grad);
-  for (float& v : t.vec()) v = scale * gen.normal();
+  for (float& v : t.mutable_vec()) v = scale * gen.normal();
   return t;
 }
 
@@ -600,9 +600,9 @@ TEST_CASE("Winograd and im2col + GEMM against double on airbench94's convolution
     const std::vector<double> dw_ref = naive_conv2d_weight_grad(dy.data(), x.data(), s);
     std::vector<float> V(kernels::winograd_weight_size(s.CO, s.C)), y_wino(dy.size()),
         dw_wino(w.size(), 0.0f);
-    kernels::winograd_weight_transform(w.data(), s.CO, s.C, false, V.data());
-    kernels::winograd_forward(x.data(), s.N, g, s.CO, V.data(), y_wino.data(), false);
-    kernels::winograd_backward_weight(x.data(), dy.data(), s.N, g, s.CO, dw_wino.data());
+    kernels::winograd_weight_transform(V.data(), w.data(), s.CO, s.C, false);
+    kernels::winograd_forward(y_wino.data(), x.data(), V.data(), s.N, g, s.CO, false);
+    kernels::winograd_backward_weight(dw_wino.data(), dy.data(), x.data(), s.N, g, s.CO);
     std::vector<float> col(K * P), y_gemm(dy.size()), dw_gemm(w.size(), 0.0f);
     for (int64_t n = 0; n < s.N; ++n) {
       kernels::im2col(x.data() + n * s.C * P, g, col.data());

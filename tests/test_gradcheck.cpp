@@ -103,7 +103,7 @@ TEST_CASE("gradcheck batch_norm_add_relu and its agreement with the unfused ops"
     Tensor y0 = ops::batch_norm(x0, w0, b0, rm.clone(), rv.clone(), true, 0.1f, 1e-5f);
     for (int64_t i = 0; i < y0.numel(); ++i) {
       const float s = y0.data()[i] + r0.data()[i];
-      if (std::abs(s) < 0.05f) r0.data()[i] += s >= 0 ? 0.1f : -0.1f;
+      if (std::abs(s) < 0.05f) r0.mutable_data()[i] += s >= 0 ? 0.1f : -0.1f;
     }
   }
   gradcheck(
@@ -126,7 +126,7 @@ TEST_CASE("gradcheck relu, add, add_relu, reshape, flatten", "[gradcheck]") {
   // Inputs kept away from the kink at 0 so central differences are valid.
   auto away = [&](Shape s) {
     Tensor t = randn(s, g, 1, 0, true);
-    for (float& v : t.vec()) v = v >= 0 ? v + 0.1f : v - 0.1f;
+    for (float& v : t.mutable_vec()) v = v >= 0 ? v + 0.1f : v - 0.1f;
     return t;
   };
   gradcheck([](const std::vector<Tensor>& t) { return ops::relu(t[0]); }, {away({2, 3, 4})});
@@ -193,14 +193,14 @@ TEST_CASE("max_pool2d's kernel-2 stride-2 fast path equals a naive loop, ties an
   Generator g(21);
   for (int64_t side : {2, 6, 31}) {
     Tensor x({2, 3, side, side}, true);
-    for (float& v : x.vec()) v = std::floor(4.0f * g.uniform());
-    x.vec()[5] = NAN;
-    x.vec()[x.numel() - 3] = NAN;
+    for (float& v : x.mutable_vec()) v = std::floor(4.0f * g.uniform());
+    x.mutable_vec()[5] = NAN;
+    x.mutable_vec()[x.numel() - 3] = NAN;
     Tensor y = ops::max_pool2d(x, 2, 2, 0);
     const int64_t HO = side / 2;
     REQUIRE(y.shape() == Shape{2, 3, HO, HO});
     Tensor dy({2, 3, HO, HO});
-    for (float& v : dy.vec()) v = g.normal();
+    for (float& v : dy.mutable_vec()) v = g.normal();
     y.backward(dy);
     std::vector<float> want_dx(static_cast<size_t>(x.numel()), 0.0f);
     for (int64_t nc = 0; nc < 6; ++nc) {
@@ -245,8 +245,9 @@ TEST_CASE("gradcheck max_pool2d and global_avg_pool2d", "[gradcheck]") {
   // Distinct values (a shuffled ramp) so the argmax is stable under +-h.
   auto ramp = [&](Shape s) {
     Tensor t(s, true);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.05f * static_cast<float>(i);
-    for (int64_t i = t.numel() - 1; i > 0; --i) std::swap(t.data()[i], t.data()[g.randint(i + 1)]);
+    float* d = t.mutable_data();
+    for (int64_t i = 0; i < t.numel(); ++i) d[i] = 0.05f * static_cast<float>(i);
+    for (int64_t i = t.numel() - 1; i > 0; --i) std::swap(d[i], d[g.randint(i + 1)]);
     return t;
   };
   gradcheck([](const std::vector<Tensor>& t) { return ops::max_pool2d(t[0], 2, 2, 0); },

@@ -8,6 +8,7 @@
 #include "train/run_dir.hpp"
 #include "core/ops.hpp"
 #include "core/safetensors.hpp"
+#include "distribution.hpp"
 #include "gradcheck.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
@@ -88,9 +89,35 @@ TEST_CASE("resnet20 state_dict has open_lth's names, shapes and parameter count"
   // cifar_resnet_20: 3x3 stem, 9 basic blocks, 1x1 conv + BN shortcuts at the two
   // downsamplings, Linear(64 -> 10)), checked with Debian's python3-torch.
   CHECK(params == 272474);
-  // Wider variant: resnet14_64 has stages of 64, 128, 256 channels.
+  // Wider variant: resnet14_64 has stages of 64, 128, 256 channels (two blocks each, 14 =
+  // 6 * 2 + 2): every conv weight, in order, and the classifier.
   auto wide = create_model("resnet14_64", {});
-  CHECK(wide->state_dict().back().second.shape() == Shape{10});
+  std::vector<std::pair<std::string, Shape>> convs;
+  for (auto& [k, t] : wide->state_dict())
+    if (t.dim() == 4) convs.emplace_back(k, t.shape());
+  const std::vector<std::pair<std::string, Shape>> want_convs = {
+      {"conv.weight", {64, 3, 3, 3}},
+      {"blocks.0.conv1.weight", {64, 64, 3, 3}},
+      {"blocks.0.conv2.weight", {64, 64, 3, 3}},
+      {"blocks.1.conv1.weight", {64, 64, 3, 3}},
+      {"blocks.1.conv2.weight", {64, 64, 3, 3}},
+      {"blocks.2.conv1.weight", {128, 64, 3, 3}},
+      {"blocks.2.conv2.weight", {128, 128, 3, 3}},
+      {"blocks.2.shortcut.0.weight", {128, 64, 1, 1}},
+      {"blocks.3.conv1.weight", {128, 128, 3, 3}},
+      {"blocks.3.conv2.weight", {128, 128, 3, 3}},
+      {"blocks.4.conv1.weight", {256, 128, 3, 3}},
+      {"blocks.4.conv2.weight", {256, 256, 3, 3}},
+      {"blocks.4.shortcut.0.weight", {256, 128, 1, 1}},
+      {"blocks.5.conv1.weight", {256, 256, 3, 3}},
+      {"blocks.5.conv2.weight", {256, 256, 3, 3}}};
+  CHECK(convs == want_convs);
+  const NamedTensors wide_sd = wide->state_dict();
+  REQUIRE(wide_sd.size() >= 2);
+  CHECK(wide_sd[wide_sd.size() - 2].first == "fc.weight");
+  CHECK(wide_sd[wide_sd.size() - 2].second.shape() == Shape{10, 256});
+  CHECK(wide_sd.back().first == "fc.bias");
+  CHECK(wide_sd.back().second.shape() == Shape{10});
   CHECK_THROWS_WITH(create_model("resnet21", {}), Catch::Contains("6k + 2"));
   CHECK_THROWS_WITH(create_model("vgg", {}), Catch::Contains("unknown model \"vgg\""));
 }
@@ -112,14 +139,14 @@ TEST_CASE("initialization: Kaiming normal convs, BN gamma 1 or U[0,1], beta 0", 
   ModelOptions uo;
   uo.bn_init = BnInit::kUniform;
   auto u = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", uo));
-  float lo = 1, hi = 0;
-  for (float v : u->bn->weight.vec()) {
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-  CHECK(lo >= 0.0f);
-  CHECK(hi < 1.0f);
-  CHECK(hi - lo > 0.3f);
+  // Every BN's gamma (784 channels) together: U[0, 1) (range, ends, mean, Kolmogorov-Smirnov).
+  std::vector<float> gammas;
+  for (BatchNorm* bn : u->modules_of<BatchNorm>())
+    gammas.insert(gammas.end(), bn->weight.vec().begin(), bn->weight.vec().end());
+  CHECK(gammas.size() == 784);
+  minidl::testing::check_uniform01(gammas);
+  for (BatchNorm* bn : u->modules_of<BatchNorm>())
+    for (float v : bn->bias.vec()) CHECK(v == 0.0f);
   // Same seed, same weights; another seed, other weights.
   auto a = create_model("resnet8", {}), b = create_model("resnet8", {});
   ModelOptions o7;
@@ -168,6 +195,37 @@ TEST_CASE("BatchNorm1d with one sample per channel refuses to train, like PyTorc
   CHECK_THROWS_WITH(bn(Tensor({2, 5})), Catch::Contains("BatchNorm1d(4)"));
 }
 
+TEST_CASE("BatchNorm1d on [N, C, L] normalizes each channel over all N * L values",
+          "[layers][bn]") {
+  // As layers/batch_norm.hpp states: one mean and variance per channel over the batch and every
+  // position together (torch.nn.BatchNorm1d), not per position. Channel c holds
+  // x[n, c, l] = c + (n + 1) * (l + 1): its N * L = 8 values are c + {1, 2, 3, 4, 2, 4, 6, 8}.
+  BatchNorm1d bn(3);
+  const int64_t N = 2, C = 3, L = 4;
+  std::vector<float> v;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t l = 0; l < L; ++l) v.push_back(float(c + (n + 1) * (l + 1)));
+  Tensor x({N, C, L}, v);
+  NoGradGuard ng;
+  const Tensor y = bn(x);
+  REQUIRE(y.shape() == Shape{N, C, L});
+  const double mean = 30.0 / 8, var = 150.0 / 8 - mean * mean;  // of {1, 2, 3, 4, 2, 4, 6, 8}
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t l = 0; l < L; ++l) {
+        const double want = ((n + 1) * (l + 1) - mean) / std::sqrt(var + 1e-5);
+        CHECK(y.data()[(n * C + c) * L + l] == Approx(want).margin(1e-5));
+      }
+  for (int64_t c = 0; c < C; ++c) {
+    CHECK(bn.running_mean.data()[c] == Approx(0.1 * (c + mean)).margin(1e-6));
+    CHECK(bn.running_var.data()[c] == Approx(0.9 + 0.1 * var * 8 / 7).margin(1e-5));
+  }
+  // A single value per channel (N * L = 1) cannot train; [1, C, 2] can.
+  CHECK_THROWS_WITH(bn(Tensor({1, 3, 1})), Catch::Contains("more than 1 value per channel"));
+  CHECK_NOTHROW(bn(Tensor({1, 3, 2})));
+}
+
 // In eval mode every op computes an image's result the same way whatever the batch, except that
 // a Winograd convolution multiplies a chunk of images' tiles in one GEMM, whose rounding may
 // depend on the chunk's size: logits then agree to 1e-5 relative, and the prediction exactly.
@@ -199,7 +257,7 @@ TEST_CASE("eval mode: one image gives its row of the batch (Winograd: to 1e-5, i
     for (float v : all.vec()) scale = std::max(scale, std::abs(v));
     for (int64_t n = 0; n < 5; ++n) {
       Tensor one({1, 3, 32, 32});
-      std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.data());
+      std::copy(batch.data() + n * 3072, batch.data() + (n + 1) * 3072, one.mutable_data());
       Tensor y = (*net)(one);
       REQUIRE(y.numel() == per);
       int64_t differ = 0, argmax_one = 0, argmax_all = 0;
@@ -223,7 +281,7 @@ TEST_CASE("checkpoint round trip keeps every tensor and the metadata", "[checkpo
   auto model = create_model("resnet8", o);
   Generator g(13);
   for (auto& [n, t] : model->named_buffers())
-    for (float& v : t.vec()) v = g.uniform(0.5f, 2.0f);
+    for (float& v : t.mutable_vec()) v = g.uniform(0.5f, 2.0f);
   const std::string path = temp_path("roundtrip.safetensors");
   save_safetensors(path, model->state_dict(), {{"model", "resnet8"}, {"seed", "3"}});
   Checkpoint ck = load_safetensors(path);

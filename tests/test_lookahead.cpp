@@ -105,7 +105,7 @@ TEST_CASE("Lookahead: decay 1 sets the net to the EMA, decay 0 the EMA to the ne
   // Values that differ per element: the EMA keeps them (decay 1), and the net gets them.
   int k = 0;
   for (auto& [name, t] : model->state_dict())
-    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.1f * static_cast<float>(++k);
+    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data()[i] = 0.1f * static_cast<float>(++k);
   la.update(*model, 0.0f);
   fill_all(*model, 9.0f);
   la.update(*model, 1.0f);

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -13,6 +14,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "apps/cli.hpp"
@@ -122,7 +124,10 @@ TEST_CASE("linear and cross_entropy record forward and backward rows with linear
   const int64_t N = 3, DI = 5, DO = 4;
   const double gemm = 2.0 * N * DI * DO;  // 120
   profiler::set_enabled(true);
+  const auto start = std::chrono::steady_clock::now();
   linear_step(N, DI, DO, /*x_grad=*/false);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   profiler::set_enabled(false);
 
   auto rows = rows_by_key();
@@ -139,7 +144,12 @@ TEST_CASE("linear and cross_entropy record forward and backward rows with linear
   CHECK(rows[{"linear", true}].flops == gemm);  // weight gradient only: x takes none
   CHECK(rows[{"cross_entropy", false}].flops == 0.0);
   CHECK(rows[{"cross_entropy", true}].flops == 0.0);
-  for (const auto& [key, r] : rows) CHECK(r.seconds >= 0.0);
+  // The four Scopes do not nest and all lie inside the step, so their times add up to at most
+  // its wall time (on the same clock). That a Scope's time is at least its duration is the
+  // sleep test below.
+  double timed = 0.0;
+  for (const auto& [key, r] : rows) timed += r.seconds;
+  CHECK(timed <= wall);
 
   // rows() is sorted by decreasing time.
   const auto sorted = profiler::rows();
@@ -171,6 +181,30 @@ TEST_CASE("linear and cross_entropy record forward and backward rows with linear
     profiler::reset();
     CHECK(profiler::rows().empty());
   }
+}
+
+TEST_CASE("a Scope records the time it was open, in seconds", "[profiler]") {
+  CleanProfiler clean;
+  profiler::set_enabled(true);
+  // std::this_thread::sleep_for blocks at least the given time as measured by steady_clock,
+  // the profiler's clock: the row holds at least 30 ms, and at most the time around both calls.
+  const auto start = std::chrono::steady_clock::now();
+  {
+    profiler::Scope s("sleep");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  {
+    profiler::Scope s("sleep");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  profiler::set_enabled(false);
+  auto rows = rows_by_key();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[{"sleep", false}].calls == 2);
+  CHECK(rows[{"sleep", false}].seconds >= 0.030);
+  CHECK(rows[{"sleep", false}].seconds <= wall);
 }
 
 TEST_CASE("nested Scopes: FLOPs go to the innermost, each name gets its own row", "[profiler]") {

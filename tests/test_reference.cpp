@@ -352,6 +352,6 @@ TEST_CASE("patch whitening reproduces PyTorch's eigendecomposition of the patch 
   CHECK_THROWS_WITH(minidl::patch_eigen(Tensor({2, 3, 8}), 2), Catch::Contains("[N, C, H, W]"));
   CHECK_THROWS_WITH(minidl::patch_eigen(x, 9), Catch::Contains("kernel_size"));
   Tensor nan_x({1, 3, 4, 4});
-  nan_x.data()[5] = NAN;
+  nan_x.mutable_data()[5] = NAN;
   CHECK_THROWS_WITH(minidl::patch_eigen(nan_x, 2), Catch::Contains("non-finite value at index 5"));
 }

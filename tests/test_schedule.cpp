@@ -45,7 +45,8 @@ TEST_CASE("cosine schedule: (1 + cos(pi t / T)) / 2 of the base lr", "[optim][sc
   CHECK(s.lr(150) == Approx(0.0).margin(1e-9));  // held at 0 past T
 }
 
-TEST_CASE("onecycle: a linear triangle from 0 to the base lr and back to 0", "[optim][schedule]") {
+TEST_CASE("onecycle: up from base_lr / warmup_steps to the base lr, then linearly down to 0",
+          "[optim][schedule]") {
   const Schedule s = make("onecycle", 100, 20);
   CHECK(s.lr(0) == Approx(0.4 * 1 / 20));  // (t + 1) / warmup
   CHECK(s.lr(9) == Approx(0.4 * 10 / 20));

@@ -1,6 +1,9 @@
 // Winograd convolution: the cached transformed weight is reused while the weight is unchanged
-// and recomputed after every change (an optimizer step, load_state_dict, a write through data()).
+// and recomputed after every change (an optimizer step, load_state_dict, a write through
+// mutable_data()); reads (data(), vec(), even through a non-const handle) leave it valid.
 // Correctness against a naive convolution is tests/test_conv_oracle.cpp.
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include "core/autograd.hpp"
@@ -49,16 +52,52 @@ TEST_CASE("Winograd: the transformed weight is cached while the weight is unchan
   CHECK(same(y1, reference(x, w)));
 }
 
-TEST_CASE("Winograd: a write through data() invalidates the cached transform", "[winograd]") {
+TEST_CASE("Winograd: a write through mutable_data() invalidates the cached transform",
+          "[winograd]") {
   Generator g(22);
   Tensor x = randn({2, 16, 8, 8}, g);
   Tensor w = randn({8, 16, 3, 3}, g, 0.1f);
   NoGradGuard ng;
   Tensor before = ops::conv2d(x, w, Tensor(), 1, 1);
-  w.data()[5] += 1.0f;  // mutable access bumps the version
+  w.mutable_data()[5] += 1.0f;  // write access bumps the version
   Tensor after = ops::conv2d(x, w, Tensor(), 1, 1);
   CHECK_FALSE(same(before, after));
   CHECK(same(after, reference(x, w)));
+}
+
+TEST_CASE(
+    "Winograd: reading a weight through a non-const handle keeps the cached transform, "
+    "writing through mutable_data() drops it",
+    "[winograd]") {
+  Generator g(25);
+  Tensor x = randn({2, 16, 8, 8}, g);
+  Tensor w = randn({8, 16, 3, 3}, g, 0.1f);  // non-const: data() and vec() are still reads
+  NoGradGuard ng;
+  const Tensor y = ops::conv2d(x, w, Tensor(), 1, 1);
+  REQUIRE(forward_cache(w) != nullptr);
+  const uint64_t version = w.impl()->version;
+  // Reads, as a probe or a checkpoint writer would make them.
+  double sum = 0.0;
+  const float* p = w.data();
+  for (int64_t i = 0; i < w.numel(); ++i) sum += p[i];
+  for (float v : w.vec()) sum -= v;
+  CHECK(sum == 0.0);
+  const Tensor copy = w.clone();
+  CHECK(w.impl()->version == version);
+  // Poison the cached transform: a conv2d that uses the cache (instead of recomputing it from
+  // the weight) now computes zeros.
+  for (DerivedCache& d : w.impl()->derived) std::fill(d.data.begin(), d.data.end(), 0.0f);
+  const Tensor poisoned = ops::conv2d(x, w, Tensor(), 1, 1);
+  CHECK(
+      std::all_of(poisoned.vec().begin(), poisoned.vec().end(), [](float v) { return v == 0.0f; }));
+  // A write through mutable_data() (here of the same value) bumps the version: the transform is
+  // recomputed from the weight, and conv2d is right again.
+  const float w0 = w.data()[0];
+  w.mutable_data()[0] = w0;
+  CHECK(w.impl()->version == version + 1);
+  CHECK(same(ops::conv2d(x, w, Tensor(), 1, 1), y));
+  CHECK(forward_cache(w)->version == version + 1);
+  CHECK(same(y, reference(x, copy)));
 }
 
 TEST_CASE(

@@ -39,7 +39,7 @@ Tensor tta_logits(Module& model, const Tensor& x, int level) {
   if (level == 0) return model(x);
   // (a + b) / 2 elementwise, in place into a.
   auto mean_into = [](Tensor& a, const Tensor& b) {
-    float* d = a.data();
+    float* d = a.mutable_data();
     const float* e = b.data();
     for (int64_t i = 0, n = a.numel(); i < n; ++i) d[i] = 0.5f * (d[i] + e[i]);
   };

@@ -83,8 +83,8 @@ minidl::Tensor GroupNorm::forward(const minidl::Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
   auto x_hat = std::make_shared<std::vector<float>>(x.numel());
   auto inv_std = std::make_shared<std::vector<float>>(N * G);
-  group_norm_forward(y.data(), x_hat->data(), inv_std->data(), x.data(), weight.data(), bias.data(),
-                     N, C, HW, G, eps);
+  group_norm_forward(y.mutable_data(), x_hat->data(), inv_std->data(), x.data(), weight.data(),
+                     bias.data(), N, C, HW, G, eps);
   if (!minidl::needs_graph({&x, &weight, &bias})) return y;
   // The autograd adapter: read the output's gradient, call the backward function.
   minidl::TensorImpl* out = y.impl();

@@ -27,12 +27,12 @@ using namespace minidl;
 static double gradient_check() {
   Generator gen(7);
   custom::GroupNorm gn(2, 4);
-  for (float& v : gn.weight.vec()) v = 0.5f + gen.uniform();
-  for (float& v : gn.bias.vec()) v = gen.normal();
+  for (float& v : gn.weight.mutable_vec()) v = 0.5f + gen.uniform();
+  for (float& v : gn.bias.mutable_vec()) v = gen.normal();
   Tensor x({2, 4, 3, 3}, true);
-  for (float& v : x.vec()) v = gen.normal();
+  for (float& v : x.mutable_vec()) v = gen.normal();
   Tensor r({2, 4, 3, 3});
-  for (float& v : r.vec()) v = gen.normal();
+  for (float& v : r.mutable_vec()) v = gen.normal();
   gn(x).backward(r);
   auto loss = [&] {
     NoGradGuard no_grad;
@@ -46,11 +46,11 @@ static double gradient_check() {
     const Tensor analytic = t->grad();
     for (int64_t i = 0; i < t->numel(); ++i) {
       const float h = 1e-2f, v = t->data()[i];
-      t->data()[i] = v + h;
+      t->mutable_data()[i] = v + h;
       const double up = loss();
-      t->data()[i] = v - h;
+      t->mutable_data()[i] = v - h;
       const double down = loss();
-      t->data()[i] = v;
+      t->mutable_data()[i] = v;
       const double numeric = (up - down) / (2.0 * h), a = analytic.data()[i];
       worst = std::max(worst, std::fabs(numeric - a) / std::max(1e-2, std::fabs(numeric)));
     }

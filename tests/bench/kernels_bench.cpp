@@ -13,7 +13,7 @@ using namespace minidl;
 static Tensor randn(const Shape& s, bool grad = false) {
   Generator g(1);
   Tensor t(s, grad);
-  for (float& v : t.vec()) v = g.normal();
+  for (float& v : t.mutable_vec()) v = g.normal();
   return t;
 }
 

@@ -58,10 +58,11 @@ void safetensors_seeds(const fs::path& dir) {
   using minidl::Tensor;
   minidl::NamedTensors tensors;
   Tensor w(Shape{2, 1, 2, 2});
-  for (int64_t i = 0; i < w.numel(); ++i) w.data()[i] = 0.125f * static_cast<float>(i) - 0.5f;
+  for (int64_t i = 0; i < w.numel(); ++i)
+    w.mutable_data()[i] = 0.125f * static_cast<float>(i) - 0.5f;
   Tensor b(Shape{2});
-  b.data()[0] = 1.0f;
-  b.data()[1] = -2.0f;
+  b.mutable_data()[0] = 1.0f;
+  b.mutable_data()[1] = -2.0f;
   tensors.emplace_back("conv.weight", w);
   tensors.emplace_back("bn.bias", b);
   const fs::path valid = dir / "valid.safetensors";

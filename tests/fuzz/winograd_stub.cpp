@@ -18,14 +18,14 @@ namespace {
 
 bool winograd_applies(const ConvGeom&) { return false; }
 int64_t winograd_weight_size(int64_t, int64_t) { unavailable("winograd_weight_size"); }
-void winograd_weight_transform(const float*, int64_t, int64_t, bool, float*) {
+void winograd_weight_transform(float*, const float*, int64_t, int64_t, bool) {
   unavailable("winograd_weight_transform");
 }
-void winograd_forward(const float*, int64_t, const ConvGeom&, int64_t, const float*, float*, bool) {
+void winograd_forward(float*, const float*, const float*, int64_t, const ConvGeom&, int64_t, bool) {
   unavailable("winograd_forward");
 }
-void winograd_backward_weight(const float*, const float*, int64_t, const ConvGeom&, int64_t,
-                              float*) {
+void winograd_backward_weight(float*, const float*, const float*, int64_t, const ConvGeom&,
+                              int64_t) {
   unavailable("winograd_backward_weight");
 }
 
