@@ -180,9 +180,10 @@ WhyBnReport run_landscape(WhyBnConfig c) {
   summary << "variant,model,lr,step,epoch,loss,grad_norm,loss_min,loss_max,grad_distance_min,"
              "grad_distance_max,beta_smoothness\n";
   md << "# Loss landscape along the gradient (Santurkar et al. 2018, Figure 4)\n\n"
-     << "Model " << c.model << ", " << c.epochs << " epochs: plain SGD (momentum " << num(c.momentum) << ", weight decay " << num(c.weight_decay)
-     << "), constant lr, batch " << c.batch_size << ", seed " << c.seed << ", a probe every "
-     << base.probe_every << " steps at eta = lr x {";
+     << "Model " << c.model << ", " << c.epochs << " epochs: plain SGD (momentum "
+     << num(c.momentum) << ", weight decay " << num(c.weight_decay) << "), constant lr, batch "
+     << c.batch_size << ", seed " << c.seed << ", a probe every " << base.probe_every
+     << " steps at eta = lr x {";
   for (size_t i = 0; i < c.eta_factors.size(); ++i) md << (i ? ", " : "") << num(c.eta_factors[i]);
   md << "}. Medians over the probes of the run.\n\n"
      << "| variant | model | lr | final test accuracy | loss band (max - min) | max grad distance "
@@ -250,9 +251,10 @@ WhyBnReport run_covariate_shift(WhyBnConfig c) {
   acts << "variant,model,lr,step,epoch,p5,p25,p50,p75,p95,mean,std\n";
   shift << "variant,model,lr,step,epoch,layer,name,grad_norm,distance,cosine\n";
   md << "# Internal covariate shift (Santurkar et al. 2018, Section 2)\n\n"
-     << "Model " << c.model << ", " << c.epochs << " epochs: plain SGD (momentum " << num(c.momentum) << ", weight decay " << num(c.weight_decay)
-     << "), constant lr, batch " << c.batch_size << ", seed " << c.seed << ", a probe every "
-     << base.probe_every << " steps; activations: the pre-activations of conv block " << c.layer
+     << "Model " << c.model << ", " << c.epochs << " epochs: plain SGD (momentum "
+     << num(c.momentum) << ", weight decay " << num(c.weight_decay) << "), constant lr, batch "
+     << c.batch_size << ", seed " << c.seed << ", a probe every " << base.probe_every
+     << " steps; activations: the pre-activations of conv block " << c.layer
      << " (all channels) on the step's batch; covariate shift: every conv and linear weight, "
         "medians over layers and probes.\n\n"
      << "| variant | model | lr | final train accuracy | final test accuracy | ICS l2 distance "
