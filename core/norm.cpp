@@ -45,6 +45,10 @@ struct BatchNormSaved {
                                ///< running_var
   bool training = false;       ///< normalized with the batch's statistics, which then depend on x
   bool relu = false;           ///< y = max(., 0) (batch_norm_relu, batch_norm_add_relu)
+  /// Synchronized statistics: the global count of values per channel and the reduction of the
+  /// backward's sums (empty: this process's batch alone).
+  double global_count = 0.0;
+  std::function<void(std::vector<double>&)> sum_gradients;
 };
 
 /// The forward's first step in eval mode: saved.mean = running_mean and
@@ -105,6 +109,59 @@ void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, flo
       running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
     }
   }
+}
+
+/// The forward's first step in synchronized training: this process's (count, mean, M2) [3C] of
+/// x [N, C, S] in double (two passes: the mean, then the sum of squared deviations), merged
+/// over the processes by sync.merge_statistics, then saved.mean, saved.inv_std [C] and the
+/// running buffers (each may be null) from the global statistics, running_var unbiased with
+/// the global count.
+void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, float* running_var,
+                                const float* x, int64_t N, int64_t C, int64_t S, float momentum,
+                                float eps, const BatchNormSync& sync) {
+  const int64_t M = N * S;
+  std::vector<double> stats(3 * C, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* p = x + (n * C + c) * S;
+      for (int64_t i = 0; i < S; ++i) sum += p[i];
+    }
+    const double mu = M > 0 ? sum / static_cast<double>(M) : 0.0;
+    double m2 = 0.0;  // sum((x - mean)^2)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* p = x + (n * C + c) * S;
+      for (int64_t i = 0; i < S; ++i) m2 += (p[i] - mu) * (p[i] - mu);
+    }
+    stats[3 * c] = static_cast<double>(M);
+    stats[3 * c + 1] = mu;
+    stats[3 * c + 2] = m2;
+  }
+  sync.merge_statistics(stats);
+  saved.mean.resize(C);
+  saved.inv_std.resize(C);
+  saved.global_count = stats[0];
+  for (int64_t c = 0; c < C; ++c) {
+    const double count = stats[3 * c], mu = stats[3 * c + 1], m2 = stats[3 * c + 2];
+    if (!(count > 1)) {
+      throw std::invalid_argument(
+          "batch_norm: expected more than 1 value per channel over all processes when training, "
+          "got " +
+          std::to_string(static_cast<int64_t>(count)));
+    }
+    const double var = m2 / count;  // biased: normalizes
+    saved.mean[c] = static_cast<float>(mu);
+    saved.inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+    if (running_mean) {
+      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mu);
+    }
+    if (running_var) {
+      const double unbiased = m2 / (count - 1.0);
+      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+  }
+  saved.sum_gradients = sync.sum_gradients;
 }
 
 /// y [N, C, S] = gamma * (x - mean) * inv_std + beta with saved.mean, saved.inv_std [C] (one of
@@ -216,11 +273,61 @@ void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr
   }
 }
 
+/// batch_norm_backward with synchronized statistics (saved.sum_gradients set): the same formulas,
+/// with sum(dy) and sum(dy * x_hat) summed over the processes for dx and the global count M;
+/// dgamma and dbeta get this process's own sums.
+void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr_out,
+                              const float* dy, const BatchNormSaved& saved, const float* y,
+                              const float* x, const float* gamma, int64_t N, int64_t C, int64_t S) {
+  const float* mean = saved.mean.data();
+  const float* inv_std = saved.inv_std.data();
+  const bool relu = saved.relu;
+  float* dx = dx_out.data;
+  float* dr = dr_out.data;
+  std::vector<double> sums(2 * C, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const double mu = mean[c], is = inv_std[c];
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t o = (n * C + c) * S;
+      for (int64_t i = 0; i < S; ++i) {
+        const float gi = (relu && !(y[o + i] > 0.0f)) ? 0.0f : dy[o + i];
+        s1 += gi;
+        s2 += gi * ((x[o + i] - mu) * is);
+        if (dr) dr[o + i] = dr_out.fresh ? gi : dr[o + i] + gi;  // y = max(bn(x) + r, 0)
+      }
+    }
+    sums[2 * c] = s1;
+    sums[2 * c + 1] = s2;
+    if (dbeta) dbeta[c] += static_cast<float>(s1);
+    if (dgamma) dgamma[c] += static_cast<float>(s2);
+  }
+  saved.sum_gradients(sums);
+  if (!dx) return;
+  const double M = saved.global_count;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    // dx = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat)), global sums
+    const double k = (gamma ? gamma[c] : 1.0f) * static_cast<double>(inv_std[c]);
+    const double a = sums[2 * c] / M, b = sums[2 * c + 1] / M;
+    const double mu = mean[c], is = inv_std[c];
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t o = (n * C + c) * S;
+      for (int64_t i = 0; i < S; ++i) {
+        const float gi = (relu && !(y[o + i] > 0.0f)) ? 0.0f : dy[o + i];
+        const float v = static_cast<float>(k * (gi - a - (x[o + i] - mu) * is * b));
+        dx[o + i] = dx_out.fresh ? v : dx[o + i] + v;
+      }
+    }
+  }
+}
+
 /// Checks the shapes, computes the statistics, runs batch_norm_forward and records the node that
 /// runs batch_norm_backward.
 Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                      Tensor running_var, bool training, float momentum, float eps, bool relu,
-                     const Tensor& residual) {
+                     const Tensor& residual, const BatchNormSync* sync) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
@@ -235,7 +342,8 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   if (residual.defined())
     check(residual.shape() == x.shape(), "batch_norm_add_relu",
           "residual of x's shape " + shape_str(x.shape()), residual);
-  if (training && M <= 1) {
+  const bool synced = training && sync != nullptr;
+  if (training && M <= 1 && !synced) {
     throw std::invalid_argument(
         "batch_norm: expected more than 1 value per channel when training, got input shape " +
         shape_str(x.shape()) + " (use eval mode, or a batch larger than 1)");
@@ -244,7 +352,12 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   BatchNormSaved saved;
   saved.training = training;
   saved.relu = relu;
-  if (training) {  // updates the running buffers (through mutable_data: their version moves)
+  if (synced) {  // the statistics of every process's batch (the global count checked there)
+    batch_norm_sync_statistics(saved,
+                               running_mean.defined() ? running_mean.mutable_data() : nullptr,
+                               running_var.defined() ? running_var.mutable_data() : nullptr,
+                               x.data(), N, C, S, momentum, eps, *sync);
+  } else if (training) {  // updates the running buffers (through mutable_data: their version moves)
     batch_norm_batch_statistics(saved,
                                 running_mean.defined() ? running_mean.mutable_data() : nullptr,
                                 running_var.defined() ? running_var.mutable_data() : nullptr,
@@ -265,9 +378,10 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         // assigned by the dr pass and then accumulated into by the dx pass of the same channel.
         const GradOut dr = detail::grad_for_write_or_null(residual);
         const GradOut dx = detail::grad_for_write_or_null(x);
-        batch_norm_backward(dx, detail::grad_or_null(weight), detail::grad_or_null(bias), dr,
-                            out->grad.data(), saved, out->storage->data(), x.data(),
-                            weight.defined() ? weight.data() : nullptr, N, C, S);
+        auto backward = saved.sum_gradients ? batch_norm_sync_backward : batch_norm_backward;
+        backward(dx, detail::grad_or_null(weight), detail::grad_or_null(bias), dr, out->grad.data(),
+                 saved, out->storage->data(), x.data(), weight.defined() ? weight.data() : nullptr,
+                 N, C, S);
       },
       residual.defined() ? "batch_norm_add_relu"
       : relu             ? "batch_norm_relu"
@@ -278,27 +392,28 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                  Tensor running_var, bool training, float momentum, float eps) {
+                  Tensor running_var, bool training, float momentum, float eps,
+                  const BatchNormSync* sync) {
   profiler::Scope _prof("batch_norm");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, false,
-                       Tensor());
+                       Tensor(), sync);
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
-                       float eps) {
+                       float eps, const BatchNormSync* sync) {
   profiler::Scope _prof("batch_norm_relu");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
-                       Tensor());
+                       Tensor(), sync);
 }
 
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
-                           float eps, const Tensor& residual) {
+                           float eps, const Tensor& residual, const BatchNormSync* sync) {
   profiler::Scope _prof("batch_norm_add_relu");
   if (!residual.defined()) throw std::invalid_argument("batch_norm_add_relu: residual undefined");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
-                       residual);
+                       residual, sync);
 }
 
 }  // namespace minidl::ops

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -66,21 +67,40 @@ bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stri
 /// y = weight * (x - mean) / sqrt(var + eps) + bias. weight, bias [C] may be undefined
 /// (affine = false). running_mean / running_var [C] may be undefined only when training.
 /// Throws when training with a single value per channel (as PyTorch does).
+///
+/// With `sync` (training only; torch.nn.SyncBatchNorm): the mean and variance are those of the
+/// union of every process's batch. Forward computes this process's (count, mean, M2) per
+/// channel in double, sync->merge_statistics merges them with the others' (Chan et al.'s
+/// parallel formula), and the running variance uses the global count (unbiased: M2 / (M - 1)).
+/// Backward computes this process's (sum dy, sum dy * x_hat) per channel, sync->sum_gradients
+/// sums them over the processes, and dx uses the global sums and count; dweight and dbias stay
+/// this process's own sums (the trainer sums parameter gradients over the processes). A
+/// process may hold N = 0 images; the global count must exceed 1.
+struct BatchNormSync {
+  /// stats [3 * C] = this process's (count, mean, M2) of each channel c at 3c, 3c + 1, 3c + 2;
+  /// replaced by the merge of every process's, in the same layout.
+  std::function<void(std::vector<double>& stats)> merge_statistics;
+  /// sums [2 * C] = this process's (sum dy, sum dy * x_hat) of each channel at 2c, 2c + 1;
+  /// replaced by their sums over every process.
+  std::function<void(std::vector<double>& sums)> sum_gradients;
+};
+
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                  Tensor running_var, bool training, float momentum, float eps);
+                  Tensor running_var, bool training, float momentum, float eps,
+                  const BatchNormSync* sync = nullptr);
 
 /// relu(batch_norm(...)) fused: one pass writes the output, and the backward applies ReLU's
 /// mask inside BN's two passes (the stem and every block's first BN in a ResNet). Same
 /// arguments, shapes and errors as batch_norm.
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
-                       float eps);
+                       float eps, const BatchNormSync* sync = nullptr);
 
 /// relu(batch_norm(x, ...) + residual) fused (a ResNet block's tail: bn2, the shortcut sum and
 /// the ReLU in one pass). residual has x's shape; its gradient is dy * (y > 0).
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
-                           float eps, const Tensor& residual);
+                           float eps, const Tensor& residual, const BatchNormSync* sync = nullptr);
 
 /// max over KH x KW windows, KH = KW = kernel_size (torch.nn.functional.max_pool2d, padding
 /// counts as -inf). x [N, C, H, W] -> y [N, C, HO, WO], HO = (H + 2 * padding - KH) / stride + 1

@@ -43,15 +43,48 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
                                                 std::to_string(num_features) + ", L]") +
                                 ", got " + shape_str(x.shape()));
   }
+  ops::BatchNormSync sync;
+  const bool synced = sync_group && sync_group->size() > 1 && is_training();
+  if (synced) {
+    std::shared_ptr<dist::ProcessGroup> g = sync_group;
+    sync.merge_statistics = [g](std::vector<double>& stats) { merge_statistics(*g, stats); };
+    sync.sum_gradients = [g](std::vector<double>& sums) {
+      dist::allreduce_sum_ordered(*g, sums.data(), static_cast<int64_t>(sums.size()));
+    };
+  }
+  const ops::BatchNormSync* s = synced ? &sync : nullptr;
   if (residual.defined()) {
     return ops::batch_norm_add_relu(x, weight, bias, running_mean, running_var, is_training(),
-                                    momentum, eps, residual);
+                                    momentum, eps, residual, s);
   }
   if (relu) {
     return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(), momentum,
-                                eps);
+                                eps, s);
   }
-  return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps,
+                         s);
+}
+
+void merge_statistics(dist::ProcessGroup& group, std::vector<double>& stats) {
+  const int P = group.size();
+  const int64_t n = static_cast<int64_t>(stats.size());
+  std::vector<double> all(static_cast<size_t>(P * n));
+  group.allgather(stats.data(), n, all.data());
+  for (int64_t c = 0; c + 2 < n; c += 3) {
+    // Chan, Golub & LeVeque (1979): merging (na, ma, M2a) with (nb, mb, M2b), in rank order.
+    double count = 0.0, mean = 0.0, m2 = 0.0;
+    for (int r = 0; r < P; ++r) {
+      const double nb = all[r * n + c], mb = all[r * n + c + 1], m2b = all[r * n + c + 2];
+      if (nb == 0) continue;
+      const double total = count + nb, delta = mb - mean;
+      mean += delta * nb / total;
+      m2 += m2b + delta * delta * count * nb / total;
+      count = total;
+    }
+    stats[c] = count;
+    stats[c + 1] = mean;
+    stats[c + 2] = m2;
+  }
 }
 
 }  // namespace minidl

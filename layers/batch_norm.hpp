@@ -30,6 +30,7 @@
 
 #include <vector>
 
+#include "dist/process_group.hpp"
 #include "layers/module.hpp"
 
 namespace minidl {
@@ -72,11 +73,25 @@ class BatchNorm : public Module {
   Tensor weight, bias, running_mean, running_var;
   int64_t num_features;
   float eps, momentum;
+  /// Synchronized statistics (torch.nn.SyncBatchNorm; ops::BatchNormSync): when set and of more
+  /// than one process, training mode normalizes with the statistics of every process's batch
+  /// together (an allgather of (count, mean, M2) per channel in double, merged in rank order
+  /// with Chan et al.'s formula) and backward sums (sum dy, sum dy * x_hat) over the processes
+  /// (allgather, then a sum in rank order: the same bits on every process). Eval mode and a
+  /// group of one process make no collective call: with one process this is BatchNorm exactly,
+  /// as PyTorch's SyncBatchNorm falls back to batch_norm.
+  std::shared_ptr<dist::ProcessGroup> sync_group;
 
  private:
   Tensor run(const Tensor& x, bool relu, const Tensor& residual);
   bool spatial_;
 };
+
+/// Merges per-channel statistics over `group`: stats [3C] holds this process's (count, mean,
+/// M2) of each channel; afterwards, the union's, from an allgather and Chan, Golub & LeVeque's
+/// pairwise update applied in rank order (processes with count 0 skipped): with n = na + nb,
+/// delta = mb - ma: mean = ma + delta nb / n, M2 = M2a + M2b + delta^2 na nb / n.
+void merge_statistics(dist::ProcessGroup& group, std::vector<double>& stats);
 
 class BatchNorm1d : public BatchNorm {
  public:

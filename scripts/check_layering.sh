@@ -1,7 +1,7 @@
 #!/bin/sh
 # Checks minidl's layering: a file may include only headers of its own folder and of the
 # folders below it (the libraries of CMakeLists.txt link the same way):
-#   apps -> experiments -> train -> optim -> layers -> core,   train -> data -> core
+#   apps -> experiments -> train -> optim -> layers -> dist -> core,   train -> data -> core
 # Usage: scripts/check_layering.sh [SOURCE_DIR]. Prints every violation as
 # "file:line: <folder> may not include <header>" and exits 1 if there is any (a ctest case).
 cd "${1:-$(dirname "$0")/..}" || exit 2
@@ -26,11 +26,12 @@ check() {  # check FOLDER ALLOWED...: every #include "x/..." in FOLDER must have
 tmp=$(mktemp)
 check core core
 check data data core
-check layers layers core
-check optim optim layers core
-check train train optim layers data core
-check experiments experiments train optim layers data core
-check apps apps experiments train optim layers data core
+check dist dist core
+check layers layers dist core
+check optim optim layers dist core
+check train train optim layers dist data core
+check experiments experiments train optim layers dist data core
+check apps apps experiments train optim layers dist data core
 [ -s "$tmp" ] && status=1
 rm -f "$tmp"
 exit $status
