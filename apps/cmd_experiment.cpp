@@ -6,6 +6,7 @@
 #include "apps/cli.hpp"
 #include "experiments/bn_only.hpp"
 #include "experiments/why_bn.hpp"
+#include "dist/process_group.hpp"
 
 namespace minidl::app {
 
@@ -99,7 +100,11 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
     for (const std::string& v : a.variants)
       c.variants.push_back(parse_enum<optim::TrainOnly>(v, "--variants: a variant"));
   }
-  c.on_variant_start = [](const std::string& model, optim::TrainOnly v, int64_t done) {
+  c.group = dist::default_group();
+  const bool rank0 = c.group->rank() == 0;
+  if (!rank0) c.callbacks = {};
+  c.on_variant_start = [rank0](const std::string& model, optim::TrainOnly v, int64_t done) {
+    if (!rank0) return;
     std::printf("\n=== %s, variant %s%s ===\n", model.c_str(), name_of(v).c_str(),
                 done > 0 ? (", from epoch " + std::to_string(done)).c_str() : "");
   };
@@ -118,6 +123,7 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
   } catch (const train::ResumeError& e) {
     throw std::runtime_error(std::string("--resume: ") + e.what());
   }
+  if (!rank0) return;
   if (!r.finished) {
     std::printf(
         "\nstopped after --stop-after %lld epochs; continue with the same flags plus --resume: "
@@ -173,7 +179,9 @@ Command add_experiment(CLI::App& app) {
                   "continue the experiment in --out: finished variants are kept, a partial one "
                   "continues (same flags required)"),
       add_enum_option(x, "--recipe", a->bn.recipe, "bn-only: the recipe")
-          ->check(CLI::IsMember(std::vector<std::string>{"default", "frankle2021"}))};
+          ->check(CLI::IsMember(std::vector<std::string>{"default", "frankle2021"})),
+      add_enum_option(x, "--bn-sync", a->bn.bn_sync,
+                      "bn-only under mpirun: BatchNorm statistics per process or global")};
   const std::vector<CLI::Option*> why_only = {
       x->add_option("--lr", a->why.lrs,
                     "landscape, covariate-shift: learning rate(s), one run per variant and lr "

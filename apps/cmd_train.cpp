@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "apps/cli.hpp"
+#include "dist/process_group.hpp"
 #include "train/trainer.hpp"
 
 namespace minidl::app {
@@ -58,6 +59,11 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
           static_cast<long long>(f.test_images), static_cast<long long>(f.epochs),
           static_cast<long long>(f.batches_per_epoch), name_of(o.optimizer).c_str(), o.lr,
           name_of(o.schedule).c_str(), o.threads, o.out.c_str());
+    }
+    if (f.world_size > 1) {
+      std::printf("data-parallel: %d processes, global batch %lld, BatchNorm statistics %s\n",
+                  f.world_size, static_cast<long long>(o.batch_size),
+                  o.bn_sync == train::BnSync::kGlobal ? "synchronized (global)" : "per process");
     }
     std::fflush(stdout);
   };
@@ -161,9 +167,16 @@ void run(TrainArgs& a, CLI::App* sub) {
     }
   }
   o.data = resolve_data_dir(o.data);
+  if (given("--bn-sync")) o.bn_sync = a.o.bn_sync;
+  if (given("--allreduce")) o.reduction = a.o.reduction;
+  // Under mpirun every process runs this; rank 0 alone prints and writes.
+  const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
   try {
-    const train::RunResult r = train::Trainer(o, console(a, o)).fit(resume, a.stop_after);
+    train::Trainer trainer(o, console(a, o));
+    trainer.set_process_group(group);
+    const train::RunResult r = trainer.fit(resume, a.stop_after);
     const std::string ck = o.out + "/model.safetensors";
+    if (group->rank() != 0) return;
     if (o.tta > 0 && r.finished) {
       std::printf(
           "done: test accuracy %.2f%% with TTA level %d, %.2f%% without; wall time %s (training "
@@ -273,6 +286,11 @@ Command add_train(CLI::App& app) {
   t->add_flag("--eval-every-epoch", a->eval_every_epoch,
               "airbench94: also evaluate on the test set (no TTA) after every epoch, not only "
               "after the last (10 more test passes in the wall time)");
+  add_enum_option(t, "--bn-sync", o.bn_sync,
+                  "data parallelism (mpirun -np N): BatchNorm statistics per process or over the "
+                  "global batch");
+  add_enum_option(t, "--allreduce", o.reduction,
+                  "data parallelism: how gradients are summed over the processes");
   t->add_flag("--profile", a->profile,
               "print a per-op time table (calls, ms, % and GFLOP/s per op and pass) of the first "
               "epoch's training loop, evaluation excluded");

@@ -62,7 +62,10 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   for (int64_t i = 0; i < root.numel(); ++i) g[i] += go[i];
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     TensorImpl* t = it->impl();
-    if (!t->grad.empty() && t->node->backward) {
+    // A tensor with no elements has an empty gradient but its op still runs backward (a
+    // synchronized BatchNorm on a process with no images must join the others' collectives).
+    const bool empty_tensor = t->storage && t->storage->empty();
+    if ((!t->grad.empty() || empty_tensor) && t->node->backward) {
       profiler::Scope prof(t->node->name, /*backward=*/true);
       t->node->backward();
     }

@@ -211,6 +211,10 @@ EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch) {
 }
 
 DataLoader::DataLoader(const Dataset& ds, LoaderOptions opt) : ds_(&ds), opt_(std::move(opt)) {
+  if (opt_.world_size < 1 || opt_.rank < 0 || opt_.rank >= opt_.world_size) {
+    throw std::invalid_argument("DataLoader: rank " + std::to_string(opt_.rank) +
+                                " is not in a world of " + std::to_string(opt_.world_size));
+  }
   if (opt_.batch_size < 1) {
     throw std::invalid_argument("DataLoader: batch_size must be >= 1, got " +
                                 std::to_string(opt_.batch_size));
@@ -251,9 +255,14 @@ void DataLoader::start_epoch(int64_t epoch) {
 
 Batch DataLoader::make_batch(int64_t b) const {
   const int64_t n = ds_->size();
-  const int64_t begin = b * opt_.batch_size;
-  const int64_t count = std::min(opt_.batch_size, n - begin);
+  const int64_t global_begin = b * opt_.batch_size;
+  const int64_t global_count = std::min(opt_.batch_size, n - global_begin);
+  // This rank's contiguous slice of the global batch (all of it with one process).
+  const int64_t lo = global_count * opt_.rank / opt_.world_size;
+  const int64_t hi = global_count * (opt_.rank + 1) / opt_.world_size;
+  const int64_t begin = global_begin + lo, count = hi - lo;
   Batch batch;
+  batch.global_size = global_count;
   // Every value is written below, so no zero fill: Tensor(shape) would fill through
   // kernels::fill, an OpenMP loop that would start a second thread team from this thread.
   batch.images = Tensor::empty(Shape{count, kChannels, kImageSide, kImageSide});

@@ -122,6 +122,11 @@ struct LoaderOptions {
   /// kTranslateAlternatingFlip only: the largest shift in pixels, 0..kMaxAugmentPad (airbench94
   /// uses 2); dy and dx are uniform in -translate..translate. Ignored by kCropFlip.
   int translate = 2;
+  /// Data parallelism: every process computes the same plan (the same seed gives the same
+  /// images and augmentations whatever the number of processes), and process `rank` of
+  /// `world_size` takes the contiguous slice [G r / P, G (r + 1) / P) of each global batch of G
+  /// images (P = world_size; uneven when P does not divide G, possibly empty).
+  int world_size = 1, rank = 0;
 };
 
 /// Everything random about one epoch.
@@ -155,10 +160,12 @@ constexpr uint64_t kAlternatingFlipStream = 0x616c74666c6970ULL;
 /// opt.translate is outside 0..kMaxAugmentPad.
 EpochPlan make_epoch_plan(int64_t n, const LoaderOptions& opt, int64_t epoch);
 
-/// A mini-batch: images [B, 3, 32, 32] normalized (and augmented if asked), labels [B].
+/// A mini-batch: images [B, 3, 32, 32] normalized (and augmented if asked), labels [B]. With
+/// data parallelism B is this process's slice of a global batch of global_size images.
 struct Batch {
   Tensor images;
   std::vector<int32_t> labels;
+  int64_t global_size = 0;
 };
 
 /// Iterates a Dataset in mini-batches, preparing up to kPrefetch batches ahead on a background
@@ -179,7 +186,8 @@ class DataLoader {
   static constexpr size_t kPrefetch = 3;
 
   /// Keeps a pointer to `ds`, which must outlive the loader and not change while an epoch
-  /// runs. Throws std::invalid_argument if opt.batch_size < 1, or if opt.augment with
+  /// runs. Throws std::invalid_argument if opt.batch_size < 1, rank is outside
+  /// 0..world_size-1, or if opt.augment with
   /// kTranslateAlternatingFlip and opt.translate is outside 0..kMaxAugmentPad.
   DataLoader(const Dataset& ds, LoaderOptions opt);
   /// Stops and joins the worker thread (it does not wait for the epoch to finish).

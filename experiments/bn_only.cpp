@@ -41,6 +41,7 @@ train::TrainOptions variant_options(const BnOnlyConfig& e, const std::string& mo
   c.limit_test = e.limit_test;
   c.train_only = variant;
   c.out = out;
+  c.bn_sync = e.bn_sync;
   return c;
 }
 
@@ -118,6 +119,9 @@ static VariantSummary summarize(const std::string& dir, const train::TrainOption
   return s;
 }
 
+/// Whether this process writes the tables (rank 0, or no group).
+static bool rank0(const BnOnlyConfig& e) { return !e.group || e.group->rank() == 0; }
+
 /// Trains (or continues) every variant of `model` in `out`/<variant>/, spending at most
 /// `budget` epochs (-1: no limit; decremented by the epochs trained). Appends one row per
 /// finished variant to `rows`; returns false when the budget ran out before all finished.
@@ -125,21 +129,42 @@ static bool run_variants(const BnOnlyConfig& e, const std::string& model, const 
                          int64_t& budget, std::vector<VariantSummary>& rows) {
   for (optim::TrainOnly variant : e.variants) {
     const train::TrainOptions c = variant_options(e, model, variant, out + "/" + name_of(variant));
-    int64_t done = train::checkpoint_epoch(c.out);
+    // Rank 0's run directory decides (the others may not share its file system).
+    auto epochs_done = [&] {
+      uint64_t d = rank0(e) ? static_cast<uint64_t>(train::checkpoint_epoch(c.out)) : 0;
+      if (e.group) e.group->broadcast(&d, 1, 0);
+      return static_cast<int64_t>(d);
+    };
+    int64_t done = epochs_done();
     if (done > 0 && !e.resume) {
       throw std::runtime_error("\"" + c.out + "\" already holds a run (" + std::to_string(done) +
                                " epochs); continue it (resume), or use another output folder");
     }
-    if (done > 0) check_same_config(c.out, c);
+    if (done > 0) {  // rank 0 checks; every process stops if it refuses
+      uint64_t ok = 1;
+      std::string why;
+      if (rank0(e)) {
+        try {
+          check_same_config(c.out, c);
+        } catch (const train::ResumeError& err) {
+          ok = 0;
+          why = err.what();
+        }
+      }
+      if (e.group) e.group->broadcast(&ok, 1, 0);
+      if (!ok) throw train::ResumeError(rank0(e) ? why : "rank 0 refused to continue the run");
+    }
     if (done < c.epochs) {
       if (budget == 0) return false;
       if (e.on_variant_start) e.on_variant_start(model, variant, done);
-      const train::RunResult r = train::Trainer(c, e.callbacks).fit(done > 0, budget);
+      train::Trainer trainer(c, e.callbacks);
+      if (e.group) trainer.set_process_group(e.group);
+      const train::RunResult r = trainer.fit(done > 0, budget);
       if (budget > 0) budget -= r.epochs_run;
-      done = train::checkpoint_epoch(c.out);
+      done = epochs_done();
       if (done < c.epochs) return false;
     }
-    rows.push_back(summarize(c.out, c));
+    if (rank0(e)) rows.push_back(summarize(c.out, c));
   }
   return true;
 }
@@ -196,9 +221,10 @@ BnOnlyReport run_bn_only(const BnOnlyConfig& e) {
   std::vector<VariantSummary> rows;
   BnOnlyReport report;
   if (!run_variants(e, e.model, e.out, budget, rows)) return report;
+  report.finished = true;
+  if (!rank0(e)) return report;
   report.markdown = write_experiment_tables(e, e.model, e.out, rows);
   report.tables.push_back(e.out);
-  report.finished = true;
   return report;
 }
 
@@ -230,6 +256,7 @@ BnOnlyReport run_bn_only_sweep(const BnOnlyConfig& e) {
     fs::create_directories(out);
     std::vector<VariantSummary> rows;
     if (!run_variants(e, model, out, budget, rows)) return report;
+    if (!rank0(e)) continue;
     write_experiment_tables(e, model, out, rows);
     report.tables.push_back(out);
     const auto [depth, width] = depth_and_width(model);
@@ -255,6 +282,8 @@ BnOnlyReport run_bn_only_sweep(const BnOnlyConfig& e) {
       total_seconds += r.wall_seconds;
     }
   }
+  report.finished = true;
+  if (!rank0(e)) return report;
   char total[128];
   std::snprintf(total, sizeof total, "\nTotal wall time of the epochs: %.1f h.\n",
                 total_seconds / 3600);
@@ -266,7 +295,6 @@ BnOnlyReport run_bn_only_sweep(const BnOnlyConfig& e) {
   write_file_atomic(e.out + "/results.md", md.str());
   report.tables.push_back(e.out);
   report.markdown = md.str();
-  report.finished = true;
   return report;
 }
 

@@ -42,6 +42,10 @@ struct BnOnlyConfig {
   bool resume = false;
   /// Passed to every variant's Trainer (printing, progress).
   train::Callbacks callbacks;
+  /// Data parallelism: every variant trains over this group (null: one process); only rank 0
+  /// writes the tables.
+  std::shared_ptr<dist::ProcessGroup> group;
+  train::BnSync bn_sync = train::BnSync::kNone;
   /// Before each variant trains: (model, variant, epochs already done).
   std::function<void(const std::string&, optim::TrainOnly, int64_t)> on_variant_start;
 };

@@ -127,15 +127,34 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     Tensor logits = model(batch.images);
     Tensor loss = ops::cross_entropy(logits, batch.labels, label_smoothing);
     const float l = loss.item();
-    if (!std::isfinite(l)) {
-      throw Diverged("the training loss is " + nonfinite_name(l) + " at epoch " +
-                     std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
+    auto diverged = [&](float v) {
+      return Diverged("the training loss is " + nonfinite_name(v) + " at epoch " +
+                      std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1));
+    };
+    // Data parallelism: this process's mean loss weighted by its share of the global batch,
+    // so that the sum of the processes' gradients is the global batch's mean gradient; the
+    // finiteness check waits for the summed gradients, which every process sees alike.
+    const bool parallel = static_cast<bool>(hooks.reduce_gradients);
+    if (parallel) {
+      loss = ops::scale(
+          loss, static_cast<float>(batch.labels.size()) / static_cast<float>(batch.global_size));
+    } else if (!std::isfinite(l)) {
+      throw diverged(l);
     }
     {
       profiler::Scope prof("optimizer.zero_grad");
       opt.zero_grad();
     }
     loss.backward();
+    if (parallel) {
+      profiler::Scope prof("allreduce");
+      if (!hooks.reduce_gradients()) {
+        if (!std::isfinite(l)) throw diverged(l);
+        throw Diverged("the gradient summed over the processes is not finite at epoch " +
+                       std::to_string(epoch + 1) + ", batch " + std::to_string(batch_index + 1) +
+                       " (another process's loss diverged)");
+      }
+    }
     if (hooks.after_backward) hooks.after_backward(batch, step, l);
     {
       profiler::Scope prof("optimizer.step");

@@ -97,6 +97,13 @@ struct Diverged : std::runtime_error {
 struct StepHooks {
   std::function<void(const data::Batch&, int64_t step, float loss)> after_backward;
   std::function<void(const data::Batch&, int64_t step)> after_step;
+  /// Data parallelism (train/trainer.cpp): when set, each process's loss is weighted by its
+  /// share of the global batch (n / Batch::global_size) before backward, and this is called
+  /// right after backward: it sums the trainable parameters' gradients over the processes and
+  /// returns whether every summed value is finite. A non-finite loss makes non-finite
+  /// gradients, so every process sees a divergence at the same step (none stops alone and
+  /// leaves the others waiting in a collective).
+  std::function<bool()> reduce_gradients;
   /// When >= 0, the epoch ends early once `step` (the running count) reaches this value: the
   /// last step of a run whose length is not a whole number of epochs (airbench94's 9.9).
   int64_t stop_at_step = -1;

@@ -27,6 +27,20 @@ const EnumTable<BnStatsMode>& enum_table(BnStatsMode) {
   return t;
 }
 
+const EnumTable<BnSync>& enum_table(BnSync) {
+  static const EnumTable<BnSync> t = {
+      {BnSync::kNone, "none", "each process normalizes its own slice of the batch"},
+      {BnSync::kGlobal, "global", "synchronized statistics over the global batch"}};
+  return t;
+}
+
+const EnumTable<GradientReduction>& enum_table(GradientReduction) {
+  static const EnumTable<GradientReduction> t = {
+      {GradientReduction::kMpi, "mpi", "MPI_Allreduce"},
+      {GradientReduction::kOrdered, "ordered", "allgather and sum in rank order"}};
+  return t;
+}
+
 TrainOptions preset(Recipe recipe) {
   switch (recipe) {
     case Recipe::kFrankle2021:

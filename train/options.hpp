@@ -40,6 +40,20 @@ const EnumTable<OptimizerKind>& enum_table(OptimizerKind);
 enum class BnStatsMode { kBatch, kRunning };
 const EnumTable<BnStatsMode>& enum_table(BnStatsMode);
 
+/// Data parallelism: BatchNorm's statistics over each process's slice of the batch (none, as
+/// PyTorch's BatchNorm2d under DDP) or over the global batch (global: SyncBatchNorm,
+/// layers/batch_norm.hpp). One process: the same either way.
+enum class BnSync { kNone, kGlobal };
+const EnumTable<BnSync>& enum_table(BnSync);
+
+/// Data parallelism: how the gradients are summed over the processes. mpi: MPI_Allreduce (about
+/// 2n values of traffic per process; for 3 or more processes the order of the additions is the
+/// library's, so the last bits may differ between MPI versions or process counts); ordered: an
+/// allgather and a sum in rank order (P x n values; bit-identical whatever MPI does). With 2
+/// processes the two agree exactly (a + b = b + a).
+enum class GradientReduction { kMpi, kOrdered };
+const EnumTable<GradientReduction>& enum_table(GradientReduction);
+
 /// Thrown for an option outside its range: `param` is the TrainOptions field ("batch_size"),
 /// what() reads "batch_size must be >= 2 for BatchNorm training, got 1". The CLI maps `param`
 /// to its flag.
@@ -106,6 +120,8 @@ struct TrainOptions {
   int64_t eval_batch_size = 1000;
   /// Test-time augmentation of an extra final evaluation (train/loop.hpp, tta_logits); 0: none.
   int tta = 0;
+  BnSync bn_sync = BnSync::kNone;                         ///< saved in config.json only when global
+  GradientReduction reduction = GradientReduction::kMpi;  ///< saved only when ordered
   /// Save the training state after every epoch (train_state.safetensors: --resume); false: the
   /// checkpoint is written once, after the last epoch (airbench94, whose lookahead state is not
   /// saved).

@@ -170,6 +170,10 @@ json config_to_json(const TrainOptions& o) {
   if (o.recipe == Recipe::kAirbench94) j["recipe"] = name_of(o.recipe);
   TrainOptions c = o;  // for_each_field hands out references
   for_each_field(c, [&](const char* key, auto&& field) { write_field(j, key, field); });
+  // Data-parallel settings only when they change the run (config.json of earlier builds, and
+  // the checkpoints that embed it, stay byte-identical).
+  if (c.bn_sync != BnSync::kNone) write_field(j, "bn_sync", named(c.bn_sync));
+  if (c.reduction != GradientReduction::kMpi) write_field(j, "reduction", named(c.reduction));
   return j;
 }
 
@@ -191,6 +195,8 @@ TrainOptions config_from_json(const json& j) {
     }
   }
   for_each_field(c, [&](const char* key, auto&& field) { read_field(j, key, field); });
+  read_field(j, "bn_sync", named(c.bn_sync));
+  read_field(j, "reduction", named(c.reduction));
   return c;
 }
 

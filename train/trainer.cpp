@@ -22,7 +22,93 @@ namespace {
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
+
+/// Images [lo, hi) of `ds`.
+data::Dataset slice(const data::Dataset& ds, int64_t lo, int64_t hi) {
+  data::Dataset s;
+  s.images.assign(ds.images.begin() + lo * data::kImageBytes,
+                  ds.images.begin() + hi * data::kImageBytes);
+  s.labels.assign(ds.labels.begin() + lo, ds.labels.begin() + hi);
+  return s;
+}
+
+/// The sums of a split evaluation: every process evaluated its slice; loss, counts and the
+/// confusion matrix summed over the processes (in rank order).
+EvalResult sum_over(dist::ProcessGroup& g, const EvalResult& r) {
+  uint64_t k = r.confusion.size();  // rank 0's (it holds at least one test image)
+  g.broadcast(&k, 1, 0);
+  const int64_t classes = static_cast<int64_t>(k);
+  std::vector<double> v = {r.loss * static_cast<double>(r.count), static_cast<double>(r.correct),
+                           static_cast<double>(r.count)};
+  for (int64_t i = 0; i < classes; ++i)
+    for (int64_t j = 0; j < classes; ++j)
+      v.push_back(r.confusion.empty() ? 0.0 : static_cast<double>(r.confusion[i][j]));
+  dist::allreduce_sum_ordered(g, v.data(), static_cast<int64_t>(v.size()));
+  EvalResult out;
+  out.count = static_cast<int64_t>(v[2]);
+  out.correct = static_cast<int64_t>(v[1]);
+  out.loss = out.count ? v[0] / static_cast<double>(out.count) : 0.0;
+  out.confusion.assign(classes, std::vector<int64_t>(classes, 0));
+  for (int64_t i = 0; i < classes; ++i)
+    for (int64_t j = 0; j < classes; ++j)
+      out.confusion[i][j] = static_cast<int64_t>(v[3 + i * classes + j]);
+  return out;
+}
+
+/// The epoch's training statistics over every process (sums in rank order).
+EpochStats sum_over(dist::ProcessGroup& g, const EpochStats& s) {
+  std::vector<double> v = {s.loss * static_cast<double>(s.images),
+                           s.accuracy * static_cast<double>(s.images),
+                           static_cast<double>(s.images)};
+  dist::allreduce_sum_ordered(g, v.data(), 3);
+  EpochStats out = s;
+  out.images = static_cast<int64_t>(v[2]);
+  out.loss = out.images ? v[0] / v[2] : 0.0;
+  out.accuracy = out.images ? v[1] / v[2] : 0.0;
+  return out;
+}
+
+/// Broadcasts rank 0's optimizer buffers (their sizes first: [0] before a first update).
+void broadcast_optimizer(dist::ProcessGroup& g, optim::Optimizer& opt) {
+  const auto buffers = opt.state_buffers();
+  std::vector<uint64_t> sizes;
+  for (const auto& b : buffers) sizes.push_back(b.values->size());
+  sizes.push_back(static_cast<uint64_t>(opt.step_count()));
+  g.broadcast(sizes.data(), static_cast<int64_t>(sizes.size()), 0);
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    buffers[i].values->resize(sizes[i]);
+    g.broadcast(buffers[i].values->data(), static_cast<int64_t>(sizes[i]), 0);
+  }
+  opt.set_step_count(static_cast<int64_t>(sizes.back()));
+}
 }  // namespace
+
+void broadcast_state(dist::ProcessGroup& group, Module& model) {
+  for (auto& [name, t] : model.state_dict()) group.broadcast(t.mutable_data(), t.numel(), 0);
+}
+
+void broadcast_buffers(dist::ProcessGroup& group, Module& model) {
+  for (auto& [name, t] : model.named_buffers()) group.broadcast(t.mutable_data(), t.numel(), 0);
+}
+
+void check_replicas(dist::ProcessGroup& group, const Module& model) {
+  const NamedTensors state = model.state_dict();
+  std::vector<uint64_t> mine;
+  for (const auto& [name, t] : state)
+    mine.push_back(dist::hash_bytes(t.data(), sizeof(float) * static_cast<size_t>(t.numel())));
+  const int64_t n = static_cast<int64_t>(mine.size());
+  std::vector<uint64_t> all(static_cast<size_t>(n * group.size()));
+  group.allgather(mine.data(), n, all.data());
+  for (int64_t i = 0; i < n; ++i) {
+    for (int r = 1; r < group.size(); ++r) {
+      if (all[r * n + i] != all[i]) {
+        throw std::runtime_error("the replicas differ: tensor \"" + state[i].first + "\" on rank " +
+                                 std::to_string(r) +
+                                 " is not rank 0's (the processes no longer train one model)");
+      }
+    }
+  }
+}
 
 FitDiverged::FitDiverged(const std::string& reason, int64_t kept_epoch, std::string checkpoint)
     : std::runtime_error("training diverged: " + reason + ". " +
@@ -85,6 +171,18 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   const TrainOptions& o = o_;
   validate(o);
   set_num_threads(o.threads);
+  if (!group_) group_ = dist::local_group();
+  dist::ProcessGroup& group = *group_;
+  const int world = group.size(), rank = group.rank();
+  const bool parallel = world > 1;
+  if (parallel && o.batch_size < world) {
+    throw OptionError("batch_size", "batch_size must be at least the number of processes (" +
+                                        std::to_string(world) + "), got " +
+                                        std::to_string(o.batch_size));
+  }
+  // Rank 0 alone reports (the step hooks run everywhere: they are part of training).
+  Callbacks cb = rank == 0 ? cb_ : Callbacks{};
+  cb.step = cb_.step;
 
   ModelOptions mo;
   mo.seed = o.seed;
@@ -101,6 +199,19 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     test_ = &test_own;
   }
   const data::Dataset& train = *train_;
+  if (parallel && (train.size() < world || (test_ && test_->size() < world))) {
+    throw OptionError("limit_train", "limit_train: " + std::to_string(world) +
+                                         " processes need at least as many training and test "
+                                         "images");
+  }
+  // Evaluation is split: process r evaluates its contiguous slice of the test set.
+  data::Dataset test_part;
+  const data::Dataset* test = test_;
+  if (parallel && test_) {
+    const int64_t n = test_->size();
+    test_part = slice(*test_, n * rank / world, n * (rank + 1) / world);
+    test = &test_part;
+  }
   if (o.recipe == Recipe::kAirbench94 && train.size() < o.batch_size) {
     throw OptionError("limit_train",
                       "limit_train: the recipe drops incomplete batches, so it needs at least one "
@@ -130,8 +241,13 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     }
   }
   const int64_t trainable = optim::count_trainable(model, masks);
+  if (o.bn_sync == BnSync::kGlobal) {
+    for (BatchNorm* bn : model.modules_of<BatchNorm>()) bn->sync_group = group_;
+  }
 
-  const data::LoaderOptions lo = loader_options(o, train.size());
+  data::LoaderOptions lo = loader_options(o, train.size());
+  lo.world_size = world;
+  lo.rank = rank;
   data::DataLoader loader(train, lo);
   const int64_t per_epoch = loader.num_batches();
   const int64_t total_steps =
@@ -157,13 +273,41 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   }
   sched.validate();
 
-  const bool writes = !o.out.empty();
+  const bool writes = !o.out.empty() && rank == 0;
   const std::string model_path = o.out + "/model.safetensors";
   int64_t start_epoch = 0, step = 0;
   std::string metrics = metrics_header();
   if (writes) fs::create_directories(o.out);
-  if (resume) {
-    if (!writes || !o.resumable) throw ResumeError("this run cannot be resumed (no train state)");
+  if (resume && parallel) {
+    // Rank 0 reads the run directory; the others wait for its verdict, then take its state.
+    uint64_t ok = 1;
+    std::string why;
+    if (rank == 0) {
+      try {
+        if (!o.resumable) throw ResumeError("this run cannot be resumed (no train state)");
+        const ResumePoint r = load_train_state(o.out, model, opt, o, per_epoch);
+        start_epoch = r.epoch;
+        step = r.step;
+        metrics = r.metrics;
+      } catch (const std::exception& e) {
+        ok = 0;
+        why = e.what();
+      }
+    }
+    group.broadcast(&ok, 1, 0);
+    if (!ok) {
+      if (rank == 0) throw ResumeError(why);
+      throw ResumeError("rank 0 could not continue the run (its message says why)");
+    }
+    std::vector<uint64_t> at = {static_cast<uint64_t>(start_epoch), static_cast<uint64_t>(step)};
+    group.broadcast(at.data(), 2, 0);
+    start_epoch = static_cast<int64_t>(at[0]);
+    step = static_cast<int64_t>(at[1]);
+    broadcast_optimizer(group, opt);
+  }
+  if (resume && !parallel) {
+    if (o.out.empty() || !o.resumable)
+      throw ResumeError("this run cannot be resumed (no train state)");
     const ResumePoint r = load_train_state(o.out, model, opt, o, per_epoch);
     start_epoch = r.epoch;
     step = r.step;
@@ -193,10 +337,43 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
         o.whitening_eps);
     result.train_seconds += seconds_since(t_whiten);
   }
+  if (parallel) broadcast_state(group, model);  // one model: rank 0's
   std::unique_ptr<optim::Lookahead> lookahead;
   if (o.lookahead_every > 0) lookahead = std::make_unique<optim::Lookahead>(model);
   StepHooks hooks = cb_.step;
   hooks.stop_at_step = total_steps;
+  std::vector<float> flat;  // the trainable gradients, one buffer (one collective per step)
+  if (parallel) {
+    std::vector<Tensor> params;
+    for (const Tensor& p : model.parameters())
+      if (p.requires_grad()) params.push_back(p);
+    hooks.reduce_gradients = [&group, &o, &flat, params]() {
+      flat.clear();
+      for (const Tensor& p : params) {
+        if (p.has_grad()) {
+          const float* g = p.grad_data();
+          flat.insert(flat.end(), g, g + p.numel());
+        } else {
+          flat.insert(flat.end(), static_cast<size_t>(p.numel()), 0.0f);
+        }
+      }
+      const int64_t n = static_cast<int64_t>(flat.size());
+      if (o.reduction == GradientReduction::kOrdered)
+        dist::allreduce_sum_ordered(group, flat.data(), n);
+      else
+        group.allreduce_sum(flat.data(), n);
+      bool finite = true;
+      size_t k = 0;
+      for (const Tensor& p : params) {
+        float* g = p.grad_data();  // allocated (zeros) if this process had none
+        for (int64_t i = 0; i < p.numel(); ++i, ++k) {
+          g[i] = flat[k];
+          finite = finite && std::isfinite(flat[k]);
+        }
+      }
+      return finite;
+    };
+  }
   if (lookahead) {
     hooks.after_step = [&, user = cb_.step.after_step](const data::Batch& b, int64_t s) {
       const int64_t done = s + 1;
@@ -207,11 +384,16 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     };
   }
 
-  if (cb_.on_fit_start) {
-    cb_.on_fit_start(FitStart{o, model, count_parameters(model), trainable, train.size(),
-                              test_ ? test_->size() : 0, epochs, start_epoch, per_epoch,
-                              total_steps});
+  if (cb.on_fit_start) {
+    cb.on_fit_start(FitStart{o, model, count_parameters(model), trainable, train.size(),
+                             test_ ? test_->size() : 0, epochs, start_epoch, per_epoch, total_steps,
+                             world});
   }
+  // The test pass: this process's slice, summed over the processes when parallel.
+  auto evaluate_here = [&](const data::Dataset& part, int tta = 0) {
+    const EvalResult r = evaluate(model, part, o.eval_batch_size, BnStats::kRunning, lo.norm, tta);
+    return parallel ? sum_over(group, r) : r;
+  };
   const int64_t end_epoch = stop_after > 0 ? std::min(epochs, start_epoch + stop_after) : epochs;
   int64_t images_total = 0;
   double loop_seconds = 0.0;
@@ -221,28 +403,33 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
       airbench->whiten->bias.set_requires_grad(epoch < o.whitening_bias_epochs);
     model.train();
     if (o.bn_stats == BnStatsMode::kRunning) set_batch_norm_training(model, false);
-    if (cb_.on_epoch_start) cb_.on_epoch_start(epoch);
+    if (cb.on_epoch_start) cb.on_epoch_start(epoch);
     const float lr_now = sched.lr(step);
     const int64_t kept = epoch;  // epochs whose checkpoint is on disk
     const std::string kept_path = writes && o.resumable && kept > 0 ? model_path : "";
     EpochStats tr;
     try {
-      tr = train_epoch(model, loader, opt, sched, step, o.label_smoothing, epoch, cb_.on_batch_end,
+      tr = train_epoch(model, loader, opt, sched, step, o.label_smoothing, epoch, cb.on_batch_end,
                        hooks);
     } catch (const Diverged& e) {
       throw FitDiverged(e.what(), kept_path.empty() ? 0 : kept, kept_path);
     }
+    if (parallel) {
+      tr = sum_over(group, tr);
+      broadcast_buffers(group, model);  // BatchNorm's running statistics: rank 0's
+      check_replicas(group, model);
+    }
     result.train_seconds += tr.seconds;
     loop_seconds += tr.seconds;
     images_total += tr.images;
-    if (cb_.on_train_epoch_end) cb_.on_train_epoch_end(epoch, tr);
+    if (cb.on_train_epoch_end) cb.on_train_epoch_end(epoch, tr);
     EpochEnd end;
     end.epochs = epochs;
     end.train = tr;
     if (test_ && (o.eval_every_epoch || epoch + 1 == epochs)) {
-      if (cb_.on_evaluate_start) cb_.on_evaluate_start();
+      if (cb.on_evaluate_start) cb.on_evaluate_start();
       const auto t_eval = Clock::now();
-      end.test = evaluate(model, *test_, o.eval_batch_size, BnStats::kRunning, lo.norm, 0);
+      end.test = evaluate_here(*test);
       result.eval_seconds += seconds_since(t_eval);
       if (!std::isfinite(end.test->loss)) {
         throw FitDiverged("the test loss is " + nonfinite_name(end.test->loss) + " after epoch " +
@@ -273,7 +460,7 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     if (writes) write_file_atomic(o.out + "/metrics.csv", metrics);
     result.train_accuracy = tr.accuracy;
     result.epochs_run += 1;
-    if (cb_.on_epoch_end) cb_.on_epoch_end(end);
+    if (cb.on_epoch_end) cb.on_epoch_end(end);
   }
   result.epochs_done = end_epoch;
   result.steps = step;
@@ -281,10 +468,9 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   result.trainable_parameters = trainable;
   result.images_per_second = loop_seconds > 0 ? images_total / loop_seconds : 0.0;
   if (result.finished && o.tta > 0 && test_) {
-    if (cb_.on_evaluate_start) cb_.on_evaluate_start();
+    if (cb.on_evaluate_start) cb.on_evaluate_start();
     const auto t_eval = Clock::now();
-    result.test_accuracy_tta =
-        evaluate(model, *test_, o.eval_batch_size, BnStats::kRunning, lo.norm, o.tta).accuracy();
+    result.test_accuracy_tta = evaluate_here(*test, o.tta).accuracy();
     result.eval_seconds += seconds_since(t_eval);
   }
   if (writes && result.finished && (!o.resumable || o.tta > 0)) {

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "data/cifar10.hpp"
+#include "dist/process_group.hpp"
 #include "layers/module.hpp"
 #include "optim/optimizer.hpp"
 #include "train/loop.hpp"
@@ -37,6 +38,7 @@ struct FitStart {
   int64_t start_epoch = 0;        ///< epochs already done (resumed runs)
   int64_t batches_per_epoch = 0;  ///< full epochs
   int64_t total_steps = 0;
+  int world_size = 1;  ///< processes training the model together
 };
 
 /// What on_epoch_end sees, after the epoch was committed to the run directory.
@@ -76,6 +78,19 @@ class Trainer {
  public:
   explicit Trainer(TrainOptions options, Callbacks callbacks = {});
 
+  /// Trains data-parallel over `group` (dist/process_group.hpp; default: the local group of one
+  /// process). Every process runs fit() with the same options: rank 0's initial parameters and
+  /// buffers are broadcast; each step, process r takes its contiguous slice of the global batch
+  /// (data::LoaderOptions::rank), weights its loss by its share of the global batch, and the
+  /// trainable parameters' gradients are summed over the processes in one flat buffer
+  /// (options.reduction) before every process takes the same step. BatchNorm normalizes over
+  /// the slice or the global batch (options.bn_sync). After each epoch rank 0's buffers
+  /// (BatchNorm's running statistics) are broadcast, and a 64-bit hash of every parameter and
+  /// buffer is compared across processes (a mismatch throws, naming the first tensor). Only
+  /// rank 0 writes the run directory and calls the callbacks (but `step`); evaluation is split
+  /// over the processes and summed. Needs batch_size >= the number of processes.
+  void set_process_group(std::shared_ptr<dist::ProcessGroup> group) { group_ = std::move(group); }
+
   /// Datasets to use instead of reading options.data (not owned; must outlive fit()). A null
   /// `test`: no evaluation at all.
   void set_datasets(const data::Dataset* train, const data::Dataset* test);
@@ -100,7 +115,16 @@ class Trainer {
   bool have_datasets_ = false;
   std::shared_ptr<Module> model_;
   std::shared_ptr<optim::Optimizer> opt_;
+  std::shared_ptr<dist::ProcessGroup> group_;
 };
+
+/// Broadcasts rank 0's parameters and buffers (model.state_dict(), in order) to every process.
+void broadcast_state(dist::ProcessGroup& group, Module& model);
+/// Broadcasts rank 0's named buffers only (BatchNorm's running statistics).
+void broadcast_buffers(dist::ProcessGroup& group, Module& model);
+/// Compares a 64-bit hash of every tensor of model.state_dict() across the processes. Throws
+/// std::runtime_error naming the first tensor whose hash differs (and the ranks) if any.
+void check_replicas(dist::ProcessGroup& group, const Module& model);
 
 /// The optimizer `o` names over `model`'s parameters (SGD Nesterov only when momentum > 0).
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, Module& model);
