@@ -80,11 +80,15 @@ void allreduce_sum_ordered(ProcessGroup& group, double* data, int64_t n) {
 void CountingGroup::allreduce_sum(float* data, int64_t n) {
   ++calls;
   bytes += 4 * n;
+  ++allreduce_calls;
+  allreduce_bytes += 4 * n;
   inner_->allreduce_sum(data, n);
 }
 void CountingGroup::allreduce_sum(double* data, int64_t n) {
   ++calls;
   bytes += 8 * n;
+  ++allreduce_calls;
+  allreduce_bytes += 8 * n;
   inner_->allreduce_sum(data, n);
 }
 void CountingGroup::allgather(const double* in, int64_t n, double* out) {

@@ -85,7 +85,8 @@ class CountingGroup : public ProcessGroup {
 
   int64_t calls = 0;  ///< collectives made (barrier included)
   int64_t bytes = 0;  ///< payload bytes this process contributed (sent or reduced)
-  void reset() { calls = bytes = 0; }
+  int64_t allreduce_calls = 0, allreduce_bytes = 0;  ///< allreduce_sum alone
+  void reset() { calls = bytes = allreduce_calls = allreduce_bytes = 0; }
 
  private:
   std::shared_ptr<ProcessGroup> inner_;
