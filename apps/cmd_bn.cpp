@@ -39,7 +39,13 @@ struct RecalibrateConfig {
 };
 
 void run_bn_stats(const std::string& checkpoint) {
-  std::shared_ptr<Module> model = train::load_model(checkpoint, nullptr, /*allow_nonfinite=*/true);
+  Checkpoint ck;
+  std::shared_ptr<Module> model = train::load_model(checkpoint, &ck, /*allow_nonfinite=*/true);
+  if (auto it = ck.metadata.find("running_statistics"); it != ck.metadata.end()) {
+    std::printf("data-parallel run of %s processes; running statistics: %s\n",
+                ck.metadata.count("world_size") ? ck.metadata.at("world_size").c_str() : "?",
+                it->second.c_str());
+  }
   std::printf("%-28s %5s  %-12s %9s %9s %9s %9s\n", "BatchNorm layer", "C", "tensor", "mean", "std",
               "min", "max");
   int layers = 0;

@@ -5,6 +5,8 @@
 #          libgoogle-perftools-dev (tcmalloc_minimal: minidl's allocator, see CMakeLists.txt)
 #          clang-format (.ci/run checks the formatting against .clang-format)
 #          libeigen3-dev (the eigensolver of airbench94's patch-whitening init)
+#          openmpi-bin libopenmpi-dev (data-parallel training, dist/: the build works without
+#          them, with the local process group only)
 #   reference values, plots and the PyTorch benchmark (optional, --with-python): python3-torch
 #          python3-numpy python3-matplotlib libtcmalloc-minimal4 (the tcmalloc that
 #          scripts/bench_compare.sh preloads for its "PyTorch best" rows) python3-scipy
@@ -14,7 +16,8 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(g++ cmake make libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
-          nlohmann-json3-dev libbenchmark-dev libgoogle-perftools-dev clang-format libeigen3-dev)
+          nlohmann-json3-dev libbenchmark-dev libgoogle-perftools-dev clang-format libeigen3-dev
+          openmpi-bin libopenmpi-dev)
 if [ "${1:-}" = "--with-python" ]; then
   packages+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4 python3-scipy)
 fi

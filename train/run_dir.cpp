@@ -326,7 +326,8 @@ std::vector<MetricsRow> read_metrics(const std::string& path) {
 // ---- model.safetensors ----------------------------------------------------------------------
 
 void save_checkpoint(const std::string& path, const Module& model, const TrainOptions& o,
-                     int64_t epoch, double test_accuracy, double test_accuracy_tta) {
+                     int64_t epoch, double test_accuracy, double test_accuracy_tta,
+                     const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> meta = {
       {"format", "minidl"},
       {"model", o.model},
@@ -339,6 +340,7 @@ void save_checkpoint(const std::string& path, const Module& model, const TrainOp
     meta["tta"] = std::to_string(o.tta);
     meta["test_accuracy_tta"] = std::to_string(test_accuracy_tta);
   }
+  for (const auto& [key, value] : extra) meta[key] = value;
   save_safetensors(path, model.state_dict(), meta);
 }
 

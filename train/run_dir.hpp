@@ -73,9 +73,11 @@ std::vector<MetricsRow> read_metrics(const std::string& path);
 /// Writes `model`'s state_dict to `path` (atomically) with metadata format "minidl", model
 /// (o.model), normalization (o.normalize), config (config_to_json(o), compact), epoch,
 /// test_accuracy (std::to_string), seed; and for airbench94 or o.tta > 0, tta and
-/// test_accuracy_tta.
+/// test_accuracy_tta; and every entry of `extra` (a data-parallel run's world_size and
+/// running_statistics: which process's BatchNorm statistics the file holds).
 void save_checkpoint(const std::string& path, const Module& model, const TrainOptions& o,
-                     int64_t epoch, double test_accuracy, double test_accuracy_tta = 0.0);
+                     int64_t epoch, double test_accuracy, double test_accuracy_tta = 0.0,
+                     const std::map<std::string, std::string>& extra = {});
 /// Thrown by load_model for a checkpoint holding NaN or infinity.
 struct NonFiniteCheckpoint : std::runtime_error {
   using std::runtime_error::runtime_error;

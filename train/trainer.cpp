@@ -389,6 +389,16 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
                              test_ ? test_->size() : 0, epochs, start_epoch, per_epoch, total_steps,
                              world});
   }
+  // A data-parallel checkpoint says whose BatchNorm statistics it holds.
+  std::map<std::string, std::string> meta;
+  if (parallel) {
+    meta["world_size"] = std::to_string(world);
+    meta["running_statistics"] =
+        o.bn_sync == BnSync::kGlobal
+            ? "synchronized: every process normalized with the global batch's statistics"
+            : "rank 0's: each process normalized its own slice of the batch; rank 0's running "
+              "statistics were broadcast to every process at the end of each epoch";
+  }
   // The test pass: this process's slice, summed over the processes when parallel.
   auto evaluate_here = [&](const data::Dataset& part, int tta = 0) {
     const EvalResult r = evaluate(model, part, o.eval_batch_size, BnStats::kRunning, lo.norm, tta);
@@ -455,7 +465,7 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
       // The epoch's commit point is train_state.safetensors; the other two files follow it.
       save_train_state(o.out + "/train_state.safetensors", model, opt, o.model, epoch + 1, step,
                        metrics);
-      save_checkpoint(model_path, model, o, epoch + 1, result.test_accuracy);
+      save_checkpoint(model_path, model, o, epoch + 1, result.test_accuracy, 0.0, meta);
     }
     if (writes) write_file_atomic(o.out + "/metrics.csv", metrics);
     result.train_accuracy = tr.accuracy;
@@ -474,7 +484,8 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     result.eval_seconds += seconds_since(t_eval);
   }
   if (writes && result.finished && (!o.resumable || o.tta > 0)) {
-    save_checkpoint(model_path, model, o, epochs, result.test_accuracy, result.test_accuracy_tta);
+    save_checkpoint(model_path, model, o, epochs, result.test_accuracy, result.test_accuracy_tta,
+                    meta);
   }
   result.total_seconds = seconds_since(t_start);
   if (writes && result.finished) write_results(o.out + "/results.json", o, result);
