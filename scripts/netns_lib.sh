@@ -25,7 +25,9 @@
 #   netns_write_helpers DIR      write DIR/hostfile, DIR/rsh_agent, DIR/rank_wrapper
 #   netns_mpirun DIR ARGS...     mpirun -np 2 across the namespaces; ARGS: extra mpirun
 #                                options, then the program (prefix it with DIR/rank_wrapper to
-#                                print each rank's host, namespace and address)
+#                                print each rank's host, namespace and address); its pid is in
+#                                NETNS_MPIRUN_PID while it runs
+#   netns_stop                   end that mpirun (SIGTERM), for an exit trap
 #   netns_link_bytes             "rx_bytes tx_bytes" of namespace 0's veth end
 #
 # Environment: MINIDL_NETNS (name prefix, default minidl: namespaces minidl-h0 and minidl-h1),
@@ -122,15 +124,30 @@ EOF
   chmod +x "$dir/rsh_agent" "$dir/rank_wrapper"
 }
 
+NETNS_MPIRUN_PID=""
+
 netns_mpirun() {
-  local dir="$1"
+  local dir="$1" status=0
   shift
   # --bind-to none: both simulated hosts are this machine, so OpenMPI's default (bind each
   # host's first rank to core 0) would stack the ranks on one core; rank_wrapper pins instead.
+  # In the background, so that a trapped signal interrupts `wait` and netns_stop can end it.
   ip netns exec "${NETNS[0]}" unshare --uts /bin/sh -c 'hostname "$0"; exec "$@"' \
     "${NETNS_HOSTNAME[0]}" \
     mpirun -np 2 --hostfile "$dir/hostfile" --map-by node --bind-to none \
     --mca plm_rsh_agent "$dir/rsh_agent" \
     --mca btl tcp,self --mca btl_tcp_if_include "$NETNS_SUBNET" \
-    --mca oob_tcp_if_include "$NETNS_SUBNET" "$@"
+    --mca oob_tcp_if_include "$NETNS_SUBNET" "$@" </dev/null &
+  NETNS_MPIRUN_PID=$!
+  wait "$NETNS_MPIRUN_PID" || status=$?
+  NETNS_MPIRUN_PID=""
+  return "$status"
+}
+
+netns_stop() {
+  if [ -n "$NETNS_MPIRUN_PID" ]; then
+    kill -TERM "$NETNS_MPIRUN_PID" 2>/dev/null || true
+    wait "$NETNS_MPIRUN_PID" 2>/dev/null || true
+    NETNS_MPIRUN_PID=""
+  fi
 }

@@ -69,6 +69,7 @@ args+=("${extra[@]}")
 netns_require
 tmp="$(mktemp -d /tmp/minidl-two-hosts.XXXXXX)"
 cleanup() {
+  netns_stop
   netns_down
   rm -rf "$tmp"
 }
@@ -85,6 +86,8 @@ echo "launch: ip netns exec ${NETNS[0]} unshare --uts (hostname ${NETNS_HOSTNAME
   "--mca oob_tcp_if_include $NETNS_SUBNET RANK_WRAPPER $bin ${args[*]}"
 echo "HOSTFILE:"
 sed 's/^/  /' "$tmp/hostfile"
+echo "RSH_AGENT:"
+sed 's/^/  /' "$tmp/rsh_agent"
 read -r rx0 tx0 < <(netns_link_bytes)
 status=0
 netns_mpirun "$tmp" "$tmp/rank_wrapper" "$bin" "${args[@]}" || status=$?
