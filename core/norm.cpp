@@ -112,7 +112,7 @@ void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, flo
 }
 
 /// The forward's first step in synchronized training: this process's (count, mean, M2) [3C] of
-/// x [N, C, S] in double (two passes: the mean, then the sum of squared deviations), merged
+/// x [N, C, S] (batch_norm_batch_statistics's shifted one-pass sums), as doubles, merged
 /// over the processes by sync.merge_statistics, then saved.mean, saved.inv_std [C] and the
 /// running buffers (each may be null) from the global statistics, running_var unbiased with
 /// the global count.
@@ -123,19 +123,28 @@ void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, floa
   std::vector<double> stats(3 * C, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    double sum = 0.0;
+    if (M == 0) continue;  // a process with no images: count 0
+    // As batch_norm_batch_statistics: one pass of sums around a shift (the first value), float
+    // partial sums per row, double across rows; then M2 = sum((x - mean)^2).
+    const float shift = x[c * S];
+    double sum = 0.0, sq = 0.0;
     for (int64_t n = 0; n < N; ++n) {
       const float* p = x + (n * C + c) * S;
-      for (int64_t i = 0; i < S; ++i) sum += p[i];
+      float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t i = 0; i < S; ++i) {
+        const float d = p[i] - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+      sum += s1;
+      sq += s2;
     }
-    const double mu = M > 0 ? sum / static_cast<double>(M) : 0.0;
-    double m2 = 0.0;  // sum((x - mean)^2)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* p = x + (n * C + c) * S;
-      for (int64_t i = 0; i < S; ++i) m2 += (p[i] - mu) * (p[i] - mu);
-    }
+    const double dmean = sum / static_cast<double>(M);
+    double m2 = sq - dmean * dmean * static_cast<double>(M);
+    if (m2 < 0) m2 = 0;
     stats[3 * c] = static_cast<double>(M);
-    stats[3 * c + 1] = mu;
+    stats[3 * c + 1] = shift + dmean;
     stats[3 * c + 2] = m2;
   }
   sync.merge_statistics(stats);
@@ -285,39 +294,61 @@ void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradO
   float* dx = dx_out.data;
   float* dr = dr_out.data;
   std::vector<double> sums(2 * C, 0.0);
+  // Pass 1, as batch_norm_backward's: this process's sum(dy) and sum(dy * x_hat) per channel
+  // (float partial sums per row, double across rows), and dr.
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    const double mu = mean[c], is = inv_std[c];
-    double s1 = 0.0, s2 = 0.0;
+    const float mu = mean[c], is = inv_std[c];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int64_t n = 0; n < N; ++n) {
-      const int64_t o = (n * C + c) * S;
+      const float* __restrict p = x + (n * C + c) * S;
+      const float* __restrict g = dy + (n * C + c) * S;
+      const float* __restrict yo = y + (n * C + c) * S;
+      float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
       for (int64_t i = 0; i < S; ++i) {
-        const float gi = (relu && !(y[o + i] > 0.0f)) ? 0.0f : dy[o + i];
+        const float gv = g[i], yv = yo[i], xv = p[i];
+        const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
         s1 += gi;
-        s2 += gi * ((x[o + i] - mu) * is);
-        if (dr) dr[o + i] = dr_out.fresh ? gi : dr[o + i] + gi;  // y = max(bn(x) + r, 0)
+        s2 += gi * ((xv - mu) * is);
       }
+      if (dr) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
+        float* __restrict r = dr + (n * C + c) * S;
+        for (int64_t i = 0; i < S; ++i) {
+          const float gv = g[i];
+          const float v = yo[i] > 0.0f ? gv : 0.0f;
+          r[i] = dr_out.fresh ? v : r[i] + v;
+        }
+      }
+      sum_dy += s1;
+      sum_dy_xhat += s2;
     }
-    sums[2 * c] = s1;
-    sums[2 * c + 1] = s2;
-    if (dbeta) dbeta[c] += static_cast<float>(s1);
-    if (dgamma) dgamma[c] += static_cast<float>(s2);
+    sums[2 * c] = sum_dy;
+    sums[2 * c + 1] = sum_dy_xhat;
+    if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+    if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
   }
   saved.sum_gradients(sums);
   if (!dx) return;
   const double M = saved.global_count;
+  // Pass 2: dx = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat)), the sums
+  // and M global.
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    // dx = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat)), global sums
-    const double k = (gamma ? gamma[c] : 1.0f) * static_cast<double>(inv_std[c]);
-    const double a = sums[2 * c] / M, b = sums[2 * c + 1] / M;
-    const double mu = mean[c], is = inv_std[c];
+    const float mu = mean[c], is = inv_std[c];
+    const float k = (gamma ? gamma[c] : 1.0f) * is;
+    const float a = static_cast<float>(sums[2 * c] / M);
+    const float b = static_cast<float>(sums[2 * c + 1] / M);
     for (int64_t n = 0; n < N; ++n) {
-      const int64_t o = (n * C + c) * S;
+      const float* __restrict p = x + (n * C + c) * S;
+      const float* __restrict g = dy + (n * C + c) * S;
+      const float* __restrict yo = y + (n * C + c) * S;
+      float* d = dx + (n * C + c) * S;
       for (int64_t i = 0; i < S; ++i) {
-        const float gi = (relu && !(y[o + i] > 0.0f)) ? 0.0f : dy[o + i];
-        const float v = static_cast<float>(k * (gi - a - (x[o + i] - mu) * is * b));
-        dx[o + i] = dx_out.fresh ? v : dx[o + i] + v;
+        const float gv = g[i], yv = yo[i], xv = p[i];
+        const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
+        const float v = k * (gi - a - (xv - mu) * is * b);
+        d[i] = dx_out.fresh ? v : d[i] + v;
       }
     }
   }
