@@ -93,6 +93,6 @@ class CountingGroup : public ProcessGroup {
 };
 
 /// FNV-1a 64-bit hash of `bytes` bytes at `data`, continuing from `h` (replica checks).
-uint64_t hash_bytes(const void* data, size_t bytes, uint64_t h = 1469598103934665603ull);
+uint64_t hash_bytes(const void* data, size_t bytes, uint64_t h = 14695981039346656037ull);
 
 }  // namespace minidl::dist
