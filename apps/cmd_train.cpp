@@ -168,6 +168,7 @@ void run(TrainArgs& a, CLI::App* sub) {
   }
   o.data = resolve_data_dir(o.data);
   if (given("--bn-sync")) o.bn_sync = a.o.bn_sync;
+  if (given("--bn-group-size")) o.bn_group_size = a.o.bn_group_size;
   if (given("--allreduce")) o.reduction = a.o.reduction;
   // Under mpirun every process runs this; rank 0 alone prints and writes.
   const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
@@ -289,6 +290,11 @@ Command add_train(CLI::App& app) {
   add_enum_option(t, "--bn-sync", o.bn_sync,
                   "data parallelism (mpirun -np N): BatchNorm statistics per process or over the "
                   "global batch");
+  t->add_option("--bn-group-size", o.bn_group_size,
+                "ghost batches: BatchNorm statistics per group of G consecutive images of each "
+                "batch (the last group smaller if G does not divide it); 0: the whole batch")
+      ->capture_default_str()
+      ->check(integer_in(0, 65536));
   add_enum_option(t, "--allreduce", o.reduction,
                   "data parallelism: how gradients are summed over the processes");
   t->add_flag("--profile", a->profile,

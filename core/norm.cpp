@@ -354,11 +354,72 @@ void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradO
   }
 }
 
+/// Ghost batch normalization (Hoffer, Hubara & Soudry 2017), training only: the batch's images
+/// in groups of G consecutive images (the last group smaller when G does not divide N), each
+/// normalized with its own statistics, the running buffers updated from each group in order.
+/// This is exactly batch_norm applied to each slice x[g G : (g + 1) G] in sequence (PyTorch: one
+/// BatchNorm2d called on each slice, then torch.cat): the same functions run on each slice.
+/// Shapes as batch_norm_op; the caller has checked them.
+Tensor ghost_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                        Tensor running_mean, Tensor running_var, float momentum, float eps,
+                        bool relu, const Tensor& residual, int64_t G) {
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
+  std::vector<BatchNormSaved> groups;
+  std::vector<std::pair<int64_t, int64_t>> bounds;  // images [begin, end) of each group
+  for (int64_t n0 = 0; n0 < N; n0 += G) bounds.emplace_back(n0, std::min(N, n0 + G));
+  if ((bounds.back().second - bounds.back().first) * S <= 1) {
+    throw std::invalid_argument(
+        "batch_norm: group_size " + std::to_string(G) + " leaves a last group of " +
+        std::to_string(bounds.back().second - bounds.back().first) + " image(s) of " +
+        std::to_string(S) + " value(s) per channel, input shape " + shape_str(x.shape()) +
+        "; a group needs more than 1 value per channel");
+  }
+  Tensor y = Tensor::empty(x.shape());
+  for (const auto& [n0, n1] : bounds) {
+    BatchNormSaved saved;
+    saved.training = true;
+    saved.relu = relu;
+    const int64_t off = n0 * C * S;
+    batch_norm_batch_statistics(saved,
+                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
+                                running_var.defined() ? running_var.mutable_data() : nullptr,
+                                x.data() + off, n1 - n0, C, S, momentum, eps);
+    batch_norm_forward(y.mutable_data() + off, saved, x.data() + off,
+                       weight.defined() ? weight.data() : nullptr,
+                       bias.defined() ? bias.data() : nullptr,
+                       residual.defined() ? residual.data() + off : nullptr, n1 - n0, C, S);
+    groups.push_back(std::move(saved));
+  }
+  if (!needs_graph({&x, &weight, &bias, &residual})) return y;
+  TensorImpl* out = y.impl();
+  attach_node(
+      y, {x, weight, bias, residual},
+      [x, weight, bias, residual, out, groups = std::move(groups), bounds, C, S]() {
+        const GradOut dr = detail::grad_for_write_or_null(residual);
+        const GradOut dx = detail::grad_for_write_or_null(x);
+        float* dgamma = detail::grad_or_null(weight);
+        float* dbeta = detail::grad_or_null(bias);
+        for (size_t g = 0; g < groups.size(); ++g) {
+          const auto [n0, n1] = bounds[g];
+          const int64_t off = n0 * C * S;
+          batch_norm_backward(GradOut{dx.data ? dx.data + off : nullptr, dx.fresh}, dgamma, dbeta,
+                              GradOut{dr.data ? dr.data + off : nullptr, dr.fresh},
+                              out->grad.data() + off, groups[g], out->storage->data() + off,
+                              x.data() + off, weight.defined() ? weight.data() : nullptr, n1 - n0,
+                              C, S);
+        }
+      },
+      residual.defined() ? "batch_norm_add_relu"
+      : relu             ? "batch_norm_relu"
+                         : "batch_norm");
+  return y;
+}
+
 /// Checks the shapes, computes the statistics, runs batch_norm_forward and records the node that
 /// runs batch_norm_backward.
 Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                      Tensor running_var, bool training, float momentum, float eps, bool relu,
-                     const Tensor& residual, const BatchNormSync* sync) {
+                     const Tensor& residual, const BatchNormSync* sync, int64_t group_size) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
@@ -380,6 +441,10 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         shape_str(x.shape()) + " (use eval mode, or a batch larger than 1)");
   }
 
+  if (training && !synced && group_size > 0 && group_size < N) {
+    return ghost_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, relu,
+                            residual, group_size);
+  }
   BatchNormSaved saved;
   saved.training = training;
   saved.relu = relu;
@@ -424,27 +489,28 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, float momentum, float eps,
-                  const BatchNormSync* sync) {
+                  const BatchNormSync* sync, int64_t group_size) {
   profiler::Scope _prof("batch_norm");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, false,
-                       Tensor(), sync);
+                       Tensor(), sync, group_size);
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
-                       float eps, const BatchNormSync* sync) {
+                       float eps, const BatchNormSync* sync, int64_t group_size) {
   profiler::Scope _prof("batch_norm_relu");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
-                       Tensor(), sync);
+                       Tensor(), sync, group_size);
 }
 
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
-                           float eps, const Tensor& residual, const BatchNormSync* sync) {
+                           float eps, const Tensor& residual, const BatchNormSync* sync,
+                           int64_t group_size) {
   profiler::Scope _prof("batch_norm_add_relu");
   if (!residual.defined()) throw std::invalid_argument("batch_norm_add_relu: residual undefined");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
-                       residual, sync);
+                       residual, sync, group_size);
 }
 
 }  // namespace minidl::ops

@@ -85,22 +85,29 @@ struct BatchNormSync {
   std::function<void(std::vector<double>& sums)> sum_gradients;
 };
 
+///
+/// With group_size G > 0 (training only, without sync; ghost batch normalization, Hoffer, Hubara
+/// & Soudry 2017): the images in groups of G consecutive images, the last one smaller when G does
+/// not divide N, each normalized with its own statistics; the running buffers are updated from
+/// each group in turn. Exactly batch_norm applied to each slice in sequence (PyTorch: one
+/// BatchNorm2d called on x[0:G], x[G:2G], ..., then torch.cat). G >= N is plain batch_norm.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, float momentum, float eps,
-                  const BatchNormSync* sync = nullptr);
+                  const BatchNormSync* sync = nullptr, int64_t group_size = 0);
 
 /// relu(batch_norm(...)) fused: one pass writes the output, and the backward applies ReLU's
 /// mask inside BN's two passes (the stem and every block's first BN in a ResNet). Same
 /// arguments, shapes and errors as batch_norm.
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
-                       float eps, const BatchNormSync* sync = nullptr);
+                       float eps, const BatchNormSync* sync = nullptr, int64_t group_size = 0);
 
 /// relu(batch_norm(x, ...) + residual) fused (a ResNet block's tail: bn2, the shortcut sum and
 /// the ReLU in one pass). residual has x's shape; its gradient is dy * (y > 0).
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
-                           float eps, const Tensor& residual, const BatchNormSync* sync = nullptr);
+                           float eps, const Tensor& residual, const BatchNormSync* sync = nullptr,
+                           int64_t group_size = 0);
 
 /// max over KH x KW windows, KH = KW = kernel_size (torch.nn.functional.max_pool2d, padding
 /// counts as -inf). x [N, C, H, W] -> y [N, C, HO, WO], HO = (H + 2 * padding - KH) / stride + 1

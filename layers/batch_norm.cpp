@@ -55,14 +55,14 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
   const ops::BatchNormSync* s = synced ? &sync : nullptr;
   if (residual.defined()) {
     return ops::batch_norm_add_relu(x, weight, bias, running_mean, running_var, is_training(),
-                                    momentum, eps, residual, s);
+                                    momentum, eps, residual, s, group_size);
   }
   if (relu) {
     return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(), momentum,
-                                eps, s);
+                                eps, s, group_size);
   }
   return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps,
-                         s);
+                         s, group_size);
 }
 
 void merge_statistics(dist::ProcessGroup& group, std::vector<double>& stats) {

@@ -81,6 +81,11 @@ class BatchNorm : public Module {
   /// group of one process make no collective call: with one process this is BatchNorm exactly,
   /// as PyTorch's SyncBatchNorm falls back to batch_norm.
   std::shared_ptr<dist::ProcessGroup> sync_group;
+  /// Ghost batches (ops::batch_norm's group_size): in training, statistics per group of
+  /// group_size consecutive images, the last group smaller when it does not divide the batch;
+  /// the running statistics updated from each group in order. 0: the whole batch. Not combined
+  /// with sync_group (a synchronized layer normalizes over the global batch).
+  int64_t group_size = 0;
 
  private:
   Tensor run(const Tensor& x, bool relu, const Tensor& residual);

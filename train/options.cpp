@@ -136,6 +136,9 @@ void validate(const TrainOptions& o) {
   if (o.limit_test == 0 || o.limit_test < -1) bad("limit_test", "must be >= 1");
   if (o.tta < 0 || o.tta > 2) bad("tta", "must be 0, 1 or 2, got " + std::to_string(o.tta));
   if (o.eval_batch_size < 1) bad("eval_batch_size", "must be >= 1");
+  if (o.bn_group_size < 0) bad("bn_group_size", "must be >= 0");
+  if (o.bn_group_size > 0 && o.bn_sync == BnSync::kGlobal)
+    bad("bn_group_size", "and bn_sync global exclude each other (global: the whole batch)");
   if (o.schedule == optim::ScheduleKind::kPiecewise && o.recipe != Recipe::kAirbench94)
     bad("schedule", "piecewise is airbench94's (its knots are set by the recipe)");
   data::normalization_named(o.normalize, "normalize");

@@ -122,6 +122,10 @@ struct TrainOptions {
   int tta = 0;
   BnSync bn_sync = BnSync::kNone;                         ///< saved in config.json only when global
   GradientReduction reduction = GradientReduction::kMpi;  ///< saved only when ordered
+  /// Ghost batches (BatchNorm::group_size): training statistics per group of this many
+  /// consecutive images of each process's batch, the last group smaller when it does not divide
+  /// the batch; 0: the whole batch. Saved in config.json only when > 0.
+  int64_t bn_group_size = 0;
   /// Save the training state after every epoch (train_state.safetensors: --resume); false: the
   /// checkpoint is written once, after the last epoch (airbench94, whose lookahead state is not
   /// saved).

@@ -174,6 +174,7 @@ json config_to_json(const TrainOptions& o) {
   // the checkpoints that embed it, stay byte-identical).
   if (c.bn_sync != BnSync::kNone) write_field(j, "bn_sync", named(c.bn_sync));
   if (c.reduction != GradientReduction::kMpi) write_field(j, "reduction", named(c.reduction));
+  if (c.bn_group_size > 0) j["bn_group_size"] = c.bn_group_size;
   return j;
 }
 
@@ -197,6 +198,7 @@ TrainOptions config_from_json(const json& j) {
   for_each_field(c, [&](const char* key, auto&& field) { read_field(j, key, field); });
   read_field(j, "bn_sync", named(c.bn_sync));
   read_field(j, "reduction", named(c.reduction));
+  read_field(j, "bn_group_size", c.bn_group_size);
   return c;
 }
 

@@ -241,8 +241,9 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     }
   }
   const int64_t trainable = optim::count_trainable(model, masks);
-  if (o.bn_sync == BnSync::kGlobal) {
-    for (BatchNorm* bn : model.modules_of<BatchNorm>()) bn->sync_group = group_;
+  for (BatchNorm* bn : model.modules_of<BatchNorm>()) {
+    if (o.bn_sync == BnSync::kGlobal) bn->sync_group = group_;
+    bn->group_size = o.bn_group_size;
   }
 
   data::LoaderOptions lo = loader_options(o, train.size());
