@@ -1,5 +1,7 @@
 // Data-parallel training under MPI (ctest: mpiexec -n 2 and -n 3): what crosses the network per
 // step, replicas that stay bit-identical, and a distributed run split by stop_after / resume.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -21,10 +23,15 @@ std::string data_dir() {
   return d;
 }
 
-/// A folder that every rank names alike (rank 0 writes into it).
+/// A folder that every rank names alike (rank 0 writes into it), unique to this job: ctest runs
+/// the 2- and 3-process jobs at the same time.
 std::string shared_dir(const std::string& name) {
-  const std::string d = (std::filesystem::temp_directory_path() / ("minidl_mpi_" + name)).string();
   auto g = dist::default_group();
+  uint64_t job = static_cast<uint64_t>(getpid());  // rank 0's
+  g->broadcast(&job, 1, 0);
+  const std::string d =
+      (std::filesystem::temp_directory_path() / ("minidl_mpi_" + name + "_" + std::to_string(job)))
+          .string();
   if (g->rank() == 0) std::filesystem::remove_all(d);
   g->barrier();
   return d;
