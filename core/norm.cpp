@@ -64,6 +64,33 @@ void batch_norm_running_statistics(BatchNormSaved& saved, const float* running_m
   }
 }
 
+/// Mean and M2 = sum((x - mean)^2) of channel c of x [N, C, S] (N * S > 0), in one pass of
+/// sums around a shift (the channel's first value), which keeps the variance accurate when
+/// |mean| >> std: float partial sums per row (omp simd), double across rows.
+struct Moments2 {
+  double mean, m2;
+};
+inline Moments2 channel_moments(const float* x, int64_t N, int64_t C, int64_t S, int64_t c) {
+  const int64_t M = N * S;
+  const float shift = x[c * S];
+  double sum = 0.0, sq = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* p = x + (n * C + c) * S;
+    float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = 0; i < S; ++i) {
+      const float d = p[i] - shift;
+      s1 += d;
+      s2 += d * d;
+    }
+    sum += s1;
+    sq += s2;
+  }
+  const double dmean = sum / static_cast<double>(M);
+  sq -= dmean * dmean * static_cast<double>(M);
+  return {shift + dmean, sq < 0 ? 0.0 : sq};  // mean = sum(x) / M
+}
+
 /// The forward's first step in training: saved.mean, saved.inv_std [C] from the mean and biased
 /// variance of x [N, C, S] (M = N * S values per channel), and running_mean, running_var [C]
 /// (each may be null) updated with `momentum`, running_var from the unbiased variance.
@@ -77,27 +104,9 @@ void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, flo
   float* inv_std = saved.inv_std.data();
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    // One pass: sum and sum of squares around a shift (the first value) keep the variance
-    // accurate when |mean| >> std; float partial sums per row, double across rows.
-    const float shift = x[c * S];
-    double sum = 0.0, sq = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* p = x + (n * C + c) * S;
-      float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t i = 0; i < S; ++i) {
-        const float d = p[i] - shift;
-        s1 += d;
-        s2 += d * d;
-      }
-      sum += s1;
-      sq += s2;
-    }
-    const double dmean = sum / static_cast<double>(M);
-    const double mu = shift + dmean;  // mean = sum(x) / M
-    sq -= dmean * dmean * static_cast<double>(M);
-    if (sq < 0) sq = 0;
-    const double var = sq / static_cast<double>(M);  // var = sum((x - mean)^2) / M
+    const Moments2 m = channel_moments(x, N, C, S, c);
+    const double mu = m.mean;
+    const double var = m.m2 / static_cast<double>(M);  // var = sum((x - mean)^2) / M
     mean[c] = static_cast<float>(mu);
     inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));  // 1 / sqrt(var + eps)
     // running = (1 - momentum) running + momentum batch, the variance unbiased (M / (M - 1))
@@ -123,29 +132,11 @@ void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, floa
   std::vector<double> stats(3 * C, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    if (M == 0) continue;  // a process with no images: count 0
-    // As batch_norm_batch_statistics: one pass of sums around a shift (the first value), float
-    // partial sums per row, double across rows; then M2 = sum((x - mean)^2).
-    const float shift = x[c * S];
-    double sum = 0.0, sq = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* p = x + (n * C + c) * S;
-      float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t i = 0; i < S; ++i) {
-        const float d = p[i] - shift;
-        s1 += d;
-        s2 += d * d;
-      }
-      sum += s1;
-      sq += s2;
-    }
-    const double dmean = sum / static_cast<double>(M);
-    double m2 = sq - dmean * dmean * static_cast<double>(M);
-    if (m2 < 0) m2 = 0;
+    if (M == 0) continue;                               // a process with no images: count 0
+    const Moments2 m = channel_moments(x, N, C, S, c);  // as batch_norm_batch_statistics
     stats[3 * c] = static_cast<double>(M);
-    stats[3 * c + 1] = shift + dmean;
-    stats[3 * c + 2] = m2;
+    stats[3 * c + 1] = m.mean;
+    stats[3 * c + 2] = m.m2;
   }
   sync.merge_statistics(stats);
   saved.mean.resize(C);
@@ -200,6 +191,75 @@ void batch_norm_forward(float* y, const BatchNormSaved& saved, const float* x, c
   }
 }
 
+/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat), dy' = dy masked
+/// by (y > 0) when relu (every load unconditional, so the mask is a vector select), float
+/// partial sums per row, double across rows; and dr = dy' (= when dr.fresh, else +=) when
+/// dr.data is set. x, dy, y, dr [N, C, S]; mu, is: channel c's mean and inv_std.
+inline std::pair<double, double> channel_gradient_sums(GradOut dr_out, const float* dy,
+                                                       const float* y, const float* x, int64_t N,
+                                                       int64_t C, int64_t S, int64_t c, float mu,
+                                                       float is, bool relu) {
+  double sum_dy = 0.0, sum_dy_xhat = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* __restrict p = x + (n * C + c) * S;
+    const float* __restrict g = dy + (n * C + c) * S;
+    const float* __restrict yo = y + (n * C + c) * S;
+    float s1 = 0.0f, s2 = 0.0f;
+    if (relu) {
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t i = 0; i < S; ++i) {
+        const float gv = g[i], yv = yo[i], xv = p[i];
+        const float gi = yv > 0.0f ? gv : 0.0f;
+        s1 += gi;
+        s2 += gi * ((xv - mu) * is);
+      }
+    } else {
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t i = 0; i < S; ++i) {
+        s1 += g[i];
+        s2 += g[i] * ((p[i] - mu) * is);
+      }
+    }
+    if (dr_out.data) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
+      float* __restrict r = dr_out.data + (n * C + c) * S;
+      if (dr_out.fresh) {
+        for (int64_t i = 0; i < S; ++i) {
+          const float gv = g[i];
+          r[i] = yo[i] > 0.0f ? gv : 0.0f;
+        }
+      } else {
+        for (int64_t i = 0; i < S; ++i) {
+          const float gv = g[i];
+          r[i] += yo[i] > 0.0f ? gv : 0.0f;
+        }
+      }
+    }
+    sum_dy += s1;
+    sum_dy_xhat += s2;
+  }
+  return {sum_dy, sum_dy_xhat};
+}
+
+/// dx of channel c (= when dx.fresh, else +=): training, dx = k (dy' - a - x_hat b) with
+/// k = gamma inv_std, a = sum(dy) / M, b = sum(dy x_hat) / M; eval, dx = k dy' (x not read, so
+/// an infinite x cannot turn into 0 * inf = NaN). dy' as in channel_gradient_sums.
+inline void channel_dx(GradOut dx_out, const float* dy, const float* y, const float* x, int64_t N,
+                       int64_t C, int64_t S, int64_t c, float mu, float is, float k, float a,
+                       float b, bool training, bool relu) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* __restrict p = x + (n * C + c) * S;
+    const float* __restrict g = dy + (n * C + c) * S;
+    const float* __restrict yo = y + (n * C + c) * S;
+    float* d = dx_out.data + (n * C + c) * S;
+    for (int64_t i = 0; i < S; ++i) {
+      const float gv = g[i], yv = yo[i], xv = p[i];
+      const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
+      const float v = training ? k * (gi - a - (xv - mu) * is * b) : k * gi;
+      d[i] = dx_out.fresh ? v : d[i] + v;
+    }
+  }
+}
+
 /// The gradients of batch_norm_forward from dy [N, C, S], what the forward saved, its output y and
 /// its inputs x [N, C, S], gamma [C] (may be null): dx [N, C, S] (= when dx.fresh, else +=),
 /// dgamma, dbeta [C] (+=) and dr [N, C, S] (the residual's, = when dr.fresh, else +=); each
@@ -208,77 +268,22 @@ void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr
                          const float* dy, const BatchNormSaved& saved, const float* y,
                          const float* x, const float* gamma, int64_t N, int64_t C, int64_t S) {
   const int64_t M = N * S;
-  const float* mean = saved.mean.data();
-  const float* inv_std = saved.inv_std.data();
   const bool training = saved.training, relu = saved.relu;
-  float* dx = dx_out.data;
-  float* dr = dr_out.data;
-  const bool dx_fresh = dx_out.fresh, dr_fresh = dr_out.fresh;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    const float mu = mean[c], is = inv_std[c];
-    // dbeta = sum(dy), dgamma = sum(dy * x_hat). Every load is unconditional, so the
-    // ReLU mask is a vector select.
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* __restrict p = x + (n * C + c) * S;
-      const float* __restrict g = dy + (n * C + c) * S;
-      const float* __restrict yo = y + (n * C + c) * S;
-      float s1 = 0.0f, s2 = 0.0f;
-      if (relu) {
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t i = 0; i < S; ++i) {
-          const float gv = g[i], yv = yo[i], xv = p[i];
-          const float gi = yv > 0.0f ? gv : 0.0f;
-          s1 += gi;
-          s2 += gi * ((xv - mu) * is);
-        }
-      } else {
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t i = 0; i < S; ++i) {
-          s1 += g[i];
-          s2 += g[i] * ((p[i] - mu) * is);
-        }
-      }
-      if (dr) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
-        float* __restrict r = dr + (n * C + c) * S;
-        if (dr_fresh) {
-          for (int64_t i = 0; i < S; ++i) {
-            const float gv = g[i];
-            r[i] = yo[i] > 0.0f ? gv : 0.0f;
-          }
-        } else {
-          for (int64_t i = 0; i < S; ++i) {
-            const float gv = g[i];
-            r[i] += yo[i] > 0.0f ? gv : 0.0f;
-          }
-        }
-      }
-      sum_dy += s1;
-      sum_dy_xhat += s2;
-    }
+    const float mu = saved.mean[c], is = saved.inv_std[c];
+    // dbeta = sum(dy), dgamma = sum(dy * x_hat)
+    const auto [sum_dy, sum_dy_xhat] =
+        channel_gradient_sums(dr_out, dy, y, x, N, C, S, c, mu, is, relu);
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
     if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
-    if (!dx) continue;
-    const float gm = gamma ? gamma[c] : 1.0f;
+    if (!dx_out.data) continue;
     // Training: dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma).
-    // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy
-    // (x is not read, so an infinite x cannot turn into 0 * inf = NaN).
-    const float k = gm * is;
+    // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy.
+    const float k = (gamma ? gamma[c] : 1.0f) * is;
     const float a = training ? static_cast<float>(sum_dy / M) : 0.0f;
     const float b = training ? static_cast<float>(sum_dy_xhat / M) : 0.0f;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* __restrict p = x + (n * C + c) * S;
-      const float* __restrict g = dy + (n * C + c) * S;
-      const float* __restrict yo = y + (n * C + c) * S;
-      float* d = dx + (n * C + c) * S;
-      for (int64_t i = 0; i < S; ++i) {
-        const float gv = g[i], yv = yo[i], xv = p[i];
-        const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
-        const float v = training ? k * (gi - a - (xv - mu) * is * b) : k * gi;
-        d[i] = dx_fresh ? v : d[i] + v;
-      }
-    }
+    channel_dx(dx_out, dy, y, x, N, C, S, c, mu, is, k, a, b, training, relu);
   }
 }
 
@@ -288,69 +293,26 @@ void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr
 void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr_out,
                               const float* dy, const BatchNormSaved& saved, const float* y,
                               const float* x, const float* gamma, int64_t N, int64_t C, int64_t S) {
-  const float* mean = saved.mean.data();
-  const float* inv_std = saved.inv_std.data();
-  const bool relu = saved.relu;
-  float* dx = dx_out.data;
-  float* dr = dr_out.data;
   std::vector<double> sums(2 * C, 0.0);
-  // Pass 1, as batch_norm_backward's: this process's sum(dy) and sum(dy * x_hat) per channel
-  // (float partial sums per row, double across rows), and dr.
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    const float mu = mean[c], is = inv_std[c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* __restrict p = x + (n * C + c) * S;
-      const float* __restrict g = dy + (n * C + c) * S;
-      const float* __restrict yo = y + (n * C + c) * S;
-      float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t i = 0; i < S; ++i) {
-        const float gv = g[i], yv = yo[i], xv = p[i];
-        const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
-        s1 += gi;
-        s2 += gi * ((xv - mu) * is);
-      }
-      if (dr) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
-        float* __restrict r = dr + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) {
-          const float gv = g[i];
-          const float v = yo[i] > 0.0f ? gv : 0.0f;
-          r[i] = dr_out.fresh ? v : r[i] + v;
-        }
-      }
-      sum_dy += s1;
-      sum_dy_xhat += s2;
-    }
+  for (int64_t c = 0; c < C; ++c) {  // this process's sums, and dr
+    const auto [sum_dy, sum_dy_xhat] = channel_gradient_sums(
+        dr_out, dy, y, x, N, C, S, c, saved.mean[c], saved.inv_std[c], saved.relu);
     sums[2 * c] = sum_dy;
     sums[2 * c + 1] = sum_dy_xhat;
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
     if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
   }
   saved.sum_gradients(sums);
-  if (!dx) return;
+  if (!dx_out.data) return;
   const double M = saved.global_count;
-  // Pass 2: dx = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat)), the sums
-  // and M global.
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    const float mu = mean[c], is = inv_std[c];
+  for (int64_t c = 0; c < C; ++c) {  // dx with the global sums and count
+    const float is = saved.inv_std[c];
     const float k = (gamma ? gamma[c] : 1.0f) * is;
-    const float a = static_cast<float>(sums[2 * c] / M);
-    const float b = static_cast<float>(sums[2 * c + 1] / M);
-    for (int64_t n = 0; n < N; ++n) {
-      const float* __restrict p = x + (n * C + c) * S;
-      const float* __restrict g = dy + (n * C + c) * S;
-      const float* __restrict yo = y + (n * C + c) * S;
-      float* d = dx + (n * C + c) * S;
-      for (int64_t i = 0; i < S; ++i) {
-        const float gv = g[i], yv = yo[i], xv = p[i];
-        const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
-        const float v = k * (gi - a - (xv - mu) * is * b);
-        d[i] = dx_out.fresh ? v : d[i] + v;
-      }
-    }
+    channel_dx(dx_out, dy, y, x, N, C, S, c, saved.mean[c], is, k,
+               static_cast<float>(sums[2 * c] / M), static_cast<float>(sums[2 * c + 1] / M),
+               /*training=*/true, saved.relu);
   }
 }
 
