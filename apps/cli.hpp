@@ -10,6 +10,7 @@
 #include "core/enum_names.hpp"
 #include "core/profiler.hpp"
 #include "optim/freeze.hpp"
+#include "train/trainer.hpp"
 
 namespace minidl::app {
 
@@ -28,6 +29,10 @@ Command add_bench(CLI::App& app);
 Command add_bn_stats(CLI::App& app);
 Command add_recalibrate(CLI::App& app);
 Command add_experiment(CLI::App& app);
+
+/// The per-epoch line of `train` and `experiment bn-only` (apps/cmd_train.cpp): epoch, train
+/// loss and accuracy, test loss and accuracy ("-" when not evaluated), lr, seconds, images/s.
+void print_epoch_line(const train::EpochEnd& e);
 
 /// A CLI11 check: an integer in [lo, hi], refused with the range in words
 /// ("must be an integer from 1 to 256, got 0"). CLI11 prefixes the flag's name.

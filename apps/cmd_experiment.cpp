@@ -108,15 +108,7 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
     std::printf("\n=== %s, variant %s%s ===\n", model.c_str(), name_of(v).c_str(),
                 done > 0 ? (", from epoch " + std::to_string(done)).c_str() : "");
   };
-  c.callbacks.on_epoch_end = [](const train::EpochEnd& e) {
-    std::printf(
-        "epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  lr %.4g  "
-        "%.1fs  %.0f img/s\n",
-        static_cast<long long>(e.row.epoch), static_cast<long long>(e.epochs), e.row.train_loss,
-        100 * e.row.train_accuracy, e.row.test_loss.value_or(0),
-        100 * e.row.test_accuracy.value_or(0), e.row.lr, e.row.seconds, e.row.images_per_second);
-    std::fflush(stdout);
-  };
+  c.callbacks.on_epoch_end = print_epoch_line;
   experiments::BnOnlyReport r;
   try {
     r = sweep ? experiments::run_bn_only_sweep(c) : experiments::run_bn_only(c);

@@ -87,16 +87,7 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
     if (st->profile) st->profile->stop();
   };
   cb.on_epoch_end = [st](const train::EpochEnd& e) {
-    char loss[16] = "     -", acc[16] = "     - ";
-    if (e.test) {
-      std::snprintf(loss, sizeof loss, "%.4f", e.test->loss);
-      std::snprintf(acc, sizeof acc, "%6.2f%%", 100 * e.test->accuracy());
-    }
-    std::printf(
-        "epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %s acc %s  lr %.4g  %.1fs  "
-        "%.0f img/s\n",
-        static_cast<long long>(e.row.epoch), static_cast<long long>(e.epochs), e.row.train_loss,
-        100 * e.row.train_accuracy, loss, acc, e.row.lr, e.row.seconds, e.row.images_per_second);
+    print_epoch_line(e);
     if (st->profile) {
       std::printf(
           "per-op profile of epoch %lld (%lld batches, training loop %.3f s, evaluation "
@@ -204,6 +195,20 @@ void run(TrainArgs& a, CLI::App* sub) {
 }
 
 }  // namespace
+
+void print_epoch_line(const train::EpochEnd& e) {
+  char loss[16] = "     -", acc[16] = "     - ";
+  if (e.test) {
+    std::snprintf(loss, sizeof loss, "%.4f", e.test->loss);
+    std::snprintf(acc, sizeof acc, "%6.2f%%", 100 * e.test->accuracy());
+  }
+  std::printf(
+      "epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %s acc %s  lr %.4g  %.1fs  "
+      "%.0f img/s\n",
+      static_cast<long long>(e.row.epoch), static_cast<long long>(e.epochs), e.row.train_loss,
+      100 * e.row.train_accuracy, loss, acc, e.row.lr, e.row.seconds, e.row.images_per_second);
+  std::fflush(stdout);
+}
 
 Command add_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
