@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -60,18 +61,36 @@ std::string with_flag_names(const std::string& message) {
                                      "schedule",        "variants",        "models",  "model",
                                      "probes",          "layer",           "data",    "recipe",
                                      "eval_batch_size", "bn_group_size",   "bn_sync"};
+  auto flag_of = [](const std::string& param) {
+    std::string flag = "--" + param;
+    for (char& c : flag) c = c == '_' ? '-' : c;
+    return flag;
+  };
+  // A name with '_' cannot be an English word: each whole-word one after the first is renamed
+  // too ("bn_group_size and bn_sync exact exclude each other").
+  auto rename_inner = [&](std::string text) {
+    for (const char* param : same) {
+      const std::string p = param;
+      if (p.find('_') == std::string::npos) continue;
+      for (size_t at = text.find(p); at != std::string::npos; at = text.find(p, at + 1)) {
+        const bool starts = at == 0 || !(std::isalnum(static_cast<unsigned char>(text[at - 1])) ||
+                                         text[at - 1] == '_' || text[at - 1] == '-');
+        const size_t e = at + p.size();
+        const bool ends = e == text.size() ||
+                          !(std::isalnum(static_cast<unsigned char>(text[e])) || text[e] == '_');
+        if (starts && ends) text.replace(at, p.size(), flag_of(p));
+      }
+    }
+    return text;
+  };
   const size_t end = message.find_first_of(" :");
   if (end == std::string::npos) return message;
   const std::string word = message.substr(0, end);
   for (const auto& [param, flag] : renamed) {
-    if (word == param) return flag + message.substr(end);
+    if (word == param) return flag + rename_inner(message.substr(end));
   }
   for (const char* param : same) {
-    if (word == param) {
-      std::string flag = "--" + word;
-      for (char& c : flag) c = c == '_' ? '-' : c;
-      return flag + message.substr(end);
-    }
+    if (word == param) return flag_of(word) + rename_inner(message.substr(end));
   }
   return message;
 }

@@ -63,7 +63,9 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
     if (f.world_size > 1) {
       std::printf("data-parallel: %d processes, global batch %lld, BatchNorm statistics %s\n",
                   f.world_size, static_cast<long long>(o.batch_size),
-                  o.bn_sync == train::BnSync::kGlobal ? "synchronized (global)" : "per process");
+                  o.bn_sync == train::BnSync::kNone
+                      ? "per process"
+                      : ("synchronized (" + name_of(o.bn_sync) + ")").c_str());
     }
     std::fflush(stdout);
   };

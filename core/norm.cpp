@@ -49,6 +49,11 @@ struct BatchNormSaved {
   /// backward's sums (empty: this process's batch alone).
   double global_count = 0.0;
   std::function<void(std::vector<double>&)> sum_gradients;
+  /// Partition-independent statistics (BatchNormSync::place set): where this process's images sit
+  /// in the global batch, and the sum of per-image rows over the processes.
+  bool exact = false;
+  BatchNormSync::Place place;
+  std::function<void(std::vector<double>&)> sum_rows;
 };
 
 /// The forward's first step in eval mode: saved.mean = running_mean and
@@ -164,6 +169,85 @@ void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, floa
   saved.sum_gradients = sync.sum_gradients;
 }
 
+/// Channel c's per-image rows of the exact forward: rows_c [T, 2] at this process's images
+/// (first + n) get image n's mean and M2 of its S values of x [N, C, S] (float sums around the
+/// image's first value, omp simd; then double). noinline: one compiled body for every caller.
+[[gnu::noinline]] void exact_channel_moments(double* rows_c, int64_t first, const float* x,
+                                             int64_t N, int64_t C, int64_t S, int64_t c) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* p = x + (n * C + c) * S;
+    const float shift = p[0];
+    float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = 0; i < S; ++i) {
+      const float d = p[i] - shift;
+      s1 += d;
+      s2 += d * d;
+    }
+    const double dmean = static_cast<double>(s1) / static_cast<double>(S);
+    const double m2 = static_cast<double>(s2) - dmean * dmean * static_cast<double>(S);
+    rows_c[(first + n) * 2] = shift + dmean;
+    rows_c[(first + n) * 2 + 1] = m2 < 0 ? 0.0 : m2;
+  }
+}
+
+/// The forward's first step with partition-independent statistics (sync.place set): each image's
+/// (mean, M2) of each channel of x [N, C, S] in double (float sums around the image's first
+/// value, as channel_moments does for a whole channel), placed at this process's rows of a
+/// [total, C, 2] buffer, summed over the processes by sync.sum_rows, then merged image by image in
+/// global order (Chan et al.: n = na + nb, delta = mb - ma, mean = ma + delta nb / n, M2 = M2a +
+/// M2b + delta^2 na nb / n). saved.mean, saved.inv_std and the running buffers (each may be null)
+/// as batch_norm_sync_statistics. Every process, whatever the split, does the same double
+/// arithmetic on the same rows: the statistics are the same bits.
+void batch_norm_exact_statistics(BatchNormSaved& saved, float* running_mean, float* running_var,
+                                 const float* x, int64_t N, int64_t C, int64_t S, float momentum,
+                                 float eps, const BatchNormSync& sync) {
+  const BatchNormSync::Place place = sync.place(N);
+  const int64_t T = place.total;
+  std::vector<double> rows(static_cast<size_t>(C * T * 2), 0.0);  // [C, T, 2]
+  if (S > 0) {
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; ++c)
+      exact_channel_moments(rows.data() + c * T * 2, place.first, x, N, C, S, c);
+  }
+  if (sync.sum_rows) sync.sum_rows(rows);
+  const double count = static_cast<double>(place.total) * static_cast<double>(S);
+  if (!(count > 1)) {
+    throw std::invalid_argument(
+        "batch_norm: expected more than 1 value per channel over all processes when training, "
+        "got " +
+        std::to_string(static_cast<int64_t>(count)));
+  }
+  saved.mean.resize(C);
+  saved.inv_std.resize(C);
+  saved.global_count = count;
+  saved.exact = true;
+  saved.place = place;
+  saved.sum_rows = sync.sum_rows;
+  const double s = static_cast<double>(S);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double n = 0.0, mu = 0.0, m2 = 0.0;
+    for (int64_t i = 0; i < T; ++i) {  // Chan's merge, in global image order
+      const double* row = rows.data() + (c * T + i) * 2;
+      const double total = n + s, delta = row[0] - mu;
+      mu += delta * s / total;
+      m2 += row[1] + delta * delta * n * s / total;
+      n = total;
+    }
+    const double var = m2 / count;  // biased: normalizes
+    saved.mean[c] = static_cast<float>(mu);
+    saved.inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+    if (running_mean) {
+      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mu);
+    }
+    if (running_var) {
+      const double unbiased = m2 / (count - 1.0);
+      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+  }
+}
+
 /// y [N, C, S] = gamma * (x - mean) * inv_std + beta with saved.mean, saved.inv_std [C] (one of
 /// the two functions above), then + residual (may be null) and max(., 0) when saved.relu.
 /// x [N, C, S]; gamma, beta [C] may be null (1 and 0); residual [N, C, S] only with saved.relu.
@@ -191,49 +275,59 @@ void batch_norm_forward(float* y, const BatchNormSaved& saved, const float* x, c
   }
 }
 
-/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat), dy' = dy masked
-/// by (y > 0) when relu (every load unconditional, so the mask is a vector select), float
-/// partial sums per row, double across rows; and dr = dy' (= when dr.fresh, else +=) when
-/// dr.data is set. x, dy, y, dr [N, C, S]; mu, is: channel c's mean and inv_std.
+/// One image's sums of channel c's S values: sum(dy') and sum(dy' * x_hat), dy' = dy masked by
+/// (y > 0) when relu (every load unconditional, so the mask is a vector select), float partial
+/// sums (omp simd); and dr = dy' (= when dr.fresh, else +=) when dr.data is set. p, g, yo, r point
+/// at the image's row of x, dy, y, dr; mu, is: channel c's mean and inv_std.
+inline std::pair<float, float> row_gradient_sums(float* __restrict r, bool r_fresh,
+                                                 const float* __restrict g,
+                                                 const float* __restrict yo,
+                                                 const float* __restrict p, int64_t S, float mu,
+                                                 float is, bool relu) {
+  float s1 = 0.0f, s2 = 0.0f;
+  if (relu) {
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = 0; i < S; ++i) {
+      const float gv = g[i], yv = yo[i], xv = p[i];
+      const float gi = yv > 0.0f ? gv : 0.0f;
+      s1 += gi;
+      s2 += gi * ((xv - mu) * is);
+    }
+  } else {
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = 0; i < S; ++i) {
+      s1 += g[i];
+      s2 += g[i] * ((p[i] - mu) * is);
+    }
+  }
+  if (r) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
+    if (r_fresh) {
+      for (int64_t i = 0; i < S; ++i) {
+        const float gv = g[i];
+        r[i] = yo[i] > 0.0f ? gv : 0.0f;
+      }
+    } else {
+      for (int64_t i = 0; i < S; ++i) {
+        const float gv = g[i];
+        r[i] += yo[i] > 0.0f ? gv : 0.0f;
+      }
+    }
+  }
+  return {s1, s2};
+}
+
+/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat) (row_gradient_sums
+/// per image, double across images), and dr (row_gradient_sums) when dr.data is set. x, dy, y,
+/// dr [N, C, S]; mu, is: channel c's mean and inv_std.
 inline std::pair<double, double> channel_gradient_sums(GradOut dr_out, const float* dy,
                                                        const float* y, const float* x, int64_t N,
                                                        int64_t C, int64_t S, int64_t c, float mu,
                                                        float is, bool relu) {
   double sum_dy = 0.0, sum_dy_xhat = 0.0;
   for (int64_t n = 0; n < N; ++n) {
-    const float* __restrict p = x + (n * C + c) * S;
-    const float* __restrict g = dy + (n * C + c) * S;
-    const float* __restrict yo = y + (n * C + c) * S;
-    float s1 = 0.0f, s2 = 0.0f;
-    if (relu) {
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t i = 0; i < S; ++i) {
-        const float gv = g[i], yv = yo[i], xv = p[i];
-        const float gi = yv > 0.0f ? gv : 0.0f;
-        s1 += gi;
-        s2 += gi * ((xv - mu) * is);
-      }
-    } else {
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t i = 0; i < S; ++i) {
-        s1 += g[i];
-        s2 += g[i] * ((p[i] - mu) * is);
-      }
-    }
-    if (dr_out.data) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
-      float* __restrict r = dr_out.data + (n * C + c) * S;
-      if (dr_out.fresh) {
-        for (int64_t i = 0; i < S; ++i) {
-          const float gv = g[i];
-          r[i] = yo[i] > 0.0f ? gv : 0.0f;
-        }
-      } else {
-        for (int64_t i = 0; i < S; ++i) {
-          const float gv = g[i];
-          r[i] += yo[i] > 0.0f ? gv : 0.0f;
-        }
-      }
-    }
+    const int64_t off = (n * C + c) * S;
+    const auto [s1, s2] = row_gradient_sums(dr_out.data ? dr_out.data + off : nullptr, dr_out.fresh,
+                                            dy + off, y + off, x + off, S, mu, is, relu);
     sum_dy += s1;
     sum_dy_xhat += s2;
   }
@@ -314,6 +408,83 @@ void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradO
                static_cast<float>(sums[2 * c] / M), static_cast<float>(sums[2 * c + 1] / M),
                /*training=*/true, saved.relu);
   }
+}
+
+/// Channel c's per-image rows of the exact backward: rows_c [T, 2] at this process's images
+/// (first + n) get image n's (sum dy', sum dy' * x_hat) (row_gradient_sums: float within the
+/// image), and dr its dy' when dr.data is set. One compiled body
+/// (noinline) for the one-process and the many-process path, so both add the same way.
+[[gnu::noinline]] void exact_channel_rows(double* rows_c, int64_t first, GradOut dr_out,
+                                          const float* dy, const float* y, const float* x,
+                                          int64_t N, int64_t C, int64_t S, int64_t c, float mu,
+                                          float is, bool relu) {
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t off = (n * C + c) * S;
+    const auto [s1, s2] = row_gradient_sums(dr_out.data ? dr_out.data + off : nullptr, dr_out.fresh,
+                                            dy + off, y + off, x + off, S, mu, is, relu);
+    rows_c[(first + n) * 2] = s1;
+    rows_c[(first + n) * 2 + 1] = s2;
+  }
+}
+
+/// Channel c's end of the exact backward from its rows_c [T, 2] (every process's images):
+/// the sums in global image order (double), dgamma and dbeta (+=) on the owner, and dx
+/// (channel_dx with the global count M). noinline for the reason above.
+[[gnu::noinline]] void exact_channel_finish(GradOut dx_out, float* dgamma, float* dbeta,
+                                            const double* rows_c, int64_t T, double M, bool owner,
+                                            const float* dy, const float* y, const float* x,
+                                            const float* gamma, int64_t N, int64_t C, int64_t S,
+                                            int64_t c, float mu, float is, bool relu) {
+  double sum_dy = 0.0, sum_dy_xhat = 0.0;
+  for (int64_t i = 0; i < T; ++i) {  // global image order
+    sum_dy += rows_c[2 * i];
+    sum_dy_xhat += rows_c[2 * i + 1];
+  }
+  if (owner) {
+    if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+    if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
+  }
+  if (!dx_out.data) return;
+  const float k = (gamma ? gamma[c] : 1.0f) * is;
+  channel_dx(dx_out, dy, y, x, N, C, S, c, mu, is, k, static_cast<float>(sum_dy / M),
+             static_cast<float>(sum_dy_xhat / M), /*training=*/true, relu);
+}
+
+/// batch_norm_backward with partition-independent statistics (saved.exact): each image's
+/// (sum dy', sum dy' * x_hat) of each channel (exact_channel_rows), placed at this process's rows
+/// of a [C, T, 2] buffer, summed over the processes by saved.sum_rows (empty with one process:
+/// then each channel finishes in the same pass, while its values are in cache), added image by
+/// image in global order; dx from those sums and the global count; dgamma, dbeta (+=) get the
+/// global sums on the owner process only.
+void batch_norm_exact_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr_out,
+                               const float* dy, const BatchNormSaved& saved, const float* y,
+                               const float* x, const float* gamma, int64_t N, int64_t C,
+                               int64_t S) {
+  const BatchNormSync::Place& place = saved.place;
+  const int64_t T = place.total;
+  const double M = saved.global_count;
+  std::vector<double> rows(static_cast<size_t>(C * T * 2), 0.0);  // [C, T, 2]
+  auto rows_of = [&](int64_t c) {
+    exact_channel_rows(rows.data() + c * T * 2, place.first, dr_out, dy, y, x, N, C, S, c,
+                       saved.mean[c], saved.inv_std[c], saved.relu);
+  };
+  auto finish = [&](int64_t c) {
+    exact_channel_finish(dx_out, dgamma, dbeta, rows.data() + c * T * 2, T, M, place.owner, dy, y,
+                         x, gamma, N, C, S, c, saved.mean[c], saved.inv_std[c], saved.relu);
+  };
+  if (!saved.sum_rows) {  // one process: every row is here
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; ++c) {
+      rows_of(c);
+      finish(c);
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) rows_of(c);
+  saved.sum_rows(rows);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) finish(c);
 }
 
 /// Ghost batch normalization (Hoffer, Hubara & Soudry 2017), training only: the batch's images
@@ -410,7 +581,12 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   BatchNormSaved saved;
   saved.training = training;
   saved.relu = relu;
-  if (synced) {  // the statistics of every process's batch (the global count checked there)
+  if (synced && sync->place) {  // partition-independent: per-image rows in global order
+    batch_norm_exact_statistics(saved,
+                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
+                                running_var.defined() ? running_var.mutable_data() : nullptr,
+                                x.data(), N, C, S, momentum, eps, *sync);
+  } else if (synced) {  // the statistics of every process's batch (the global count checked there)
     batch_norm_sync_statistics(saved,
                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
                                running_var.defined() ? running_var.mutable_data() : nullptr,
@@ -436,7 +612,9 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         // assigned by the dr pass and then accumulated into by the dx pass of the same channel.
         const GradOut dr = detail::grad_for_write_or_null(residual);
         const GradOut dx = detail::grad_for_write_or_null(x);
-        auto backward = saved.sum_gradients ? batch_norm_sync_backward : batch_norm_backward;
+        auto backward = saved.exact           ? batch_norm_exact_backward
+                        : saved.sum_gradients ? batch_norm_sync_backward
+                                              : batch_norm_backward;
         backward(dx, detail::grad_or_null(weight), detail::grad_or_null(bias), dr, out->grad.data(),
                  saved, out->storage->data(), x.data(), weight.defined() ? weight.data() : nullptr,
                  N, C, S);

@@ -83,6 +83,25 @@ struct BatchNormSync {
   /// sums [2 * C] = this process's (sum dy, sum dy * x_hat) of each channel at 2c, 2c + 1;
   /// replaced by their sums over every process.
   std::function<void(std::vector<double>& sums)> sum_gradients;
+
+  /// Partition-independent statistics (set instead of the two above: minidl's `--bn-sync exact`):
+  /// every reduction runs over per-image partials in global image order, so the same global batch
+  /// gives the same bits on any number of processes, one included. Forward: each image's (mean,
+  /// M2) per channel in double (float sums over its S values around its first value), merged
+  /// image by image with Chan et al.'s formula; backward: each image's (sum dy, sum dy * x_hat)
+  /// per channel, added image by image in double. dweight and dbias hold the global sums on the
+  /// process where `place` says `owner` and 0 elsewhere, so that their sum over the processes is
+  /// the global sum exactly (x + 0 = x).
+  struct Place {
+    int64_t first = 0;  ///< this process's first image in the global batch
+    int64_t total = 0;  ///< images in the global batch
+    bool owner = true;  ///< this process holds dweight and dbias (one process: true)
+  };
+  /// Where this process's N images sit in the global batch (a collective: every process calls it).
+  std::function<Place(int64_t N)> place;
+  /// rows [C, total, 2], this process's images filled and the others 0, replaced by the sum over
+  /// the processes (exact: each entry is nonzero on one process at most). Empty on one process.
+  std::function<void(std::vector<double>& rows)> sum_rows;
 };
 
 ///

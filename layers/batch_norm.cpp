@@ -44,8 +44,28 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
                                 ", got " + shape_str(x.shape()));
   }
   ops::BatchNormSync sync;
-  const bool synced = sync_group && sync_group->size() > 1 && is_training();
-  if (synced) {
+  const bool many = sync_group && sync_group->size() > 1;
+  const bool synced = is_training() && (many || exact_statistics);
+  if (synced && exact_statistics && !many) {  // one process: its batch is the global batch
+    sync.place = [](int64_t N) { return ops::BatchNormSync::Place{0, N, true}; };
+  } else if (synced && exact_statistics) {
+    std::shared_ptr<dist::ProcessGroup> g = sync_group;
+    sync.place = [g](int64_t N) {
+      std::vector<uint64_t> counts(static_cast<size_t>(g->size()));
+      const uint64_t mine = static_cast<uint64_t>(N);
+      g->allgather(&mine, 1, counts.data());
+      ops::BatchNormSync::Place p;
+      p.owner = g->rank() == 0;
+      for (int r = 0; r < g->size(); ++r) {
+        if (r < g->rank()) p.first += static_cast<int64_t>(counts[r]);
+        p.total += static_cast<int64_t>(counts[r]);
+      }
+      return p;
+    };
+    sync.sum_rows = [g](std::vector<double>& rows) {
+      g->allreduce_sum(rows.data(), static_cast<int64_t>(rows.size()));
+    };
+  } else if (synced) {
     std::shared_ptr<dist::ProcessGroup> g = sync_group;
     sync.merge_statistics = [g](std::vector<double>& stats) { merge_statistics(*g, stats); };
     sync.sum_gradients = [g](std::vector<double>& sums) {

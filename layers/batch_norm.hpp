@@ -81,6 +81,14 @@ class BatchNorm : public Module {
   /// group of one process make no collective call: with one process this is BatchNorm exactly,
   /// as PyTorch's SyncBatchNorm falls back to batch_norm.
   std::shared_ptr<dist::ProcessGroup> sync_group;
+  /// Partition-independent statistics (ops::BatchNormSync::place; `--bn-sync exact`): training
+  /// reduces statistics and gradient sums from per-image partials in global image order, over
+  /// sync_group's processes (an allgather of each process's image count, then an allreduce of a
+  /// [N_global, C, 2] buffer of doubles per pass) or over this process's batch alone when
+  /// sync_group is unset or of one process. The same global batch then gives the same bits
+  /// however it is split. Costs a little over plain BatchNorm's single-shift sums; eval mode
+  /// is unchanged and makes no collective call. Not combined with group_size.
+  bool exact_statistics = false;
   /// Ghost batches (ops::batch_norm's group_size): in training, statistics per group of
   /// group_size consecutive images, the last group smaller when it does not divide the batch;
   /// the running statistics updated from each group in order. 0: the whole batch. Not combined

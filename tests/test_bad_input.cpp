@@ -186,6 +186,8 @@ TEST_CASE("numeric flags refuse NaN, infinity and out-of-range values, stating t
       {"experiment bn-only --epochs nan", "--epochs: must be an integer from 1 to 100000, got nan"},
       {"train --model resnet1234567890123 --data .", "unknown model \"resnet1234567890123\""},
       {"train --model resnet20_100000 --data .", "width from 1 to 512, got depth 20, width 100000"},
+      {"train --data . --bn-sync exact --bn-group-size 4",
+       "--bn-group-size and --bn-sync exact exclude each other"},
   };
   for (const auto& [args, expected] : cases) {
     INFO(args);

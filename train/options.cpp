@@ -30,7 +30,10 @@ const EnumTable<BnStatsMode>& enum_table(BnStatsMode) {
 const EnumTable<BnSync>& enum_table(BnSync) {
   static const EnumTable<BnSync> t = {
       {BnSync::kNone, "none", "each process normalizes its own slice of the batch"},
-      {BnSync::kGlobal, "global", "synchronized statistics over the global batch"}};
+      {BnSync::kGlobal, "global", "synchronized statistics over the global batch"},
+      {BnSync::kExact, "exact",
+       "global statistics reduced image by image in global order: the same bits on any number "
+       "of processes, one included"}};
   return t;
 }
 
@@ -137,8 +140,9 @@ void validate(const TrainOptions& o) {
   if (o.tta < 0 || o.tta > 2) bad("tta", "must be 0, 1 or 2, got " + std::to_string(o.tta));
   if (o.eval_batch_size < 1) bad("eval_batch_size", "must be >= 1");
   if (o.bn_group_size < 0) bad("bn_group_size", "must be >= 0");
-  if (o.bn_group_size > 0 && o.bn_sync == BnSync::kGlobal)
-    bad("bn_group_size", "and bn_sync global exclude each other (global: the whole batch)");
+  if (o.bn_group_size > 0 && o.bn_sync != BnSync::kNone)
+    bad("bn_group_size", "and bn_sync " + name_of(o.bn_sync) +
+                             " exclude each other (synchronized: the whole batch)");
   if (o.schedule == optim::ScheduleKind::kPiecewise && o.recipe != Recipe::kAirbench94)
     bad("schedule", "piecewise is airbench94's (its knots are set by the recipe)");
   data::normalization_named(o.normalize, "normalize");

@@ -43,7 +43,7 @@ const EnumTable<BnStatsMode>& enum_table(BnStatsMode);
 /// Data parallelism: BatchNorm's statistics over each process's slice of the batch (none, as
 /// PyTorch's BatchNorm2d under DDP) or over the global batch (global: SyncBatchNorm,
 /// layers/batch_norm.hpp). One process: the same either way.
-enum class BnSync { kNone, kGlobal };
+enum class BnSync { kNone, kGlobal, kExact };
 const EnumTable<BnSync>& enum_table(BnSync);
 
 /// Data parallelism: how the gradients are summed over the processes. mpi: MPI_Allreduce (about
@@ -120,7 +120,7 @@ struct TrainOptions {
   int64_t eval_batch_size = 1000;
   /// Test-time augmentation of an extra final evaluation (train/loop.hpp, tta_logits); 0: none.
   int tta = 0;
-  BnSync bn_sync = BnSync::kNone;                         ///< saved in config.json only when global
+  BnSync bn_sync = BnSync::kNone;                         ///< saved in config.json unless none
   GradientReduction reduction = GradientReduction::kMpi;  ///< saved only when ordered
   /// Ghost batches (BatchNorm::group_size): training statistics per group of this many
   /// consecutive images of each process's batch, the last group smaller when it does not divide

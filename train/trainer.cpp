@@ -242,7 +242,8 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   }
   const int64_t trainable = optim::count_trainable(model, masks);
   for (BatchNorm* bn : model.modules_of<BatchNorm>()) {
-    if (o.bn_sync == BnSync::kGlobal) bn->sync_group = group_;
+    if (o.bn_sync != BnSync::kNone) bn->sync_group = group_;
+    bn->exact_statistics = o.bn_sync == BnSync::kExact;
     bn->group_size = o.bn_group_size;
   }
 
@@ -395,7 +396,7 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   if (parallel) {
     meta["world_size"] = std::to_string(world);
     meta["running_statistics"] =
-        o.bn_sync == BnSync::kGlobal
+        o.bn_sync != BnSync::kNone
             ? "synchronized: every process normalized with the global batch's statistics"
             : "rank 0's: each process normalized its own slice of the batch; rank 0's running "
               "statistics were broadcast to every process at the end of each epoch";
