@@ -163,6 +163,7 @@ void run(TrainArgs& a, CLI::App* sub) {
   if (given("--bn-sync")) o.bn_sync = a.o.bn_sync;
   if (given("--bn-group-size")) o.bn_group_size = a.o.bn_group_size;
   if (given("--allreduce")) o.reduction = a.o.reduction;
+  if (given("--bn-renorm")) o.bn_renorm = a.o.bn_renorm;
   // Under mpirun every process runs this; rank 0 alone prints and writes.
   const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
   try {
@@ -302,6 +303,26 @@ Command add_train(CLI::App& app) {
                 "batch (the last group smaller if G does not divide it); 0: the whole batch")
       ->capture_default_str()
       ->check(integer_in(0, 65536));
+  t->add_flag("--bn-renorm", o.bn_renorm,
+              "Batch Renormalization (Ioffe 2017) in every BatchNorm while training: r and d "
+              "correct the batch statistics toward the running ones (freezes nothing)");
+  t->add_option("--renorm-r-max", o.renorm_r_max, "Batch Renorm: r_max after the ramp")
+      ->capture_default_str()
+      ->check(real_in(1, 1e6));
+  t->add_option("--renorm-d-max", o.renorm_d_max, "Batch Renorm: d_max after the ramp")
+      ->capture_default_str()
+      ->check(real_in(0, 1e6));
+  t->add_option_function<std::vector<double>>(
+       "--renorm-ramp",
+       [a](const std::vector<double>& v) {
+         a->o.renorm_ramp_start = v[0];
+         a->o.renorm_ramp_end = v[1];
+       },
+       "Batch Renorm: r_max = 1 and d_max = 0 until START, then linear to the maxima at END "
+       "(fractions of the run's steps; default 0.05 0.5)")
+      ->expected(2)
+      ->type_name("START END")
+      ->check(real_in(0, 1));
   add_enum_option(t, "--allreduce", o.reduction,
                   "data parallelism: how gradients are summed over the processes");
   t->add_flag("--profile", a->profile,

@@ -51,6 +51,8 @@ struct BatchNormSaved {
   std::function<void(std::vector<double>&)> sum_gradients;
   /// Partition-independent statistics (BatchNormSync::place set): where this process's images sit
   /// in the global batch, and the sum of per-image rows over the processes.
+  /// Batch Renormalization's r and d [C] (constants of the backward); empty: plain BatchNorm.
+  std::vector<float> r, d;
   bool exact = false;
   BatchNormSync::Place place;
   std::function<void(std::vector<double>&)> sum_rows;
@@ -275,6 +277,57 @@ void batch_norm_forward(float* y, const BatchNormSaved& saved, const float* x, c
   }
 }
 
+/// Batch Renormalization (Ioffe 2017, Algorithm 1): saved.r and saved.d [C] from the batch's
+/// statistics in saved (mu_B = mean, sigma_B = 1 / inv_std) and the running statistics before
+/// this batch's update (old_mean, old_var [C]): sigma = sqrt(old_var + eps),
+/// r = clip(sigma_B / sigma, 1 / r_max, r_max), d = clip((mu_B - old_mean) / sigma, -d_max, d_max).
+void batch_renorm_corrections(BatchNormSaved& saved, const std::vector<float>& old_mean,
+                              const std::vector<float>& old_var, const BatchRenorm& renorm,
+                              float eps) {
+  const size_t C = saved.mean.size();
+  saved.r.resize(C);
+  saved.d.resize(C);
+  const double r_max = renorm.r_max, d_max = renorm.d_max;
+  for (size_t c = 0; c < C; ++c) {
+    const double sigma = std::sqrt(static_cast<double>(old_var[c]) + eps);
+    const double sigma_b = 1.0 / static_cast<double>(saved.inv_std[c]);
+    const double r = std::clamp(sigma_b / sigma, 1.0 / r_max, r_max);
+    const double d =
+        std::clamp((static_cast<double>(saved.mean[c]) - old_mean[c]) / sigma, -d_max, d_max);
+    saved.r[c] = static_cast<float>(r);
+    saved.d[c] = static_cast<float>(d);
+  }
+}
+
+/// Training on one slice of images (the batch, or one ghost group): the batch statistics and the
+/// running buffers (batch_norm_batch_statistics), Batch Renormalization's r and d when `renorm`
+/// is set (from the running buffers as they were before this slice), then the forward into y:
+/// with renorm, y = gamma r x_tilde + (beta + gamma d) with x_tilde = (x - mu_B) inv_std, i.e.
+/// batch_norm_forward with the affine (gamma r, beta + gamma d). Shapes as batch_norm_forward.
+void batch_norm_train_slice(float* y, BatchNormSaved& saved, float* running_mean,
+                            float* running_var, const float* x, const float* gamma,
+                            const float* beta, const float* residual, int64_t N, int64_t C,
+                            int64_t S, float momentum, float eps, const BatchRenorm* renorm) {
+  std::vector<float> old_mean, old_var;
+  if (renorm) {
+    old_mean.assign(running_mean, running_mean + C);
+    old_var.assign(running_var, running_var + C);
+  }
+  batch_norm_batch_statistics(saved, running_mean, running_var, x, N, C, S, momentum, eps);
+  if (!renorm) {
+    batch_norm_forward(y, saved, x, gamma, beta, residual, N, C, S);
+    return;
+  }
+  batch_renorm_corrections(saved, old_mean, old_var, *renorm, eps);
+  std::vector<float> g(C), b(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const float gc = gamma ? gamma[c] : 1.0f;
+    g[c] = gc * saved.r[c];
+    b[c] = (beta ? beta[c] : 0.0f) + gc * saved.d[c];
+  }
+  batch_norm_forward(y, saved, x, g.data(), b.data(), residual, N, C, S);
+}
+
 /// One image's sums of channel c's S values: sum(dy') and sum(dy' * x_hat), dy' = dy masked by
 /// (y > 0) when relu (every load unconditional, so the mask is a vector select), float partial
 /// sums (omp simd); and dr = dy' (= when dr.fresh, else +=) when dr.data is set. p, g, yo, r point
@@ -362,7 +415,7 @@ void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr
                          const float* dy, const BatchNormSaved& saved, const float* y,
                          const float* x, const float* gamma, int64_t N, int64_t C, int64_t S) {
   const int64_t M = N * S;
-  const bool training = saved.training, relu = saved.relu;
+  const bool training = saved.training, relu = saved.relu, renorm = !saved.r.empty();
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     const float mu = saved.mean[c], is = saved.inv_std[c];
@@ -370,11 +423,19 @@ void batch_norm_backward(GradOut dx_out, float* dgamma, float* dbeta, GradOut dr
     const auto [sum_dy, sum_dy_xhat] =
         channel_gradient_sums(dr_out, dy, y, x, N, C, S, c, mu, is, relu);
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
-    if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
+    // Batch Renorm: y = gamma (r x_tilde + d) + beta  =>  dgamma = r sum(dy x_tilde) + d sum(dy)
+    if (dgamma) {
+      dgamma[c] += renorm ? static_cast<float>(static_cast<double>(saved.r[c]) * sum_dy_xhat +
+                                               static_cast<double>(saved.d[c]) * sum_dy)
+                          : static_cast<float>(sum_dy_xhat);
+    }
     if (!dx_out.data) continue;
     // Training: dx = gamma * inv_std / M * (M * dy - dbeta - x_hat * dgamma).
     // Eval: y = gamma * (x - running_mean) * inv_std + beta  =>  dx = gamma * inv_std * dy.
-    const float k = (gamma ? gamma[c] : 1.0f) * is;
+    // Batch Renorm (r, d constants): dL/dx_tilde = gamma r dy, so gamma becomes gamma r.
+    float g = gamma ? gamma[c] : 1.0f;
+    if (renorm) g *= saved.r[c];
+    const float k = g * is;
     const float a = training ? static_cast<float>(sum_dy / M) : 0.0f;
     const float b = training ? static_cast<float>(sum_dy_xhat / M) : 0.0f;
     channel_dx(dx_out, dy, y, x, N, C, S, c, mu, is, k, a, b, training, relu);
@@ -495,7 +556,7 @@ void batch_norm_exact_backward(GradOut dx_out, float* dgamma, float* dbeta, Grad
 /// Shapes as batch_norm_op; the caller has checked them.
 Tensor ghost_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         Tensor running_mean, Tensor running_var, float momentum, float eps,
-                        bool relu, const Tensor& residual, int64_t G) {
+                        bool relu, const Tensor& residual, int64_t G, const BatchRenorm* renorm) {
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
   std::vector<BatchNormSaved> groups;
   std::vector<std::pair<int64_t, int64_t>> bounds;  // images [begin, end) of each group
@@ -513,14 +574,12 @@ Tensor ghost_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bia
     saved.training = true;
     saved.relu = relu;
     const int64_t off = n0 * C * S;
-    batch_norm_batch_statistics(saved,
-                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
-                                running_var.defined() ? running_var.mutable_data() : nullptr,
-                                x.data() + off, n1 - n0, C, S, momentum, eps);
-    batch_norm_forward(y.mutable_data() + off, saved, x.data() + off,
-                       weight.defined() ? weight.data() : nullptr,
-                       bias.defined() ? bias.data() : nullptr,
-                       residual.defined() ? residual.data() + off : nullptr, n1 - n0, C, S);
+    batch_norm_train_slice(
+        y.mutable_data() + off, saved,
+        running_mean.defined() ? running_mean.mutable_data() : nullptr,
+        running_var.defined() ? running_var.mutable_data() : nullptr, x.data() + off,
+        weight.defined() ? weight.data() : nullptr, bias.defined() ? bias.data() : nullptr,
+        residual.defined() ? residual.data() + off : nullptr, n1 - n0, C, S, momentum, eps, renorm);
     groups.push_back(std::move(saved));
   }
   if (!needs_graph({&x, &weight, &bias, &residual})) return y;
@@ -552,7 +611,8 @@ Tensor ghost_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bia
 /// runs batch_norm_backward.
 Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                      Tensor running_var, bool training, float momentum, float eps, bool relu,
-                     const Tensor& residual, const BatchNormSync* sync, int64_t group_size) {
+                     const Tensor& residual, const BatchNormSync* sync, int64_t group_size,
+                     const BatchRenorm* renorm) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
@@ -568,6 +628,18 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
     check(residual.shape() == x.shape(), "batch_norm_add_relu",
           "residual of x's shape " + shape_str(x.shape()), residual);
   const bool synced = training && sync != nullptr;
+  if (!training) renorm = nullptr;  // eval mode: batch_norm's
+  if (renorm) {
+    if (!(renorm->r_max >= 1.0f) || !(renorm->d_max >= 0.0f)) {
+      throw std::invalid_argument("batch_norm: Batch Renorm needs r_max >= 1 and d_max >= 0, got " +
+                                  std::to_string(renorm->r_max) + " and " +
+                                  std::to_string(renorm->d_max));
+    }
+    if (synced)
+      throw std::invalid_argument("batch_norm: Batch Renorm with synchronized statistics");
+    if (!(running_mean.defined() && running_var.defined()))
+      throw std::invalid_argument("batch_norm: Batch Renorm needs running_mean and running_var");
+  }
   if (training && M <= 1 && !synced) {
     throw std::invalid_argument(
         "batch_norm: expected more than 1 value per channel when training, got input shape " +
@@ -576,12 +648,21 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 
   if (training && !synced && group_size > 0 && group_size < N) {
     return ghost_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, relu,
-                            residual, group_size);
+                            residual, group_size, renorm);
   }
   BatchNormSaved saved;
   saved.training = training;
   saved.relu = relu;
-  if (synced && sync->place) {  // partition-independent: per-image rows in global order
+  Tensor y = Tensor::empty(x.shape());
+  const float* gamma = weight.defined() ? weight.data() : nullptr;
+  const float* beta = bias.defined() ? bias.data() : nullptr;
+  const float* r = residual.defined() ? residual.data() : nullptr;
+  if (training && !synced) {  // updates the running buffers (mutable_data: their version moves)
+    batch_norm_train_slice(y.mutable_data(), saved,
+                           running_mean.defined() ? running_mean.mutable_data() : nullptr,
+                           running_var.defined() ? running_var.mutable_data() : nullptr, x.data(),
+                           gamma, beta, r, N, C, S, momentum, eps, renorm);
+  } else if (synced && sync->place) {  // partition-independent: per-image rows in global order
     batch_norm_exact_statistics(saved,
                                 running_mean.defined() ? running_mean.mutable_data() : nullptr,
                                 running_var.defined() ? running_var.mutable_data() : nullptr,
@@ -591,18 +672,11 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
                                running_var.defined() ? running_var.mutable_data() : nullptr,
                                x.data(), N, C, S, momentum, eps, *sync);
-  } else if (training) {  // updates the running buffers (through mutable_data: their version moves)
-    batch_norm_batch_statistics(saved,
-                                running_mean.defined() ? running_mean.mutable_data() : nullptr,
-                                running_var.defined() ? running_var.mutable_data() : nullptr,
-                                x.data(), N, C, S, momentum, eps);
   } else {  // only reads them (both are defined then, checked above)
     batch_norm_running_statistics(saved, running_mean.data(), running_var.data(), C, eps);
   }
-  Tensor y = Tensor::empty(x.shape());
-  batch_norm_forward(y.mutable_data(), saved, x.data(), weight.defined() ? weight.data() : nullptr,
-                     bias.defined() ? bias.data() : nullptr,
-                     residual.defined() ? residual.data() : nullptr, N, C, S);
+  if (!(training && !synced))
+    batch_norm_forward(y.mutable_data(), saved, x.data(), gamma, beta, r, N, C, S);
   if (!needs_graph({&x, &weight, &bias, &residual})) return y;
   TensorImpl* out = y.impl();
   attach_node(
@@ -629,28 +703,29 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, float momentum, float eps,
-                  const BatchNormSync* sync, int64_t group_size) {
+                  const BatchNormSync* sync, int64_t group_size, const BatchRenorm* renorm) {
   profiler::Scope _prof("batch_norm");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, false,
-                       Tensor(), sync, group_size);
+                       Tensor(), sync, group_size, renorm);
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
-                       float eps, const BatchNormSync* sync, int64_t group_size) {
+                       float eps, const BatchNormSync* sync, int64_t group_size,
+                       const BatchRenorm* renorm) {
   profiler::Scope _prof("batch_norm_relu");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
-                       Tensor(), sync, group_size);
+                       Tensor(), sync, group_size, renorm);
 }
 
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
                            float eps, const Tensor& residual, const BatchNormSync* sync,
-                           int64_t group_size) {
+                           int64_t group_size, const BatchRenorm* renorm) {
   profiler::Scope _prof("batch_norm_add_relu");
   if (!residual.defined()) throw std::invalid_argument("batch_norm_add_relu: residual undefined");
   return batch_norm_op(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
-                       residual, sync, group_size);
+                       residual, sync, group_size, renorm);
 }
 
 }  // namespace minidl::ops

@@ -104,29 +104,49 @@ struct BatchNormSync {
   std::function<void(std::vector<double>& rows)> sum_rows;
 };
 
+/// Batch Renormalization (Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch
+/// Dependence in Batch-Normalized Models", Algorithm 1), training only: with the batch's mean
+/// mu_B and sigma_B = sqrt(var_B + eps), and the running statistics *before* this batch's update,
+/// mu = running_mean and sigma = sqrt(running_var + eps),
+///   r = clip(sigma_B / sigma, 1 / r_max, r_max),  d = clip((mu_B - mu) / sigma, -d_max, d_max),
+///   x_hat = (x - mu_B) / sigma_B * r + d,  y = weight * x_hat + bias,
+/// r and d treated as constants by the backward pass (the paper's stop_gradient). The running
+/// statistics are then updated exactly as batch_norm does (running_var from the unbiased batch
+/// variance: the paper averages sigma instead; minidl keeps BatchNorm's buffers). Eval mode is
+/// batch_norm's. r_max = 1 and d_max = 0 give r = 1, d = 0: batch_norm, bit for bit.
+struct BatchRenorm {
+  float r_max = 1.0f;  ///< >= 1
+  float d_max = 0.0f;  ///< >= 0
+};
+
 ///
 /// With group_size G > 0 (training only, without sync; ghost batch normalization, Hoffer, Hubara
 /// & Soudry 2017): the images in groups of G consecutive images, the last one smaller when G does
 /// not divide N, each normalized with its own statistics; the running buffers are updated from
 /// each group in turn. Exactly batch_norm applied to each slice in sequence (PyTorch: one
 /// BatchNorm2d called on x[0:G], x[G:2G], ..., then torch.cat). G >= N is plain batch_norm.
+/// With `renorm` (training only; needs both running buffers; not with sync): Batch
+/// Renormalization (BatchRenorm above), per ghost group when group_size is set, each group's r
+/// and d from the running statistics as the previous group left them.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, float momentum, float eps,
-                  const BatchNormSync* sync = nullptr, int64_t group_size = 0);
+                  const BatchNormSync* sync = nullptr, int64_t group_size = 0,
+                  const BatchRenorm* renorm = nullptr);
 
 /// relu(batch_norm(...)) fused: one pass writes the output, and the backward applies ReLU's
 /// mask inside BN's two passes (the stem and every block's first BN in a ResNet). Same
 /// arguments, shapes and errors as batch_norm.
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor running_mean, Tensor running_var, bool training, float momentum,
-                       float eps, const BatchNormSync* sync = nullptr, int64_t group_size = 0);
+                       float eps, const BatchNormSync* sync = nullptr, int64_t group_size = 0,
+                       const BatchRenorm* renorm = nullptr);
 
 /// relu(batch_norm(x, ...) + residual) fused (a ResNet block's tail: bn2, the shortcut sum and
 /// the ReLU in one pass). residual has x's shape; its gradient is dy * (y > 0).
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
                            float eps, const Tensor& residual, const BatchNormSync* sync = nullptr,
-                           int64_t group_size = 0);
+                           int64_t group_size = 0, const BatchRenorm* renorm = nullptr);
 
 /// max over KH x KW windows, KH = KW = kernel_size (torch.nn.functional.max_pool2d, padding
 /// counts as -inf). x [N, C, H, W] -> y [N, C, HO, WO], HO = (H + 2 * padding - KH) / stride + 1

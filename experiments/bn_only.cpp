@@ -45,8 +45,7 @@ train::TrainOptions variant_options(const BnOnlyConfig& e, const std::string& mo
   return c;
 }
 
-/// Refuses to continue `dir` unless its config.json is `c` (data, out and threads aside).
-static void check_same_config(const std::string& dir, const train::TrainOptions& c) {
+void check_same_config(const std::string& dir, const train::TrainOptions& c) {
   const std::string path = dir + "/config.json";
   json saved;
   try {

@@ -55,6 +55,11 @@ struct BnOnlyConfig {
 train::TrainOptions variant_options(const BnOnlyConfig& cfg, const std::string& model,
                                     optim::TrainOnly variant, const std::string& out);
 
+/// Refuses to continue `dir` unless its config.json holds `c` (data, out and threads aside):
+/// throws train::ResumeError naming the file and the first differing field. Every experiment
+/// that continues its run directories uses it.
+void check_same_config(const std::string& dir, const train::TrainOptions& c);
+
 /// What an experiment wrote.
 struct BnOnlyReport {
   bool finished = false;  ///< false: stop_after ran out first (no table was written)

@@ -73,16 +73,17 @@ Tensor BatchNorm::run(const Tensor& x, bool relu, const Tensor& residual) {
     };
   }
   const ops::BatchNormSync* s = synced ? &sync : nullptr;
+  const ops::BatchRenorm* rn = renorm ? &*renorm : nullptr;
   if (residual.defined()) {
     return ops::batch_norm_add_relu(x, weight, bias, running_mean, running_var, is_training(),
-                                    momentum, eps, residual, s, group_size);
+                                    momentum, eps, residual, s, group_size, rn);
   }
   if (relu) {
     return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(), momentum,
-                                eps, s, group_size);
+                                eps, s, group_size, rn);
   }
   return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps,
-                         s, group_size);
+                         s, group_size, rn);
 }
 
 void merge_statistics(dist::ProcessGroup& group, std::vector<double>& stats) {

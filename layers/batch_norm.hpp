@@ -28,8 +28,10 @@
 // Errors: std::invalid_argument for an input of the wrong rank or channel count.
 #pragma once
 
+#include <optional>
 #include <vector>
 
+#include "core/ops.hpp"
 #include "dist/process_group.hpp"
 #include "layers/module.hpp"
 
@@ -94,6 +96,12 @@ class BatchNorm : public Module {
   /// the running statistics updated from each group in order. 0: the whole batch. Not combined
   /// with sync_group (a synchronized layer normalizes over the global batch).
   int64_t group_size = 0;
+  /// Batch Renormalization (ops::BatchRenorm; Ioffe 2017, Algorithm 1) in training mode when
+  /// set: r = clip(sigma_B / sigma, 1 / r_max, r_max), d = clip((mu_B - mu) / sigma, -d_max,
+  /// d_max) from the running statistics, constants of the backward. Combines with group_size
+  /// (each ghost group renormalized); not with sync_group. The trainer ramps r_max and d_max
+  /// (train::TrainOptions::renorm_*). Freezes nothing.
+  std::optional<ops::BatchRenorm> renorm;
 
  private:
   Tensor run(const Tensor& x, bool relu, const Tensor& residual);

@@ -1,5 +1,7 @@
 #include "train/options.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 
 namespace minidl::train {
@@ -143,9 +145,29 @@ void validate(const TrainOptions& o) {
   if (o.bn_group_size > 0 && o.bn_sync != BnSync::kNone)
     bad("bn_group_size", "and bn_sync " + name_of(o.bn_sync) +
                              " exclude each other (synchronized: the whole batch)");
+  if (o.bn_renorm) {
+    if (o.bn_sync != BnSync::kNone)
+      bad("bn_renorm", "and bn_sync " + name_of(o.bn_sync) + " exclude each other");
+    if (!(o.renorm_r_max >= 1.0f && o.renorm_r_max <= 1e6f))
+      bad("renorm_r_max", "must be a number >= 1, got " + std::to_string(o.renorm_r_max));
+    if (!(o.renorm_d_max >= 0.0f && o.renorm_d_max <= 1e6f))
+      bad("renorm_d_max", "must be a number >= 0, got " + std::to_string(o.renorm_d_max));
+    if (!(o.renorm_ramp_start >= 0 && o.renorm_ramp_start <= o.renorm_ramp_end &&
+          o.renorm_ramp_end <= 1))
+      bad("renorm_ramp", "must be two fractions of the run, 0 <= start <= end <= 1");
+  }
   if (o.schedule == optim::ScheduleKind::kPiecewise && o.recipe != Recipe::kAirbench94)
     bad("schedule", "piecewise is airbench94's (its knots are set by the recipe)");
   data::normalization_named(o.normalize, "normalize");
+}
+
+ops::BatchRenorm renorm_at(const TrainOptions& o, int64_t step, int64_t total_steps) {
+  const double t = total_steps > 0 ? static_cast<double>(step) / total_steps : 1.0;
+  const double span = o.renorm_ramp_end - o.renorm_ramp_start;
+  const double f = span > 0 ? std::clamp((t - o.renorm_ramp_start) / span, 0.0, 1.0)
+                            : (t >= o.renorm_ramp_start ? 1.0 : 0.0);
+  return {static_cast<float>(1.0 + (o.renorm_r_max - 1.0) * f),
+          static_cast<float>(o.renorm_d_max * f)};
 }
 
 }  // namespace minidl::train

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/enum_names.hpp"
+#include "core/ops.hpp"
 #include "data/loader.hpp"
 #include "layers/models/registry.hpp"
 #include "optim/freeze.hpp"
@@ -126,6 +127,16 @@ struct TrainOptions {
   /// consecutive images of each process's batch, the last group smaller when it does not divide
   /// the batch; 0: the whole batch. Saved in config.json only when > 0.
   int64_t bn_group_size = 0;
+  /// Batch Renormalization (BatchNorm::renorm; Ioffe 2017, Algorithm 1) in every BatchNorm while
+  /// training; false: plain BatchNorm. Combines with bn_group_size (renormalized ghost groups),
+  /// not with bn_sync. Saved in config.json only when true.
+  bool bn_renorm = false;
+  float renorm_r_max = 3.0f;  ///< r_max after the ramp (the paper's 3)
+  float renorm_d_max = 5.0f;  ///< d_max after the ramp (the paper's 5)
+  /// The ramp, as fractions of the run's steps: r_max = 1 and d_max = 0 (plain BatchNorm) until
+  /// renorm_ramp_start, then both relax linearly to their maxima at renorm_ramp_end. (The paper,
+  /// on ImageNet: 5,000 steps fixed, r_max at 3 by step 40,000 and d_max at 5 by step 25,000.)
+  double renorm_ramp_start = 0.05, renorm_ramp_end = 0.5;
   /// Save the training state after every epoch (train_state.safetensors: --resume); false: the
   /// checkpoint is written once, after the last epoch (airbench94, whose lookahead state is not
   /// saved).
@@ -134,6 +145,8 @@ struct TrainOptions {
 
 /// The options of `recipe` (every field but data, seed, threads, limits and out at its value).
 TrainOptions preset(Recipe recipe);
+/// Batch Renorm's (r_max, d_max) at `step` of `total_steps` under o's ramp (o.bn_renorm set).
+ops::BatchRenorm renorm_at(const TrainOptions& o, int64_t step, int64_t total_steps);
 /// frankle2021 with its milestones at epochs/2 and 3 epochs/4.
 TrainOptions frankle2021_options(int64_t epochs);
 /// airbench94 at `batch_size` over `epochs`: the model airbench94 with its frozen gammas, SGD

@@ -175,6 +175,13 @@ json config_to_json(const TrainOptions& o) {
   if (c.bn_sync != BnSync::kNone) write_field(j, "bn_sync", named(c.bn_sync));
   if (c.reduction != GradientReduction::kMpi) write_field(j, "reduction", named(c.reduction));
   if (c.bn_group_size > 0) j["bn_group_size"] = c.bn_group_size;
+  if (c.bn_renorm) {
+    j["bn_renorm"] = true;
+    write_field(j, "renorm_r_max", c.renorm_r_max);
+    write_field(j, "renorm_d_max", c.renorm_d_max);
+    write_field(j, "renorm_ramp_start", c.renorm_ramp_start);
+    write_field(j, "renorm_ramp_end", c.renorm_ramp_end);
+  }
   return j;
 }
 
@@ -199,6 +206,11 @@ TrainOptions config_from_json(const json& j) {
   read_field(j, "bn_sync", named(c.bn_sync));
   read_field(j, "reduction", named(c.reduction));
   read_field(j, "bn_group_size", c.bn_group_size);
+  read_field(j, "bn_renorm", c.bn_renorm);
+  read_field(j, "renorm_r_max", c.renorm_r_max);
+  read_field(j, "renorm_d_max", c.renorm_d_max);
+  read_field(j, "renorm_ramp_start", c.renorm_ramp_start);
+  read_field(j, "renorm_ramp_end", c.renorm_ramp_end);
   return c;
 }
 

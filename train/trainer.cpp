@@ -246,6 +246,12 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     bn->exact_statistics = o.bn_sync == BnSync::kExact;
     bn->group_size = o.bn_group_size;
   }
+  // Batch Renorm's r_max and d_max follow their ramp, set before each step.
+  const std::vector<BatchNorm*> renormed =
+      o.bn_renorm ? model.modules_of<BatchNorm>() : std::vector<BatchNorm*>{};
+  auto set_renorm = [&o, renormed](int64_t step, int64_t total) {
+    for (BatchNorm* bn : renormed) bn->renorm = renorm_at(o, step, total);
+  };
 
   data::LoaderOptions lo = loader_options(o, train.size());
   lo.world_size = world;
@@ -385,6 +391,13 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
       if (user) user(b, s);
     };
   }
+  if (!renormed.empty()) {
+    hooks.after_step = [set_renorm, total_steps, inner = hooks.after_step](const data::Batch& b,
+                                                                           int64_t s) {
+      set_renorm(s + 1, total_steps);
+      if (inner) inner(b, s);
+    };
+  }
 
   if (cb.on_fit_start) {
     cb.on_fit_start(FitStart{o, model, count_parameters(model), trainable, train.size(),
@@ -417,7 +430,8 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     if (o.bn_stats == BnStatsMode::kRunning) set_batch_norm_training(model, false);
     if (cb.on_epoch_start) cb.on_epoch_start(epoch);
     const float lr_now = sched.lr(step);
-    const int64_t kept = epoch;  // epochs whose checkpoint is on disk
+    if (!renormed.empty()) set_renorm(step, total_steps);  // then after every step
+    const int64_t kept = epoch;                            // epochs whose checkpoint is on disk
     const std::string kept_path = writes && o.resumable && kept > 0 ? model_path : "";
     EpochStats tr;
     try {
