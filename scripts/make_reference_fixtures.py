@@ -6,8 +6,10 @@ Rerun with Debian's interpreter (the one that has python3-torch):
     /usr/bin/python3 scripts/make_reference_fixtures.py [--out tests/fixtures]
 
 What it makes: one small JSON file per case in tests/fixtures/ (linear, conv2d in four
-geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, cross-entropy
-with and without label smoothing, max pooling, global average pooling, GELU (exact), and
+geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, group norm and
+layer norm (with and without affine, 3-d and 4-d inputs, a group with a large mean; compared
+by tests/test_norm_layers.cpp), cross-entropy with and without label smoothing, max pooling,
+global average pooling, GELU (exact), and
 three steps of SGD / SGD+Nesterov / plain SGD / Adam / AdamW, and of SGD with two parameter
 groups, and airbench94's patch whitening: the eigendecomposition of the 2x2-patch covariance
 of a few images and the whitening conv weight made from it). Each file has the layout
@@ -208,6 +210,62 @@ def case_gelu(out):
           {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad})
 
 
+def gn_case(out, name, seed, x_shape, groups, affine, shift=0.5, scale=2.0):
+    eps = 1e-5
+    torch.manual_seed(seed)
+    c = x_shape[1]
+    x = randn32(*x_shape, scale=scale, shift=shift)
+    w = randn32(c, scale=0.5, shift=1.0) if affine else None
+    b = randn32(c, scale=0.5, shift=0.1) if affine else None
+    gy = randn32(*x_shape)
+    xl = leaf(x)
+    wl, bl = (leaf(w), leaf(b)) if affine else (None, None)
+    y = F.group_norm(xl, groups, wl, bl, eps=eps)
+    y.backward(gy)
+    tensors = {"x": x}
+    if affine:
+        tensors.update({"weight": w, "bias": b})
+    tensors.update({"grad_y": gy, "y": y, "grad_x": xl.grad})
+    if affine:
+        tensors.update({"grad_weight": wl.grad, "grad_bias": bl.grad})
+    write(out, name, {"op": "group_norm", "num_groups": groups, "eps": eps, "affine": affine},
+          tensors)
+
+
+def ln_case(out, name, seed, x_shape, normalized_shape, affine):
+    eps = 1e-5
+    torch.manual_seed(seed)
+    x = randn32(*x_shape, scale=2.0, shift=0.5)
+    w = randn32(*normalized_shape, scale=0.5, shift=1.0) if affine else None
+    b = randn32(*normalized_shape, scale=0.5, shift=0.1) if affine else None
+    gy = randn32(*x_shape)
+    xl = leaf(x)
+    wl, bl = (leaf(w), leaf(b)) if affine else (None, None)
+    y = F.layer_norm(xl, list(normalized_shape), wl, bl, eps=eps)
+    y.backward(gy)
+    tensors = {"x": x}
+    if affine:
+        tensors.update({"weight": w, "bias": b})
+    tensors.update({"grad_y": gy, "y": y, "grad_x": xl.grad})
+    if affine:
+        tensors.update({"grad_weight": wl.grad, "grad_bias": bl.grad})
+    write(out, name, {"op": "layer_norm", "normalized_shape": list(normalized_shape), "eps": eps,
+                      "elementwise_affine": affine}, tensors)
+
+
+def case_group_layer_norm(out):
+    """GroupNorm (3 groups of 2 channels; 1 group; a [N, C, L] input without affine; a large
+    mean, |mean| / std = 1e3) and LayerNorm (over the last dimension; over [C, H, W] of a 4-d
+    input; without affine), in float64 on float32 inputs as every case here."""
+    gn_case(out, "group_norm.json", 61, (3, 6, 4, 5), 3, True)
+    gn_case(out, "group_norm_g1.json", 62, (2, 4, 3, 3), 1, True)
+    gn_case(out, "group_norm_3d_noaffine.json", 63, (4, 6, 7), 2, False)
+    gn_case(out, "group_norm_offset.json", 64, (2, 4, 3, 3), 2, True, shift=1000.0, scale=1.0)
+    ln_case(out, "layer_norm.json", 65, (4, 3, 10), (10,), True)
+    ln_case(out, "layer_norm_4d.json", 66, (2, 3, 4, 4), (3, 4, 4), True)
+    ln_case(out, "layer_norm_noaffine.json", 67, (5, 12), (12,), False)
+
+
 def optim_case(out, name, seed, make_opt, meta):
     torch.manual_seed(seed)
     p0 = randn32(7, scale=1.0, shift=0.3)
@@ -301,8 +359,8 @@ def main():
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(1)  # deterministic reductions, light on CPU
-    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu, case_optim,
-                 case_param_groups, case_patch_whitening):
+    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu,
+                 case_group_layer_norm, case_optim, case_param_groups, case_patch_whitening):
         case(out)
     names = sorted(n for n in os.listdir(out) if n.endswith(".json"))
     print(f"wrote {len(names)} fixtures to {out} (torch {torch.__version__})", file=sys.stderr)
