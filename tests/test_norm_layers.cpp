@@ -1,11 +1,12 @@
-// GroupNorm and LayerNorm (core/group_norm.cpp, layers/group_norm.hpp, layers/layer_norm.hpp):
-// - outputs and gradients against PyTorch (tests/fixtures/{group,layer}_norm*.json, from
-//   /usr/bin/python3 scripts/make_reference_fixtures.py);
+// GroupNorm and LayerNorm (core/group_norm.cpp, layers/group_norm.hpp, layers/layer_norm.hpp) and
+// the ResNets' norm choice (ModelOptions::norm, layers/models/resnet.hpp):
+// - outputs and gradients against PyTorch (tests/fixtures/{group,layer}_norm*.json and
+//   resnet_norm_*.json, from /usr/bin/python3 scripts/make_reference_fixtures.py);
 // - a naive double-precision reference of both ops over a grid of shapes, including rows whose
 //   |mean| / std is 1e5 (where a float x - mean would be off by 1e-3);
 // - finite-difference gradient checks with and without affine, and with an accumulated dx;
 // - no batch dependence: an image alone gives the same bits as inside a batch, train = eval;
-// - the errors of the ops and the layers.
+// - the errors of the ops, the layers and the models; each norm's layers and names.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,10 @@
 #include "gradcheck.hpp"
 #include "layers/group_norm.hpp"
 #include "layers/layer_norm.hpp"
+#include "layers/models/registry.hpp"
+#include "layers/models/resnet.hpp"
+#include "layers/simple.hpp"
+#include "optim/freeze.hpp"
 
 using namespace minidl;
 using minidl::testing::gradcheck;
@@ -141,6 +146,29 @@ double worst_error(const float* got, const std::vector<double>& want) {
   return worst;
 }
 
+/// Fills every tensor of `model`'s state_dict as scripts/make_reference_fixtures.py's
+/// formula_values does.
+void formula_fill(Module& model) {
+  for (auto& [name, t] : model.state_dict()) {
+    int64_t h = 0;
+    for (size_t j = 0; j < name.size(); ++j)
+      h += static_cast<int64_t>(j + 1) * static_cast<unsigned char>(name[j]);
+    h %= 997;
+    const int64_t fan_in = t.dim() >= 2 ? t.numel() / t.size(0) : 1;
+    float* v = t.mutable_data();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      double s = std::sin(0.7 * static_cast<double>(i) + static_cast<double>(h) / 100.0);
+      if (t.dim() >= 2)
+        s = s * 2.0 / std::sqrt(static_cast<double>(fan_in));
+      else if (name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0)
+        s = 1.0 + 0.3 * s;
+      else
+        s = 0.2 * s;
+      v[i] = static_cast<float>(s);
+    }
+  }
+}
+
 /// The message of the std::invalid_argument that f throws ("" when it throws none).
 template <class F>
 std::string error_of(F&& f) {
@@ -220,6 +248,34 @@ TEST_CASE("the GroupNorm and LayerNorm layers give PyTorch's values through thei
     expect_grad_close(fx, "grad_x", x);
     expect_grad_close(fx, "grad_weight", ln.weight);
     expect_grad_close(fx, "grad_bias", ln.bias);
+  }
+}
+
+TEST_CASE("resnet8_4 with --norm gn, ln and none matches the same network in torch.nn",
+          "[norm][reference][models]") {
+  for (const char* file : {"resnet_norm_gn.json", "resnet_norm_ln.json", "resnet_norm_none.json"}) {
+    const Fixture fx = load(file);
+    ModelOptions o;
+    o.norm = parse_enum<NormKind>(fx.meta().at("norm").get<std::string>(), "norm");
+    o.gn_groups = fx.meta().at("gn_groups").get<int64_t>();
+    auto model = create_model(fx.meta().at("model").get<std::string>(), o);
+    // The same state names, in the same order, as torch.nn (torchvision's: "bn1" whatever the
+    // norm layer).
+    const NamedTensors state = model->state_dict();
+    const auto names = fx.meta().at("state_names").get<std::vector<std::string>>();
+    REQUIRE(state.size() == names.size());
+    for (size_t i = 0; i < names.size(); ++i) CHECK(state[i].first == names[i]);
+    formula_fill(*model);
+    model->train();
+    Tensor x = fx.tensor("x", true);
+    Tensor y = (*model)(x);
+    // float32 through 7 convolutions (Winograd's included) against float64: 1e-4.
+    expect_close(fx, "y", y, 1e-4);
+    y.backward(fx.tensor("grad_y"));
+    expect_grad_close(fx, "grad_x", x, 1e-4);
+    for (const auto& [name, p] : model->named_parameters()) {
+      if (fx.has("grad." + name)) expect_grad_close(fx, "grad." + name, p, 1e-4);
+    }
   }
 }
 
@@ -458,4 +514,167 @@ TEST_CASE("group_norm, layer_norm and their layers refuse bad shapes, naming wha
   LayerNorm ln(LayerNormOptions({3, 4}));
   e = error_of([&] { ln(x); });
   CHECK(e == "LayerNorm([3, 4]): expected input [*, 3, 4], got [2, 6, 3, 3]");
+}
+
+// ---- the ResNets' --norm ------------------------------------------------------------------------
+
+TEST_CASE("resnet20 --norm: the layers each norm builds, under BatchNorm's names",
+          "[norm][models]") {
+  auto count = [](const Module& m) {
+    int64_t n = 0;
+    for (const Tensor& p : m.parameters()) n += p.numel();
+    return n;
+  };
+  auto bn_model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", {}));
+  REQUIRE(bn_model);
+  CHECK(bn_model->bn == bn_model->norm);
+  CHECK(count(*bn_model) == 272474);
+  // The BN state names without the running buffers.
+  std::vector<std::string> bn_params;
+  for (const auto& [name, t] : bn_model->state_dict()) {
+    if (name.find("running_") == std::string::npos) bn_params.push_back(name);
+  }
+  // Expected groups per GroupNorm, in module order (stem, then blocks; channels 16, 32, 64).
+  struct Case {
+    NormKind kind;
+    int64_t gn_groups;
+    std::vector<int64_t> groups_by_channels;  // for 16, 32 and 64 channels
+  };
+  for (const Case& c :
+       {Case{NormKind::kGroup, 32, {16, 32, 32}}, Case{NormKind::kGroup, 8, {8, 8, 8}},
+        Case{NormKind::kLayer, 32, {1, 1, 1}}}) {
+    INFO("norm " << name_of(c.kind) << " gn_groups " << c.gn_groups);
+    ModelOptions o;
+    o.norm = c.kind;
+    o.gn_groups = c.gn_groups;
+    auto model = std::dynamic_pointer_cast<CifarResNet>(create_model("resnet20", o));
+    REQUIRE(model);
+    CHECK(!model->bn);
+    CHECK(count(*model) == 272474);  // a gamma and a beta per channel, as BN
+    std::vector<std::string> names;
+    for (const auto& [name, t] : model->state_dict()) names.push_back(name);
+    CHECK(names == bn_params);
+    CHECK(model->named_buffers().empty());
+    const auto gns = model->named_modules_of<GroupNorm>();
+    CHECK(gns.size() == 21);  // the stem, 2 per block (9 blocks), 2 shortcuts
+    CHECK(model->modules_of<BatchNorm>().empty());
+    for (const auto& [name, gn] : gns) {
+      INFO(name);
+      const int64_t i = gn->num_channels == 16 ? 0 : gn->num_channels == 32 ? 1 : 2;
+      CHECK(gn->num_groups == c.groups_by_channels[i]);
+    }
+  }
+  ModelOptions none;
+  none.norm = NormKind::kNone;
+  auto model = create_model("resnet20", none);
+  for (const auto& [name, t] : model->state_dict()) CHECK(name.find("bn") == std::string::npos);
+  // Without the 2 x (16 + 2 x 3 x 16 + 2 x 3 x 32 + 2 x 3 x 64 + 32 + 64) gammas and betas.
+  CHECK(count(*model) == 272474 - 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64 + 32 + 64));
+  CHECK(model->modules_of<Identity>().size() == 21);
+}
+
+TEST_CASE("resnet --norm bn is the model it always was, bit for bit", "[norm][models]") {
+  ModelOptions o;
+  o.seed = 3;
+  ModelOptions explicit_bn = o;
+  explicit_bn.norm = NormKind::kBatch;
+  explicit_bn.gn_groups = 8;  // ignored by bn
+  auto a = create_model("resnet8", o), b = create_model("resnet8", explicit_bn);
+  const NamedTensors sa = a->state_dict(), sb = b->state_dict();
+  REQUIRE(sa.size() == sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    CHECK(sa[i].first == sb[i].first);
+    CHECK(same_bits(sa[i].second.data(), sb[i].second.data(), sa[i].second.numel()));
+  }
+  CHECK(a->modules_of<BatchNorm>().size() == 9);
+}
+
+TEST_CASE("a gn ResNet trains: every parameter gets a gradient, train = eval, no batch dependence",
+          "[norm][models]") {
+  ModelOptions o;
+  o.seed = 4;
+  o.norm = NormKind::kGroup;
+  o.gn_groups = 4;
+  auto model = create_model("resnet8", o);
+  Generator g(5);
+  const Tensor x = randn({3, 3, 32, 32}, g);
+  model->train();
+  Tensor logits = (*model)(x);
+  ops::cross_entropy(logits, {1, 2, 3}).backward();
+  for (const auto& [name, p] : model->named_parameters()) {
+    INFO(name);
+    REQUIRE(p.has_grad());
+    double s = 0.0;
+    for (int64_t i = 0; i < p.numel(); ++i) s += std::fabs(p.grad_data()[i]);
+    CHECK(s > 0.0);
+  }
+  NoGradGuard no_grad;
+  model->eval();
+  CHECK(same_bits((*model)(x).data(), logits.data(), logits.numel()));
+  // Image 1 alone: its logits to 1e-5 of the largest (Winograd groups images in chunks).
+  const int64_t per = 3 * 32 * 32;
+  const Tensor one({1, 3, 32, 32}, std::vector<float>(x.data() + per, x.data() + 2 * per));
+  const Tensor y1 = (*model)(one);
+  float big = 0.0f;
+  for (int64_t k = 0; k < 10; ++k) big = std::max(big, std::fabs(logits.data()[10 + k]));
+  for (int64_t k = 0; k < 10; ++k)
+    CHECK(std::fabs(y1.data()[k] - logits.data()[10 + k]) <= 1e-5f * big);
+}
+
+TEST_CASE("the norm errors name gn_groups or norm", "[norm][models][errors]") {
+  ModelOptions o;
+  o.norm = NormKind::kGroup;
+  o.gn_groups = 12;  // min(12, 16) = 12 does not divide 16
+  std::string e = error_of([&] { create_model("resnet20", o); });
+  CHECK(e.find("gn_groups 12 does not fit resnet20 of width 16") == 0);
+  CHECK(e.find("12 does not divide 16") != std::string::npos);
+  o.gn_groups = 24;  // 16 fits (16 groups), 32 does not
+  CHECK(error_of([&] { create_model("resnet20", o); }).find("24 does not divide 32") !=
+        std::string::npos);
+  o.gn_groups = 0;
+  CHECK(error_of([&] { create_model("resnet20", o); }).find("gn_groups must be >= 1") == 0);
+  o.gn_groups = 64;  // min(64, C) = C on every stage of resnet20: InstanceNorm
+  CHECK(error_of([&] { create_model("resnet20", o); }).empty());
+  for (const char* name : {"cnn", "vgg11_bn", "vgg11", "airbench94"}) {
+    for (NormKind k : {NormKind::kGroup, NormKind::kLayer, NormKind::kNone}) {
+      ModelOptions m;
+      m.norm = k;
+      INFO(name << " " << name_of(k));
+      e = error_of([&] { create_model(name, m); });
+      CHECK(e.find("norm " + name_of(k) + " is not available for model " + name) == 0);
+    }
+  }
+}
+
+TEST_CASE("train-only bn with gn trains GroupNorm's gamma and beta, bn-init uniform draws them",
+          "[norm][freeze]") {
+  ModelOptions o;
+  o.norm = NormKind::kGroup;
+  o.bn_init = BnInit::kUniform;
+  auto model = create_model("resnet8", o);
+  bool some_not_one = false;
+  for (GroupNorm* gn : model->modules_of<GroupNorm>()) {
+    for (float v : gn->weight.vec()) {
+      CHECK((v >= 0.0f && v < 1.0f));
+      some_not_one = some_not_one || v != 1.0f;
+    }
+  }
+  CHECK(some_not_one);
+  optim::apply_train_only(*model, optim::TrainOnly::kBn, 0);
+  int64_t trainable = 0;
+  for (const auto& [name, p] : model->named_parameters()) {
+    const bool norm =
+        name.find("bn") != std::string::npos || name.find("shortcut.1") != std::string::npos;
+    INFO(name);
+    CHECK(p.requires_grad() == norm);
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  // stem 16; blocks: 2 x 16, 2 x 32 + 32 (shortcut), 2 x 64 + 64 (shortcut).
+  CHECK(trainable == 2 * (16 + 2 * 16 + 3 * 32 + 3 * 64));
+  ModelOptions none;
+  none.norm = NormKind::kNone;
+  auto plain = create_model("resnet8", none);
+  CHECK(error_of([&] {
+          optim::apply_train_only(*plain, optim::TrainOnly::kBn, 0);
+        }).find("the model has no normalization layer") != std::string::npos);
 }
