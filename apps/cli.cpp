@@ -60,7 +60,8 @@ std::string with_flag_names(const std::string& message) {
                                      "limit_test",      "stop_after",      "tta",     "normalize",
                                      "schedule",        "variants",        "models",  "model",
                                      "probes",          "layer",           "data",    "recipe",
-                                     "eval_batch_size", "bn_group_size",   "bn_sync"};
+                                     "eval_batch_size", "bn_group_size",   "bn_sync", "norm",
+                                     "gn_groups",       "bn_stats",        "bn_init", "train_only"};
   auto flag_of = [](const std::string& param) {
     std::string flag = "--" + param;
     for (char& c : flag) c = c == '_' ? '-' : c;

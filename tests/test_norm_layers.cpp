@@ -1,20 +1,22 @@
 // GroupNorm and LayerNorm (core/group_norm.cpp, layers/group_norm.hpp, layers/layer_norm.hpp) and
-// the ResNets' norm choice (ModelOptions::norm, layers/models/resnet.hpp):
+// the ResNets' --norm choice (layers/models/resnet.hpp):
 // - outputs and gradients against PyTorch (tests/fixtures/{group,layer}_norm*.json and
 //   resnet_norm_*.json, from /usr/bin/python3 scripts/make_reference_fixtures.py);
 // - a naive double-precision reference of both ops over a grid of shapes, including rows whose
 //   |mean| / std is 1e5 (where a float x - mean would be off by 1e-3);
 // - finite-difference gradient checks with and without affine, and with an accumulated dx;
 // - no batch dependence: an image alone gives the same bits as inside a batch, train = eval;
-// - the errors of the ops, the layers and the models; each norm's layers and names.
+// - the errors (op, layer, model, training options) and the config.json / checkpoint round trip.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/autograd.hpp"
@@ -26,6 +28,8 @@
 #include "layers/models/resnet.hpp"
 #include "layers/simple.hpp"
 #include "optim/freeze.hpp"
+#include "test_util.hpp"
+#include "train/run_dir.hpp"
 
 using namespace minidl;
 using minidl::testing::gradcheck;
@@ -182,7 +186,7 @@ std::string error_of(F&& f) {
 
 }  // namespace
 
-// ---- PyTorch reference values -------------------------------------------------------------------
+// ---- PyTorch reference values ---------------------------------------------------------------
 
 TEST_CASE("group_norm matches torch.nn.functional.group_norm to 1e-5", "[norm][reference]") {
   for (const char* file : {"group_norm.json", "group_norm_g1.json", "group_norm_3d_noaffine.json",
@@ -279,7 +283,7 @@ TEST_CASE("resnet8_4 with --norm gn, ln and none matches the same network in tor
   }
 }
 
-// ---- the naive reference ------------------------------------------------------------------------
+// ---- the naive reference --------------------------------------------------------------------
 
 TEST_CASE("group_norm and layer_norm equal a naive double reference over a grid of shapes",
           "[norm]") {
@@ -322,7 +326,7 @@ TEST_CASE("group_norm and layer_norm equal a naive double reference over a grid 
   }
 }
 
-// ---- gradient checks ----------------------------------------------------------------------------
+// ---- gradient checks ------------------------------------------------------------------------
 
 TEST_CASE("gradcheck group_norm with and without affine", "[norm][gradcheck]") {
   struct Case {
@@ -386,7 +390,7 @@ TEST_CASE("gradcheck group_norm and layer_norm when x's gradient accumulates",
       1e-2, 3e-2, 3e-3);
 }
 
-// ---- no batch dependence ------------------------------------------------------------------------
+// ---- no batch dependence --------------------------------------------------------------------
 
 TEST_CASE("GroupNorm and LayerNorm: one image alone gives its bits inside a batch, train = eval",
           "[norm]") {
@@ -428,7 +432,7 @@ TEST_CASE("GroupNorm and LayerNorm: one image alone gives its bits inside a batc
   }
 }
 
-// ---- the layers ---------------------------------------------------------------------------------
+// ---- the layers -----------------------------------------------------------------------------
 
 TEST_CASE("GroupNorm and LayerNorm: PyTorch's parameter names and init, no buffers", "[norm]") {
   GroupNorm gn(GroupNormOptions(2, 6));
@@ -516,7 +520,7 @@ TEST_CASE("group_norm, layer_norm and their layers refuse bad shapes, naming wha
   CHECK(e == "LayerNorm([3, 4]): expected input [*, 3, 4], got [2, 6, 3, 3]");
 }
 
-// ---- the ResNets' --norm ------------------------------------------------------------------------
+// ---- the ResNets' --norm --------------------------------------------------------------------
 
 TEST_CASE("resnet20 --norm: the layers each norm builds, under BatchNorm's names",
           "[norm][models]") {
@@ -587,6 +591,10 @@ TEST_CASE("resnet --norm bn is the model it always was, bit for bit", "[norm][mo
     CHECK(same_bits(sa[i].second.data(), sb[i].second.data(), sa[i].second.numel()));
   }
   CHECK(a->modules_of<BatchNorm>().size() == 9);
+  // config.json of a default run has neither key (existing configs and checkpoints unchanged).
+  const json j = train::config_to_json(train::TrainOptions{});
+  CHECK(!j.contains("norm"));
+  CHECK(!j.contains("gn_groups"));
 }
 
 TEST_CASE("a gn ResNet trains: every parameter gets a gradient, train = eval, no batch dependence",
@@ -677,4 +685,110 @@ TEST_CASE("train-only bn with gn trains GroupNorm's gamma and beta, bn-init unif
   CHECK(error_of([&] {
           optim::apply_train_only(*plain, optim::TrainOnly::kBn, 0);
         }).find("the model has no normalization layer") != std::string::npos);
+}
+
+TEST_CASE("training options: norm and gn_groups in config.json only when set, bad combinations",
+          "[norm][train]") {
+  train::TrainOptions o;
+  o.norm = NormKind::kGroup;
+  o.gn_groups = 8;
+  const json j = train::config_to_json(o);
+  CHECK(j.at("norm") == "gn");
+  CHECK(j.at("gn_groups") == 8);
+  const train::TrainOptions back = train::config_from_json(j);
+  CHECK(back.norm == NormKind::kGroup);
+  CHECK(back.gn_groups == 8);
+  o.gn_groups = 32;
+  CHECK(!train::config_to_json(o).contains("gn_groups"));
+  CHECK(train::model_options(back).norm == NormKind::kGroup);
+  CHECK(train::model_options(back).gn_groups == 8);
+
+  auto refused = [](const train::TrainOptions& t) {
+    try {
+      train::validate(t);
+    } catch (const train::OptionError& e) {
+      return e.param;
+    }
+    return std::string();
+  };
+  train::TrainOptions t;
+  CHECK(refused(t).empty());
+  t.gn_groups = 8;  // without norm gn
+  CHECK(refused(t) == "gn_groups");
+  t.norm = NormKind::kGroup;
+  CHECK(refused(t).empty());
+  t.bn_stats = train::BnStatsMode::kRunning;
+  CHECK(refused(t) == "bn_stats");
+  t.bn_stats = train::BnStatsMode::kBatch;
+  t.bn_sync = train::BnSync::kGlobal;
+  CHECK(refused(t) == "bn_sync");
+  t.bn_sync = train::BnSync::kNone;
+  t.bn_group_size = 16;
+  CHECK(refused(t) == "bn_group_size");
+  t.bn_group_size = 0;
+  t.train_only = optim::TrainOnly::kBn;
+  t.bn_init = BnInit::kUniform;
+  CHECK(refused(t).empty());  // gn has a gamma and a beta per channel
+  t.norm = NormKind::kNone;
+  t.gn_groups = 32;
+  CHECK(refused(t) == "train_only");
+  t.train_only = optim::TrainOnly::kAll;
+  CHECK(refused(t) == "bn_init");
+  t.bn_init = BnInit::kFixed;
+  CHECK(refused(t).empty());
+  CHECK(app::with_flag_names("gn_groups sets GroupNorm's groups") ==
+        "--gn-groups sets GroupNorm's groups");
+  CHECK(app::with_flag_names("norm gn is not available") == "--norm gn is not available");
+}
+
+TEST_CASE("a gn run's checkpoint is rebuilt with GroupNorm by eval, and --norm reaches the CLI",
+          "[norm][train][cli]") {
+  train::TrainOptions o = minidl::testing::small_options("norm_gn", 1, 256);
+  o.norm = NormKind::kGroup;
+  o.gn_groups = 8;
+  o.limit_test = 200;
+  minidl::testing::fit(o);
+  const std::string ck = o.out + "/model.safetensors";
+  Checkpoint meta;
+  auto model = train::load_model(ck, &meta);
+  CHECK(model->modules_of<GroupNorm>().size() == 9);
+  CHECK(model->modules_of<BatchNorm>().empty());
+  for (GroupNorm* gn : model->modules_of<GroupNorm>()) CHECK(gn->num_groups == 8);
+  const train::TrainOptions saved = train::read_config(o.out + "/config.json");
+  CHECK(saved.norm == NormKind::kGroup);
+  CHECK(saved.gn_groups == 8);
+  // eval from the command line reads the same checkpoint.
+  auto [status, out] = minidl::testing::run_cli(
+      "eval --checkpoint " + ck + " --data " + minidl::testing::data_dir() + " --limit 100 --json");
+  INFO(out);
+  CHECK(status == 0);
+  CHECK(out.find("\"accuracy\"") != std::string::npos);
+  // Bad combinations: one line naming the flag.
+  std::tie(status, out) =
+      minidl::testing::run_cli("train --norm gn --gn-groups 12 --limit-train 64 --out " + o.out +
+                               "_x --data " + minidl::testing::data_dir());
+  CHECK(status == 1);
+  CHECK(out.find("minidl: error: --gn-groups 12 does not fit resnet20") != std::string::npos);
+  std::tie(status, out) = minidl::testing::run_cli("train --gn-groups 8 --out " + o.out +
+                                                   "_x --data " + minidl::testing::data_dir());
+  CHECK(status == 1);
+  CHECK(out.find("minidl: error: --gn-groups sets GroupNorm's groups: it takes norm gn") !=
+        std::string::npos);
+  std::tie(status, out) = minidl::testing::run_cli("train --norm gn --model cnn --out " + o.out +
+                                                   "_x --data " + minidl::testing::data_dir());
+  CHECK(status == 1);
+  CHECK(out.find("minidl: error: --norm gn is not available for model cnn") != std::string::npos);
+  std::tie(status, out) =
+      minidl::testing::run_cli("train --norm gn --bn-stats running --out " + o.out + "_x --data " +
+                               minidl::testing::data_dir());
+  CHECK(status == 1);
+  CHECK(out.find("minidl: error: --bn-stats running") != std::string::npos);
+  std::tie(status, out) = minidl::testing::run_cli("train --norm ln --resume " + o.out);
+  CHECK(status == 1);
+  CHECK(out.find("minidl: error: --norm ln: the run was trained with gn") != std::string::npos);
+  std::tie(status, out) = minidl::testing::run_cli("train --norm batch");
+  CHECK(status == 1);
+  CHECK(out.find("--norm") != std::string::npos);
+  std::filesystem::remove_all(o.out);
+  std::filesystem::remove_all(o.out + "_x");
 }
