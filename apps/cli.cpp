@@ -56,13 +56,14 @@ std::string with_flag_names(const std::string& message) {
   static const std::pair<const char*, const char*> renamed[] = {
       {"warmup_epochs", "--warmup"}, {"eta_factors", "--etas"}, {"lrs", "--lr"}};
   static const char* const same[] = {
-      "batch_size",      "epochs",          "lr",         "momentum",
-      "weight_decay",    "label_smoothing", "threads",    "limit_train",
-      "limit_test",      "stop_after",      "tta",        "normalize",
-      "schedule",        "variants",        "models",     "model",
-      "probes",          "layer",           "data",       "recipe",
-      "eval_batch_size", "bn_group_size",   "bn_sync",    "bn_renorm",
-      "renorm_r_max",    "renorm_d_max",    "renorm_ramp"};
+      "batch_size",      "epochs",          "lr",          "momentum",
+      "weight_decay",    "label_smoothing", "threads",     "limit_train",
+      "limit_test",      "stop_after",      "tta",         "normalize",
+      "schedule",        "variants",        "models",      "model",
+      "probes",          "layer",           "data",        "recipe",
+      "eval_batch_size", "bn_group_size",   "bn_sync",     "bn_renorm",
+      "renorm_r_max",    "renorm_d_max",    "renorm_ramp", "norm",
+      "gn_groups",       "bn_stats",        "bn_init",     "train_only"};
   auto flag_of = [](const std::string& param) {
     std::string flag = "--" + param;
     for (char& c : flag) c = c == '_' ? '-' : c;

@@ -49,16 +49,21 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
           static_cast<long long>(f.test_images), o.epochs, static_cast<long long>(f.total_steps),
           static_cast<long long>(o.batch_size), o.lr, o.bn_bias_lr_scale, o.threads, o.out.c_str());
     } else {
+      std::string model = o.model;  // with its normalization when not BatchNorm
+      if (o.norm == NormKind::kGroup)
+        model += " --norm gn --gn-groups " + std::to_string(o.gn_groups);
+      else if (o.norm != NormKind::kBatch)
+        model += " --norm " + name_of(o.norm);
       std::printf(
           "minidl train: %s, %lld parameters (%lld trainable: --train-only %s, --bn-stats %s), "
           "%lld train / %lld test images, %lld epochs of %lld batches, %s lr %g (%s), %d "
           "threads -> %s\n",
-          o.model.c_str(), static_cast<long long>(f.parameters),
-          static_cast<long long>(f.trainable), name_of(o.train_only).c_str(),
-          name_of(o.bn_stats).c_str(), static_cast<long long>(f.train_images),
-          static_cast<long long>(f.test_images), static_cast<long long>(f.epochs),
-          static_cast<long long>(f.batches_per_epoch), name_of(o.optimizer).c_str(), o.lr,
-          name_of(o.schedule).c_str(), o.threads, o.out.c_str());
+          model.c_str(), static_cast<long long>(f.parameters), static_cast<long long>(f.trainable),
+          name_of(o.train_only).c_str(), name_of(o.bn_stats).c_str(),
+          static_cast<long long>(f.train_images), static_cast<long long>(f.test_images),
+          static_cast<long long>(f.epochs), static_cast<long long>(f.batches_per_epoch),
+          name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(), o.threads,
+          o.out.c_str());
     }
     if (f.world_size > 1) {
       std::printf("data-parallel: %d processes, global batch %lld, BatchNorm statistics %s\n",
@@ -150,6 +155,14 @@ void run(TrainArgs& a, CLI::App* sub) {
     if (a.resume.empty()) throw std::invalid_argument("--resume: give the run directory");
     try {
       train::TrainOptions saved = train::read_config(a.resume + "/config.json");
+      // The model is the run's: a different normalization would not fit its checkpoint.
+      if (given("--norm") && a.o.norm != saved.norm)
+        throw std::invalid_argument("--norm " + name_of(a.o.norm) + ": the run was trained with " +
+                                    name_of(saved.norm) + " (its config.json); resuming keeps it");
+      if (given("--gn-groups") && a.o.gn_groups != saved.gn_groups)
+        throw std::invalid_argument(
+            "--gn-groups " + std::to_string(a.o.gn_groups) + ": the run was trained with " +
+            std::to_string(saved.gn_groups) + " (its config.json); resuming keeps it");
       if (given("--epochs")) saved.epochs = a.o.epochs;
       saved.threads = a.o.threads;  // the order of sums depends on it: pass the run's
       if (given("--data")) saved.data = a.o.data;
@@ -277,7 +290,17 @@ Command add_train(CLI::App& app) {
                 "ImageNet mean/std, as the BN-only paper's code)")
       ->capture_default_str()
       ->check(CLI::IsMember(data::normalization_names()));
-  add_enum_option(t, "--bn-init", o.bn_init, "BatchNorm gamma init");
+  add_enum_option(t, "--norm", o.norm,
+                  "the normalization layer of the resnet<D>[_<W>] models (every other model: bn "
+                  "only)");
+  t->add_option("--gn-groups", o.gn_groups,
+                "--norm gn: GroupNorm's groups; a layer of C channels takes min(G, C), which "
+                "must divide C")
+      ->capture_default_str()
+      ->check(integer_in(1, 65536));
+  add_enum_option(t, "--bn-init", o.bn_init,
+                  "gamma init of the normalization layers (BatchNorm, or GroupNorm with --norm gn "
+                  "or ln)");
   add_enum_option(t, "--train-only", o.train_only,
                   "which parameters learn (freezes the rest: no gradient, no decay)");
   add_enum_option(t, "--bn-stats", o.bn_stats,

@@ -1,7 +1,8 @@
 // minidl — differentiable operations. Each op computes its forward result and, when grad mode is
 // on and an input requires a gradient, records a Node whose closure accumulates the inputs'
 // gradients. Forward and backward of an op live side by side in one .cpp per family:
-//   linalg.cpp (linear), conv.cpp (conv2d), norm.cpp (batch_norm), pool.cpp (max_pool2d,
+//   linalg.cpp (linear), conv.cpp (conv2d), norm.cpp (batch_norm), group_norm.cpp (group_norm,
+//   layer_norm), pool.cpp (max_pool2d,
 //   global_avg_pool2d), elementwise.cpp (relu, add, add_relu, reshape/flatten), loss.cpp
 //   (cross_entropy).
 // The op template: in each .cpp an op is a pair of free functions on raw float arrays,
@@ -23,6 +24,9 @@
 //   R       rows of im2col's matrix, C * KH * KW (the convolution GEMM's inner dimension)
 //   DI, DO  a linear layer's input and output features (in_features, out_features)
 //   K       classes (logits [N, K])
+//   G       group_norm's groups (num_groups), each of C / G channels
+//   D       the values one group_norm or layer_norm row normalizes together: C / G * S, or
+//           prod(normalized_shape) (layer_norm's input is then [N, D], N its leading dimensions)
 // Combined letters are products: NC = N * C, HWO = HO * WO, CHW = C * H * W. Winograd's tile
 // letters (m, a, P, T, xi) are defined in core/winograd.hpp. kernels::gemm's M, N, K are BLAS's
 // (C [M, N] = A [M, K] B [K, N]), local to that call.
@@ -147,6 +151,35 @@ Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& 
                            Tensor running_mean, Tensor running_var, bool training, float momentum,
                            float eps, const Tensor& residual, const BatchNormSync* sync = nullptr,
                            int64_t group_size = 0, const BatchRenorm* renorm = nullptr);
+
+/// Group normalization (Wu & He 2018, eq. 1-2 with eq. 6's per-channel affine and eq. 7's
+/// groups; torch.nn.functional.group_norm). x [N, C, *] ([N, C], [N, C, L] or [N, C, H, W]; S
+/// values per channel and image) -> y of x's shape. Each image's C channels form num_groups = G
+/// groups of C / G consecutive channels; each group of each image is normalized on its own over
+/// its D = C / G * S values:
+///   y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]
+/// mean and var (biased) those of the group of that image: no batch statistics, no running
+/// buffers, the same in training and evaluation; one image gives the same bits alone as inside a
+/// batch. weight, bias [C] may each be undefined (1 and 0; affine = false). G = 1 is LayerNorm as
+/// Wu & He define it for conv nets (statistics over C, H, W; a weight per channel), G = C is
+/// InstanceNorm with an affine. Statistics are summed around a shift in double (accurate when
+/// |mean| >> std). Throws std::invalid_argument naming group_norm for an input of fewer than 2
+/// dimensions, num_groups < 1 or not dividing C, weight or bias not [C], eps < 0 or not finite.
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias,
+                  float eps = 1e-5f);
+
+/// Layer normalization (Ba, Kiros & Hinton 2016, eq. 3-4; torch.nn.functional.layer_norm). x
+/// [*, normalized_shape...] -> y of x's shape: each row of the D = prod(normalized_shape)
+/// trailing values is normalized on its own,
+///   y = (x - mean) / sqrt(var + eps) * weight + bias
+/// mean and var (biased) those of the row; weight, bias of shape normalized_shape (elementwise:
+/// one per position of the row), each may be undefined (1 and 0; elementwise_affine = false).
+/// No batch statistics: the same in training and evaluation. Statistics are summed around a shift
+/// in double. Throws std::invalid_argument naming layer_norm for an empty normalized_shape, an
+/// input whose trailing dimensions are not normalized_shape, weight or bias of another shape,
+/// eps < 0 or not finite.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, float eps = 1e-5f);
 
 /// max over KH x KW windows, KH = KW = kernel_size (torch.nn.functional.max_pool2d, padding
 /// counts as -inf). x [N, C, H, W] -> y [N, C, HO, WO], HO = (H + 2 * padding - KH) / stride + 1

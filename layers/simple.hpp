@@ -1,11 +1,20 @@
-// minidl — the parameter-free layers: ReLU, GELU, MaxPool2d, GlobalAvgPool2d, Flatten (torch.nn
-// names). Each is a thin Module over one op in core/ops.hpp, which documents the math.
+// minidl — the parameter-free layers: Identity, ReLU, GELU, MaxPool2d, GlobalAvgPool2d, Flatten
+// (torch.nn names). Each but Identity is a thin Module over one op in core/ops.hpp, which documents
+// the math.
 #pragma once
 
 #include "core/ops.hpp"
 #include "layers/module.hpp"
 
 namespace minidl {
+
+/// torch.nn.Identity: y = x (the same tensor, no op recorded). Any shape. A placeholder where a
+/// model has no layer (a ResNet's `--norm none`).
+class Identity : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x; }
+  std::string type_name() const override { return "Identity"; }
+};
 
 /// torch.nn.ReLU: y = max(x, 0). Any shape -> same shape.
 class ReLU : public Module {

@@ -5,6 +5,8 @@
 #include "core/random.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/group_norm.hpp"
+#include "layers/layer_norm.hpp"
 #include "layers/linear.hpp"
 
 namespace minidl::optim {
@@ -12,9 +14,11 @@ namespace minidl::optim {
 const EnumTable<TrainOnly>& enum_table(TrainOnly) {
   static const EnumTable<TrainOnly> t = {
       {TrainOnly::kAll, "all", "every parameter"},
-      {TrainOnly::kBn, "bn", "BatchNorm's gamma and beta only"},
+      {TrainOnly::kBn, "bn",
+       "the normalization layers' gamma and beta only (BatchNorm's, or GroupNorm's with --norm "
+       "gn or ln)"},
       {TrainOnly::kFc, "fc", "the output layer only"},
-      {TrainOnly::kBnFc, "bn+fc", "BatchNorm and the output layer"},
+      {TrainOnly::kBnFc, "bn+fc", "the normalization layers and the output layer"},
       {TrainOnly::kRandomPerChannel, "random-per-channel",
        "two random conv weights per output channel (the paper's control)"}};
   return t;
@@ -26,16 +30,28 @@ std::vector<UpdateMask> apply_train_only(Module& model, TrainOnly mode_value, ui
   if (mode_value == TrainOnly::kAll) return {};
 
   Linear* fc = nullptr;
-  const std::vector<BatchNorm*> bns = model.modules_of<BatchNorm>();
   const std::vector<Conv2d*> convs = model.modules_of<Conv2d>();
   for (Linear* l : model.modules_of<Linear>()) fc = l;  // the last Linear in module order
   if (mode_value == TrainOnly::kBn || mode_value == TrainOnly::kBnFc) {
-    if (bns.empty())
-      throw std::invalid_argument("train-only mode " + mode + ": the model has no BatchNorm");
-    for (BatchNorm* b : bns) {
-      if (b->weight.defined()) b->weight.set_requires_grad(true);
-      if (b->bias.defined()) b->bias.set_requires_grad(true);
+    // The normalization layers' gammas and betas: BatchNorm's, or GroupNorm's and LayerNorm's in
+    // a model built with another norm (`--norm gn`).
+    std::vector<Tensor> norm_params;
+    for (auto& [name, m] : model.named_modules()) {
+      if (auto* b = dynamic_cast<BatchNorm*>(m)) {
+        norm_params.insert(norm_params.end(), {b->weight, b->bias});
+      } else if (auto* g = dynamic_cast<GroupNorm*>(m)) {
+        norm_params.insert(norm_params.end(), {g->weight, g->bias});
+      } else if (auto* l = dynamic_cast<LayerNorm*>(m)) {
+        norm_params.insert(norm_params.end(), {l->weight, l->bias});
+      }
     }
+    if (norm_params.empty()) {
+      throw std::invalid_argument("train-only mode " + mode +
+                                  ": the model has no normalization layer (BatchNorm, GroupNorm "
+                                  "or LayerNorm)");
+    }
+    for (Tensor& p : norm_params)
+      if (p.defined()) p.set_requires_grad(true);
   }
   if (mode_value == TrainOnly::kFc || mode_value == TrainOnly::kBnFc) {
     if (!fc)

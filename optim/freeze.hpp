@@ -8,7 +8,9 @@
 // Modes (Frankle, Schwab & Morcos, "Training BatchNorm and Only BatchNorm", ICLR 2021):
 //   all                 every parameter learns
 //   bn                  every BatchNorm weight (gamma) and bias (beta), nothing else — the
-//                       output layer is frozen too
+//                       output layer is frozen too. In a model with GroupNorm or LayerNorm
+//                       layers (a ResNet built with --norm gn or ln), their weight and bias: the
+//                       normalization's gamma and beta, whatever the normalization
 //   fc                  the final Linear only (random features, trained readout)
 //   bn+fc               both of the above
 //   random-per-channel  the paper's control: instead of BN, two randomly chosen weights per

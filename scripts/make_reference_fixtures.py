@@ -6,8 +6,11 @@ Rerun with Debian's interpreter (the one that has python3-torch):
     /usr/bin/python3 scripts/make_reference_fixtures.py [--out tests/fixtures]
 
 What it makes: one small JSON file per case in tests/fixtures/ (linear, conv2d in four
-geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, cross-entropy
-with and without label smoothing, max pooling, global average pooling, GELU (exact), and
+geometries plus a rectangular kernel, batch norm 1-d/2-d in train and eval mode, group norm and
+layer norm (with and without affine, 3-d and 4-d inputs, a group with a large mean; compared
+by tests/test_norm_layers.cpp, as is resnet8_4 with --norm gn, ln and none), cross-entropy
+with and without label smoothing, max pooling,
+global average pooling, GELU (exact), and
 three steps of SGD / SGD+Nesterov / plain SGD / Adam / AdamW, and of SGD with two parameter
 groups, and airbench94's patch whitening: the eigendecomposition of the 2x2-patch covariance
 of a few images and the whitening conv weight made from it). Each file has the layout
@@ -208,6 +211,156 @@ def case_gelu(out):
           {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad})
 
 
+def gn_case(out, name, seed, x_shape, groups, affine, shift=0.5, scale=2.0):
+    eps = 1e-5
+    torch.manual_seed(seed)
+    c = x_shape[1]
+    x = randn32(*x_shape, scale=scale, shift=shift)
+    w = randn32(c, scale=0.5, shift=1.0) if affine else None
+    b = randn32(c, scale=0.5, shift=0.1) if affine else None
+    gy = randn32(*x_shape)
+    xl = leaf(x)
+    wl, bl = (leaf(w), leaf(b)) if affine else (None, None)
+    y = F.group_norm(xl, groups, wl, bl, eps=eps)
+    y.backward(gy)
+    tensors = {"x": x}
+    if affine:
+        tensors.update({"weight": w, "bias": b})
+    tensors.update({"grad_y": gy, "y": y, "grad_x": xl.grad})
+    if affine:
+        tensors.update({"grad_weight": wl.grad, "grad_bias": bl.grad})
+    write(out, name, {"op": "group_norm", "num_groups": groups, "eps": eps, "affine": affine},
+          tensors)
+
+
+def ln_case(out, name, seed, x_shape, normalized_shape, affine):
+    eps = 1e-5
+    torch.manual_seed(seed)
+    x = randn32(*x_shape, scale=2.0, shift=0.5)
+    w = randn32(*normalized_shape, scale=0.5, shift=1.0) if affine else None
+    b = randn32(*normalized_shape, scale=0.5, shift=0.1) if affine else None
+    gy = randn32(*x_shape)
+    xl = leaf(x)
+    wl, bl = (leaf(w), leaf(b)) if affine else (None, None)
+    y = F.layer_norm(xl, list(normalized_shape), wl, bl, eps=eps)
+    y.backward(gy)
+    tensors = {"x": x}
+    if affine:
+        tensors.update({"weight": w, "bias": b})
+    tensors.update({"grad_y": gy, "y": y, "grad_x": xl.grad})
+    if affine:
+        tensors.update({"grad_weight": wl.grad, "grad_bias": bl.grad})
+    write(out, name, {"op": "layer_norm", "normalized_shape": list(normalized_shape), "eps": eps,
+                      "elementwise_affine": affine}, tensors)
+
+
+def case_group_layer_norm(out):
+    """GroupNorm (3 groups of 2 channels; 1 group; a [N, C, L] input without affine; a large
+    mean, |mean| / std = 1e3) and LayerNorm (over the last dimension; over [C, H, W] of a 4-d
+    input; without affine), in float64 on float32 inputs as every case here."""
+    gn_case(out, "group_norm.json", 61, (3, 6, 4, 5), 3, True)
+    gn_case(out, "group_norm_g1.json", 62, (2, 4, 3, 3), 1, True)
+    gn_case(out, "group_norm_3d_noaffine.json", 63, (4, 6, 7), 2, False)
+    gn_case(out, "group_norm_offset.json", 64, (2, 4, 3, 3), 2, True, shift=1000.0, scale=1.0)
+    ln_case(out, "layer_norm.json", 65, (4, 3, 10), (10,), True)
+    ln_case(out, "layer_norm_4d.json", 66, (2, 3, 4, 4), (3, 4, 4), True)
+    ln_case(out, "layer_norm_noaffine.json", 67, (5, 12), (12,), False)
+
+
+class NormBlock(torch.nn.Module):
+    """minidl's BasicBlock (layers/models/resnet.hpp) with any norm layer: relu(bn1(conv1 x)),
+    then relu(bn2(conv2 h) + shortcut(x)), the shortcut a 1x1 conv + norm where the shape
+    changes (torchvision keeps the attribute names bn1, bn2 whatever the norm)."""
+
+    def __init__(self, c_in, c_out, downsample, norm):
+        super().__init__()
+        stride = 2 if downsample else 1
+        self.conv1 = torch.nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm(c_out)
+        self.conv2 = torch.nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
+        self.bn2 = norm(c_out)
+        self.shortcut = None
+        if downsample or c_in != c_out:
+            self.shortcut = torch.nn.Sequential(
+                torch.nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), norm(c_out))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(h)) + (self.shortcut(x) if self.shortcut else x))
+
+
+class NormResNet(torch.nn.Module):
+    """minidl's CifarResNet resnet<depth>_<width> with minidl's state names (conv, bn,
+    blocks.<i>.*, fc) and `norm` for every BatchNorm."""
+
+    def __init__(self, depth, width, norm):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv = torch.nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn = norm(width)
+        blocks, c = [], width
+        for stage in range(3):
+            for i in range(n):
+                blocks.append(NormBlock(c, width << stage, stage > 0 and i == 0, norm))
+                c = width << stage
+        self.blocks = torch.nn.Sequential(*blocks)
+        self.fc = torch.nn.Linear(c, 10)
+
+    def forward(self, x):
+        h = self.blocks(F.relu(self.bn(self.conv(x))))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def formula_values(name, shape):
+    """The values tests/test_norm_layers.cpp writes into the tensor `name` too (no weights in
+    the file): v_i = sin(0.7 i + h / 100), h = sum_j (j + 1) ord(name[j]) mod 997, scaled to
+    2 / sqrt(fan_in) for a weight of 2 or more dimensions, 1 + 0.3 v for a 1-d weight (gamma),
+    0.2 v for a bias; computed in float64, rounded to float32."""
+    h = sum((j + 1) * ord(ch) for j, ch in enumerate(name)) % 997
+    v = np.sin(0.7 * np.arange(int(np.prod(shape)), dtype=np.float64) + h / 100.0)
+    if len(shape) >= 2:
+        v = v * 2.0 / np.sqrt(np.prod(shape[1:]))
+    elif name.endswith(".weight"):
+        v = 1.0 + 0.3 * v
+    else:
+        v = 0.2 * v
+    return torch.from_numpy(v.astype(np.float32).astype(np.float64).reshape(shape))
+
+
+def resnet_norm_case(out, name, seed, norm_name, make_norm, grads):
+    torch.manual_seed(seed)
+    net = NormResNet(8, 4, make_norm).double()
+    with torch.no_grad():
+        for key, t in net.state_dict().items():
+            t.copy_(formula_values(key, tuple(t.shape)))
+    x = randn32(2, 3, 8, 8, scale=1.0)
+    gy = randn32(2, 10)
+    xl = leaf(x)
+    y = net(xl)
+    y.backward(gy)
+    params = dict(net.named_parameters())
+    tensors = {"x": x, "grad_y": gy, "y": y, "grad_x": xl.grad}
+    for g in grads:
+        tensors["grad." + g] = params[g].grad
+    write(out, name, {"model": "resnet8_4", "norm": norm_name, "gn_groups": 2,
+                      "state_names": list(net.state_dict().keys())}, tensors)
+
+
+def case_resnet_norms(out):
+    """resnet8_4 (an 8 x 8 input) built with --norm gn (2 groups), ln (GroupNorm with one group,
+    Wu & He's conv-net LayerNorm) and none, weights from formula_values: logits, the input's
+    gradient and a few parameters' gradients of sum(logits * grad_y)."""
+    common = ["conv.weight", "blocks.1.shortcut.0.weight", "fc.bias"]
+    affine = ["bn.weight", "bn.bias", "blocks.0.bn2.weight", "blocks.1.bn1.bias",
+              "blocks.2.shortcut.1.weight", "blocks.2.bn2.bias"]
+    resnet_norm_case(out, "resnet_norm_gn.json", 71, "gn",
+                     lambda c: torch.nn.GroupNorm(min(2, c), c), common + affine)
+    resnet_norm_case(out, "resnet_norm_ln.json", 72, "ln", lambda c: torch.nn.GroupNorm(1, c),
+                     common + affine)
+    resnet_norm_case(out, "resnet_norm_none.json", 73, "none", lambda c: torch.nn.Identity(),
+                     common)
+
+
 def optim_case(out, name, seed, make_opt, meta):
     torch.manual_seed(seed)
     p0 = randn32(7, scale=1.0, shift=0.3)
@@ -301,8 +454,9 @@ def main():
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(1)  # deterministic reductions, light on CPU
-    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu, case_optim,
-                 case_param_groups, case_patch_whitening):
+    for case in (case_linear, case_conv, case_bn, case_ce, case_pool, case_gelu,
+                 case_group_layer_norm, case_resnet_norms, case_optim, case_param_groups,
+                 case_patch_whitening):
         case(out)
     names = sorted(n for n in os.listdir(out) if n.endswith(".json"))
     print(f"wrote {len(names)} fixtures to {out} (torch {torch.__version__})", file=sys.stderr)

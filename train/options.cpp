@@ -155,6 +155,31 @@ void validate(const TrainOptions& o) {
     if (!(o.renorm_ramp_start >= 0 && o.renorm_ramp_start <= o.renorm_ramp_end &&
           o.renorm_ramp_end <= 1))
       bad("renorm_ramp", "must be two fractions of the run, 0 <= start <= end <= 1");
+    if (o.norm != NormKind::kBatch)
+      bad("bn_renorm", "renormalizes BatchNorm, but norm " + name_of(o.norm) + " has no BatchNorm");
+  }
+  if (o.gn_groups < 1 || o.gn_groups > 65536)
+    bad("gn_groups", "must be from 1 to 65536, got " + std::to_string(o.gn_groups));
+  if (o.gn_groups != ModelOptions{}.gn_groups && o.norm != NormKind::kGroup)
+    bad("gn_groups", "sets GroupNorm's groups: it takes norm gn, got norm " + name_of(o.norm));
+  if (o.norm != NormKind::kBatch) {
+    const std::string why = "norm " + name_of(o.norm) +
+                            (o.norm == NormKind::kNone ? " has no normalization layer"
+                                                       : " has no batch statistics (GroupNorm)");
+    if (o.bn_stats != BnStatsMode::kBatch)
+      bad("bn_stats", name_of(o.bn_stats) + " sets BatchNorm's statistics, but " + why);
+    if (o.bn_sync != BnSync::kNone)
+      bad("bn_sync", name_of(o.bn_sync) + " synchronizes BatchNorm's statistics, but " + why);
+    if (o.bn_group_size > 0) bad("bn_group_size", "sets BatchNorm's ghost batches, but " + why);
+  }
+  if (o.norm == NormKind::kNone) {
+    if (o.train_only == optim::TrainOnly::kBn || o.train_only == optim::TrainOnly::kBnFc)
+      bad("train_only", name_of(o.train_only) +
+                            " trains the normalization layers' gamma and beta, but norm none "
+                            "has none");
+    if (o.bn_init != BnInit::kFixed)
+      bad("bn_init",
+          name_of(o.bn_init) + " sets the normalization layers' gamma, but norm none has none");
   }
   if (o.schedule == optim::ScheduleKind::kPiecewise && o.recipe != Recipe::kAirbench94)
     bad("schedule", "piecewise is airbench94's (its knots are set by the recipe)");
@@ -168,6 +193,15 @@ ops::BatchRenorm renorm_at(const TrainOptions& o, int64_t step, int64_t total_st
                             : (t >= o.renorm_ramp_start ? 1.0 : 0.0);
   return {static_cast<float>(1.0 + (o.renorm_r_max - 1.0) * f),
           static_cast<float>(o.renorm_d_max * f)};
+}
+
+ModelOptions model_options(const TrainOptions& o) {
+  ModelOptions mo;
+  mo.seed = o.seed;
+  mo.bn_init = o.bn_init;
+  mo.norm = o.norm;
+  mo.gn_groups = o.gn_groups;
+  return mo;
 }
 
 }  // namespace minidl::train

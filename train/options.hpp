@@ -97,6 +97,11 @@ struct TrainOptions {
   /// The run directory; empty: none (nothing is written: probes and tests).
   std::string out = "runs/latest";
   BnInit bn_init = BnInit::kFixed;
+  /// The ResNets' normalization layer (ModelOptions::norm: bn, gn, ln, none) and GroupNorm's
+  /// groups with gn; each saved in config.json only when not the default (bn, 32), and read
+  /// back by --resume, eval and predict (the checkpoint's metadata holds config.json).
+  NormKind norm = NormKind::kBatch;
+  int64_t gn_groups = 32;
   optim::TrainOnly train_only = optim::TrainOnly::kAll;
   /// Keep the parameters the model itself freezes (airbench94's gammas and whitening weight)
   /// frozen; train_only then only freezes more. False: train_only decides every parameter.
@@ -159,7 +164,13 @@ TrainOptions frankle2021_options(int64_t epochs);
 /// Winograd kernels' 16 lanes), the test set evaluated after the last epoch, TTA level 2.
 TrainOptions airbench94_options(int64_t batch_size = 1024, double epochs = 9.9);
 
-/// Checks every range. Throws OptionError naming the field.
+/// Checks every range, and the combinations of norm with the BatchNorm-only settings (gn_groups
+/// without norm gn; bn_stats running, bn_sync or bn_group_size with a norm other than bn;
+/// train_only bn or bn+fc and bn_init uniform with norm none). Throws OptionError naming the
+/// field.
 void validate(const TrainOptions& o);
+
+/// The model's settings from the run's: seed, bn_init, norm, gn_groups.
+ModelOptions model_options(const TrainOptions& o);
 
 }  // namespace minidl::train

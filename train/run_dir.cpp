@@ -182,6 +182,9 @@ json config_to_json(const TrainOptions& o) {
     write_field(j, "renorm_ramp_start", c.renorm_ramp_start);
     write_field(j, "renorm_ramp_end", c.renorm_ramp_end);
   }
+  // The normalization likewise: only when not BatchNorm (gn_groups only when not 32).
+  if (c.norm != ModelOptions{}.norm) write_field(j, "norm", named(c.norm));
+  if (c.gn_groups != ModelOptions{}.gn_groups) j["gn_groups"] = c.gn_groups;
   return j;
 }
 
@@ -211,6 +214,8 @@ TrainOptions config_from_json(const json& j) {
   read_field(j, "renorm_d_max", c.renorm_d_max);
   read_field(j, "renorm_ramp_start", c.renorm_ramp_start);
   read_field(j, "renorm_ramp_end", c.renorm_ramp_end);
+  read_field(j, "norm", named(c.norm));
+  read_field(j, "gn_groups", c.gn_groups);
   return c;
 }
 
@@ -358,6 +363,28 @@ void save_checkpoint(const std::string& path, const Module& model, const TrainOp
   save_safetensors(path, model.state_dict(), meta);
 }
 
+ModelOptions checkpoint_model_options(const Checkpoint& ck, const std::string& path) {
+  ModelOptions mo;
+  auto it = ck.metadata.find("config");
+  if (it == ck.metadata.end()) return mo;  // minidl before the entry existed: BatchNorm
+  json j;
+  try {
+    j = json::parse(it->second);
+  } catch (const json::parse_error&) {
+    throw std::runtime_error("checkpoint \"" + path +
+                             "\": metadata \"config\" is not valid JSON (was it written by "
+                             "minidl train?)");
+  }
+  if (!j.is_object()) return mo;
+  try {  // only what builds the model: the norm (absent: bn) and GroupNorm's groups
+    read_field(j, "norm", named(mo.norm));
+    read_field(j, "gn_groups", mo.gn_groups);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("checkpoint \"" + path + "\": metadata \"config\": " + e.what());
+  }
+  return mo;
+}
+
 std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, bool allow_nonfinite) {
   Checkpoint ck = load_safetensors(path);
   if (!allow_nonfinite) {
@@ -383,7 +410,7 @@ std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, boo
                              "\" has no \"model\" entry in its "
                              "__metadata__ (was it written by minidl train?)");
   }
-  std::shared_ptr<Module> model = create_model(it->second, ModelOptions{});
+  std::shared_ptr<Module> model = create_model(it->second, checkpoint_model_options(ck, path));
   try {
     model->load_state_dict(ck.tensors);
   } catch (const std::exception& e) {

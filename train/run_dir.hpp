@@ -32,8 +32,9 @@ namespace minidl::train {
 /// fields a run may choose (data, seed, tta, threads, epochs, batch_size, limit_train,
 /// limit_test, eval_every_epoch); every other recipe saves every field of the list in
 /// run_dir.cpp (for_each_field) and no "recipe" key, so that config.json and the checkpoint
-/// metadata are byte-identical to those of minidl before recipes were named. Enums are saved by
-/// name, epochs as an integer (airbench94: as a number).
+/// metadata are byte-identical to those of minidl before recipes were named. bn_sync, reduction,
+/// bn_group_size, norm and gn_groups are saved only when not their default, for the same reason.
+/// Enums are saved by name, epochs as an integer (airbench94: as a number).
 nlohmann::json config_to_json(const TrainOptions& o);
 /// The inverse of config_to_json; missing keys keep the recipe's values. Throws
 /// std::runtime_error naming the key and the expected type or names. Unknown keys are ignored.
@@ -82,7 +83,12 @@ void save_checkpoint(const std::string& path, const Module& model, const TrainOp
 struct NonFiniteCheckpoint : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-/// Builds the model named in a checkpoint's metadata ("model") and loads its tensors. Throws
+/// The ModelOptions a checkpoint's model is rebuilt with: norm and gn_groups from the config.json
+/// in its metadata ("config"; absent keys, or no entry: bn and 32, as every checkpoint before
+/// --norm). Throws std::runtime_error naming `path` for a config that is not JSON or a bad value.
+ModelOptions checkpoint_model_options(const Checkpoint& ck, const std::string& path);
+/// Builds the model named in a checkpoint's metadata ("model") with checkpoint_model_options
+/// (its normalization) and loads its tensors. Throws
 /// std::runtime_error naming the file when the metadata has no model name, and the
 /// load_state_dict error (naming the tensor) when a name or shape does not fit. Unless
 /// `allow_nonfinite`, a tensor holding NaN or infinity is refused (NonFiniteCheckpoint), naming

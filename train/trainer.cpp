@@ -184,10 +184,7 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   Callbacks cb = rank == 0 ? cb_ : Callbacks{};
   cb.step = cb_.step;
 
-  ModelOptions mo;
-  mo.seed = o.seed;
-  mo.bn_init = o.bn_init;
-  model_ = create_model(o.model, mo);
+  model_ = create_model(o.model, model_options(o));
   Module& model = *model_;
 
   data::Dataset train_own, test_own;

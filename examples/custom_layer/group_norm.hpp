@@ -1,5 +1,7 @@
 // GroupNorm (Wu & He, "Group Normalization", ECCV 2018, eq. 1-3; torch.nn.GroupNorm): a layer
 // defined outside minidl's tree, against the installed package.
+// minidl itself now has GroupNorm (layers/group_norm.hpp, op ops::group_norm); this copy stays
+// as the teaching example of adding a layer from outside, and is not the library's.
 //
 //   For each sample n and group g of C / G consecutive channels, over those channels and H, W:
 //     mean = E[x],  var = E[(x - mean)^2] (biased),  x_hat = (x - mean) / sqrt(var + eps)

@@ -83,6 +83,7 @@ void Airbench94::init_whitening(const Tensor& images, double eps) {
 
 static std::shared_ptr<Module> make_airbench(const std::string& name, const ModelOptions& o) {
   if (name != "airbench94") return nullptr;
+  require_batch_norm(o, name);
   Generator gen(o.seed);
   auto model = std::make_shared<Airbench94>(o.num_classes, gen);
   init_batch_norms(*model, o, gen);

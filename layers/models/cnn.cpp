@@ -34,7 +34,9 @@ static std::shared_ptr<Module> make_cnn(const ModelOptions& o) {
 }
 
 MINIDL_REGISTER_MODEL(cnn, "cnn", [](const std::string& name, const ModelOptions& o) {
-  return name == "cnn" ? make_cnn(o) : nullptr;
+  if (name != "cnn") return std::shared_ptr<Module>();
+  require_batch_norm(o, name);
+  return make_cnn(o);
 });
 
 }  // namespace minidl

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "layers/batch_norm.hpp"
+#include "layers/group_norm.hpp"
+#include "layers/layer_norm.hpp"
 
 namespace minidl {
 
@@ -40,16 +42,43 @@ const EnumTable<BnInit>& enum_table(BnInit) {
   return t;
 }
 
+const EnumTable<NormKind>& enum_table(NormKind) {
+  static const EnumTable<NormKind> t = {
+      {NormKind::kBatch, "bn", "BatchNorm2d"},
+      {NormKind::kGroup, "gn", "GroupNorm, --gn-groups groups (Wu & He 2018)"},
+      {NormKind::kLayer, "ln",
+       "LayerNorm as Wu & He define it for conv nets: GroupNorm with one group (statistics over "
+       "C, H, W of each image, a gamma and beta per channel)"},
+      {NormKind::kNone, "none", "no normalization layer"}};
+  return t;
+}
+
 void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen) {
-  for (BatchNorm* bn : model.modules_of<BatchNorm>()) {
-    if (!bn->weight.defined()) continue;
-    if (options.bn_init == BnInit::kUniform) {
-      uniform_(bn->weight, 0.0f, 1.0f, gen);
-    } else {
-      bn->weight.fill_(1.0f);
+  for (auto& [name, m] : model.named_modules()) {  // module order: the draws follow it
+    Tensor weight, bias;
+    if (auto* bn = dynamic_cast<BatchNorm*>(m)) {
+      weight = bn->weight, bias = bn->bias;
+    } else if (auto* gn = dynamic_cast<GroupNorm*>(m)) {
+      weight = gn->weight, bias = gn->bias;
+    } else if (auto* ln = dynamic_cast<LayerNorm*>(m)) {
+      weight = ln->weight, bias = ln->bias;
     }
-    bn->bias.fill_(0.0f);
+    if (!weight.defined()) continue;
+    if (options.bn_init == BnInit::kUniform) {
+      uniform_(weight, 0.0f, 1.0f, gen);
+    } else {
+      weight.fill_(1.0f);
+    }
+    bias.fill_(0.0f);
   }
+}
+
+void require_batch_norm(const ModelOptions& options, const std::string& model) {
+  if (options.norm == NormKind::kBatch) return;
+  throw std::invalid_argument("norm " + name_of(options.norm) + " is not available for model " +
+                              model.substr(0, 40) +
+                              ", whose normalization is BatchNorm (only the resnet<D>[_<W>] "
+                              "models take another norm)");
 }
 
 }  // namespace minidl

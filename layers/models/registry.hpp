@@ -13,15 +13,29 @@
 
 namespace minidl {
 
-/// BatchNorm gamma init: fixed (1, PyTorch's default) or uniform (U[0, 1), as in the BN-only
-/// paper's code, Frankle et al. 2021). beta is 0 either way.
+/// Normalization layers' gamma init: fixed (1, PyTorch's default) or uniform (U[0, 1), as in the
+/// BN-only paper's code, Frankle et al. 2021). beta is 0 either way. Applies to BatchNorm and to
+/// the GroupNorm or LayerNorm of a model built with another NormKind.
 enum class BnInit { kFixed, kUniform };
 const EnumTable<BnInit>& enum_table(BnInit);
+
+/// The normalization layer of the CIFAR ResNets (layers/models/resnet.hpp); names bn, gn, ln,
+/// none. bn: BatchNorm2d (the default; the fused BN paths). gn: GroupNorm with
+/// ModelOptions::gn_groups groups (Wu & He 2018). ln: LayerNorm as Wu & He define it for conv
+/// nets, i.e. GroupNorm with one group (statistics over C, H, W of each image, a gamma and beta
+/// per channel), not layers/layer_norm.hpp's elementwise affine over [C, H, W]. none: no
+/// normalization (an Identity). Every other model takes bn only (require_batch_norm).
+enum class NormKind { kBatch, kGroup, kLayer, kNone };
+const EnumTable<NormKind>& enum_table(NormKind);
 
 struct ModelOptions {
   uint64_t seed = 0;  ///< seeds every weight init
   int64_t num_classes = 10;
-  BnInit bn_init = BnInit::kFixed;  ///< BatchNorm gamma init
+  BnInit bn_init = BnInit::kFixed;   ///< normalization layers' gamma init
+  NormKind norm = NormKind::kBatch;  ///< the ResNets' normalization layer
+  /// GroupNorm's groups with norm gn: each layer of C channels takes min(gn_groups, C) groups,
+  /// which must divide C (Wu & He's default G = 32).
+  int64_t gn_groups = 32;
 };
 
 /// Builds the model `name` if it handles it, else returns nullptr.
@@ -35,8 +49,14 @@ std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions
 /// The registered name patterns, e.g. "resnet<D>[_<W>]".
 std::vector<std::string> model_patterns();
 
-/// Applies options.bn_init to every BatchNorm in `model` (uniform draws from `gen`).
+/// Applies options.bn_init to every BatchNorm, GroupNorm and LayerNorm in `model`, in module
+/// order (uniform draws from `gen`); beta set to 0.
 void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen);
+
+/// For the builders of models whose normalization is BatchNorm only: throws
+/// std::invalid_argument "norm gn is not available for model cnn (...)" unless options.norm is
+/// NormKind::kBatch.
+void require_batch_norm(const ModelOptions& options, const std::string& model);
 
 }  // namespace minidl
 

@@ -1,37 +1,73 @@
 #include "layers/models/resnet.hpp"
 
+#include <algorithm>
 #include <regex>
 #include <stdexcept>
 
 #include "core/ops.hpp"
+#include "layers/group_norm.hpp"
 #include "layers/models/registry.hpp"
+#include "layers/simple.hpp"
 
 namespace minidl {
 
-BasicBlock::BasicBlock(int64_t in, int64_t out, bool downsample, Generator& gen) {
+std::shared_ptr<Module> make_norm_layer(NormKind norm, int64_t gn_groups, int64_t channels) {
+  switch (norm) {
+    case NormKind::kBatch:
+      break;
+    case NormKind::kGroup:
+    case NormKind::kLayer: {
+      const int64_t groups = norm == NormKind::kLayer ? 1 : std::min(gn_groups, channels);
+      if (groups < 1 || channels % groups != 0) {
+        throw std::invalid_argument(
+            "gn_groups " + std::to_string(gn_groups) + " gives a GroupNorm of " +
+            std::to_string(groups) + " groups on " + std::to_string(channels) +
+            " channels; each layer takes min(gn_groups, channels) groups, which must divide its "
+            "channels");
+      }
+      return std::make_shared<GroupNorm>(GroupNormOptions(groups, channels));
+    }
+    case NormKind::kNone:
+      return std::make_shared<Identity>();
+  }
+  return std::make_shared<BatchNorm2d>(channels);
+}
+
+BasicBlock::BasicBlock(int64_t in, int64_t out, bool downsample, Generator& gen, NormKind norm,
+                       int64_t gn_groups)
+    : norm_kind_(norm) {
   const int64_t stride = downsample ? 2 : 1;
   conv1 = register_module(
       "conv1", std::make_shared<Conv2d>(
                    Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false), gen));
-  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(out));
+  norm1 = register_module("bn1", make_norm_layer(norm, gn_groups, out));
   conv2 = register_module(
       "conv2", std::make_shared<Conv2d>(Conv2dOptions(out, out, 3).padding(1).bias(false), gen));
-  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(out));
+  norm2 = register_module("bn2", make_norm_layer(norm, gn_groups, out));
+  bn1 = std::dynamic_pointer_cast<BatchNorm2d>(norm1);
+  bn2 = std::dynamic_pointer_cast<BatchNorm2d>(norm2);
   if (downsample || in != out) {
     shortcut = register_module("shortcut", std::make_shared<Sequential>());
     shortcut->add(
         std::make_shared<Conv2d>(Conv2dOptions(in, out, 1).stride(stride).bias(false), gen));
-    shortcut->add(std::make_shared<BatchNorm2d>(out));
+    shortcut->add(make_norm_layer(norm, gn_groups, out));
   }
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor h = bn1->forward_relu((*conv1)(x));  // relu(bn1(conv1(x))), fused
-  // relu(bn2(conv2(h)) + shortcut(x)), fused
-  return bn2->forward_add_relu((*conv2)(h), shortcut ? (*shortcut)(x) : x);
+  if (norm_kind_ == NormKind::kBatch) {
+    Tensor h = bn1->forward_relu((*conv1)(x));  // relu(bn1(conv1(x))), fused
+    // relu(bn2(conv2(h)) + shortcut(x)), fused
+    return bn2->forward_add_relu((*conv2)(h), shortcut ? (*shortcut)(x) : x);
+  }
+  Tensor h = ops::relu((*norm1)((*conv1)(x)));  // relu(norm1(conv1(x)))
+  // relu(norm2(conv2(h)) + shortcut(x))
+  return ops::add_relu((*norm2)((*conv2)(h)), shortcut ? (*shortcut)(x) : x);
 }
 
-CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen) {
+CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen,
+                         NormKind norm_kind, int64_t gn_groups)
+    : norm_kind_(norm_kind) {
   if (depth < 8 || depth > kMaxDepth || (depth - 2) % 6 != 0 || width < 1 || width > kMaxWidth) {
     throw std::invalid_argument("CIFAR ResNet depth must be 6k + 2 from 8 to " +
                                 std::to_string(kMaxDepth) +
@@ -40,16 +76,35 @@ CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Gene
                                 std::to_string(kMaxWidth) + ", got depth " + std::to_string(depth) +
                                 ", width " + std::to_string(width));
   }
+  if (norm_kind == NormKind::kGroup) {  // every stage checked before any weight is drawn
+    if (gn_groups < 1) {
+      throw std::invalid_argument("gn_groups must be >= 1, got " + std::to_string(gn_groups));
+    }
+    for (int64_t stage = 0; stage < 3; ++stage) {
+      const int64_t c = width << stage, groups = std::min(gn_groups, c);
+      if (c % groups != 0) {
+        throw std::invalid_argument(
+            "gn_groups " + std::to_string(gn_groups) + " does not fit resnet" +
+            std::to_string(depth) + " of width " + std::to_string(width) + ": its stages have " +
+            std::to_string(width) + ", " + std::to_string(2 * width) + " and " +
+            std::to_string(4 * width) + " channels, and a layer of C channels takes min(" +
+            "gn_groups, C) groups, which must divide C (" + std::to_string(groups) +
+            " does not divide " + std::to_string(c) + ")");
+      }
+    }
+  }
   conv = register_module(
       "conv", std::make_shared<Conv2d>(Conv2dOptions(3, width, 3).padding(1).bias(false), gen));
-  bn = register_module("bn", std::make_shared<BatchNorm2d>(width));
+  norm = register_module("bn", make_norm_layer(norm_kind, gn_groups, width));
+  bn = std::dynamic_pointer_cast<BatchNorm2d>(norm);
   blocks = register_module("blocks", std::make_shared<Sequential>());
   const int64_t per_stage = (depth - 2) / 6;
   int64_t in = width;
   for (int64_t stage = 0; stage < 3; ++stage) {
     const int64_t out = width << stage;
     for (int64_t b = 0; b < per_stage; ++b) {
-      blocks->add(std::make_shared<BasicBlock>(in, out, stage > 0 && b == 0, gen));
+      blocks->add(
+          std::make_shared<BasicBlock>(in, out, stage > 0 && b == 0, gen, norm_kind, gn_groups));
       in = out;
     }
   }
@@ -57,7 +112,9 @@ CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Gene
 }
 
 Tensor CifarResNet::forward(const Tensor& x) {
-  Tensor h = bn->forward_relu((*conv)(x));  // relu(bn(conv(x))), fused
+  Tensor h = norm_kind_ == NormKind::kBatch
+                 ? bn->forward_relu((*conv)(x))     // relu(bn(conv(x))), fused
+                 : ops::relu((*norm)((*conv)(x)));  // relu(norm(conv(x)))
   h = (*blocks)(h);
   return (*fc)(ops::global_avg_pool2d(h));
 }
@@ -79,7 +136,8 @@ MINIDL_REGISTER_MODEL(
       }
       const int64_t depth = std::stoll(m[1]);
       const int64_t width = m[2].matched ? std::stoll(m[2]) : 16;
-      auto model = std::make_shared<CifarResNet>(depth, width, o.num_classes, gen);
+      const int64_t groups = o.gn_groups;
+      auto model = std::make_shared<CifarResNet>(depth, width, o.num_classes, gen, o.norm, groups);
       init_batch_norms(*model, o, gen);
       return model;
     });

@@ -12,23 +12,51 @@
 //   blocks.<i>.shortcut.{0.weight,1.*}, fc.{weight,bias}; <i> counts blocks over all stages.
 // Registered names: "resnet<D>" (W = 16) and "resnet<D>_<W>", D = 6k + 2 (resnet20 ~ 0.27 M
 // parameters; resnet14, resnet110, resnet866 as in the paper).
+//
+// The normalization layer (ModelOptions::norm, `minidl train --norm`): every BN above is the
+// layer `norm` names, under the same attribute name (bn, bn1, bn2, shortcut.1: torchvision's
+// ResNet keeps "bn1" whatever its norm_layer):
+//   bn    BatchNorm2d (the default), with the fused BN + ReLU and BN + add + ReLU ops;
+//   gn    GroupNorm(min(gn_groups, C), C) on C channels (Wu & He 2018; gn_groups 32 by default),
+//         so resnet20's stages of 16, 32, 64 channels get 16, 32, 32 groups;
+//   ln    LayerNorm as Wu & He define it for conv nets: GroupNorm(1, C), statistics over C, H, W
+//         of each image and a gamma and beta per channel (layers/layer_norm.hpp's LayerNorm over
+//         [C, H, W] would have a gamma per pixel instead);
+//   none  no normalization: an Identity with no tensors.
+// With gn, ln and none a block is relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x)) with
+// unfused ops; the state names are bn's without running_mean and running_var (none: without
+// any bn tensor). None of them depends on the batch: train and eval mode compute the same.
 #pragma once
 
 #include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/linear.hpp"
+#include "layers/models/registry.hpp"
 #include "layers/sequential.hpp"
 
 namespace minidl {
 
+/// The normalization layer `norm` names for `channels` channels: BatchNorm2d, GroupNorm (with
+/// min(gn_groups, channels) groups with gn, 1 with ln) or Identity. Throws std::invalid_argument
+/// naming gn_groups when that count does not divide `channels`.
+std::shared_ptr<Module> make_norm_layer(NormKind norm, int64_t gn_groups, int64_t channels);
+
 class BasicBlock : public Module {
  public:
-  BasicBlock(int64_t in_channels, int64_t out_channels, bool downsample, Generator& gen);
+  BasicBlock(int64_t in_channels, int64_t out_channels, bool downsample, Generator& gen,
+             NormKind norm = NormKind::kBatch, int64_t gn_groups = 32);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Block"; }
   std::shared_ptr<Conv2d> conv1, conv2;
+  /// The normalization layers, registered as "bn1" and "bn2" whatever the norm: BatchNorm2d,
+  /// GroupNorm or Identity.
+  std::shared_ptr<Module> norm1, norm2;
+  /// norm1 and norm2 as BatchNorm2d with norm bn (the fused paths use them); null otherwise.
   std::shared_ptr<BatchNorm2d> bn1, bn2;
   std::shared_ptr<Sequential> shortcut;  // null for the identity
+
+ private:
+  NormKind norm_kind_;
 };
 
 class CifarResNet : public Module {
@@ -37,14 +65,22 @@ class CifarResNet : public Module {
   /// gives 2048-channel 3x3 convs (38 M weights each); beyond, allocation would fail first.
   static constexpr int64_t kMaxDepth = 2000, kMaxWidth = 512;
   /// Throws std::invalid_argument unless depth = 6k + 2 with 8 <= depth <= kMaxDepth and
-  /// 1 <= width <= kMaxWidth.
-  CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen);
+  /// 1 <= width <= kMaxWidth; with norm gn, unless gn_groups >= 1 and min(gn_groups, C) divides
+  /// the C channels of every stage (W, 2W, 4W), naming gn_groups.
+  CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen,
+              NormKind norm = NormKind::kBatch, int64_t gn_groups = 32);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "CifarResNet"; }
   std::shared_ptr<Conv2d> conv;
+  /// The stem's normalization layer, registered as "bn" (BatchNorm2d, GroupNorm or Identity).
+  std::shared_ptr<Module> norm;
+  /// norm as BatchNorm2d with norm bn; null otherwise.
   std::shared_ptr<BatchNorm2d> bn;
   std::shared_ptr<Sequential> blocks;
   std::shared_ptr<Linear> fc;
+
+ private:
+  NormKind norm_kind_;
 };
 
 }  // namespace minidl

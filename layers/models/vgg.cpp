@@ -102,6 +102,7 @@ static std::shared_ptr<Module> make_vgg(const std::string& name, const ModelOpti
                                   "1, 2, 4, 8, 16, 32 or 64");
     }
   }
+  require_batch_norm(o, name);
   Generator gen(o.seed);
   const bool noisy = m[2] == "_noisybn";
   auto model = std::make_shared<VGG>(k, m[2].matched, o.num_classes, gen, noisy,
