@@ -1,9 +1,11 @@
 // minidl experiment NAME — the flags of the four experiments (experiments/), their printing
 // and their plots (scripts/plot_experiment.py, plot_sweep.py, plot_why_bn.py).
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 #include "apps/cli.hpp"
+#include "experiments/batch_size.hpp"
 #include "experiments/bn_only.hpp"
 #include "experiments/why_bn.hpp"
 #include "dist/process_group.hpp"
@@ -12,7 +14,7 @@ namespace minidl::app {
 
 namespace {
 
-enum class Experiment { kBnOnly, kBnOnlySweep, kLandscape, kCovariateShift };
+enum class Experiment { kBnOnly, kBnOnlySweep, kLandscape, kCovariateShift, kBatchSize };
 const EnumTable<Experiment>& enum_table(Experiment) {
   static const EnumTable<Experiment> t = {
       {Experiment::kBnOnly, "bn-only", "one model, several variants"},
@@ -20,7 +22,9 @@ const EnumTable<Experiment>& enum_table(Experiment) {
        "several models: accuracy against depth and width"},
       {Experiment::kLandscape, "landscape", "loss and gradient along the gradient, BN vs no BN"},
       {Experiment::kCovariateShift, "covariate-shift",
-       "standard, BN and noisy-BN training, internal covariate shift"}};
+       "standard, BN and noisy-BN training, internal covariate shift"},
+      {Experiment::kBatchSize, "batch-size",
+       "BN, Batch Renorm, GroupNorm and LayerNorm against the images sharing statistics"}};
   return t;
 }
 
@@ -28,6 +32,7 @@ struct ExperimentArgs {
   Experiment name = Experiment::kBnOnly;
   experiments::BnOnlyConfig bn;
   experiments::WhyBnConfig why;
+  experiments::BatchSizeConfig batch;
   std::string model, out;
   std::vector<std::string> variants;
   int64_t epochs = -1;
@@ -37,10 +42,61 @@ struct ExperimentArgs {
   std::string data;
 };
 
+/// `experiment batch-size`: trains its cells (or continues them), then prints and plots.
+void run_batch_size(ExperimentArgs& a, const std::string& data,
+                    const std::function<bool(const char*)>& given) {
+  experiments::BatchSizeConfig& c = a.batch;
+  c.data = data;
+  if (given("--model")) c.model = a.model;
+  if (given("--out")) c.out = a.out;
+  if (a.epochs > 0) c.epochs = a.epochs;
+  c.seed = a.seed;
+  c.threads = a.threads;
+  c.limit_train = a.limit_train;
+  c.limit_test = a.limit_test;
+  c.stop_after = a.bn.stop_after;
+  c.resume = a.bn.resume;
+  c.on_cell_start = [](const std::string& cell, int64_t done) {
+    std::printf("\n=== %s%s ===\n", cell.c_str(),
+                done > 0 ? (", from epoch " + std::to_string(done)).c_str() : "");
+  };
+  c.callbacks.on_epoch_end = print_epoch_line;
+  experiments::BatchSizeReport r;
+  try {
+    r = experiments::run_batch_size(c);
+  } catch (const train::ResumeError& e) {
+    throw std::runtime_error(std::string("--resume: ") + e.what());
+  }
+  if (!r.finished) {
+    std::printf(
+        "\nstopped after --stop-after %lld epochs; continue with the same flags plus --resume: "
+        "minidl experiment batch-size ... --out %s --resume\n",
+        static_cast<long long>(c.stop_after), c.out.c_str());
+    return;
+  }
+  if (run_plot_script("plot_batch_size.py", c.out, false))
+    std::printf("plots: %s/batch_size.png\n", c.out.c_str());
+  std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", r.markdown.c_str(),
+              c.out.c_str(), c.out.c_str());
+}
+
 void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_only,
          const std::vector<CLI::Option*>& why_only) {
   const bool why = a.name == Experiment::kLandscape || a.name == Experiment::kCovariateShift;
   const std::string name = name_of(a.name);
+  auto given = [x](const char* flag) { return x->get_option(flag)->count() > 0; };
+  if (a.name == Experiment::kBatchSize) {
+    for (const char* flag : {"--models", "--recipe", "--bn-sync", "--variants"}) {
+      if (given(flag)) throw std::invalid_argument(std::string(flag) + " is not for batch-size");
+    }
+    for (CLI::Option* o : why_only) {
+      if (o->count() > 0)
+        throw std::invalid_argument(o->get_name() + " is for landscape and covariate-shift, not " +
+                                    name);
+    }
+    run_batch_size(a, resolve_data_dir(a.data), given);
+    return;
+  }
   for (CLI::Option* o : why ? bn_only : why_only) {
     if (o->count() > 0) {
       throw std::invalid_argument(o->get_name() + " is for " +
@@ -51,7 +107,6 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
     }
   }
   const std::string data = resolve_data_dir(a.data);
-  auto given = [x](const char* flag) { return x->get_option(flag)->count() > 0; };
   if (why) {
     experiments::WhyBnConfig& c = a.why;
     c.data = data;
@@ -142,12 +197,13 @@ Command add_experiment(CLI::App& app) {
   x->add_option("--data", a->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
   x->add_option("--model", a->model,
                 "bn-only: the model (default resnet14); landscape, covariate-shift: the VGG "
-                "without BN (default vgg11_w4)");
+                "without BN (default vgg11_w4); batch-size: a CIFAR ResNet (default resnet20)");
   x->add_option("--epochs", a->epochs,
-                "epochs per variant (bn-only: 15; landscape: 20; covariate-shift: 15)")
+                "epochs per variant (bn-only: 15; landscape: 20; covariate-shift: 15; batch-size: 8 "
+                "per cell)")
       ->check(integer_in(1, kEpochs));
   x->add_option("--out", a->out,
-                "output folder (default runs/bn-only, runs/landscape, runs/covariate-shift)");
+                "output folder (default runs/bn-only, runs/landscape, runs/covariate-shift, runs/batch-size)");
   x->add_option("--seed", a->seed, "seed (shared by every variant)")
       ->capture_default_str()
       ->check(integer_in(0, std::numeric_limits<long long>::max()));
@@ -164,8 +220,8 @@ Command add_experiment(CLI::App& app) {
   const std::vector<CLI::Option*> bn_only = {
       x->add_option("--models", a->bn.models, "bn-only-sweep: the models")->capture_default_str(),
       x->add_option("--stop-after", a->bn.stop_after,
-                    "train at most N epochs in this invocation (summed over variants and models), "
-                    "then stop; continue with --resume")
+                    "train at most N epochs in this invocation (summed over variants, models or "
+                    "cells), then stop; continue with --resume")
           ->check(integer_in(1, kEpochs)),
       x->add_flag("--resume", a->bn.resume,
                   "continue the experiment in --out: finished variants are kept, a partial one "
