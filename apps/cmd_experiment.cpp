@@ -76,8 +76,8 @@ void run_batch_size(ExperimentArgs& a, const std::string& data,
   }
   if (run_plot_script("plot_batch_size.py", c.out, false))
     std::printf("plots: %s/batch_size.png\n", c.out.c_str());
-  std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", r.markdown.c_str(),
-              c.out.c_str(), c.out.c_str());
+  std::printf("\n%s\nwritten: %s/results.md, %s/results.csv\n", r.markdown.c_str(), c.out.c_str(),
+              c.out.c_str());
 }
 
 void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_only,
@@ -198,12 +198,14 @@ Command add_experiment(CLI::App& app) {
   x->add_option("--model", a->model,
                 "bn-only: the model (default resnet14); landscape, covariate-shift: the VGG "
                 "without BN (default vgg11_w4); batch-size: a CIFAR ResNet (default resnet20)");
-  x->add_option("--epochs", a->epochs,
-                "epochs per variant (bn-only: 15; landscape: 20; covariate-shift: 15; batch-size: 8 "
-                "per cell)")
+  x->add_option(
+       "--epochs", a->epochs,
+       "epochs per variant (bn-only: 15; landscape: 20; covariate-shift: 15; batch-size: 5 "
+       "per cell)")
       ->check(integer_in(1, kEpochs));
   x->add_option("--out", a->out,
-                "output folder (default runs/bn-only, runs/landscape, runs/covariate-shift, runs/batch-size)");
+                "output folder (default runs/bn-only, runs/landscape, runs/covariate-shift, "
+                "runs/batch-size)");
   x->add_option("--seed", a->seed, "seed (shared by every variant)")
       ->capture_default_str()
       ->check(integer_in(0, std::numeric_limits<long long>::max()));

@@ -65,9 +65,9 @@ namespace {
 /// A finished cell, read back from its run directory (and one extra test pass).
 struct CellResult {
   const BatchSizeCell* cell = nullptr;
-  double train_accuracy = 0.0;       ///< last epoch, augmented batches, train mode
-  double test_eval = 0.0;            ///< eval mode: running statistics
-  double test_train_mode = 0.0;      ///< train mode: statistics of groups of G test images
+  double train_accuracy = 0.0;   ///< last epoch, augmented batches, train mode
+  double test_eval = 0.0;        ///< eval mode: running statistics
+  double test_train_mode = 0.0;  ///< train mode: statistics of groups of G test images
   double wall_seconds = 0.0;
 };
 
@@ -95,9 +95,9 @@ std::string write_tables(const BatchSizeConfig& e, const std::vector<CellResult>
   std::ostringstream csv, md;
   csv << "cell,norm,group,train_accuracy,test_accuracy_eval_mode,test_accuracy_train_mode,"
          "gap_train_minus_eval,wall_seconds\n";
-  md << "# Normalization against the images that share statistics: " << e.model << ", "
-     << e.epochs << " epochs of the default recipe, global batch " << e.batch_size << ", seed "
-     << e.seed << "\n\n| cell | images sharing statistics | test, eval mode | test, train mode "
+  md << "# Normalization against the images that share statistics: " << e.model << ", " << e.epochs
+     << " epochs of the default recipe, global batch " << e.batch_size << ", seed " << e.seed
+     << "\n\n| cell | images sharing statistics | test, eval mode | test, train mode "
      << "| train - eval | train accuracy | wall time |\n|---|---:|---:|---:|---:|---:|---:|\n";
   double total = 0.0;
   for (const CellResult& r : rows) {
@@ -120,15 +120,15 @@ std::string write_tables(const BatchSizeConfig& e, const std::vector<CellResult>
   md << tail
      << "\nEval mode normalizes with the running statistics (what `minidl eval` and deployment "
         "use); train mode with the statistics of each group of G test images (batches of "
-        << e.batch_size
-        << "), as training did. `bn-" << e.batch_size
-        << "` is BatchNorm over the whole batch, which is also what synchronized BatchNorm "
-           "computes over "
-        << e.batch_size << "/G processes of G images each. `renorm-G`: Batch Renormalization "
-           "(Ioffe 2017), r_max 3 and d_max 5 after the default ramp. `gn`: GroupNorm with "
-        << e.gn_groups
-        << " groups; `ln`: LayerNorm as Wu & He define it (GroupNorm with one group). Neither "
-           "depends on the batch: one run each. Plot: `batch_size.png`.\n";
+     << e.batch_size << "), as training did. `bn-" << e.batch_size
+     << "` is BatchNorm over the whole batch, which is also what synchronized BatchNorm "
+        "computes over "
+     << e.batch_size
+     << "/G processes of G images each. `renorm-G`: Batch Renormalization "
+        "(Ioffe 2017), r_max 3 and d_max 5 after the default ramp. `gn`: GroupNorm with "
+     << e.gn_groups
+     << " groups; `ln`: LayerNorm as Wu & He define it (GroupNorm with one group). Neither "
+        "depends on the batch: one run each. Plot: `batch_size.png`.\n";
   write_file_atomic(e.out + "/results.csv", csv.str());
   write_file_atomic(e.out + "/results.md", md.str());
   return md.str();

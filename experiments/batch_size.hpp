@@ -29,7 +29,7 @@ struct BatchSizeConfig {
   std::string data;  ///< CIFAR-10 binary directory
   std::string out = "runs/batch-size";
   std::string model = "resnet20";  ///< a CIFAR ResNet (resnet<D>[_<W>]): --norm needs one
-  int64_t epochs = 8;              ///< per cell; the default recipe compressed to this length
+  int64_t epochs = 5;              ///< per cell; the default recipe compressed to this length
   int64_t batch_size = 128;        ///< the global batch, fixed
   /// Images that share BatchNorm's statistics; each must divide batch_size.
   std::vector<int64_t> groups = {2, 4, 8, 16, 32, 128};
@@ -50,7 +50,7 @@ struct BatchSizeConfig {
 /// One cell of the experiment: its name (bn-8, renorm-8, gn, ln) and its training options.
 struct BatchSizeCell {
   std::string name;
-  std::string norm;  ///< "bn", "renorm", "gn" or "ln"
+  std::string norm;   ///< "bn", "renorm", "gn" or "ln"
   int64_t group = 0;  ///< images sharing statistics in training (bn, renorm); 0: n/a
   train::TrainOptions options;
 };
