@@ -28,7 +28,7 @@ namespace minidl::experiments {
 struct BatchSizeConfig {
   std::string data;  ///< CIFAR-10 binary directory
   std::string out = "runs/batch-size";
-  std::string model = "resnet20";  ///< a CIFAR ResNet (resnet<D>[_<W>]): --norm needs one
+  std::string model = "resnet20";  ///< a CIFAR ResNet (resnet<D>[_<W>]): only they take gn and ln
   int64_t epochs = 5;              ///< per cell; the default recipe compressed to this length
   int64_t batch_size = 128;        ///< the global batch, fixed
   /// Images that share BatchNorm's statistics; each must divide batch_size.

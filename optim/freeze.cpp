@@ -15,8 +15,8 @@ const EnumTable<TrainOnly>& enum_table(TrainOnly) {
   static const EnumTable<TrainOnly> t = {
       {TrainOnly::kAll, "all", "every parameter"},
       {TrainOnly::kBn, "bn",
-       "the normalization layers' gamma and beta only (BatchNorm's, or GroupNorm's with --norm "
-       "gn or ln)"},
+       "the normalization layers' gamma and beta only (BatchNorm's, or GroupNorm's when the "
+       "model normalizes with gn or ln)"},
       {TrainOnly::kFc, "fc", "the output layer only"},
       {TrainOnly::kBnFc, "bn+fc", "the normalization layers and the output layer"},
       {TrainOnly::kRandomPerChannel, "random-per-channel",

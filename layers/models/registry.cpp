@@ -45,7 +45,7 @@ const EnumTable<BnInit>& enum_table(BnInit) {
 const EnumTable<NormKind>& enum_table(NormKind) {
   static const EnumTable<NormKind> t = {
       {NormKind::kBatch, "bn", "BatchNorm2d"},
-      {NormKind::kGroup, "gn", "GroupNorm, --gn-groups groups (Wu & He 2018)"},
+      {NormKind::kGroup, "gn", "GroupNorm over groups of channels (Wu & He 2018)"},
       {NormKind::kLayer, "ln",
        "LayerNorm as Wu & He define it for conv nets: GroupNorm with one group (statistics over "
        "C, H, W of each image, a gamma and beta per channel)"},
