@@ -42,18 +42,34 @@ struct ExperimentArgs {
   std::string data;
 };
 
-/// `experiment batch-size`: trains its cells (or continues them), then prints and plots.
-void run_batch_size(ExperimentArgs& a, const std::string& data,
-                    const std::function<bool(const char*)>& given) {
-  experiments::BatchSizeConfig& c = a.batch;
+/// The flags every experiment shares, onto its config (fields of the same names); epochs stay
+/// with each experiment (its own default).
+template <class Config>
+void apply_common_flags(const ExperimentArgs& a, Config& c, const std::string& data,
+                        const std::function<bool(const char*)>& given) {
   c.data = data;
   if (given("--model")) c.model = a.model;
   if (given("--out")) c.out = a.out;
-  if (a.epochs > 0) c.epochs = a.epochs;
   c.seed = a.seed;
   c.threads = a.threads;
   c.limit_train = a.limit_train;
   c.limit_test = a.limit_test;
+}
+
+/// The line for a run that --stop-after ended before its tables.
+void print_stopped(const std::string& name, int64_t stop_after, const std::string& out) {
+  std::printf(
+      "\nstopped after --stop-after %lld epochs; continue with the same flags plus --resume: "
+      "minidl experiment %s ... --out %s --resume\n",
+      static_cast<long long>(stop_after), name.c_str(), out.c_str());
+}
+
+/// `experiment batch-size`: trains its cells (or continues them), then prints and plots.
+void run_batch_size(ExperimentArgs& a, const std::string& data,
+                    const std::function<bool(const char*)>& given) {
+  experiments::BatchSizeConfig& c = a.batch;
+  apply_common_flags(a, c, data, given);
+  if (a.epochs > 0) c.epochs = a.epochs;
   c.stop_after = a.bn.stop_after;
   c.resume = a.bn.resume;
   c.on_cell_start = [](const std::string& cell, int64_t done) {
@@ -68,10 +84,7 @@ void run_batch_size(ExperimentArgs& a, const std::string& data,
     throw std::runtime_error(std::string("--resume: ") + e.what());
   }
   if (!r.finished) {
-    std::printf(
-        "\nstopped after --stop-after %lld epochs; continue with the same flags plus --resume: "
-        "minidl experiment batch-size ... --out %s --resume\n",
-        static_cast<long long>(c.stop_after), c.out.c_str());
+    print_stopped("batch-size", c.stop_after, c.out);
     return;
   }
   if (run_plot_script("plot_batch_size.py", c.out, false))
@@ -109,15 +122,9 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
   const std::string data = resolve_data_dir(a.data);
   if (why) {
     experiments::WhyBnConfig& c = a.why;
-    c.data = data;
-    if (given("--model")) c.model = a.model;
-    if (given("--out")) c.out = a.out;
+    apply_common_flags(a, c, data, given);
     c.variants = a.variants;
     c.epochs = a.epochs;
-    c.seed = a.seed;
-    c.threads = a.threads;
-    c.limit_train = a.limit_train;
-    c.limit_test = a.limit_test;
     c.on_epoch = [](const std::string& label, const experiments::ProbedRun::Epoch& e) {
       std::printf(
           "%s epoch %3lld  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  %.1fs\n",
@@ -142,14 +149,8 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
     throw std::invalid_argument("--model is for bn-only; bn-only-sweep takes --models");
   if (!sweep && given("--models"))
     throw std::invalid_argument("--models is for bn-only-sweep; bn-only takes --model");
-  c.data = data;
-  if (given("--model")) c.model = a.model;
-  if (given("--out")) c.out = a.out;
+  apply_common_flags(a, c, data, given);
   if (a.epochs > 0) c.epochs = a.epochs;
-  c.seed = a.seed;
-  c.threads = a.threads;
-  c.limit_train = a.limit_train;
-  c.limit_test = a.limit_test;
   if (given("--variants")) {
     c.variants.clear();
     for (const std::string& v : a.variants)
@@ -172,10 +173,7 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
   }
   if (!rank0) return;
   if (!r.finished) {
-    std::printf(
-        "\nstopped after --stop-after %lld epochs; continue with the same flags plus --resume: "
-        "minidl experiment %s ... --out %s --resume\n",
-        static_cast<long long>(c.stop_after), name.c_str(), c.out.c_str());
+    print_stopped(name, c.stop_after, c.out);
     return;
   }
   for (size_t i = 0; i < r.tables.size(); ++i) {

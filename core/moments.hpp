@@ -1,9 +1,10 @@
 // minidl — Moments: count, mean and variance of a stream of floats, accumulated in double.
 // The one place outside the BatchNorm op where a mean and a variance are computed
 // (recalibrate-bn's per-channel population statistics, bn-stats' summaries, the probes'
-// distributions). The BatchNorm op itself (core/norm.cpp) keeps its own vectorized one-pass
-// sums around a shift: it runs on every training step, and its float partial sums are part of
-// what the tests compare with PyTorch.
+// distributions), and Chan's merge of two groups' statistics (chan_merge), which synchronized
+// and exact BatchNorm use. The BatchNorm op itself (core/norm.cpp) keeps its own vectorized
+// one-pass sums around a shift: it runs on every training step, and its float partial sums are part
+// of what the tests compare with PyTorch.
 //
 //   mean = sum / n,  variance = (sum_sq - n mean^2) / (n - 1)  (unbiased; / n when biased)
 // In double, the cancellation of sum_sq - n mean^2 costs about 1e-16 * mean^2 / variance
@@ -42,5 +43,16 @@ struct Moments {
     return std::max(0.0, (sum_sq - n * mean() * mean()) / d);
   }
 };
+
+/// Chan, Golub & LeVeque (1979), the pairwise update: merges a group of nb values with mean mb
+/// and M2 = sum((x - mb)^2) = m2b into (n, mean, m2), the count, mean and M2 of the values so
+/// far. With total = n + nb and delta = mb - mean: mean += delta nb / total, m2 += m2b + delta^2
+/// n nb / total. Synchronized BatchNorm merges processes with it, exact BatchNorm images.
+inline void chan_merge(double& n, double& mean, double& m2, double nb, double mb, double m2b) {
+  const double total = n + nb, delta = mb - mean;
+  mean += delta * nb / total;
+  m2 += m2b + delta * delta * n * nb / total;
+  n = total;
+}
 
 }  // namespace minidl

@@ -25,6 +25,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/moments.hpp"
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
 #include "core/profiler.hpp"
@@ -127,6 +128,25 @@ void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, flo
   }
 }
 
+/// Channel c of the synchronized and exact statistics, from the global batch's count, mean and
+/// M2 = sum((x - mean)^2): saved.mean[c], saved.inv_std[c] from the biased variance M2 / count,
+/// and the running buffers (each may be null) updated with `momentum`, running_var from the
+/// unbiased M2 / (count - 1).
+void global_channel_statistics(BatchNormSaved& saved, float* running_mean, float* running_var,
+                               int64_t c, double count, double mu, double m2, float momentum,
+                               float eps) {
+  const double var = m2 / count;  // biased: normalizes
+  saved.mean[c] = static_cast<float>(mu);
+  saved.inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+  if (running_mean) {
+    running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mu);
+  }
+  if (running_var) {
+    const double unbiased = m2 / (count - 1.0);
+    running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
+  }
+}
+
 /// The forward's first step in synchronized training: this process's (count, mean, M2) [3C] of
 /// x [N, C, S] (batch_norm_batch_statistics's shifted one-pass sums), as doubles, merged
 /// over the processes by sync.merge_statistics, then saved.mean, saved.inv_std [C] and the
@@ -157,16 +177,7 @@ void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, floa
           "got " +
           std::to_string(static_cast<int64_t>(count)));
     }
-    const double var = m2 / count;  // biased: normalizes
-    saved.mean[c] = static_cast<float>(mu);
-    saved.inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    if (running_mean) {
-      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mu);
-    }
-    if (running_var) {
-      const double unbiased = m2 / (count - 1.0);
-      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
-    }
+    global_channel_statistics(saved, running_mean, running_var, c, count, mu, m2, momentum, eps);
   }
   saved.sum_gradients = sync.sum_gradients;
 }
@@ -232,21 +243,9 @@ void batch_norm_exact_statistics(BatchNormSaved& saved, float* running_mean, flo
     double n = 0.0, mu = 0.0, m2 = 0.0;
     for (int64_t i = 0; i < T; ++i) {  // Chan's merge, in global image order
       const double* row = rows.data() + (c * T + i) * 2;
-      const double total = n + s, delta = row[0] - mu;
-      mu += delta * s / total;
-      m2 += row[1] + delta * delta * n * s / total;
-      n = total;
+      chan_merge(n, mu, m2, s, row[0], row[1]);
     }
-    const double var = m2 / count;  // biased: normalizes
-    saved.mean[c] = static_cast<float>(mu);
-    saved.inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    if (running_mean) {
-      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mu);
-    }
-    if (running_var) {
-      const double unbiased = m2 / (count - 1.0);
-      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * unbiased);
-    }
+    global_channel_statistics(saved, running_mean, running_var, c, count, mu, m2, momentum, eps);
   }
 }
 

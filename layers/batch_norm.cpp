@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "core/moments.hpp"
 #include "core/ops.hpp"
 
 namespace minidl {
@@ -97,10 +98,7 @@ void merge_statistics(dist::ProcessGroup& group, std::vector<double>& stats) {
     for (int r = 0; r < P; ++r) {
       const double nb = all[r * n + c], mb = all[r * n + c + 1], m2b = all[r * n + c + 2];
       if (nb == 0) continue;
-      const double total = count + nb, delta = mb - mean;
-      mean += delta * nb / total;
-      m2 += m2b + delta * delta * count * nb / total;
-      count = total;
+      chan_merge(count, mean, m2, nb, mb, m2b);
     }
     stats[c] = count;
     stats[c + 1] = mean;
