@@ -12,6 +12,7 @@
 #include "core/ops.hpp"
 #include "core/safetensors.hpp"
 #include "gradcheck.hpp"
+#include "layers/batch_norm.hpp"
 #include "layers/models/registry.hpp"
 #include "test_util.hpp"
 
@@ -78,4 +79,27 @@ TEST_CASE("every registered model matches its torch.nn twin and round-trips", "[
     CHECK(std::memcmp(y1.data(), y2.data(), sizeof(float) * y1.numel()) == 0);
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("zero-residual gamma init zeroes each block's bn2 and nothing else", "[models]") {
+  // resnet20: 9 blocks, bn2 of 16, 32 and 64 channels (3 blocks each); the stem's bn and every
+  // bn1 and shortcut BN keep gamma = 1. Every beta is 0.
+  ModelOptions o;
+  o.bn_init = BnInit::kZeroResidual;
+  auto model = create_model("resnet20", o);
+  int64_t zeros = 0, ones = 0, layers_zeroed = 0;
+  for (auto& [name, bn] : model->named_modules_of<BatchNorm>()) {
+    const bool branch_end = name.size() > 4 && name.substr(name.size() - 4) == ".bn2";
+    const float* w = bn->weight.data();
+    for (int64_t c = 0; c < bn->weight.numel(); ++c) {
+      INFO(name << " channel " << c);
+      REQUIRE(w[c] == (branch_end ? 0.0f : 1.0f));
+      REQUIRE(bn->bias.data()[c] == 0.0f);
+      (branch_end ? zeros : ones) += 1;
+    }
+    layers_zeroed += branch_end;
+  }
+  CHECK(layers_zeroed == 9);
+  CHECK(zeros == 3 * (16 + 32 + 64));
+  CHECK(ones == 16 + 3 * (16 + 32 + 64) + 32 + 64);  // stem, bn1s, two shortcut BNs
 }

@@ -38,7 +38,10 @@ std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions
 
 const EnumTable<BnInit>& enum_table(BnInit) {
   static const EnumTable<BnInit> t = {{BnInit::kFixed, "fixed", "gamma = 1 (PyTorch's default)"},
-                                      {BnInit::kUniform, "uniform", "gamma ~ U[0, 1) (open_lth)"}};
+                                      {BnInit::kUniform, "uniform", "gamma ~ U[0, 1) (open_lth)"},
+                                      {BnInit::kZeroResidual, "zero-residual",
+                                       "gamma = 1, but 0 on each residual block's last layer "
+                                       "(bn2; Goyal et al. 2017)"}};
   return t;
 }
 
@@ -67,7 +70,8 @@ void init_batch_norms(Module& model, const ModelOptions& options, Generator& gen
     if (options.bn_init == BnInit::kUniform) {
       uniform_(weight, 0.0f, 1.0f, gen);
     } else {
-      weight.fill_(1.0f);
+      const bool last_of_branch = name.size() >= 4 && name.compare(name.size() - 4, 4, ".bn2") == 0;
+      weight.fill_(options.bn_init == BnInit::kZeroResidual && last_of_branch ? 0.0f : 1.0f);
     }
     bias.fill_(0.0f);
   }

@@ -13,10 +13,13 @@
 
 namespace minidl {
 
-/// Normalization layers' gamma init: fixed (1, PyTorch's default) or uniform (U[0, 1), as in the
-/// BN-only paper's code, Frankle et al. 2021). beta is 0 either way. Applies to BatchNorm and to
-/// the GroupNorm or LayerNorm of a model built with another NormKind.
-enum class BnInit { kFixed, kUniform };
+/// Normalization layers' gamma init: fixed (1, PyTorch's default), uniform (U[0, 1), as in the
+/// BN-only paper's code, Frankle et al. 2021) or zero-residual (1, except 0 on the last
+/// normalization layer of each residual branch, `blocks.<i>.bn2`, so that every block starts as
+/// its shortcut: Goyal et al. 2017, "Accurate, Large Minibatch SGD", section 5.1; torchvision's
+/// zero_init_residual). beta is 0 in each. Applies to BatchNorm and to the GroupNorm or LayerNorm
+/// of a model built with another NormKind; zero-residual equals fixed on models without blocks.
+enum class BnInit { kFixed, kUniform, kZeroResidual };
 const EnumTable<BnInit>& enum_table(BnInit);
 
 /// The normalization layer of the CIFAR ResNets (layers/models/resnet.hpp); names bn, gn, ln,
