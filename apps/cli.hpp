@@ -34,7 +34,7 @@ Command add_plot(CLI::App& app);
 /// What `minidl --version` prints (apps/version.cpp), one "key: value" per line after the first:
 /// "minidl <version> (git <hash>[-dirty], at configure time)", the build type, the BLAS
 /// (OpenBLAS's own description), the SIMD width the build was compiled for, MPI built or not,
-/// the compiler, and the folder of the plot scripts. Ends with a newline.
+/// the compiler, and the folder of the plot scripts. No final newline.
 std::string version_text();
 
 /// The per-epoch line of `train` and `experiment bn-only` (apps/cmd_train.cpp): epoch, train

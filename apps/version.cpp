@@ -48,7 +48,7 @@ std::string version_text() {
   text += "plot scripts: ";
   try {
     const std::string script = find_plot_script("plot_run.py");
-    text += script.substr(0, script.rfind('/'));
+    text += script.substr(0, script.rfind('/'));  // no final newline: CLI11 adds it
   } catch (const std::runtime_error&) {
     text += "not found (set MINIDL_SCRIPTS)";
   }
