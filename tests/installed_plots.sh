@@ -21,6 +21,15 @@ cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log" 2>&1 ||
 minidl=$tmp/prefix/bin/minidl
 mkdir "$tmp/work" && cd "$tmp/work" || fail "cd"
 unset MINIDL_SCRIPTS MINIDL_PYTHON
+if ! /usr/bin/python3 -c "import matplotlib" 2> /dev/null; then
+  # No matplotlib here: only the message can be checked.
+  printf 'epoch,train_loss,train_accuracy\n1,2.0,0.2\n' > metrics.csv
+  "$minidl" plot . 2> err.txt && fail "minidl plot succeeded without matplotlib"
+  cat err.txt
+  grep -q "apt-get install python3-matplotlib" err.txt || fail "no apt-get command"
+  echo "/usr/bin/python3 has no matplotlib (apt-get install python3-matplotlib): PNGs not checked"
+  exit 77
+fi
 
 "$minidl" train --model cnn --epochs 2 --limit-train 256 --limit-test 100 --data "$data" \
   --out run > train.log 2>&1 || { cat train.log; fail "train"; }
