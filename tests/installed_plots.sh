@@ -6,8 +6,8 @@
 #   2. draws the plots of a tiny `experiment bn-only` run;
 #   3. with matplotlib made unimportable (a PYTHONPATH folder whose matplotlib raises
 #      ModuleNotFoundError, as a missing package does), fails `minidl plot` with a message naming
-#      matplotlib and `apt-get install python3-matplotlib`, and still finishes the experiment
-#      (exit 0) with that message on stderr.
+#      matplotlib and `apt-get install python3-matplotlib`.
+# Without matplotlib on this machine, only the message is checked (exit 77: skipped).
 # Usage: sh tests/installed_plots.sh BUILD_DIR CIFAR10_DIR
 set -u
 build=$1
@@ -58,8 +58,4 @@ grep -q "has no matplotlib" nompl.err || fail "the message does not name matplot
 grep -q "apt-get install python3-matplotlib" nompl.err || fail "no apt-get command"
 [ ! -e run/accuracy.png ] || fail "accuracy.png drawn without matplotlib"
 
-PYTHONPATH=$PWD/nompl "$minidl" experiment bn-only --model resnet8 --epochs 1 --limit-train 128 \
-  --limit-test 100 --variants bn --data "$data" --out bn-nompl > nompl2.out 2> nompl2.err ||
-  { cat nompl2.out nompl2.err; fail "experiment without matplotlib failed"; }
-grep -q "apt-get install python3-matplotlib" nompl2.err || fail "experiment: no apt-get command"
 echo "installed plots: ok"
