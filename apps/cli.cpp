@@ -1,5 +1,8 @@
 #include "apps/cli.hpp"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -7,7 +10,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -106,22 +111,141 @@ std::string resolve_data_dir(const std::string& flag) {
       "MINIDL_DATA (get the data with scripts/get_cifar10.sh)");
 }
 
-bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet) {
+namespace {
+/// The text of `path` (empty if unreadable).
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// The last non-empty line of `text`, at most 300 characters.
+std::string last_line(const std::string& text) {
+  size_t end = text.find_last_not_of(" \t\r\n");
+  if (end == std::string::npos) return "";
+  const size_t begin = text.rfind('\n', end);
+  const std::string line = text.substr(begin == std::string::npos ? 0 : begin + 1,
+                                       end - (begin == std::string::npos ? 0 : begin + 1) + 1);
+  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+}
+
+/// Runs argv[0] with arguments argv (stdout to /dev/null, stderr into `err`); returns its wait
+/// status, or -1 with errno set if it could not be started.
+int run_capturing_stderr(const std::vector<std::string>& argv, std::string& err) {
   namespace fs = std::filesystem;
+  std::string tmpl = (fs::temp_directory_path() / "minidl-plot-XXXXXX").string();
+  const int fd = mkstemp(tmpl.data());
+  if (fd < 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fd, 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fd);
+  int status = -1;
+  if (spawned == 0) {
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  err = read_text(tmpl);
+  unlink(tmpl.c_str());
+  if (spawned != 0) errno = spawned;
+  return spawned == 0 ? status : -1;
+}
+
+/// The Debian package that provides Python module `module`, for the modules the scripts import.
+std::string debian_package_of(const std::string& module) {
+  return module == "numpy" ? "python3-numpy" : "python3-matplotlib";
+}
+}  // namespace
+
+std::string python_interpreter() {
+  if (const char* p = std::getenv("MINIDL_PYTHON"); p && *p) return p;
+  return "/usr/bin/python3";
+}
+
+std::vector<std::string> plot_script_dirs() {
+  namespace fs = std::filesystem;
+  if (const char* s = std::getenv("MINIDL_SCRIPTS"); s && *s) return {s};
+  std::vector<std::string> dirs;
   char exe[4096] = {0};
   const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  fs::path script = fs::path(len > 0 ? std::string(exe, len) : "").parent_path().parent_path() /
-                    "scripts" / script_name;
-  if (const char* s = std::getenv("MINIDL_SCRIPTS")) script = fs::path(s) / script_name;
-  const std::string cmd = "/usr/bin/python3 " + script.string() + " " + dir;
-  if (fs::exists(script) && std::system((cmd + " > /dev/null 2>&1").c_str()) == 0) return true;
-  if (!quiet) {
-    std::printf(
-        "plots not made (needs /usr/bin/python3 with matplotlib: "
-        "scripts/install_deps.sh --with-python); run: %s\n",
-        cmd.c_str());
+  if (len > 0) {
+    const fs::path bin = fs::path(std::string(exe, len)).parent_path();
+    dirs.push_back((bin / MINIDL_INSTALLED_SCRIPTS).lexically_normal().string());
   }
-  return false;
+  dirs.push_back(MINIDL_SOURCE_SCRIPTS);
+  return dirs;
+}
+
+std::string find_plot_script(const std::string& script_name) {
+  namespace fs = std::filesystem;
+  std::string looked;
+  for (const std::string& dir : plot_script_dirs()) {
+    const fs::path script = fs::path(dir) / script_name;
+    std::error_code ec;
+    if (fs::is_regular_file(script, ec)) return script.string();
+    looked += (looked.empty() ? "" : ", ") + dir;
+  }
+  if (const char* env = std::getenv("MINIDL_SCRIPTS"); env && *env) {
+    throw std::runtime_error("plots not drawn: " + script_name + " not found in $MINIDL_SCRIPTS (" +
+                             looked +
+                             "); set it to the folder that holds minidl's plot_*.py, or unset it "
+                             "to use the installed ones");
+  }
+  throw std::runtime_error("plots not drawn: " + script_name + " not found; looked in " + looked +
+                           ". Set MINIDL_SCRIPTS to the folder that holds minidl's plot_*.py "
+                           "(scripts/ of the source tree, or share/minidl of an install)");
+}
+
+std::string draw_plots(const std::string& script_name, const std::string& dir) {
+  const std::string script = find_plot_script(script_name);
+  const std::string python = python_interpreter();
+  const std::string by_hand = python + " " + script + " " + dir;
+  std::string err;
+  const int status = run_capturing_stderr({python, script, dir}, err);
+  if (status < 0) {
+    throw std::runtime_error("plots not drawn: cannot run " + python + " (" + std::strerror(errno) +
+                             "); install Python and matplotlib with: apt-get install "
+                             "python3-matplotlib");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return script;
+  for (const char* module : {"matplotlib", "numpy"}) {
+    if (err.find("No module named '" + std::string(module)) != std::string::npos) {
+      throw std::runtime_error("plots not drawn: " + python + " has no " + module +
+                               " (No module named '" + module + "'); install it with: apt-get " +
+                               "install " + debian_package_of(module));
+    }
+  }
+  const std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                            : "signal " + std::to_string(WTERMSIG(status));
+  const std::string line = last_line(err);
+  throw std::runtime_error("plots not drawn: " + script_name + " failed (" + how + ")" +
+                           (line.empty() ? "" : ": " + line) +
+                           "; to see all its output, run: " + by_hand);
+}
+
+bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet) {
+  try {
+    draw_plots(script_name, dir);
+    return true;
+  } catch (const std::runtime_error& e) {
+    if (!quiet) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "%s\n", e.what());
+    }
+    return false;
+  }
+}
+
+bool plot_run(const std::string& run_dir, bool quiet) {
+  return run_plot_script("plot_run.py", run_dir, quiet);
 }
 
 std::string format_duration(double seconds) {

@@ -29,6 +29,13 @@ Command add_bench(CLI::App& app);
 Command add_bn_stats(CLI::App& app);
 Command add_recalibrate(CLI::App& app);
 Command add_experiment(CLI::App& app);
+Command add_plot(CLI::App& app);
+
+/// What `minidl --version` prints (apps/version.cpp), one "key: value" per line after the first:
+/// "minidl <version> (git <hash>[-dirty], at configure time)", the build type, the BLAS
+/// (OpenBLAS's own description), the SIMD width the build was compiled for, MPI built or not,
+/// the compiler, and the folder of the plot scripts. No final newline.
+std::string version_text();
 
 /// The per-epoch line of `train` and `experiment bn-only` (apps/cmd_train.cpp): epoch, train
 /// loss and accuracy, test loss and accuracy ("-" when not evaluated), lr, seconds, images/s.
@@ -68,10 +75,36 @@ std::string resolve_data_dir(const std::string& flag);
 /// A duration in seconds as "1h05m" (an hour or more) or "4m07s" (rounded to the second).
 std::string format_duration(double seconds);
 
-/// Runs /usr/bin/python3 scripts/<script_name> <dir> (the scripts folder next to the build
-/// folder, or $MINIDL_SCRIPTS). Returns whether it succeeded; unless `quiet`, prints how to run
-/// it by hand if not.
+/// The Python that draws the plots: $MINIDL_PYTHON if set, else /usr/bin/python3 (Debian's
+/// python3-matplotlib belongs to it; the first python3 on PATH may be another interpreter).
+std::string python_interpreter();
+
+/// The folders searched for the plot scripts: $MINIDL_SCRIPTS alone when it is set; else, in
+/// order, the install's share/minidl relative to the executable (<prefix>/bin/minidl ->
+/// <prefix>/share/minidl, what `cmake --install` writes) and the scripts/ folder of the source
+/// tree the binary was configured from (a build folder anywhere).
+std::vector<std::string> plot_script_dirs();
+
+/// The path of plot script `script_name` (e.g. "plot_run.py") in the first of
+/// plot_script_dirs() that holds it. Throws std::runtime_error "plots not drawn: <name> not
+/// found; looked in <dirs>. Set MINIDL_SCRIPTS ..." otherwise ("not found in $MINIDL_SCRIPTS
+/// (<dir>)..." when that is set).
+std::string find_plot_script(const std::string& script_name);
+
+/// Runs `python_interpreter() <script> <dir>` for the script found by find_plot_script, its
+/// stdout discarded; returns the script's path. Throws std::runtime_error starting "plots not
+/// drawn: " with the cause: the script not found (and where it was looked for), the interpreter
+/// missing, matplotlib or numpy missing (with the apt-get command that installs it), or the
+/// script's failure with the last line of its stderr and the command to run it by hand.
+std::string draw_plots(const std::string& script_name, const std::string& dir);
+
+/// draw_plots, for the commands whose plots are a bonus: returns whether it succeeded; on
+/// failure prints draw_plots' message as one line on stderr unless `quiet`.
 bool run_plot_script(const std::string& script_name, const std::string& dir, bool quiet);
+
+/// accuracy.png and loss.png of a run folder from its metrics.csv (scripts/plot_run.py), as
+/// run_plot_script: what `train` calls at its end and `minidl plot RUN_DIR` runs.
+bool plot_run(const std::string& run_dir, bool quiet);
 
 /// `--profile`'s window: when `on`, clears the profiler and enables it; stop() or the
 /// destructor disables it again, keeping the rows for profiler::table().

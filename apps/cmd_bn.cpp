@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "apps/cli.hpp"
 #include "core/kernels.hpp"
@@ -38,9 +40,49 @@ struct RecalibrateConfig {
   int threads = 2;
 };
 
-void run_bn_stats(const std::string& checkpoint) {
+/// The summary as {"mean", "std", "min", "max"} (NaN and infinity print as null).
+nlohmann::ordered_json summary_json(const Summary& s) {
+  return {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}};
+}
+
+/// bn-stats: a table (or, with `json`, one JSON object, README "--json") of every BatchNorm's
+/// gamma, beta and running statistics.
+void run_bn_stats(const std::string& checkpoint, bool json) {
   Checkpoint ck;
   std::shared_ptr<Module> model = train::load_model(checkpoint, &ck, /*allow_nonfinite=*/true);
+  auto meta = [&ck](const char* key) -> nlohmann::ordered_json {
+    auto it = ck.metadata.find(key);
+    return it == ck.metadata.end() ? nlohmann::ordered_json(nullptr)
+                                   : nlohmann::ordered_json(it->second);
+  };
+  const std::pair<const char*, Tensor BatchNorm::*> tensors[] = {
+      {"weight", &BatchNorm::weight},
+      {"bias", &BatchNorm::bias},
+      {"running_mean", &BatchNorm::running_mean},
+      {"running_var", &BatchNorm::running_var}};
+  if (json) {
+    nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+    for (auto& [name, bn] : model->named_modules_of<BatchNorm>()) {
+      nlohmann::ordered_json layer = {{"name", name}, {"num_features", bn->num_features}};
+      for (auto& [tname, member] : tensors) {
+        const Tensor& t = (*bn).*member;
+        layer[tname] = t.defined() ? summary_json(summarize(t)) : nlohmann::ordered_json(nullptr);
+      }
+      layers.push_back(layer);
+    }
+    nlohmann::ordered_json world = meta("world_size");
+    if (world.is_string() && !world.get<std::string>().empty() &&
+        world.get<std::string>().find_first_not_of("0123456789") == std::string::npos &&
+        world.get<std::string>().size() < 10)
+      world = std::stoi(world.get<std::string>());
+    nlohmann::ordered_json j = {{"checkpoint", checkpoint},
+                                {"model", meta("model")},
+                                {"world_size", world},
+                                {"running_statistics", meta("running_statistics")},
+                                {"layers", layers}};
+    std::cout << j.dump() << std::endl;
+    return;
+  }
   if (auto it = ck.metadata.find("running_statistics"); it != ck.metadata.end()) {
     std::printf("data-parallel run of %s processes; running statistics: %s\n",
                 ck.metadata.count("world_size") ? ck.metadata.at("world_size").c_str() : "?",
@@ -51,14 +93,11 @@ void run_bn_stats(const std::string& checkpoint) {
   int layers = 0;
   for (auto& [name, bn] : model->named_modules_of<BatchNorm>()) {
     ++layers;
-    const std::pair<const char*, const Tensor*> rows[] = {{"weight", &bn->weight},
-                                                          {"bias", &bn->bias},
-                                                          {"running_mean", &bn->running_mean},
-                                                          {"running_var", &bn->running_var}};
     bool first = true;
-    for (auto& [tname, t] : rows) {
-      if (!t->defined()) continue;
-      Summary s = summarize(*t);
+    for (auto& [tname, member] : tensors) {
+      const Tensor& t = (*bn).*member;
+      if (!t.defined()) continue;
+      Summary s = summarize(t);
       std::printf("%-28s %5s  %-12s %9.4f %9.4f %9.4f %9.4f\n", first ? name.c_str() : "",
                   first ? std::to_string(bn->num_features).c_str() : "", tname, s.mean, s.std,
                   s.min, s.max);
@@ -87,10 +126,12 @@ void run_recalibrate(const RecalibrateConfig& cfg) {
 
 Command add_bn_stats(CLI::App& app) {
   auto checkpoint = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
   auto* b = app.add_subcommand(
       "bn-stats", "per BN layer: mean/std/min/max of gamma, beta, running_mean, running_var");
   b->add_option("--checkpoint", *checkpoint, "model.safetensors")->required();
-  return {b, [checkpoint] { run_bn_stats(*checkpoint); }};
+  b->add_flag("--json", *json, "print one JSON object (schema in README.md)");
+  return {b, [checkpoint, json] { run_bn_stats(*checkpoint, *json); }};
 }
 
 Command add_recalibrate(CLI::App& app) {

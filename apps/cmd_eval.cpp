@@ -20,6 +20,15 @@ const EnumTable<EvalBnStats>& enum_table(EvalBnStats) {
   return t;
 }
 
+namespace {
+/// The test images of true class c (row c of the confusion matrix).
+int64_t class_total(const train::EvalResult& r, size_t c) {
+  int64_t total = 0;
+  for (int64_t v : r.confusion.at(c)) total += v;
+  return total;
+}
+}  // namespace
+
 double run_eval(const EvalConfig& cfg) {
   using namespace train;
   set_num_threads(cfg.threads);
@@ -61,9 +70,9 @@ double run_eval(const EvalConfig& cfg) {
     j["tta"] = cfg.tta;
     nlohmann::json per_class = nlohmann::json::object();
     for (size_t c = 0; c < names.size(); ++c) {
-      int64_t total = 0;
-      for (int64_t v : r.confusion.at(c)) total += v;
-      per_class[names[c]] = total ? static_cast<double>(r.confusion[c][c]) / total : 0.0;
+      const int64_t total = class_total(r, c);
+      per_class[names[c]] =
+          total ? nlohmann::json(static_cast<double>(r.confusion[c][c]) / total) : nullptr;
     }
     j["per_class_accuracy"] = per_class;
     j["confusion"] = r.confusion;
@@ -76,12 +85,16 @@ double run_eval(const EvalConfig& cfg) {
   std::printf("test loss %.4f  accuracy %.2f%% (%lld/%lld)\n\n", r.loss, 100 * r.accuracy(),
               static_cast<long long>(r.correct), static_cast<long long>(r.count));
   std::printf("%-12s %8s\n", "class", "accuracy");
+  bool absent = false;
   for (size_t c = 0; c < names.size(); ++c) {
-    int64_t total = 0;
-    for (int64_t v : r.confusion.at(c)) total += v;
-    std::printf("%-12s %7.2f%%\n", names[c].c_str(),
-                total ? 100.0 * r.confusion[c][c] / total : 0.0);
+    const int64_t total = class_total(r, c);
+    absent = absent || total == 0;
+    if (total == 0)
+      std::printf("%-12s %8s\n", names[c].c_str(), "n/a");
+    else
+      std::printf("%-12s %7.2f%%\n", names[c].c_str(), 100.0 * r.confusion[c][c] / total);
   }
+  if (absent) std::printf("(n/a: no test image of that class among those evaluated)\n");
   std::printf("\nconfusion matrix (rows: true class, columns: predicted)\n%-12s", "");
   for (size_t c = 0; c < names.size(); ++c) std::printf(" %5.5s", names[c].c_str());
   std::printf("\n");

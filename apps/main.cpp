@@ -12,15 +12,16 @@ using namespace minidl::app;
 int main(int argc, char** argv) {
   CLI::App app{"minidl — a small C++ deep learning framework for inspecting BatchNorm on CIFAR-10"};
   app.require_subcommand(1);
-  const Command commands[] = {add_train(app),     add_eval(app),     add_predict(app),
-                              add_bench(app),     add_bn_stats(app), add_recalibrate(app),
-                              add_experiment(app)};
+  app.set_version_flag(
+      "--version", [] { return version_text(); },
+      "print the version, git commit, build type, BLAS and SIMD width, and exit");
+  const Command commands[] = {add_train(app),      add_eval(app),     add_predict(app),
+                              add_bench(app),      add_bn_stats(app), add_recalibrate(app),
+                              add_experiment(app), add_plot(app)};
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);  // --help: the usage, exit status 0
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --help-all, --version: their text, exit status 0
   } catch (const CLI::ParseError& e) {
     // A bad flag: one line naming it, exit status 1 like every other error.
     std::fprintf(stderr, "minidl: error: %s\nRun with --help for the flags and their ranges.\n",

@@ -26,6 +26,12 @@ void set_num_threads(int n) {
   omp_set_num_threads(n);
 }
 
+std::string blas_config() {
+  const std::string config = openblas_get_config(), core = openblas_get_corename();
+  // A DYNAMIC_ARCH build names its core in the configuration already.
+  return config.find(core) == std::string::npos ? config + ", core " + core : config;
+}
+
 int get_num_threads() { return omp_get_max_threads(); }
 
 namespace kernels {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace minidl {
 
@@ -12,6 +13,12 @@ namespace minidl {
 /// Throws std::invalid_argument for n < 1.
 void set_num_threads(int n);
 int get_num_threads();
+
+/// The BLAS minidl runs on, as OpenBLAS describes itself: its openblas_get_config() (version,
+/// build options and, in a DYNAMIC_ARCH build, the CPU core it chose, e.g. "OpenBLAS 0.3.21
+/// NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY USE_OPENMP SkylakeX MAX_THREADS=64"), plus ", core
+/// <name>" when the configuration does not name the core.
+std::string blas_config();
 
 namespace kernels {
 

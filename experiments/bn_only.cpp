@@ -207,7 +207,8 @@ static std::string write_experiment_tables(const BnOnlyConfig& e, const std::str
         "`random-per-channel`: two random convolution weights per output channel learn instead "
         "of BN's parameters (the paper's control).\n\nPlots: `accuracy.png` (test accuracy per "
         "epoch), `gammas.png` (histograms of the learned gammas, one panel per variant that "
-        "trains them), `gammas_by_layer.png` (fraction of abs(gamma) < 0.05 per BN layer).\n";
+        "trains them), `gammas_by_layer.png` (fraction of abs(gamma) < 0.05 per BN layer), "
+        "`gammas_per_layer.png` (box plots of each BN layer's gammas).\n";
   write_file_atomic(out + "/results.csv", csv.str());
   write_file_atomic(out + "/results.md", md.str());
   return md.str();

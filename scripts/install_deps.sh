@@ -7,8 +7,9 @@
 #          libeigen3-dev (the eigensolver of airbench94's patch-whitening init)
 #          openmpi-bin libopenmpi-dev (data-parallel training, dist/: the build works without
 #          them, with the local process group only)
-#   reference values, plots and the PyTorch benchmark (optional, --with-python): python3-torch
-#          python3-numpy python3-matplotlib libtcmalloc-minimal4 (the tcmalloc that
+#   plots and the python/ package: python3-matplotlib python3-numpy (for /usr/bin/python3)
+#   reference values and the PyTorch benchmark (optional, --with-python): python3-torch
+#          libtcmalloc-minimal4 (the tcmalloc that
 #          scripts/bench_compare.sh preloads for its "PyTorch best" rows) python3-scipy
 #          (scripts/airbench_summary.py's tests)
 # Usage: scripts/install_deps.sh [--with-python]
@@ -17,9 +18,9 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(g++ cmake make libopenblas-dev libopenblas-openmp-dev libstb-dev catch2 libcli11-dev
           nlohmann-json3-dev libbenchmark-dev libgoogle-perftools-dev clang-format libeigen3-dev
-          openmpi-bin libopenmpi-dev)
+          openmpi-bin libopenmpi-dev python3-matplotlib python3-numpy)
 if [ "${1:-}" = "--with-python" ]; then
-  packages+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4 python3-scipy)
+  packages+=(python3-torch libtcmalloc-minimal4 python3-scipy)
 fi
 missing=()
 for p in "${packages[@]}"; do

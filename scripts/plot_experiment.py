@@ -12,15 +12,19 @@ Reads, for each variant folder RUN_DIR/<variant>/ that holds a metrics.csv:
 
 Writes:
   RUN_DIR/accuracy.png         test accuracy per epoch, one line per variant, chance at 10%
-  RUN_DIR/gammas.png           one histogram panel per variant that trains gamma (shared x
-                               axis, |gamma| < 0.05 shaded, that fraction in each panel title);
-                               the variants that freeze gamma are named in a footnote
+  RUN_DIR/gammas.png           one histogram panel per variant that trains gamma (a shared x
+                               axis spanning the gammas themselves, so that gammas near 1 after a
+                               short run spread over the bins; the part of |gamma| < 0.05 inside
+                               it shaded, that fraction in each panel title); the variants that
+                               freeze gamma are named in a footnote
+  RUN_DIR/gammas_per_layer.png the gammas of each BN layer, in network order, as box plots (y
+                               axis scaled to the data), for the variant of gammas_by_layer.png
   RUN_DIR/gammas_by_layer.png  fraction of features with |gamma| < 0.05 per BN layer, in
                                network order, for `bn` (else the first variant that trains gamma)
   RUN_DIR/gammas_by_layer.csv  the same numbers: layer,features,below_0.05,fraction
 
 Variants appear in the order all, bn, fc, bn+fc, random-per-channel, then any others
-alphabetically. Exits non-zero if RUN_DIR has no <variant>/metrics.csv.
+alphabetically. Epoch ticks are integers and legends sit outside the axes at any run length. Exits non-zero if RUN_DIR has no <variant>/metrics.csv.
 """
 import csv
 import json
@@ -32,6 +36,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 # The variants of `minidl experiment bn-only`, in the order the plots and tables use.
@@ -101,14 +106,26 @@ def fraction_off(gammas):
     return float(np.mean(np.abs(gammas) < GAMMA_OFF)) if gammas.size else 0.0
 
 
+def integer_epoch_axis(ax, epochs):
+    """Integer ticks on the x (epoch) axis at any run length (no 0.5 epochs on a 2-epoch run),
+    with half an epoch of margin on each side so that a single epoch is not on the frame."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if epochs:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+
+
 def plot_accuracy(run_dir, variants, out_path):
     """Test accuracy (%) per epoch, one line per variant, with the 10% chance line."""
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    epochs = []
     for v in variants:
-        rows = read_csv(os.path.join(run_dir, v, "metrics.csv"))
+        rows = [r for r in read_csv(os.path.join(run_dir, v, "metrics.csv"))
+                if r.get("test_accuracy")]  # an epoch that was not evaluated has it empty
+        epochs += [int(r["epoch"]) for r in rows]
         ax.plot([int(r["epoch"]) for r in rows], [100 * float(r["test_accuracy"]) for r in rows],
                 marker="o", ms=3, label=v, color=variant_color(v, variants))
     ax.axhline(10, color="gray", ls=":", lw=1, label="chance (10%)")
+    integer_epoch_axis(ax, epochs)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%), eval mode")
     ax.set_title("What learns: CIFAR-10 test accuracy per epoch")
@@ -119,15 +136,34 @@ def plot_accuracy(run_dir, variants, out_path):
     plt.close(fig)
 
 
-def common_bins(arrays, max_bins=80):
-    """Histogram bin edges shared by all panels, on multiples of GAMMA_OFF so that +-GAMMA_OFF
-    are edges; the bin width is a multiple of GAMMA_OFF chosen to give at most max_bins bins."""
+def data_range(arrays):
+    """(lo, hi) of the values in `arrays` with 4% margin; a span of at least 0.02 around a
+    single value, so that gammas that barely moved still get a readable axis."""
     values = np.concatenate(arrays)
-    lo = np.floor(values.min() / GAMMA_OFF) - 1
-    hi = np.ceil(values.max() / GAMMA_OFF) + 1
-    step = max(1, int(np.ceil((hi - lo) / max_bins)))
-    lo = np.floor(lo / step) * step  # keep 0 (and so +-GAMMA_OFF when step is 1) on an edge
-    return np.arange(lo, hi + step, step) * GAMMA_OFF
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 0.02:
+        mid = (lo + hi) / 2
+        lo, hi = mid - 0.01, mid + 0.01
+    pad = 0.04 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def common_bins(arrays, max_bins=60):
+    """Histogram bin edges shared by all panels, spanning the data (data_range), not a fixed
+    interval: about sqrt(count) bins, from 10 to max_bins."""
+    lo, hi = data_range(arrays)
+    count = sum(a.size for a in arrays) / max(1, len(arrays))
+    bins = int(min(max_bins, max(10, np.sqrt(count))))
+    return np.linspace(lo, hi, bins + 1)
+
+
+def shade_switched_off(ax, lo, hi, vertical=True):
+    """Shades the part of |gamma| < GAMMA_OFF that lies inside [lo, hi] (nothing if none does),
+    without widening the axis to include it."""
+    a, b = max(-GAMMA_OFF, lo), min(GAMMA_OFF, hi)
+    if a < b:
+        span = ax.axvspan if vertical else ax.axhspan
+        span(a, b, color="red", alpha=0.15, lw=0)
 
 
 def frozen_note(run_dir, frozen):
@@ -138,7 +174,8 @@ def frozen_note(run_dir, frozen):
 
 
 def plot_gamma_histograms(run_dir, trained, frozen, out_path):
-    """One histogram panel per variant in `trained`, stacked with a shared x axis."""
+    """One histogram panel per variant in `trained`, stacked with a shared x axis that spans the
+    gammas (common_bins)."""
     gammas = {v: read_gammas(run_dir, v)[1] for v in trained}
     bins = common_bins(list(gammas.values()))
     fig, axes = plt.subplots(len(trained), 1, sharex=True, squeeze=False,
@@ -146,16 +183,51 @@ def plot_gamma_histograms(run_dir, trained, frozen, out_path):
     for ax, v in zip(axes[:, 0], trained):
         g = gammas[v]
         ax.hist(g, bins=bins, color=variant_color(v, trained))
-        ax.axvspan(-GAMMA_OFF, GAMMA_OFF, color="red", alpha=0.15, lw=0)
+        shade_switched_off(ax, bins[0], bins[-1])
         ax.set_title(f"{v}: {100 * fraction_off(g):.1f}% of {g.size:,} features with "
-                     f"|gamma| < {GAMMA_OFF}", fontsize=10)
+                     f"|gamma| < {GAMMA_OFF}; gamma from {g.min():.3g} to {g.max():.3g}",
+                     fontsize=10)
         ax.set_ylabel("features")
         ax.grid(alpha=GRID_ALPHA)
-    axes[-1, 0].set_xlabel(f"learned BatchNorm gamma (weight); shaded: |gamma| < {GAMMA_OFF}")
+    axes[-1, 0].set_xlim(bins[0], bins[-1])
+    shaded = bins[0] < GAMMA_OFF and bins[-1] > -GAMMA_OFF
+    axes[-1, 0].set_xlabel("learned BatchNorm gamma (weight)"
+                           + (f"; shaded: |gamma| < {GAMMA_OFF}" if shaded else ""))
     fig.suptitle("Learned BatchNorm gammas, variants that train gamma")
     if frozen:
         fig.text(0.01, 0.01, frozen_note(run_dir, frozen), fontsize=8, color="dimgray")
     fig.tight_layout(rect=(0, 0.03 if frozen else 0, 1, 1))
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+def layer_tick_step(count):
+    """Label every step-th layer so that at most about 60 labels show."""
+    return max(1, int(np.ceil(count / 60)))
+
+
+def plot_gammas_per_layer(variant, layers, gammas, out_path):
+    """Box plot of the gammas of each BN layer in network order (y scaled to the data)."""
+    names = list(dict.fromkeys(layers))
+    groups = [gammas[[n == name for n in layers]] for name in names]
+    fig, ax = plt.subplots(figsize=(min(16, max(7, 2 + 0.3 * len(names))), 5))
+    x = np.arange(len(names))
+    ax.boxplot(groups, positions=x, widths=0.6, showfliers=True,
+               flierprops={"markersize": 2, "alpha": 0.5}, medianprops={"color": "C1"})
+    lo, hi = data_range(groups)
+    shade_switched_off(ax, lo, hi, vertical=False)
+    ax.set_ylim(lo, hi)
+    step = layer_tick_step(len(names))
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels(names[::step], rotation=90, fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_xlabel("BatchNorm layer (network order)")
+    shaded = lo < GAMMA_OFF and hi > -GAMMA_OFF
+    ax.set_ylabel("gamma" + (f" (shaded: |gamma| < {GAMMA_OFF})" if shaded else ""))
+    ax.set_title(f"Learned gammas per BN layer, variant {variant} (box: quartiles, whiskers: "
+                 "1.5 IQR)", fontsize=10)
+    ax.grid(alpha=GRID_ALPHA, axis="y")
+    fig.tight_layout()
     fig.savefig(out_path, dpi=DPI)
     plt.close(fig)
 
@@ -199,7 +271,7 @@ def plot_layer_fractions(variant, counts, out_path):
     ax.bar(x, fractions, color=[colors[layer_kind(n)] for n in names], width=0.8)
     line = ax.axhline(overall, color="black", ls="--", lw=1, label=f"all layers: {overall:.1f}%")
     handles = [line] + [Patch(color=colors[k], label=k) for k in kinds]
-    step = max(1, int(np.ceil(len(names) / 60)))  # at most about 60 tick labels
+    step = layer_tick_step(len(names))
     ax.set_xticks(x[::step])
     ax.set_xticklabels(names[::step], rotation=90, fontsize=8)
     ax.set_xlim(-0.6, len(names) - 0.4)
@@ -230,10 +302,14 @@ def main(run_dir):
     if trained:
         plot_gamma_histograms(run_dir, trained, frozen, os.path.join(run_dir, "gammas.png"))
         variant = "bn" if "bn" in trained else trained[0]
-        counts = per_layer_counts(*read_gammas(run_dir, variant))
+        layers, gammas = read_gammas(run_dir, variant)
+        counts = per_layer_counts(layers, gammas)
         write_layer_csv(counts, os.path.join(run_dir, "gammas_by_layer.csv"))
         plot_layer_fractions(variant, counts, os.path.join(run_dir, "gammas_by_layer.png"))
-        written += ["gammas.png", "gammas_by_layer.png", "gammas_by_layer.csv"]
+        plot_gammas_per_layer(variant, layers, gammas,
+                              os.path.join(run_dir, "gammas_per_layer.png"))
+        written += ["gammas.png", "gammas_by_layer.png", "gammas_by_layer.csv",
+                    "gammas_per_layer.png"]
     else:
         print("plot_experiment: no variant that trains gamma has a gammas.csv; "
               "gammas.png and gammas_by_layer.png not made")

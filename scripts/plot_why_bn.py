@@ -22,7 +22,9 @@ Landscape run (Figure 4 of the paper) reads
                               layout
   OUT_DIR/landscape_beta.png  beta_smoothness per probe (raw values, markers), same layout
 A y axis is logarithmic when its values span more than two decades (also the distance row
-of covariate_shift.png). Footnotes name the step sizes and count the non-finite probes.
+of covariate_shift.png). Footnotes name the step sizes and count the non-finite probes. The
+legends of the landscape plots, accuracy.png and covariate_shift.png sit below the panels, so
+they cover no band or curve; epoch and step ticks are integers at any run length.
 
 Covariate-shift run (Figures 2 and 5) reads
   OUT_DIR/metrics.csv          variant,model,lr,epoch,train_loss,train_accuracy,test_loss,
@@ -55,7 +57,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from plot_experiment import DPI, GRID_ALPHA, read_csv  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from plot_experiment import DPI, GRID_ALPHA, integer_epoch_axis, read_csv  # noqa: E402
 
 PROG = "plot_why_bn"
 VARIANT_ORDER = ["standard", "bn", "noisy-bn"]
@@ -180,26 +184,29 @@ def footnote(fig, lines):
     return min(0.25, (0.03 * len(lines) + 0.01) * 4.5 / fig.get_figheight())
 
 
-def figure_legend(fig):
-    """One legend for the whole figure, bottom right, of the distinct labels of its axes;
-    returns the height fraction it uses (0 if there is nothing to label)."""
+def figure_legend(fig, bottom):
+    """One legend for the whole figure, centred below the panels and above the footnotes
+    (which take the height fraction `bottom`), of the distinct labels of its axes, at most
+    three a row; returns the height fraction it uses (0 if there is nothing to label)."""
     labels = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             labels.setdefault(label, handle)
     if not labels:
         return 0.0
-    fig.legend(list(labels.values()), list(labels), loc="lower right", ncol=len(labels),
-               fontsize=9, frameon=False)
-    return 0.35 / fig.get_figheight()
+    ncol = min(3, len(labels))
+    rows = -(-len(labels) // ncol)
+    fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=ncol, fontsize=9,
+               frameon=False, bbox_to_anchor=(0.5, bottom))
+    return (0.1 + 0.22 * rows) / fig.get_figheight()
 
 
 def save(fig, out_path, notes=(), shared_legend=False):
-    """Footnotes (and a figure legend if shared_legend), tight_layout leaving room for them,
-    write at DPI, close."""
+    """Footnotes (and a figure legend above them if shared_legend: outside every panel, so it
+    covers no curve or band), tight_layout leaving room for them, write at DPI, close."""
     bottom = footnote(fig, list(notes))
     if shared_legend:
-        bottom = max(bottom, figure_legend(fig))
+        bottom += figure_legend(fig, bottom)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(out_path, dpi=DPI)
     plt.close(fig)
@@ -252,15 +259,15 @@ def plot_bands(rows, lo_key, hi_key, line_key, ylabel, title, notes, out_path):
         finish_landscape_axis(ax, lr, ylabel, drawn)
     maybe_log(axes, [y for ax in axes for line in ax.get_lines() for y in line.get_ydata()])
     fig.suptitle(title)
-    save(fig, out_path, notes)
+    save(fig, out_path, notes, shared_legend=True)
 
 
 def finish_landscape_axis(ax, lr, ylabel, drawn):
-    """Labels, title, grid and legend of one landscape panel."""
+    """Labels, title and grid of one landscape panel (its legend is the figure's, below the
+    panels, where it covers no band)."""
     if not drawn:
         no_data(ax)
-    elif ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if lr is not None:
         ax.set_title(f"lr {lr}")
     ax.set_xlabel("training step")
@@ -284,7 +291,7 @@ def plot_beta(rows, notes, out_path):
     maybe_log(axes, [y for ax in axes for line in ax.get_lines() for y in line.get_ydata()])
     fig.suptitle("Effective beta-smoothness: max over the probe's step sizes of "
                  "||grad L(w - eta g) - g|| / ||eta g||")
-    save(fig, out_path, notes)
+    save(fig, out_path, notes, shared_legend=True)
 
 
 def plot_landscape(out_dir):
@@ -312,6 +319,7 @@ def plot_accuracy(rows, out_path):
     """Training (left) and test (right) accuracy in % per epoch, one line per (variant, lr)."""
     lrs = lrs_of(rows)
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.6), sharey=True)
+    all_epochs = [int(e) for e in (number(r["epoch"]) for r in rows) if math.isfinite(e)]
     for ax, key, name in zip(axes, ["train_accuracy", "test_accuracy"], ["training", "test"]):
         for lr in lrs:
             for v in variants_of(rows):
@@ -321,16 +329,15 @@ def plot_accuracy(rows, out_path):
                 label = variant_label(v) + (f", lr {lr}" if len(lrs) > 1 else "")
                 ax.plot(epochs, 100 * acc, color=variant_color(v), ls=lr_style(lr, lrs),
                         marker="o", ms=3, label=label)
-        if ax.get_lines():
-            ax.legend(fontsize=8)
-        else:
+        if not ax.get_lines():
             no_data(ax)
+        integer_epoch_axis(ax, all_epochs)
         ax.set_title(f"{name} accuracy")
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{name} accuracy (%)")
         ax.grid(alpha=GRID_ALPHA)
     fig.suptitle("Accuracy with and without BatchNorm, and with BatchNorm plus noise after it")
-    save(fig, out_path)
+    save(fig, out_path, shared_legend=True)
 
 
 def plot_activations(rows, config, out_path):
