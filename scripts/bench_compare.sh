@@ -18,8 +18,12 @@
 # libtcmalloc-minimal4, OMP_PROC_BIND=true, model and input in torch.channels_last (not for
 # train bn). minidl and PyTorch default run with LD_PRELOAD, OMP_PROC_BIND and OMP_PLACES unset.
 #
-# Usage: scripts/bench_compare.sh [--model resnet20|airbench94] [--json FILE] [THREADS] [STEPS]
-#        [ROUNDS]   (defaults resnet20 2 20 3)
+# Any other CIFAR ResNet (--model resnet<D>[_<W>], e.g. resnet56) has the BN-only row alone:
+#   train bn  batch BATCH  (--batch-size, default 128) the step above on that network (issue 28's
+#                          comparison of the bn-speedrun network)
+#
+# Usage: scripts/bench_compare.sh [--model resnet20|airbench94|resnet<D>[_<W>]] [--batch-size N]
+#        [--json FILE] [THREADS] [STEPS] [ROUNDS]   (defaults resnet20 2 20 3)
 #   Every (row, configuration) is its own process, run ROUNDS times; each round runs a row's
 #   configurations in the reverse order of the previous round, so minidl and PyTorch alternate
 #   slots. The table gives images/s as the median over the rounds with the min-max range, peak
@@ -33,11 +37,12 @@ set -euo pipefail
 start_dir="$PWD"
 cd "$(dirname "$0")/.."
 die() { echo "bench_compare: $*" >&2; exit 1; }
-usage="usage: scripts/bench_compare.sh [--model resnet20|airbench94] [--json FILE] [THREADS] \
-[STEPS] [ROUNDS]"
+usage="usage: scripts/bench_compare.sh [--model resnet20|airbench94|resnet<D>[_<W>]] \
+[--batch-size N] [--json FILE] [THREADS] [STEPS] [ROUNDS]"
 
 json_out="${BENCH_JSON:-}"
 model=resnet20
+bn_batch=128
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,16 +50,20 @@ while [ $# -gt 0 ]; do
     --json=*) json_out="${1#--json=}"; shift ;;
     --model) [ $# -ge 2 ] || die "--model needs a model name"; model="$2"; shift 2 ;;
     --model=*) model="${1#--model=}"; shift ;;
+    --batch-size) [ $# -ge 2 ] || die "--batch-size needs a number"; bn_batch="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 ($usage)" ;;
     *) positional+=("$1"); shift ;;
   esac
 done
 [ "${#positional[@]}" -le 3 ] || die "too many arguments ($usage)"
-case "$model" in
-  resnet20|airbench94) ;;
-  *) die "--model must be resnet20 or airbench94, got '$model'" ;;
-esac
+[[ "$model" =~ ^(resnet20|airbench94|resnet[0-9]+(_[0-9]+)?)$ ]] ||
+  die "--model must be resnet20, airbench94 or resnet<D>[_<W>], got '$model'"
+[[ "$bn_batch" =~ ^[1-9][0-9]*$ ]] && [ "$bn_batch" -ge 2 ] ||
+  die "--batch-size must be a whole number >= 2, got '$bn_batch'"
+if [ "$bn_batch" != 128 ] && { [ "$model" = resnet20 ] || [ "$model" = airbench94 ]; }; then
+  die "--batch-size is for the BN-only row of a resnet<D>[_<W>] other than resnet20"
+fi
 threads="${positional[0]:-2}"
 steps="${positional[1]:-20}"
 rounds="${positional[2]:-3}"
@@ -94,6 +103,8 @@ manifest="$tmp/manifest.tsv"
 if [ "$model" = resnet20 ]; then
   rows=("train train all 128 1 yes" "train-bn train bn 128 1 no"
         "eval-128 eval all 128 1 yes" "eval-1 eval all 1 20 yes")
+elif [ "$model" != airbench94 ]; then
+  rows=("train-bn train bn $bn_batch 1 no")
 else
   rows=("train train all 1024 1 yes" "eval-1024 eval all 1024 1 yes")
 fi
@@ -138,12 +149,15 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 /usr/bin/python3 - "$manifest" "$json_out" "$cpu" "$threads" "$steps" "$rounds" "$warmup" \
-  "$torch_version" "$commit" "$tcmalloc" "$minidl" "$model" <<'PY'
+  "$torch_version" "$commit" "$tcmalloc" "$minidl" "$model" "$bn_batch" <<'PY'
 import json, statistics, sys, time
 
 manifest, json_out, cpu, threads, steps, rounds, warmup, torch_version, commit, tcmalloc, \
-    minidl, model = sys.argv[1:]
-if model == "resnet20":
+    minidl, model, bn_batch = sys.argv[1:]
+if model not in ("resnet20", "airbench94"):
+    ROWS = [("train-bn", f"train bn-only, batch {bn_batch}")]
+    TRAIN_BATCH = int(bn_batch)
+elif model == "resnet20":
     ROWS = [("train", "train, batch 128"), ("train-bn", "train bn-only, batch 128"),
             ("eval-128", "eval, batch 128"), ("eval-1", "eval, batch 1")]
     TRAIN_BATCH = 128

@@ -69,6 +69,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -213,8 +214,9 @@ def tcmalloc_loaded():
 def main():
     ap = argparse.ArgumentParser(description="PyTorch ResNet-20 / airbench94 CPU benchmark "
                                              "(training step or inference)")
-    ap.add_argument("--model", choices=("resnet20", "airbench94"), default="resnet20",
-                    help="resnet20: open_lth's cifar_resnet_20_16; airbench94: minidl's airbench94")
+    ap.add_argument("--model", default="resnet20",
+                    help="resnet<D>[_<W>]: open_lth's cifar_resnet_<D>_<W> (W 16 when left out; "
+                         "resnet20 is cifar_resnet_20_16); airbench94: minidl's airbench94")
     ap.add_argument("--mode", choices=("train", "eval"), default="train",
                     help="train: forward+backward+SGD step; eval: forward under no_grad")
     ap.add_argument("--train-only", choices=("all", "bn"), default="all",
@@ -228,6 +230,10 @@ def main():
     args = ap.parse_args()
     if args.threads < 1 or args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         ap.error("need --threads >= 1, --steps >= 1, --warmup >= 0, --batch-size >= 1")
+    resnet = re.fullmatch(r"resnet(\d+)(?:_(\d+))?", args.model)
+    if args.model != "airbench94" and not (resnet and (int(resnet[1]) - 2) % 6 == 0
+                                           and int(resnet[1]) >= 8):
+        ap.error(f"--model must be airbench94 or resnet<D>[_<W>] with D = 6n + 2, got {args.model}")
     if args.mode == "train" and args.batch_size < 2:
         ap.error("--mode train needs --batch-size >= 2 (BatchNorm in train mode)")
 
@@ -238,7 +244,8 @@ def main():
           + str(torch.get_num_threads()), file=sys.stderr)
     print(config_info(), file=sys.stderr)
 
-    model = CifarResNet(20, 16, 10) if args.model == "resnet20" else Airbench94(10)
+    model = (Airbench94(10) if args.model == "airbench94"
+             else CifarResNet(int(resnet[1]), int(resnet[2] or 16), 10))
     built_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # As minidl's apply_train_only: "all" unfreezes every parameter (a no-op for resnet20),
     # "bn" leaves exactly the BatchNorm weights and biases.
@@ -261,7 +268,7 @@ def main():
 
     if args.mode == "train":
         model.train()
-        if args.model == "resnet20":
+        if args.model != "airbench94":
             opt = torch.optim.SGD(trainable, lr=0.1, momentum=0.9, weight_decay=1e-4)
         else:  # minidl bench's optimizer (apps/cmd_bench.cpp)
             opt = torch.optim.SGD(trainable, lr=0.01, momentum=0.9, weight_decay=5e-4,
