@@ -580,3 +580,30 @@ TEST_CASE("two train processes on one folder, 20 times: one runs, one is refused
   CHECK(in_use >= 3);  // the offsets land both while the first runs and after it ended
   fs::remove_all(base);
 }
+
+// ---- the smaller items ----------------------------------------------------------------------
+
+TEST_CASE("an unknown subcommand is named; recalibrate-bn refuses a model without BatchNorm",
+          "[defend][cli]") {
+  auto [s1, o1] = run_cli("trian --epochs 1");
+  CHECK(s1 == 1);
+  CHECK_THAT(o1, Catch::Contains("minidl: error: unknown subcommand \"trian\"; the subcommands: "
+                                 "train, eval, predict, bench, bn-stats, recalibrate-bn, "
+                                 "experiment"));
+  train::TrainOptions o = minidl::testing::small_options("defend_gn", 1, 128);
+  o.limit_test = 50;
+  o.norm = NormKind::kGroup;
+  o.gn_groups = 4;
+  minidl::testing::fit(o);
+  const std::string out = o.out + "/recalibrated.safetensors";
+  auto [s2, o2] = run_cli("recalibrate-bn --checkpoint " + o.out + "/model.safetensors --out " +
+                          out + " --limit 64 --data " + data_dir());
+  CHECK(s2 == 1);
+  CHECK_THAT(o2, Catch::Contains("--checkpoint " + o.out +
+                                 "/model.safetensors: its model "
+                                 "resnet8 has no BatchNorm layer, so there are no statistics to "
+                                 "recalibrate (nothing written to " +
+                                 out + ")"));
+  CHECK_FALSE(fs::exists(out));
+  fs::remove_all(o.out);
+}
