@@ -358,8 +358,7 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     int status = 0;
     bool exited = false;
     for (int waited = 0; waited < 60000; waited += 2) {  // at most a minute
-      if (done == 0 ? fs::exists(out + "/run.lock") : rows_in(out + "/metrics.csv") >= done)
-        break;
+      if (done == 0 ? fs::exists(out + "/run.lock") : rows_in(out + "/metrics.csv") >= done) break;
       if ((exited = waitpid(pid, &status, WNOHANG) == pid)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
