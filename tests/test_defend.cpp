@@ -190,7 +190,7 @@ TEST_CASE("train refuses an existing run, empty paths, and writes config.json at
 
 // ---- 2. resume means resume -----------------------------------------------------------------
 
-TEST_CASE("--resume refuses a flag that differs from the run's config.json, naming both values",
+TEST_CASE("resume refuses a flag that differs from the run's config.json, naming both values",
           "[defend][resume][cli]") {
   const std::string dir = fresh_dir("defend_resume");
   auto [s0, o0] = run_cli("train" + tiny_flags(2) + " --stop-after 1 --out " + dir);
@@ -225,7 +225,7 @@ TEST_CASE("--resume refuses a flag that differs from the run's config.json, nami
   fs::remove_all(dir);
 }
 
-TEST_CASE("--resume --epochs extends a run whose schedule does not depend on its length",
+TEST_CASE("resume with --epochs extends a run whose schedule does not depend on its length",
           "[defend][resume][cli]") {
   const std::string dir = fresh_dir("defend_extend");
   const std::string flags = tiny_flags(1) + " --schedule multistep --milestones 1 --warmup 0";
@@ -392,7 +392,7 @@ std::string bmp(int32_t w, int32_t h, const std::vector<std::string>& rows) {
 }
 }  // namespace
 
-TEST_CASE("images: only PNG, JPEG and BMP reach stb_image; top-down BMP; too large named",
+TEST_CASE("images: only PNG, JPEG and BMP reach stb_image, top-down BMP, too large named",
           "[defend][image]") {
   const std::string dir = fresh_dir("defend_image");
   fs::create_directories(dir);
