@@ -112,7 +112,7 @@ TEST_CASE("atomic writes never go through a link someone left at the temporary's
   fs::remove_all(dir);
 }
 
-TEST_CASE("a run directory is locked by one process; a second writer is refused with the pid",
+TEST_CASE("a run directory is locked by one process, a second writer is refused with the pid",
           "[defend][run_dir]") {
   const std::string dir = fresh_dir("defend_lock");
   {
@@ -583,7 +583,7 @@ TEST_CASE("two train processes on one folder, 20 times: one runs, one is refused
 
 // ---- the smaller items ----------------------------------------------------------------------
 
-TEST_CASE("an unknown subcommand is named; recalibrate-bn refuses a model without BatchNorm",
+TEST_CASE("an unknown subcommand is named, recalibrate-bn refuses a model without BatchNorm",
           "[defend][cli]") {
   auto [s1, o1] = run_cli("trian --epochs 1");
   CHECK(s1 == 1);
