@@ -312,7 +312,7 @@ TEST_CASE("model sizes are checked from the name before anything is built", "[de
   write_file(path, safetensors_bytes(R"({"__metadata__":{"model":"resnet1994_512"}})", ""));
   CHECK_THAT(message_of([&] { train::load_model(path); }),
              Catch::Contains("checkpoint \"" + path +
-                             "\": its metadata names model "
+                             "\" (metadata \"model\"): model "
                              "\"resnet1994_512\" would have ") &&
                  Catch::Contains("more than the 268,435,456 minidl builds"));
   fs::remove_all(dir);

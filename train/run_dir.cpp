@@ -492,7 +492,7 @@ std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, boo
   try {
     model = create_model(it->second, checkpoint_model_options(ck, path));
   } catch (const std::invalid_argument& e) {  // an unknown or too large model
-    throw std::runtime_error("checkpoint \"" + path + "\": its metadata names " + e.what());
+    throw std::runtime_error("checkpoint \"" + path + "\" (metadata \"model\"): " + e.what());
   }
   try {
     model->load_state_dict(ck.tensors);
