@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/enum_names.hpp"
@@ -14,10 +15,14 @@
 
 namespace minidl::app {
 
-/// One subcommand: its CLI11 App and what runs it once the flags are parsed.
+/// One subcommand: its CLI11 App, what runs it once the flags are parsed, and (if set) what
+/// checks the parsed flags without running anything (the fuzz harness of the command line).
 struct Command {
+  Command(CLI::App* app, std::function<void()> run, std::function<void()> check = {})
+      : app(app), run(std::move(run)), check(std::move(check)) {}
   CLI::App* app = nullptr;
   std::function<void()> run;
+  std::function<void()> check;
 };
 
 /// The subcommands (one file each: apps/cmd_<name>.cpp). Each declares its flags with their
@@ -166,8 +171,9 @@ struct BenchConfig {
   BenchMode mode = BenchMode::kTrain;
   bool profile = false;
 };
-/// Throws std::invalid_argument naming the flag for a bad --batch-size, --steps or --warmup, and
-/// create_model's error for an unknown --model.
+/// Throws std::invalid_argument naming the flag for a bad --batch-size, --steps or --warmup, or a
+/// --batch-size whose step would not fit in the machine's memory (train::check_batch_memory,
+/// with the bytes needed), and create_model's error for an unknown or too large --model.
 void run_bench(const BenchConfig& cfg);
 
 }  // namespace minidl::app

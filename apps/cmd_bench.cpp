@@ -47,6 +47,7 @@ void run_bench(const BenchConfig& cfg) {
   validate(cfg);
   const bool train = cfg.mode == BenchMode::kTrain;
   set_num_threads(cfg.threads);
+  train::check_batch_memory(cfg.model, ModelOptions{}, cfg.batch_size, train);
   auto model = create_model(cfg.model, ModelOptions{});
   const auto masks = optim::apply_train_only(*model, cfg.train_only, 0);
   std::unique_ptr<optim::SGD> opt;  // train mode only: eval's peak RSS holds no momentum buffers

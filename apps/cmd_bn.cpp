@@ -111,6 +111,13 @@ void run_recalibrate(const RecalibrateConfig& cfg) {
   set_num_threads(cfg.threads);
   Checkpoint ck;
   std::shared_ptr<Module> model = train::load_model(cfg.checkpoint, &ck);
+  if (model->modules_of<BatchNorm>().empty()) {  // nothing to recalibrate: no file is written
+    throw std::invalid_argument("--checkpoint " + cfg.checkpoint + ": its model " +
+                                ck.metadata["model"] +
+                                " has no BatchNorm layer, so there are no statistics to "
+                                "recalibrate (nothing written to " +
+                                cfg.out + ")");
+  }
   data::Dataset train = data::load_cifar10(resolve_data_dir(cfg.data), true, cfg.limit);
   const int n = train::recalibrate_on(*model, train, cfg.batch_size,
                                       train::checkpoint_normalization(ck, cfg.checkpoint));

@@ -76,7 +76,8 @@ double run_eval(const EvalConfig& cfg) {
     }
     j["per_class_accuracy"] = per_class;
     j["confusion"] = r.confusion;
-    std::cout << j.dump() << std::endl;
+    // A path of any bytes: invalid UTF-8 is shown as U+FFFD (JSON is UTF-8).
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     return r.accuracy();
   }
   std::printf("checkpoint %s, %lld test images, batch size %lld, BN statistics: %s, TTA level %d\n",

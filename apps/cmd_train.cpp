@@ -1,11 +1,17 @@
 // minidl train — the flags of a training run, mapped onto train::TrainOptions, and the printing
 // of its progress (the Trainer's callbacks). The run itself is train::Trainer's.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "apps/cli.hpp"
 #include "dist/process_group.hpp"
@@ -21,6 +27,7 @@ using Clock = std::chrono::steady_clock;
 struct TrainArgs {
   train::TrainOptions o;
   std::string resume;
+  bool overwrite = false;
   int64_t stop_after = -1;
   bool profile = false;
   int tta = 2;
@@ -108,16 +115,16 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
   return cb;
 }
 
-/// Runs the parsed command: the options (from the flags, or the run's config.json with
-/// --resume), the Trainer, and the last line.
-void run(TrainArgs& a, CLI::App* sub) {
+/// The options the flags give for a new run: the default recipe with every flag applied, or
+/// airbench94's preset with the flags it takes.
+train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
   auto given = [sub](const char* flag) { return sub->get_option(flag)->count() > 0; };
   train::TrainOptions o = a.o;
   if (a.recipe == train::Recipe::kAirbench94) {
     static const char* const taken[] = {
         "--data",   "--seed",       "--tta",         "--out",        "--threads",
         "--epochs", "--batch-size", "--limit-train", "--limit-test", "--eval-every-epoch",
-        "--recipe", "--help"};
+        "--recipe", "--help",       "--overwrite"};
     for (CLI::Option* opt : sub->get_options()) {
       bool ok = false;
       for (const char* t : taken) ok = ok || opt->get_name() == t;
@@ -150,38 +157,202 @@ void run(TrainArgs& a, CLI::App* sub) {
           "--eval-every-epoch is for --recipe airbench94 (the default recipe evaluates after "
           "every epoch)");
   }
-  const bool resume = given("--resume");
-  if (resume) {
-    if (a.resume.empty()) throw std::invalid_argument("--resume: give the run directory");
-    try {
-      train::TrainOptions saved = train::read_config(a.resume + "/config.json");
-      // The model is the run's: a different normalization would not fit its checkpoint.
-      if (given("--norm") && a.o.norm != saved.norm)
-        throw std::invalid_argument("--norm " + name_of(a.o.norm) + ": the run was trained with " +
-                                    name_of(saved.norm) + " (its config.json); resuming keeps it");
-      if (given("--gn-groups") && a.o.gn_groups != saved.gn_groups)
-        throw std::invalid_argument(
-            "--gn-groups " + std::to_string(a.o.gn_groups) + ": the run was trained with " +
-            std::to_string(saved.gn_groups) + " (its config.json); resuming keeps it");
-      if (given("--epochs")) saved.epochs = a.o.epochs;
-      saved.threads = a.o.threads;  // the order of sums depends on it: pass the run's
-      if (given("--data")) saved.data = a.o.data;
-      saved.out = a.resume;
-      o = saved;
-    } catch (const std::runtime_error& e) {
-      throw std::runtime_error(std::string("--resume: ") + e.what());
+  return o;
+}
+
+/// The config.json keys a flag sets ("--warmup" -> warmup_epochs).
+std::vector<std::string> config_keys_of(const std::string& flag) {
+  if (flag == "--warmup") return {"warmup_epochs"};
+  if (flag == "--allreduce") return {"reduction"};
+  if (flag == "--renorm-ramp") return {"renorm_ramp_start", "renorm_ramp_end"};
+  std::string key = flag.substr(2);
+  for (char& c : key) c = c == '-' ? '_' : c;
+  return {key};
+}
+
+/// The flags --resume takes besides the run's own settings: they change how it runs, not what.
+const char* const kResumeMayChange[] = {"--resume", "--stop-after", "--threads", "--epochs",
+                                        "--data",   "--profile",    "--out",     "--help"};
+
+/// The options of the run in a.resume: its config.json, with --threads, --data and --epochs
+/// (extending a run whose schedule allows it) applied. Every other flag given must equal the
+/// saved value: a flag that differs is refused naming both values. Prints a line when --epochs
+/// changes the run's length.
+train::TrainOptions resumed_options(const TrainArgs& a, CLI::App* sub,
+                                    const train::TrainOptions& flags) {
+  auto given = [sub](const char* flag) { return sub->get_option(flag)->count() > 0; };
+  const std::string config = a.resume + "/config.json";
+  train::TrainOptions saved;
+  try {
+    saved = train::read_config(config);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("--resume: ") + e.what());
+  }
+  if (given("--out") && a.o.out != a.resume) {
+    throw std::invalid_argument("--out " + a.o.out + ": --resume continues the run in its own " +
+                                "folder, " + a.resume + " (give --resume alone)");
+  }
+  std::string may_change;
+  for (const char* f : kResumeMayChange) {
+    const std::string flag = f;
+    if (flag != "--resume" && flag != "--help" && flag != "--out" && flag != "--profile")
+      may_change += (may_change.empty() ? "" : ", ") + flag;
+  }
+  const std::vector<train::ConfigDifference> differences = train::config_differences(saved, flags);
+  for (CLI::Option* opt : sub->get_options()) {
+    if (opt->count() == 0) continue;
+    const std::string flag = opt->get_name();
+    bool free = false;
+    for (const char* f : kResumeMayChange) free = free || flag == f;
+    if (free) continue;
+    for (const std::string& key : config_keys_of(flag)) {
+      for (const train::ConfigDifference& d : differences) {
+        if (d.key != key) continue;
+        throw std::invalid_argument(flag + " " + d.given + ": the run in " + a.resume +
+                                    " was trained with " + key + " " + d.saved +
+                                    " (its config.json); a resumed run keeps its settings (only " +
+                                    may_change + " may be given with --resume)");
+      }
     }
   }
+  train::TrainOptions o = saved;
+  o.out = a.resume;
+  if (given("--threads")) o.threads = a.o.threads;  // else the run's: the order of sums
+  if (given("--data")) o.data = a.o.data;
+  if (given("--epochs") && flags.epochs != saved.epochs) {
+    const std::string wanted = "--epochs " + std::to_string(static_cast<int64_t>(flags.epochs));
+    const std::string planned = std::to_string(static_cast<int64_t>(saved.epochs));
+    if (train::schedule_depends_on_length(saved)) {
+      throw std::invalid_argument(
+          wanted + ": the run in " + a.resume + " was planned for " + planned +
+          " epochs and its learning rate follows that length (schedule " + name_of(saved.schedule) +
+          (saved.warmup_epochs < 0 ? ", warm-up 15% of the run" : "") +
+          "), so another length would change the epochs already trained; resume it with "
+          "--epochs " +
+          planned + " or start a new run");
+    }
+    if (flags.epochs < saved.epochs) {
+      throw std::invalid_argument(wanted + ": the run in " + a.resume + " is planned for " +
+                                  planned +
+                                  " epochs; a resumed run can only be extended (stop "
+                                  "it earlier with --stop-after)");
+    }
+    std::printf(
+        "resuming %s with %s: the run is extended from %s to %lld epochs (its %s schedule does "
+        "not depend on the run's length, so the epochs already trained stay as they were)\n",
+        a.resume.c_str(), wanted.c_str(), planned.c_str(), static_cast<long long>(flags.epochs),
+        name_of(saved.schedule).c_str());
+    std::fflush(stdout);
+    o.epochs = flags.epochs;
+  }
+  return o;
+}
+
+// ---- SIGINT and SIGTERM: one line saying which checkpoint is kept ---------------------------
+
+/// What the handler prints, kept current by the Trainer's commit callbacks: two buffers, the
+/// handler reads the one `g_line` names (the other is being rewritten).
+char g_lines[2][1024];
+std::atomic<int> g_line{0};
+volatile std::sig_atomic_t g_in_commit = 0, g_pending = 0;
+bool g_after_bar = false;  // stderr is a terminal (the progress bar's line may be open)
+
+void set_stop_line(const std::string& text) {
+  const int next = 1 - g_line.load();
+  std::snprintf(g_lines[next], sizeof g_lines[next], "%s", text.c_str());
+  g_line.store(next);
+}
+
+/// Prints the line and ends the process by the signal, as it would have ended without the
+/// handler (async-signal-safe: write, signal, raise).
+void stop_by(int sig) {
+  const char* name =
+      sig == SIGINT ? "\nminidl: interrupted (SIGINT); " : "\nminidl: stopped (SIGTERM); ";
+  if (!g_after_bar) ++name;  // the newline ends a progress bar on a terminal only
+  const char* line = g_lines[g_line.load()];
+  size_t n = 0;
+  while (line[n]) ++n;
+  ssize_t ignored = ::write(STDERR_FILENO, name, std::strlen(name));
+  ignored = ::write(STDERR_FILENO, line, n);
+  (void)ignored;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_in_commit) {
+    g_pending = sig;  // the files being written are finished first
+    return;
+  }
+  stop_by(sig);
+}
+
+/// The kept-checkpoint line for `epoch` (0: none yet).
+std::string kept_line(const train::TrainOptions& o, int64_t epoch) {
+  if (epoch > 0) {
+    return "kept: the checkpoint of epoch " + std::to_string(epoch) + " in " + o.out +
+           "/model.safetensors, every file whole (continue with --resume " + o.out + ")\n";
+  }
+  return std::string("no checkpoint of this run was written") +
+         (o.resumable ? " (no epoch finished)" : " (this recipe writes it after its last epoch)") +
+         "; the files in " + o.out + " are whole\n";
+}
+
+/// Installs the handler on SIGINT and SIGTERM and adds the commit callbacks that keep its line
+/// current and hold a signal while files are written.
+void stop_with_kept_line(train::Callbacks& cb, const train::TrainOptions& o) {
+  set_stop_line(kept_line(o, 0));
+  g_after_bar = isatty(STDERR_FILENO);
+  auto fit_start = cb.on_fit_start;
+  cb.on_fit_start = [fit_start, &o](const train::FitStart& f) {
+    set_stop_line(kept_line(o, o.resumable ? f.start_epoch : 0));
+    if (fit_start) fit_start(f);
+  };
+  cb.on_commit_start = [] { g_in_commit = 1; };
+  cb.on_commit_end = [&o](int64_t saved_epoch) {
+    if (saved_epoch > 0) set_stop_line(kept_line(o, saved_epoch));
+    g_in_commit = 0;
+    if (g_pending) stop_by(g_pending);
+  };
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND | SA_NODEFER;  // a second signal ends the process at once
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// Checks the flags and returns the run's options (from the flags, or the run's config.json
+/// with --resume). Throws std::invalid_argument naming the flag.
+train::TrainOptions checked_options(TrainArgs& a, CLI::App* sub) {
+  auto given = [sub](const char* flag) { return sub->get_option(flag)->count() > 0; };
+  if (given("--resume") && a.resume.empty())
+    throw std::invalid_argument("--resume: give the run directory (got an empty path)");
+  if (given("--out") && a.o.out.empty())
+    throw std::invalid_argument("--out: give a folder for the run (got an empty path)");
+  if (given("--resume") && a.overwrite)
+    throw std::invalid_argument("--overwrite replaces a run, --resume continues it: give one");
+  train::TrainOptions o = options_from_flags(a, sub);
+  if (given("--resume")) o = resumed_options(a, sub, o);
   o.data = resolve_data_dir(o.data);
-  if (given("--bn-sync")) o.bn_sync = a.o.bn_sync;
-  if (given("--bn-group-size")) o.bn_group_size = a.o.bn_group_size;
-  if (given("--allreduce")) o.reduction = a.o.reduction;
-  if (given("--bn-renorm")) o.bn_renorm = a.o.bn_renorm;
+  train::validate(o);
+  return o;
+}
+
+/// Runs the parsed command: the options, the Trainer, and the last line.
+void run(TrainArgs& a, CLI::App* sub) {
+  const bool resume = sub->get_option("--resume")->count() > 0;
+  const train::TrainOptions o = checked_options(a, sub);
   // Under mpirun every process runs this; rank 0 alone prints and writes.
   const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
+  const std::string where = (resume ? "--resume " : "--out ") + o.out + ": ";
   try {
-    train::Trainer trainer(o, console(a, o));
+    train::Callbacks cb = console(a, o);
+    if (group->rank() == 0) stop_with_kept_line(cb, o);
+    train::Trainer trainer(o, cb);
     trainer.set_process_group(group);
+    trainer.set_existing_run(a.overwrite ? train::ExistingRun::kReplace
+                                         : train::ExistingRun::kRefuse);
     const train::RunResult r = trainer.fit(resume, a.stop_after);
     const std::string ck = o.out + "/model.safetensors";
     if (group->rank() != 0) return;
@@ -207,6 +378,13 @@ void run(TrainArgs& a, CLI::App* sub) {
                                                 "finished without diverging)")));
   } catch (const train::ResumeError& e) {
     throw std::runtime_error(std::string("--resume: ") + e.what());
+  } catch (const train::RunInUse& e) {
+    throw std::runtime_error(where + e.what() +
+                             "; two runs cannot share a folder: wait for it to end or choose "
+                             "another --out");
+  } catch (const train::RunExists& e) {
+    throw std::runtime_error(where + e.what() + ": continue it with --resume " + o.out +
+                             ", replace it with --overwrite, or choose another --out");
   }
 }
 
@@ -278,9 +456,17 @@ Command add_train(CLI::App& app) {
       ->check(integer_in(1, 50000));
   t->add_option("--limit-test", o.limit_test, "evaluate on the first N test images")
       ->check(integer_in(1, 10000));
-  t->add_option("--out", o.out, "RUN_DIR for metrics.csv, config.json, model.safetensors")
+  t->add_option("--out", o.out,
+                "RUN_DIR for metrics.csv, config.json, model.safetensors (a folder holding a "
+                "run is refused: --resume or --overwrite)")
       ->capture_default_str();
-  t->add_option("--resume", a->resume, "continue the run in RUN_DIR (its config.json)");
+  t->add_option("--resume", a->resume,
+                "continue the run in RUN_DIR with its config.json; other flags must match it, "
+                "but --epochs (extending a constant or multistep schedule), --stop-after, "
+                "--threads (default: the run's) and --data");
+  t->add_flag("--overwrite", a->overwrite,
+              "replace the run already in --out (refused without it; the old files are "
+              "replaced at the new run's first epoch)");
   t->add_option("--stop-after", a->stop_after,
                 "stop after N epochs of this invocation (the schedule still spans --epochs; "
                 "continue with --resume)")
@@ -351,7 +537,7 @@ Command add_train(CLI::App& app) {
   t->add_flag("--profile", a->profile,
               "print a per-op time table (calls, ms, % and GFLOP/s per op and pass) of the first "
               "epoch's training loop, evaluation excluded");
-  return {t, [a, t] { run(*a, t); }};
+  return {t, [a, t] { run(*a, t); }, [a, t] { checked_options(*a, t); }};
 }
 
 }  // namespace minidl::app

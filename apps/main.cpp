@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "apps/cli.hpp"
 
@@ -23,9 +24,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --help-all, --version: their text, exit status 0
   } catch (const CLI::ParseError& e) {
-    // A bad flag: one line naming it, exit status 1 like every other error.
+    // A bad flag: one line naming it, exit status 1 like every other error. A first word that
+    // is no subcommand is named (CLI11 would only say that one is required).
+    std::string known, message = e.what();
+    bool listed = false;
+    for (const Command& c : commands) {
+      known += (known.empty() ? "" : ", ") + c.app->get_name();
+      listed = listed || (argc > 1 && c.app->get_name() == argv[1]);
+    }
+    if (argc > 1 && argv[1][0] != '-' && !listed)
+      message = "unknown subcommand \"" + std::string(argv[1]) + "\"; the subcommands: " + known;
     std::fprintf(stderr, "minidl: error: %s\nRun with --help for the flags and their ranges.\n",
-                 e.what());
+                 message.c_str());
     return 1;
   }
   try {

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -61,17 +60,8 @@ int64_t as_count(const json& v) {
 }  // namespace
 
 Checkpoint load_safetensors(const std::string& path) {
-  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
-    throw std::runtime_error("checkpoint \"" + path +
-                             "\" is a folder; expected a .safetensors file");
-  }
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error("checkpoint \"" + path + "\" does not exist or cannot be read");
-  const std::streamoff end_pos = in.tellg();
-  if (end_pos < 0)
-    throw std::runtime_error("checkpoint \"" + path + "\" cannot be read (not a regular file?)");
-  const uint64_t file_size = static_cast<uint64_t>(end_pos);
-  in.seekg(0);
+  const RegularFile in(path, "checkpoint");
+  const uint64_t file_size = in.size();
   auto fail = [&](const std::string& what) {
     return std::runtime_error("checkpoint \"" + path +
                               "\" is not a valid safetensors file: " + what);
@@ -82,7 +72,7 @@ Checkpoint load_safetensors(const std::string& path) {
                                     std::to_string(file_size) + " bytes)");
   }
   unsigned char len[8];
-  in.read(reinterpret_cast<char*>(len), 8);
+  in.read_at(0, len, 8);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
   if (n > file_size - 8) {
@@ -94,19 +84,28 @@ Checkpoint load_safetensors(const std::string& path) {
                std::to_string(kMaxHeaderBytes) + " bytes");
   }
   std::string text(n, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(n));
-  if (!in) throw fail("could not read the " + std::to_string(n) + "-byte header");
+  in.read_at(8, text.data(), text.size());
   if (json_nesting_depth(text) > kMaxHeaderDepth) {
     throw fail("the header nests arrays or objects more than " + std::to_string(kMaxHeaderDepth) +
                " deep");
   }
+  // A JSON object keeps the last of two equal keys: the names are collected while parsing.
+  std::vector<std::string> names;
+  const json::parser_callback_t collect = [&names](int depth, json::parse_event_t event,
+                                                   json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) names.push_back(parsed.get<std::string>());
+    return true;
+  };
   json header;
   try {
-    header = json::parse(text);
+    header = json::parse(text, collect);
   } catch (const json::parse_error& e) {
     throw fail("the header is not valid JSON (error at byte " + std::to_string(e.byte) + ")");
   }
   if (!header.is_object()) throw fail("the header is not a JSON object");
+  std::sort(names.begin(), names.end());
+  if (auto d = std::adjacent_find(names.begin(), names.end()); d != names.end())
+    throw fail("the header names \"" + *d + "\" twice (names must be unique)");
   const uint64_t data_size = file_size - 8 - n;
   // The header is a JSON object, unordered: order the tensors by their data offsets.
   struct Entry {
@@ -114,7 +113,12 @@ Checkpoint load_safetensors(const std::string& path) {
     std::string name;
     Shape shape;
   };
+  struct Range {
+    uint64_t begin, end;
+    std::string name;
+  };
   std::vector<Entry> entries;
+  std::vector<Range> ranges;  // every tensor's, the skipped ones too
   Checkpoint ck;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
@@ -150,6 +154,7 @@ Checkpoint load_safetensors(const std::string& path) {
                  std::to_string(end) + "] outside the " + std::to_string(data_size) +
                  " data bytes (truncated?)");
     }
+    ranges.push_back({begin, end, name});
     if (dtype != "F32") {
       if (name.find("num_batches_tracked") != std::string::npos) continue;  // PyTorch's I64 counter
       throw fail(where + " has dtype " + dtype.dump() + ", minidl reads F32");
@@ -185,15 +190,39 @@ Checkpoint load_safetensors(const std::string& path) {
     }
     entries.push_back({begin, end, name, std::move(shape)});
   }
+  // The format's layout rule: the tensors' byte ranges are disjoint and cover the data buffer.
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin
+           : a.end != b.end   ? a.end < b.end
+                              : a.name < b.name;
+  });
+  auto span = [](const Range& r) {
+    return "\"" + r.name + "\" [" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")";
+  };
+  uint64_t covered = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const Range& r = ranges[i];
+    if (r.begin < covered)
+      throw fail("tensors " + span(ranges[i - 1]) + " and " + span(r) + " overlap");
+    if (r.begin > covered) {
+      throw fail("data bytes [" + std::to_string(covered) + ", " + std::to_string(r.begin) +
+                 ") belong to no tensor (before " + span(r) +
+                 "); the tensors must cover the data buffer");
+    }
+    covered = r.end;
+  }
+  if (covered != data_size) {
+    throw fail("data bytes [" + std::to_string(covered) + ", " + std::to_string(data_size) +
+               ") belong to no tensor" +
+               (ranges.empty() ? std::string() : " (after " + span(ranges.back()) + ")") +
+               "; the tensors must cover the data buffer");
+  }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.name < b.name;
   });
   for (Entry& e : entries) {
     Tensor t(e.shape);
-    in.seekg(static_cast<std::streamoff>(8 + n + e.begin));
-    in.read(reinterpret_cast<char*>(t.mutable_data()),
-            static_cast<std::streamsize>(e.end - e.begin));
-    if (!in) throw fail("could not read tensor \"" + e.name + "\"");
+    in.read_at(8 + n + e.begin, t.mutable_data(), static_cast<size_t>(e.end - e.begin));
     ck.tensors.emplace_back(e.name, std::move(t));
   }
   return ck;

@@ -6,11 +6,28 @@
 #include "core/profiler.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_set>
 
 namespace minidl {
+
+namespace {
+std::atomic<int64_t> g_storage_bytes{0}, g_peak_storage_bytes{0};
+}  // namespace
+
+void count_storage_bytes(int64_t delta) {
+  const int64_t now = g_storage_bytes.fetch_add(delta, std::memory_order_relaxed) + delta;
+  int64_t peak = g_peak_storage_bytes.load(std::memory_order_relaxed);
+  while (now > peak &&
+         !g_peak_storage_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+int64_t storage_bytes() { return g_storage_bytes.load(); }
+int64_t peak_storage_bytes() { return g_peak_storage_bytes.load(); }
+void reset_peak_storage_bytes() { g_peak_storage_bytes.store(g_storage_bytes.load()); }
 
 std::string shape_str(const Shape& shape) {
   std::ostringstream os;

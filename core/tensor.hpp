@@ -20,10 +20,29 @@ namespace minidl {
 
 using Shape = std::vector<int64_t>;
 
+/// Adds `delta` bytes to the count of tensor storage (UninitAllocator's allocations).
+void count_storage_bytes(int64_t delta);
+/// Bytes of tensor storage allocated now (values, gradients, saved activations, optimizer
+/// buffers: every Storage), and the most at any moment since reset_peak_storage_bytes().
+int64_t storage_bytes();
+int64_t peak_storage_bytes();
+/// Sets the peak to the current count.
+void reset_peak_storage_bytes();
+
 /// An allocator that leaves new floats uninitialized (value-initialization is what makes
 /// std::vector zero its memory). Ops whose outputs are fully overwritten skip a memset pass.
+/// It counts its bytes (storage_bytes), so that a step's memory can be measured.
 template <class T>
 struct UninitAllocator : std::allocator<T> {
+  T* allocate(std::size_t n) {
+    T* p = std::allocator<T>::allocate(n);
+    count_storage_bytes(static_cast<int64_t>(n * sizeof(T)));
+    return p;
+  }
+  void deallocate(T* p, std::size_t n) {
+    count_storage_bytes(-static_cast<int64_t>(n * sizeof(T)));
+    std::allocator<T>::deallocate(p, n);
+  }
   template <class U>
   struct rebind {
     using other = UninitAllocator<U>;

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <stb/stb_image.h>
@@ -36,7 +37,7 @@ struct FileCloser {
   }
 };
 
-constexpr const char* kFormats = "PNG, JPEG, BMP, GIF, TGA, PSD, PIC, PNM (P5/P6) or HDR";
+constexpr const char* kFormats = "PNG, JPEG or BMP";
 
 using detail::quoted;
 using detail::with_commas;
@@ -47,8 +48,8 @@ std::string stb_reason() {
   return std::string(" (stb_image: ") + (r ? r : "unknown error") + ")";
 }
 
-/// The format the first bytes announce ("PNG", "JPEG", ...), or "" when they match none of the
-/// formats with a signature (TGA has none). Only used to word the messages.
+/// The format the first bytes announce ("PNG", "JPEG", "BMP", or another stb_image format by
+/// name), or "" when they match no signature. Only PNG, JPEG and BMP are passed to stb_image.
 std::string sniff_format(const unsigned char* h, size_t n) {
   auto starts = [&](const char* magic, size_t len) {
     return n >= len && std::memcmp(h, magic, len) == 0;
@@ -59,13 +60,62 @@ std::string sniff_format(const unsigned char* h, size_t n) {
     while (i < n && h[i] == 0xff) ++i;
     if (i < n && h[i] == 0xd8) return "JPEG";
   }
-  if (starts("GIF8", 4)) return "GIF";
   if (starts("BM", 2)) return "BMP";
+  if (starts("GIF8", 4)) return "GIF";
   if (starts("8BPS", 4)) return "PSD";
-  if (starts("#?RADIANCE", 10) || starts("#?RGBE", 6)) return "HDR";
-  if (starts("\x53\x80\xf6\x34", 4)) return "PIC";
-  if (starts("P5", 2) || starts("P6", 2)) return "PNM";
+  if (starts("#?RADIANCE", 10) || starts("#?RGBE", 6)) return "HDR (Radiance)";
+  if (starts("\x53\x80\xf6\x34", 4)) return "PIC (Softimage)";
+  if (n >= 2 && h[0] == 'P' && h[1] >= '1' && h[1] <= '7') return "PNM (PBM/PGM/PPM)";
   return "";
+}
+
+bool readable_format(const std::string& format) {
+  return format == "PNG" || format == "JPEG" || format == "BMP";
+}
+
+/// The width and height a PNG, BMP or JPEG header states, read by minidl itself so that a size
+/// stb_image would refuse as "too large" is reported as such; {0, 0} when the header is not
+/// where the format puts it (stb then reports the damage). A BMP's height is negative for a
+/// top-down image: its magnitude is returned.
+std::pair<int64_t, int64_t> header_size(const std::string& format,
+                                        const std::vector<unsigned char>& b) {
+  const size_t n = b.size();
+  auto be16 = [&](size_t i) { return i + 2 <= n ? int64_t{b[i]} << 8 | b[i + 1] : -1; };
+  auto be32 = [&](size_t i) { return i + 4 <= n ? be16(i) << 16 | be16(i + 2) : -1; };
+  auto le16 = [&](size_t i) { return i + 2 <= n ? int64_t{b[i + 1]} << 8 | b[i] : -1; };
+  auto le32 = [&](size_t i) {
+    return i + 4 <= n
+               ? static_cast<int64_t>(static_cast<int32_t>(
+                     static_cast<uint32_t>(le16(i + 2)) << 16 | static_cast<uint32_t>(le16(i))))
+               : -1;
+  };
+  if (format == "PNG" && n >= 24 && std::memcmp(b.data() + 12, "IHDR", 4) == 0)
+    return {be32(16), be32(20)};
+  if (format == "BMP" && n >= 26) {
+    const int64_t header = le32(14);
+    if (header == 12) return {le16(18), le16(20)};
+    const int64_t h = le32(22);
+    return {le32(18), h < 0 ? -h : h};
+  }
+  if (format == "JPEG") {  // the first frame header (SOFn) among the marker segments
+    size_t i = 0;
+    while (i < n && b[i] == 0xff) ++i;
+    ++i;  // SOI
+    while (i < n) {
+      while (i < n && b[i] != 0xff) ++i;
+      while (i < n && b[i] == 0xff) ++i;
+      if (i >= n) break;
+      const unsigned m = b[i++];
+      if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) continue;  // no length
+      if (m == 0xd9 || m == 0xda) break;  // EOI, SOS: no frame header before the scan
+      if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc)
+        return {be16(i + 5), be16(i + 3)};  // length, precision, height, width
+      const int64_t length = be16(i);
+      if (length < 2) break;
+      i += static_cast<size_t>(length);
+    }
+  }
+  return {0, 0};
 }
 
 /// Guards against a heap overflow in the JPEG decoder of Debian's stb_image (2.27, snapshot
@@ -163,75 +213,72 @@ Tensor load_image(const std::string& path, const Normalization& norm, int64_t ma
                              " is empty (0 bytes); expected an image file (" + kFormats + ")");
   }
 
-  // The format its signature announces, for the messages.
+  // The format its signature announces: only PNG, JPEG and BMP go to stb_image (its other
+  // decoders are not needed, and some are unsafe: the Radiance HDR reader of Debian's stb_image
+  // 2.27 loops forever on a 49-byte file, CVE-2021-42715).
   unsigned char head[16] = {};
   const size_t head_len = std::fread(head, 1, sizeof head, file.get());
   std::rewind(file.get());
   const std::string format = sniff_format(head, head_len);
-  const std::string as_format =
-      format.empty() ? "an image (" + std::string(kFormats) + ")" : format;
+  if (format.empty()) {
+    throw std::runtime_error("image " + quoted(path) +
+                             " is not an image minidl can read: " + "expected " + kFormats +
+                             " (its first bytes match none of their signatures)");
+  }
+  if (!readable_format(format)) {
+    throw std::runtime_error("image " + quoted(path) + " is in the " + format +
+                             " format; minidl reads " + kFormats + " only: convert it first");
+  }
 
-  if (head_len > 0 && head[0] == 0xff) {  // a JPEG to stb: see jpeg_oversized_huffman_table;
-    // stbi_info reads the DHT segments before the frame header, so this comes first
-    std::vector<unsigned char> bytes(static_cast<size_t>(st.st_size));
-    const size_t got = std::fread(bytes.data(), 1, bytes.size(), file.get());
-    bytes.resize(got);
-    std::rewind(file.get());
+  // The first 64 KiB (the whole file for a JPEG, whose frame header may follow large
+  // segments, and whose Huffman tables are checked below).
+  std::vector<unsigned char> bytes(static_cast<size_t>(
+      format == "JPEG" ? st.st_size : std::min<off_t>(st.st_size, off_t{1} << 16)));
+  bytes.resize(std::fread(bytes.data(), 1, bytes.size(), file.get()));
+  std::rewind(file.get());
+  if (format == "JPEG") {  // see jpeg_oversized_huffman_table; stbi_info reads the DHT
+    // segments before the frame header, so this comes first
     const std::string problem = jpeg_oversized_huffman_table(bytes);
     if (!problem.empty()) {
       throw std::runtime_error("cannot decode image " + quoted(path) +
                                " as JPEG: the file is damaged (" + problem + ")");
     }
   }
+  auto too_large = [&](int64_t width, int64_t height) {
+    return std::runtime_error(
+        "image " + quoted(path) + " (" + format + ") is too large: " + std::to_string(width) +
+        " x " + std::to_string(height) + " pixels (" +
+        with_commas(static_cast<uint64_t>(width) * static_cast<uint64_t>(height)) +
+        "), more than the " + cap + " minidl decodes: shrink it first");
+  };
+  if (const auto [hw, hh] = header_size(format, bytes); hw > 0 && hh > 0 && hw * hh > max_pixels) {
+    throw too_large(hw, hh);
+  }
 
   // The size from the header only (stbi_info_from_file leaves the file position where it was).
   int w = 0, h = 0, channels_in_file = 0;
   if (!stbi_info_from_file(file.get(), &w, &h, &channels_in_file)) {
-    const char* r = stbi_failure_reason();
-    if (r && std::strcmp(r, "too large") == 0) {
-      throw std::runtime_error("image " + quoted(path) +
-                               (format.empty() ? "" : " (" + format + ")") +
-                               " is too large to decode" + stb_reason() + "; minidl decodes " +
-                               "images of at most " + cap + ": shrink it first");
-    }
-    if (format.empty()) {
-      throw std::runtime_error("image " + quoted(path) + " is not an image minidl can read: " +
-                               "expected " + kFormats + stb_reason());
-    }
     throw std::runtime_error("cannot read image " + quoted(path) + " as " + format +
                              ": its header is damaged" + stb_reason());
   }
-  // Debian's stb_image 2.27 returns the 16-bit samples of a PNM in the wrong byte order (it
-  // keeps the low byte of each big-endian sample): refused rather than read as noise.
-  if (format == "PNM" && stbi_is_16_bit_from_file(file.get())) {
-    throw std::runtime_error("cannot decode image " + quoted(path) +
-                             " as PNM: 16-bit samples (maxval above 255) are not supported (the "
-                             "stb_image minidl uses reads them in the wrong byte order); "
-                             "convert it to 8 bits or to PNG");
-  }
+  if (format == "BMP" && h < 0 && h != INT32_MIN) h = -h;  // top-down rows: stb_image flips them
   const int64_t pixels = static_cast<int64_t>(w) * static_cast<int64_t>(h);
   if (w <= 0 || h <= 0) {
-    throw std::runtime_error("cannot read image " + quoted(path) + " as " + as_format +
+    throw std::runtime_error("cannot read image " + quoted(path) + " as " + format +
                              ": its header gives an impossible size of " + std::to_string(w) +
                              " x " + std::to_string(h) + " pixels");
   }
-  if (pixels > max_pixels) {
-    throw std::runtime_error("image " + quoted(path) + (format.empty() ? "" : " (" + format + ")") +
-                             " is " + std::to_string(w) + " x " + std::to_string(h) + " pixels (" +
-                             with_commas(static_cast<uint64_t>(pixels)) + "), more than the " +
-                             cap + " minidl decodes: shrink it first");
-  }
+  if (pixels > max_pixels) throw too_large(w, h);
 
   // Decoded in the file's own channel count (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA): asking stb
-  // for 3 channels runs its stbi__convert_format, which for a 16-bit PNM (P5/P6 with maxval >
-  // 255) converts as if the samples had 8 bits and then reads past the buffer in
-  // stbi__convert_16_to_8 (Debian's stb_image 2.27; found by tests/fuzz/fuzz_image; 16-bit PNM
-  // is refused above anyway, this keeps stb's conversions out of every path). Resizing then
-  // works on that many channels, and RGB is made from the 32 x 32 result below.
+  // for 3 channels runs its stbi__convert_format, which read past its buffer for a 16-bit PNM
+  // (Debian's stb_image 2.27; found by tests/fuzz/fuzz_image, before PNM was refused); this
+  // keeps stb's conversions out of every path. Resizing then works on that many channels, and
+  // RGB is made from the 32 x 32 result below.
   int n = 0;
   std::unique_ptr<unsigned char, StbiFree> decoded(stbi_load_from_file(file.get(), &w, &h, &n, 0));
   if (!decoded) {
-    throw std::runtime_error("cannot decode image " + quoted(path) + " as " + as_format +
+    throw std::runtime_error("cannot decode image " + quoted(path) + " as " + format +
                              ": the file is damaged or truncated" + stb_reason());
   }
   if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > max_pixels || n < 1 || n > 4) {

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh [SECONDS]
 #
 # Environment:
-#   FUZZ_HARNESSES   harnesses to run (default "safetensors cifar10 config image")
+#   FUZZ_HARNESSES   harnesses to run (default "safetensors cifar10 config image cli resume")
 #   FUZZ_BUILD_JOBS  parallel compile jobs (default: nproc)
 #   FUZZ_KEEP=1      continue from the previous run's work corpus instead of the seeds alone
 #
@@ -23,10 +23,11 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz.sh: SECONDS must be a positive whole number, got '$seconds'" >&2
   exit 2
 fi
-read -r -a harnesses <<< "${FUZZ_HARNESSES:-safetensors cifar10 config image}"
+read -r -a harnesses <<< "${FUZZ_HARNESSES:-safetensors cifar10 config image cli resume}"
 jobs="${FUZZ_BUILD_JOBS:-$(nproc)}"
 
-declare -A max_len=([safetensors]=4096 [cifar10]=12292 [config]=4096 [image]=8192)
+declare -A max_len=([safetensors]=4096 [cifar10]=12292 [config]=4096 [image]=8192 [cli]=1024
+                    [resume]=20000)
 for h in "${harnesses[@]}"; do
   if [ -z "${max_len[$h]:-}" ]; then
     echo "fuzz.sh: unknown harness '$h' (known: ${!max_len[*]})" >&2

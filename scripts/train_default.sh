@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job from a fresh Debian machine: install dependencies, build, find (or fetch) CIFAR-10,
-# train the default recipe. Extra arguments go to `minidl train` (e.g. --epochs 1).
+# train the default recipe. Extra arguments go to `minidl train` (e.g. --epochs 1). Once
+# runs/default holds a run, train refuses to replace it: pass --overwrite to start again, or
+# --resume runs/default to continue it.
 # Data: $MINIDL_DATA if set, else ../shared/data/cifar-10-batches-bin if present, else
 # data/cifar-10-batches-bin (downloaded and md5-checked by scripts/get_cifar10.sh).
 set -euo pipefail

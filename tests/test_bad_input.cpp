@@ -329,7 +329,7 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     epoch_ms /= n;
   }
   // Each kill: wait until the run has finished `done` epochs (0: until it has started, when
-  // config.json appears), then a random part of one more epoch's time, so the kills land all
+  // run.lock appears), then a random part of one more epoch's time, so the kills land all
   // over the run, in the middle of epochs and while files are written.
   std::mt19937 rng(12345);
   std::uniform_int_distribution<int> epochs_before(0, 2);
@@ -358,8 +358,7 @@ TEST_CASE("SIGKILL at random moments: --resume continues bit-identically or refu
     int status = 0;
     bool exited = false;
     for (int waited = 0; waited < 60000; waited += 2) {  // at most a minute
-      if (done == 0 ? fs::exists(out + "/config.json") : rows_in(out + "/metrics.csv") >= done)
-        break;
+      if (done == 0 ? fs::exists(out + "/run.lock") : rows_in(out + "/metrics.csv") >= done) break;
       if ((exited = waitpid(pid, &status, WNOHANG) == pid)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

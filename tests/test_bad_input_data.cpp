@@ -242,7 +242,7 @@ TEST_CASE("bad data: an image header claiming 12000 x 12000 pixels is refused be
     const std::string msg = message_of([&] { load_image(path); });
     INFO(msg);
     CHECK(has(msg, "\"" + path + "\""));
-    CHECK(has(msg, "(PNG) is 12000 x 12000 pixels (144,000,000)"));
+    CHECK(has(msg, "(PNG) is too large: 12000 x 12000 pixels (144,000,000)"));
     CHECK(has(msg, "67,108,864"));
   }
   SECTION("BMP") {
@@ -251,7 +251,7 @@ TEST_CASE("bad data: an image header claiming 12000 x 12000 pixels is refused be
     const std::string msg = message_of([&] { load_image(path); });
     INFO(msg);
     CHECK(has(msg, "\"" + path + "\""));
-    CHECK(has(msg, "(BMP) is 12000 x 12000 pixels"));
+    CHECK(has(msg, "(BMP) is too large: 12000 x 12000 pixels"));
   }
   SECTION(
       "just over the cap (8193 x 8192) is refused, the header of 8192 x 8192 passes the check") {
@@ -291,8 +291,8 @@ TEST_CASE("bad data: image files that are not images name the file and the expec
     write_bytes(path, Bytes(text.begin(), text.end()));
     const std::string msg = message_of([&] { load_image(path); });
     INFO(msg);
-    CHECK(has(msg, "\"" + path + "\" is not an image minidl can read: expected PNG, JPEG, BMP"));
-    CHECK(has(msg, "(stb_image: unknown image type)"));
+    CHECK(has(msg, "\"" + path + "\" is not an image minidl can read: expected PNG, JPEG or BMP"));
+    CHECK(has(msg, "(its first bytes match none of their signatures)"));
   }
   SECTION("a directory") {
     const std::string msg = message_of([&] { load_image(s.path.string()); });
@@ -330,35 +330,21 @@ TEST_CASE("bad data: a JPEG Huffman table of more than 256 codes is refused befo
   CHECK(has(message_of([&] { load_image(path); }), "declares 300 codes"));
 }
 
-TEST_CASE("bad data: a 16-bit PGM is refused by name, an 8-bit PGM loads", "[data][bad_input]") {
+TEST_CASE("bad data: a PGM is refused by name (minidl reads PNG, JPEG and BMP only)",
+          "[data][bad_input]") {
   Scratch s("pgm");
-  // P5, 32 x 32, maxval 65535: stb 2.27 would keep the low byte of each big-endian sample (and
-  // its gray-to-RGB conversion of such a file reads past its buffer).
-  const std::string header16 = "P5\n32 32\n65535\n";
-  Bytes b16(header16.begin(), header16.end());
-  for (int i = 0; i < 32 * 32; ++i) {
-    b16.push_back(static_cast<uint8_t>(i % 256));
-    b16.push_back(0x7f);
-  }
-  const std::string path16 = s.file("gray16.pgm");
-  write_bytes(path16, b16);
-  const std::string msg = message_of([&] { load_image(path16); });
-  INFO(msg);
-  CHECK(has(msg, "cannot decode image \"" + path16 + "\" as PNM: 16-bit samples"));
-
-  const std::string header8 = "P5\n32 32\n255\n";
-  Bytes b8(header8.begin(), header8.end());
-  for (int i = 0; i < 32 * 32; ++i) b8.push_back(static_cast<uint8_t>(i % 256));
-  const std::string path8 = s.file("gray8.pgm");
-  write_bytes(path8, b8);
-  const minidl::Tensor t = load_image(path8);
-  REQUIRE(t.shape() == minidl::Shape{1, 3, 32, 32});
-  const Normalization norm;
-  for (int c = 0; c < 3; ++c) {
-    for (int i : {0, 1, 200, 1023}) {
-      INFO("channel " << c << " pixel " << i);
-      CHECK(t.data()[c * 1024 + i] ==
-            (static_cast<float>(i % 256) / 255.0f - norm.mean[c]) / norm.std[c]);
-    }
+  // 8-bit and 16-bit: stb 2.27 would keep the low byte of each big-endian 16-bit sample (and its
+  // gray-to-RGB conversion of such a file reads past its buffer); neither reaches stb now.
+  for (const std::string maxval : {"255", "65535"}) {
+    const std::string header = "P5\n32 32\n" + maxval + "\n";
+    Bytes b(header.begin(), header.end());
+    b.resize(b.size() + (maxval == "255" ? 1024 : 2048), 0x7f);
+    const std::string path = s.file("gray" + maxval + ".pgm");
+    write_bytes(path, b);
+    const std::string msg = message_of([&] { load_image(path); });
+    INFO(msg);
+    CHECK(has(msg, "image \"" + path +
+                       "\" is in the PNM (PBM/PGM/PPM) format; minidl reads PNG, "
+                       "JPEG or BMP only: convert it first"));
   }
 }

@@ -785,7 +785,8 @@ TEST_CASE("a gn run's checkpoint is rebuilt with GroupNorm by eval, and --norm r
   CHECK(out.find("minidl: error: --bn-stats running") != std::string::npos);
   std::tie(status, out) = minidl::testing::run_cli("train --norm ln --resume " + o.out);
   CHECK(status == 1);
-  CHECK(out.find("minidl: error: --norm ln: the run was trained with gn") != std::string::npos);
+  CHECK(out.find("minidl: error: --norm ln: the run in " + o.out + " was trained with norm gn") !=
+        std::string::npos);
   std::tie(status, out) = minidl::testing::run_cli("train --norm batch");
   CHECK(status == 1);
   CHECK(out.find("--norm") != std::string::npos);

@@ -195,6 +195,12 @@ ops::BatchRenorm renorm_at(const TrainOptions& o, int64_t step, int64_t total_st
           static_cast<float>(o.renorm_d_max * f)};
 }
 
+bool schedule_depends_on_length(const TrainOptions& o) {
+  const bool by_steps =
+      o.schedule != optim::ScheduleKind::kConstant && o.schedule != optim::ScheduleKind::kMultistep;
+  return by_steps || o.warmup_epochs < 0 || o.bn_renorm || o.lookahead_every > 0;
+}
+
 ModelOptions model_options(const TrainOptions& o) {
   ModelOptions mo;
   mo.seed = o.seed;

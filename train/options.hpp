@@ -170,6 +170,13 @@ TrainOptions airbench94_options(int64_t batch_size = 1024, double epochs = 9.9);
 /// field.
 void validate(const TrainOptions& o);
 
+/// Whether the learning rate (or another setting) of a step depends on the run's length, so
+/// that a run resumed with more epochs would not continue the schedule it trained with: the
+/// onecycle, cosine and piecewise schedules, a warm-up given as a share of the run (warmup_epochs
+/// < 0), Batch Renorm's ramp and lookahead's decay. constant and multistep with a warm-up in
+/// epochs do not.
+bool schedule_depends_on_length(const TrainOptions& o);
+
 /// The model's settings from the run's: seed, bn_init, norm, gn_groups.
 ModelOptions model_options(const TrainOptions& o);
 

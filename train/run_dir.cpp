@@ -17,6 +17,11 @@ namespace minidl::train {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+namespace {
+constexpr uint64_t kMaxConfigBytes = 1u << 20;    // a config.json is about 1 KB
+constexpr uint64_t kMaxMetricsBytes = 64u << 20;  // a row is under 100 bytes
+}  // namespace
+
 // ---- config.json ----------------------------------------------------------------------------
 
 namespace {
@@ -220,13 +225,8 @@ TrainOptions config_from_json(const json& j) {
 }
 
 TrainOptions read_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("\"" + path + "\" does not exist or cannot be read");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (text.size() > (1u << 20)) {
-    throw std::runtime_error("\"" + path + "\" is " + std::to_string(text.size()) +
-                             " bytes; a minidl config.json is under 1 MiB");
-  }
+  // Regular files only, size checked before reading (a link to /dev/zero is refused at once).
+  const std::string text = read_small_file(path, kMaxConfigBytes, "run configuration");
   if (json_nesting_depth(text) > 8) {
     throw std::runtime_error("\"" + path +
                              "\" nests arrays or objects more than 8 deep; it is "
@@ -249,6 +249,88 @@ TrainOptions read_config(const std::string& path) {
 void write_config(const std::string& path, const TrainOptions& o) {
   write_file_atomic(path,
                     config_to_json(o).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+}
+
+namespace {
+/// Every setting of `o` under its config.json key, none left out (config_differences).
+json all_fields(const TrainOptions& o) {
+  json j = json::object();
+  j["recipe"] = name_of(o.recipe);
+  TrainOptions c = o;
+  c.recipe = Recipe::kDefault;  // for_each_field's full list
+  for_each_field(c, [&](const char* key, auto&& field) { write_field(j, key, field); });
+  j["epochs"] = o.epochs;
+  j["tta"] = c.tta;
+  j["eval_every_epoch"] = c.eval_every_epoch;
+  write_field(j, "bn_sync", named(c.bn_sync));
+  write_field(j, "reduction", named(c.reduction));
+  j["bn_group_size"] = c.bn_group_size;
+  j["bn_renorm"] = c.bn_renorm;
+  write_field(j, "renorm_r_max", c.renorm_r_max);
+  write_field(j, "renorm_d_max", c.renorm_d_max);
+  write_field(j, "renorm_ramp_start", c.renorm_ramp_start);
+  write_field(j, "renorm_ramp_end", c.renorm_ramp_end);
+  write_field(j, "norm", named(c.norm));
+  j["gn_groups"] = c.gn_groups;
+  return j;
+}
+
+std::string value_text(const json& v) {
+  if (v.is_number_float()) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v.get<double>());
+    return b;
+  }
+  if (v.is_array()) {
+    std::string out;
+    for (const json& x : v) out += (out.empty() ? "" : " ") + value_text(x);
+    return out.empty() ? "(none)" : out;
+  }
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+}  // namespace
+
+std::vector<ConfigDifference> config_differences(const TrainOptions& saved,
+                                                 const TrainOptions& given) {
+  const json a = all_fields(saved), b = all_fields(given);
+  std::vector<ConfigDifference> out;
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    const json& other = b.at(it.key());
+    if (*it != other) out.push_back({it.key(), value_text(*it), value_text(other)});
+  }
+  return out;
+}
+
+// ---- run.lock -------------------------------------------------------------------------------
+
+RunLock::RunLock(const std::string& run_dir) {
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  if (ec || !fs::is_directory(run_dir)) {
+    throw std::runtime_error("cannot create the run directory \"" + run_dir + "\": " +
+                             (ec ? ec.message() : std::string("a file of that name exists")));
+  }
+  const std::string path = run_dir + "/run.lock";
+  try {
+    lock_ = std::make_unique<FileLock>(path);
+  } catch (const FileLocked& e) {
+    throw RunInUse("run directory \"" + run_dir + "\" is in use by another process (pid " +
+                       (e.holder_pid > 0 ? std::to_string(e.holder_pid) : "unknown") + " holds \"" +
+                       path + "\")",
+                   e.holder_pid);
+  }
+  remove_stale_temporaries(run_dir);
+}
+
+std::vector<std::string> run_files(const std::string& run_dir) {
+  std::vector<std::string> found;
+  for (const char* name : {"config.json", "train_state.safetensors", "model.safetensors",
+                           "metrics.csv", "results.json"}) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(run_dir + "/" + name, ec))) found.push_back(name);
+  }
+  return found;
 }
 
 // ---- metrics.csv ----------------------------------------------------------------------------
@@ -335,11 +417,7 @@ std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string
 }
 
 std::vector<MetricsRow> read_metrics(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("\"" + path + "\" does not exist or cannot be read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_metrics(ss.str(), path);
+  return parse_metrics(read_small_file(path, kMaxMetricsBytes, "metrics"), path);
 }
 
 // ---- model.safetensors ----------------------------------------------------------------------
@@ -410,7 +488,12 @@ std::shared_ptr<Module> load_model(const std::string& path, Checkpoint* out, boo
                              "\" has no \"model\" entry in its "
                              "__metadata__ (was it written by minidl train?)");
   }
-  std::shared_ptr<Module> model = create_model(it->second, checkpoint_model_options(ck, path));
+  std::shared_ptr<Module> model;
+  try {
+    model = create_model(it->second, checkpoint_model_options(ck, path));
+  } catch (const std::invalid_argument& e) {  // an unknown or too large model
+    throw std::runtime_error("checkpoint \"" + path + "\" (metadata \"model\"): " + e.what());
+  }
   try {
     model->load_state_dict(ck.tensors);
   } catch (const std::exception& e) {
@@ -584,10 +667,13 @@ ResumePoint load_train_state(const std::string& run_dir, Module& model, optim::O
     } catch (const std::exception& e) {
       throw ResumeError("\"" + model_path + "\" does not fit the model: " + e.what());
     }
-    std::ifstream in(run_dir + "/metrics.csv");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.metrics = first_metrics_rows(ss.str(), r.epoch, run_dir + "/metrics.csv");
+    std::string text;
+    try {
+      text = read_small_file(run_dir + "/metrics.csv", kMaxMetricsBytes, "metrics");
+    } catch (const std::runtime_error& e) {
+      throw ResumeError(e.what());
+    }
+    r.metrics = first_metrics_rows(text, r.epoch, run_dir + "/metrics.csv");
   }
   // Every optimizer buffer: the expected name, and 0 values (never updated) or the parameter's.
   const auto buffers = opt.state_buffers();

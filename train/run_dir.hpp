@@ -6,9 +6,13 @@
 //                            predict and bn-stats read, and what safetensors.torch.load_file reads
 //   metrics.csv              one row per epoch, the same named columns for every recipe
 //   results.json             the run's final numbers (write_results)
+//   run.lock                 locked (flock) by the process training the run (RunLock), holds
+//                            its pid
 // Every file is written atomically (core/file_io.hpp): a kill at any moment leaves each file
-// whole. Nothing else in minidl parses these files; readers check every field and throw
-// std::runtime_error naming the file and the entry.
+// whole. config.json is written at the run's first commit point, with the first epoch's state,
+// so a run that fails before (or a second start refused) leaves the folder as it was. Nothing else
+// in minidl parses these files; readers check every field and throw std::runtime_error naming the
+// file and the entry.
 #pragma once
 
 #include <cstdint>
@@ -16,9 +20,11 @@
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "core/file_io.hpp"
 #include "core/safetensors.hpp"
 #include "layers/module.hpp"
 #include "optim/optimizer.hpp"
@@ -44,6 +50,47 @@ TrainOptions config_from_json(const nlohmann::json& j);
 TrainOptions read_config(const std::string& path);
 /// Writes config_to_json(o) to `path` (2-space indent, a final newline).
 void write_config(const std::string& path, const TrainOptions& o);
+
+/// One setting on which two configurations differ: its config.json key and each value as text
+/// (floats as %g; a field config.json leaves out shows its default).
+struct ConfigDifference {
+  std::string key, saved, given;
+};
+/// Every setting config.json can hold (every recipe's, the defaults included) on which `saved`
+/// and `given` differ, in config.json's order. Never throws.
+std::vector<ConfigDifference> config_differences(const TrainOptions& saved,
+                                                 const TrainOptions& given);
+
+// ---- run.lock -------------------------------------------------------------------------------
+
+/// Thrown when another process holds the run directory's lock.
+struct RunInUse : std::runtime_error {
+  RunInUse(const std::string& what, long holder) : std::runtime_error(what), holder_pid(holder) {}
+  long holder_pid;  ///< -1 when the holder's pid could not be read
+};
+/// Thrown when a new run would replace a run already in its directory.
+struct RunExists : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The exclusive lock of a run directory (RUN_DIR/run.lock, core/file_io.hpp FileLock), held by
+/// the one process that trains the run for as long as it runs; the kernel releases it however
+/// the process ends. Taking it creates RUN_DIR if needed and removes the temporaries a killed
+/// writer left (core/file_io.hpp remove_stale_temporaries).
+class RunLock {
+ public:
+  /// Throws RunInUse "run directory \"D\" is in use by another process (pid N holds
+  /// \"D/run.lock\")", and std::runtime_error naming the folder when it cannot be created or the
+  /// lock file cannot be written.
+  explicit RunLock(const std::string& run_dir);
+
+ private:
+  std::unique_ptr<FileLock> lock_;
+};
+
+/// The files of a run that exist in `run_dir`, among config.json, train_state.safetensors,
+/// model.safetensors, metrics.csv and results.json (empty: no run there). Never throws.
+std::vector<std::string> run_files(const std::string& run_dir);
 
 // ---- metrics.csv ----------------------------------------------------------------------------
 

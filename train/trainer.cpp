@@ -1,11 +1,16 @@
 #include "train/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 
+#include "core/autograd.hpp"
 #include "core/file_io.hpp"
 #include "core/kernels.hpp"
+#include "core/ops.hpp"
+#include "core/random.hpp"
+#include "core/system.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/models/airbench.hpp"
 #include "layers/models/registry.hpp"
@@ -157,6 +162,63 @@ int64_t count_parameters(const Module& model) {
   return n;
 }
 
+int64_t StepMemory::at(int64_t batch) const {
+  if (batch > 0 && bytes_per_image > (INT64_MAX - fixed_bytes) / batch) return INT64_MAX;
+  return fixed_bytes + batch * bytes_per_image;
+}
+
+StepMemory measure_step_memory(const std::string& model_name, const ModelOptions& mo, bool train) {
+  const int64_t base = storage_bytes();
+  std::shared_ptr<Module> model = create_model(model_name, mo);
+  std::unique_ptr<optim::SGD> opt;
+  if (train) {
+    model->train();
+    opt = std::make_unique<optim::SGD>(model->parameters(),
+                                       optim::SGDOptions{0.01f, 0.9f, 0.0f, false});
+  } else {
+    model->eval();
+  }
+  Generator gen(1);
+  auto step = [&](int64_t n) {  // returns the step's peak above `base`
+    Tensor x({n, 3, 32, 32});
+    for (float& v : x.mutable_vec()) v = gen.normal();
+    const std::vector<int32_t> y(static_cast<size_t>(n), 0);
+    reset_peak_storage_bytes();
+    if (train) {
+      Tensor loss = ops::cross_entropy((*model)(x), y);
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+    } else {
+      NoGradGuard no_grad;
+      Tensor logits = (*model)(x);
+    }
+    return peak_storage_bytes() - base;
+  };
+  step(2);  // the optimizer's buffers and every gradient exist from here on
+  const int64_t two = step(2), four = step(4);
+  StepMemory m;
+  m.bytes_per_image = std::max<int64_t>(0, (four - two) / 2);
+  m.fixed_bytes = std::max<int64_t>(0, two - 2 * m.bytes_per_image);
+  return m;
+}
+
+void check_batch_memory(const std::string& model_name, const ModelOptions& mo, int64_t batch_size,
+                        bool train) {
+  const int64_t available = available_memory_bytes();
+  if (available < 0) return;
+  const StepMemory m = measure_step_memory(model_name, mo, train);
+  const int64_t needed = m.at(batch_size);
+  if (needed <= available) return;
+  throw OptionError("batch_size",
+                    "batch_size " + std::to_string(batch_size) + ": " +
+                        (train ? "a training step" : "an inference step") + " of " + model_name +
+                        " needs about " + gib_text(needed) + " (" + with_thousands(needed) +
+                        " bytes: " + with_thousands(m.fixed_bytes) + " for the model and " +
+                        with_thousands(m.bytes_per_image) + " per image), more than the " +
+                        bytes_text(available) + " this machine has available");
+}
+
 Trainer::Trainer(TrainOptions options, Callbacks callbacks)
     : o_(std::move(options)), cb_(std::move(callbacks)) {}
 
@@ -183,6 +245,25 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   // Rank 0 alone reports (the step hooks run everywhere: they are part of training).
   Callbacks cb = rank == 0 ? cb_ : Callbacks{};
   cb.step = cb_.step;
+  // Rank 0 alone writes, holding the run directory's lock throughout.
+  const bool writes = !o.out.empty() && rank == 0;
+  std::unique_ptr<RunLock> lock;
+  if (writes) {
+    lock = std::make_unique<RunLock>(o.out);
+    const std::vector<std::string> existing = run_files(o.out);
+    if (!resume && !existing.empty() && existing_ == ExistingRun::kRefuse) {
+      std::string list;
+      for (const std::string& f : existing) list += (list.empty() ? "" : ", ") + f;
+      throw RunExists("run directory \"" + o.out + "\" already holds a run (" + list +
+                      "); a new run there would replace it");
+    }
+  }
+  // A writer whose run is interrupted holds the interruption until the files are written.
+  auto commit = [&cb](int64_t saved_epoch, const std::function<void()>& write) {
+    if (cb.on_commit_start) cb.on_commit_start();
+    write();
+    if (cb.on_commit_end) cb.on_commit_end(saved_epoch);
+  };
 
   model_ = create_model(o.model, model_options(o));
   Module& model = *model_;
@@ -216,6 +297,10 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
                           std::to_string(o.batch_size) + ") of training images, got " +
                           std::to_string(train.size()));
   }
+
+  // The step must fit in memory: measured at 2 and 4 images, refused before the first batch.
+  check_batch_memory(o.model, model_options(o),
+                     (std::min(o.batch_size, train.size()) + world - 1) / world, true);
 
   // Which parameters learn (requires_grad), before the optimizer sees them.
   std::vector<optim::UpdateMask> masks;
@@ -278,11 +363,9 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   }
   sched.validate();
 
-  const bool writes = !o.out.empty() && rank == 0;
   const std::string model_path = o.out + "/model.safetensors";
   int64_t start_epoch = 0, step = 0;
   std::string metrics = metrics_header();
-  if (writes) fs::create_directories(o.out);
   if (resume && parallel) {
     // Rank 0 reads the run directory; the others wait for its verdict, then take its state.
     uint64_t ok = 1;
@@ -319,19 +402,23 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     metrics = r.metrics;
     // model.safetensors and metrics.csv follow the state (a kill between the writes of an
     // epoch can leave them one epoch apart).
-    write_file_atomic(o.out + "/metrics.csv", metrics);
-    bool model_current = false;
-    try {
-      model_current = checkpoint_epoch(o.out) == start_epoch;
-    } catch (const std::runtime_error&) {
-    }
-    if (!model_current) {
-      const std::vector<MetricsRow> rows = parse_metrics(metrics, o.out + "/metrics.csv");
-      const double acc = rows.empty() ? 0.0 : rows.back().test_accuracy.value_or(0.0);
-      save_checkpoint(model_path, model, o, start_epoch, acc);
-    }
+    commit(start_epoch, [&] {
+      write_file_atomic(o.out + "/metrics.csv", metrics);
+      bool model_current = false;
+      try {
+        model_current = checkpoint_epoch(o.out) == start_epoch;
+      } catch (const std::runtime_error&) {
+      }
+      if (!model_current) {
+        const std::vector<MetricsRow> rows = parse_metrics(metrics, o.out + "/metrics.csv");
+        const double acc = rows.empty() ? 0.0 : rows.back().test_accuracy.value_or(0.0);
+        save_checkpoint(model_path, model, o, start_epoch, acc);
+      }
+    });
   }
-  if (writes) write_config(o.out + "/config.json", o);
+  // config.json is written at the first commit point (below): until then the folder keeps
+  // whatever it held.
+  bool config_written = false;
 
   RunResult result;
   auto* airbench = dynamic_cast<Airbench94*>(&model);
@@ -474,13 +561,25 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     row.seconds = seconds_since(t0);
     row.images_per_second = tr.images / tr.seconds;
     metrics += format_metrics_row(row);
-    if (writes && o.resumable) {
-      // The epoch's commit point is train_state.safetensors; the other two files follow it.
-      save_train_state(o.out + "/train_state.safetensors", model, opt, o.model, epoch + 1, step,
-                       metrics);
-      save_checkpoint(model_path, model, o, epoch + 1, result.test_accuracy, 0.0, meta);
+    if (writes) {
+      commit(o.resumable ? epoch + 1 : 0, [&] {
+        if (!config_written) {
+          if (!resume) {  // a replaced run's state and results go before the new config
+            fs::remove(o.out + "/train_state.safetensors");
+            fs::remove(o.out + "/results.json");
+          }
+          write_config(o.out + "/config.json", o);
+          config_written = true;
+        }
+        if (o.resumable) {
+          // The epoch's commit point is train_state.safetensors; the other two files follow.
+          save_train_state(o.out + "/train_state.safetensors", model, opt, o.model, epoch + 1, step,
+                           metrics);
+          save_checkpoint(model_path, model, o, epoch + 1, result.test_accuracy, 0.0, meta);
+        }
+        write_file_atomic(o.out + "/metrics.csv", metrics);
+      });
     }
-    if (writes) write_file_atomic(o.out + "/metrics.csv", metrics);
     result.train_accuracy = tr.accuracy;
     result.epochs_run += 1;
     if (cb.on_epoch_end) cb.on_epoch_end(end);
@@ -496,12 +595,16 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     result.test_accuracy_tta = evaluate_here(*test, o.tta).accuracy();
     result.eval_seconds += seconds_since(t_eval);
   }
-  if (writes && result.finished && (!o.resumable || o.tta > 0)) {
-    save_checkpoint(model_path, model, o, epochs, result.test_accuracy, result.test_accuracy_tta,
-                    meta);
-  }
   result.total_seconds = seconds_since(t_start);
-  if (writes && result.finished) write_results(o.out + "/results.json", o, result);
+  if (writes && result.finished) {
+    commit(epochs, [&] {
+      if (!o.resumable || o.tta > 0) {
+        save_checkpoint(model_path, model, o, epochs, result.test_accuracy,
+                        result.test_accuracy_tta, meta);
+      }
+      write_results(o.out + "/results.json", o, result);
+    });
+  }
   return result;
 }
 

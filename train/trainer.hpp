@@ -63,7 +63,20 @@ struct Callbacks {
   std::function<void(const EpochEnd&)> on_epoch_end;
   /// Inside each step (train/loop.hpp): after backward, after the optimizer step.
   StepHooks step;
+  /// Around every write to the run directory (an epoch's commit: config.json the first time,
+  /// train_state.safetensors, model.safetensors, metrics.csv; a resumed run's catch-up writes;
+  /// the final checkpoint and results.json), so that a signal handler can hold an interruption
+  /// until the files are written. on_commit_end gets the epoch whose checkpoint
+  /// model.safetensors now holds (0: none written by this run yet).
+  std::function<void()> on_commit_start;
+  std::function<void(int64_t saved_epoch)> on_commit_end;
 };
+
+/// What fit() does, when not resuming, with a run directory that already holds a run
+/// (run_files): replace it (the library's default; the old files are replaced at the new
+/// run's first commit point, so a run that fails before leaves them as they were) or refuse it
+/// (RunExists, before anything is read or written; the CLI's default).
+enum class ExistingRun { kReplace, kRefuse };
 
 /// Thrown by fit() when training diverges (a non-finite loss or parameter). Nothing of the
 /// diverging epoch is saved; the run directory keeps the last good epoch.
@@ -91,6 +104,9 @@ class Trainer {
   /// over the processes and summed. Needs batch_size >= the number of processes.
   void set_process_group(std::shared_ptr<dist::ProcessGroup> group) { group_ = std::move(group); }
 
+  /// What a new run does with a run already in options.out (default: replace it).
+  void set_existing_run(ExistingRun policy) { existing_ = policy; }
+
   /// Datasets to use instead of reading options.data (not owned; must outlive fit()). A null
   /// `test`: no evaluation at all.
   void set_datasets(const data::Dataset* train, const data::Dataset* test);
@@ -98,8 +114,10 @@ class Trainer {
   /// Trains the run. With `resume`, continues the run in options.out from its last committed
   /// epoch (the options must be the run's: train/run_dir.hpp, read_config). `stop_after` > 0
   /// ends this call after that many epochs while the schedule still spans options.epochs.
-  /// Throws OptionError for a bad option, ResumeError when the run cannot be continued,
-  /// FitDiverged, and the readers' errors for bad data files.
+  /// Rank 0 holds options.out's RunLock from the start of fit() to its end. Throws OptionError
+  /// for a bad option, RunInUse when another process trains in options.out, RunExists (see
+  /// ExistingRun), ResumeError when the run cannot be continued, FitDiverged, and the readers'
+  /// errors for bad data files.
   RunResult fit(bool resume = false, int64_t stop_after = -1);
 
   const TrainOptions& options() const { return o_; }
@@ -113,6 +131,7 @@ class Trainer {
   const data::Dataset* train_ = nullptr;
   const data::Dataset* test_ = nullptr;
   bool have_datasets_ = false;
+  ExistingRun existing_ = ExistingRun::kReplace;
   std::shared_ptr<Module> model_;
   std::shared_ptr<optim::Optimizer> opt_;
   std::shared_ptr<dist::ProcessGroup> group_;
@@ -140,5 +159,24 @@ void set_batch_norm_training(Module& model, bool training);
 
 /// Parameter elements of `model`.
 int64_t count_parameters(const Module& model);
+
+/// A step's tensor memory as a function of its batch: fixed_bytes + batch x bytes_per_image.
+struct StepMemory {
+  int64_t fixed_bytes = 0, bytes_per_image = 0;
+  /// The bytes at `batch` images (saturating at INT64_MAX).
+  int64_t at(int64_t batch) const;
+};
+/// Measures the peak tensor storage (core/tensor.hpp, storage_bytes) of a step of a fresh model
+/// `model_name` built with `mo`, on 2 and then 4 random images: forward, cross-entropy, backward
+/// and an SGD step with momentum (`train`), or an inference forward under no-grad. The model,
+/// data and optimizer are the probe's own: nothing of a run is touched. Throws create_model's
+/// errors.
+StepMemory measure_step_memory(const std::string& model_name, const ModelOptions& mo, bool train);
+/// Refuses a batch whose step would not fit in the memory the machine has available
+/// (core/system.hpp): throws OptionError("batch_size", "batch_size N: a training step of MODEL
+/// needs about X GiB (B bytes: F for the model, P per image), more than the Y GiB (...) this
+/// machine has available"). Does nothing when the available memory is unknown.
+void check_batch_memory(const std::string& model_name, const ModelOptions& mo, int64_t batch_size,
+                        bool train);
 
 }  // namespace minidl::train

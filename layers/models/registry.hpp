@@ -47,7 +47,17 @@ using ModelBuilder =
 
 /// Adds a builder; `pattern` describes the names it takes (for help and errors). Returns true.
 bool register_model(const std::string& pattern, ModelBuilder builder);
-/// Builds a model by name. Throws std::invalid_argument listing the known patterns.
+/// The largest model minidl builds: 2^28 = 268,435,456 parameters (1 GiB of float32 weights;
+/// training holds about four times that in weights, gradients and optimizer buffers). A builder
+/// whose size follows from the name (resnet<D>[_<W>]) checks it before allocating anything, so
+/// a name from a checkpoint's metadata cannot make minidl allocate for seconds and fail.
+constexpr int64_t kMaxModelParameters = int64_t{1} << 28;
+/// Throws std::invalid_argument "model \"NAME\" would have N parameters, more than the M
+/// minidl builds" when `parameters` > kMaxModelParameters.
+void check_model_size(const std::string& name, int64_t parameters);
+
+/// Builds a model by name. Throws std::invalid_argument listing the known patterns, and
+/// check_model_size's error for a model too large.
 std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions& options = {});
 /// The registered name patterns, e.g. "resnet<D>[_<W>]".
 std::vector<std::string> model_patterns();

@@ -111,6 +111,23 @@ CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Gene
   fc = register_module("fc", std::make_shared<Linear>(LinearOptions(in, num_classes), gen));
 }
 
+int64_t CifarResNet::parameter_count(int64_t depth, int64_t width, int64_t num_classes,
+                                     NormKind norm) {
+  const int64_t affine = norm == NormKind::kNone ? 0 : 2;  // gamma and beta per channel
+  int64_t n = 3 * 9 * width + affine * width;              // the stem
+  const int64_t per_stage = (depth - 2) / 6;
+  int64_t in = width;
+  for (int64_t stage = 0; stage < 3; ++stage) {
+    const int64_t out = width << stage;
+    for (int64_t b = 0; b < per_stage; ++b) {
+      n += 9 * in * out + 9 * out * out + 2 * affine * out;
+      if (in != out || (stage > 0 && b == 0)) n += in * out + affine * out;  // the shortcut
+      in = out;
+    }
+  }
+  return n + in * num_classes + num_classes;
+}
+
 Tensor CifarResNet::forward(const Tensor& x) {
   Tensor h = norm_kind_ == NormKind::kBatch
                  ? bn->forward_relu((*conv)(x))     // relu(bn(conv(x))), fused
@@ -137,6 +154,10 @@ MINIDL_REGISTER_MODEL(
       const int64_t depth = std::stoll(m[1]);
       const int64_t width = m[2].matched ? std::stoll(m[2]) : 16;
       const int64_t groups = o.gn_groups;
+      if (depth >= 8 && depth <= CifarResNet::kMaxDepth && width >= 1 &&
+          width <= CifarResNet::kMaxWidth) {
+        check_model_size(name, CifarResNet::parameter_count(depth, width, o.num_classes, o.norm));
+      }
       auto model = std::make_shared<CifarResNet>(depth, width, o.num_classes, gen, o.norm, groups);
       init_batch_norms(*model, o, gen);
       return model;

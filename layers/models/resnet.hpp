@@ -69,6 +69,10 @@ class CifarResNet : public Module {
   /// the C channels of every stage (W, 2W, 4W), naming gn_groups.
   CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen,
               NormKind norm = NormKind::kBatch, int64_t gn_groups = 32);
+  /// The parameter count of CifarResNet(depth, width, num_classes, ..., norm), computed without
+  /// building it (valid depth and width assumed): convolutions, normalization affines (none for
+  /// NormKind::kNone), the shortcuts' 1x1 convolutions and the final Linear.
+  static int64_t parameter_count(int64_t depth, int64_t width, int64_t num_classes, NormKind norm);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "CifarResNet"; }
   std::shared_ptr<Conv2d> conv;

@@ -22,6 +22,7 @@
 #include <stb/stb_image_write.h>
 
 #include "train/run_dir.hpp"
+#include "train/trainer.hpp"
 #include "core/safetensors.hpp"
 #include "tests/byte_writer.hpp"
 
@@ -134,6 +135,73 @@ void config_seeds(const fs::path& dir) {
   write_text(dir / "truncated.json", multistep.substr(0, multistep.size() / 2));
 }
 
+void cli_seeds(const fs::path& dir) {
+  auto args = [](std::initializer_list<const char*> words) {
+    std::string s;
+    for (const char* w : words) s += std::string(s.empty() ? "" : "\n") + w;
+    return s;
+  };
+  write_text(dir / "train.args", args({"train", "--model", "cnn", "--epochs", "2", "--lr", "0.05",
+                                       "--data", "/nonexistent", "--out", "runs/x"}));
+  write_text(dir / "train_empty_out.args", args({"train", "--out", "", "--data", "d"}));
+  write_text(dir / "train_resume.args",
+             args({"train", "--resume", "runs/none", "--lr", "0.5", "--threads", "1"}));
+  write_text(dir / "airbench.args",
+             args({"train", "--recipe", "airbench94", "--tta", "1", "--batch-size", "512",
+                   "--epochs", "4", "--data", "d", "--overwrite"}));
+  write_text(dir / "renorm.args",
+             args({"train", "--bn-renorm", "--renorm-ramp", "0.1", "0.2", "--schedule", "multistep",
+                   "--milestones", "3", "--warmup", "0", "--data", "d"}));
+  write_text(dir / "eval.args",
+             args({"eval", "--checkpoint", "m.safetensors", "--batch-size", "0", "--json"}));
+  write_text(dir / "bench.args", args({"bench", "--batch-size", "65536", "--mode", "eval"}));
+  write_text(dir / "experiment.args", args({"experiment", "bn-only", "--epochs", "1"}));
+  write_text(dir / "unknown.args", args({"foo", "--bar"}));
+}
+
+void resume_seeds(const fs::path& dir) {
+  using namespace minidl;
+  train::TrainOptions o;
+  o.model = "resnet8_1";
+  o.epochs = 3;
+  o.batch_size = 64;
+  o.limit_train = 128;
+  o.schedule = optim::ScheduleKind::kMultistep;
+  o.milestones = {2};
+  o.warmup_epochs = 0;
+  o.data = "d";
+  o.out = "r";
+  const fs::path scratch = fs::temp_directory_path() / "minidl_resume_seed";
+  fs::create_directories(scratch);
+  auto seed = [&](const train::TrainOptions& c, const std::string& name, int64_t epochs_done) {
+    std::shared_ptr<Module> model = create_model(c.model, train::model_options(c));
+    std::unique_ptr<optim::Optimizer> opt = train::make_optimizer(c, *model);
+    std::string metrics = train::metrics_header();
+    for (int64_t e = 1; e <= epochs_done; ++e) {
+      train::MetricsRow r;
+      r.epoch = e;
+      r.test_accuracy = 0.1;
+      r.test_loss = 2.3;
+      metrics += train::format_metrics_row(r);
+    }
+    const std::string state = (scratch / "train_state.safetensors").string();
+    train::save_train_state(state, *model, *opt, c.model, epochs_done, epochs_done * 2, metrics);
+    const std::string config = train::config_to_json(c).dump();
+    Bytes b = {static_cast<uint8_t>(config.size() & 0xff),
+               static_cast<uint8_t>(config.size() >> 8)};
+    b.insert(b.end(), config.begin(), config.end());
+    const Bytes st = read_file(state);
+    b.insert(b.end(), st.begin(), st.end());
+    write_file(dir / name, b);
+  };
+  seed(o, "sgd_epoch1.bin", 1);
+  train::TrainOptions adam = o;
+  adam.optimizer = train::OptimizerKind::kAdamW;
+  adam.model = "resnet8_2";
+  seed(adam, "adamw_epoch2.bin", 2);
+  fs::remove_all(scratch);
+}
+
 void image_seeds(const fs::path& dir) {
   fs::create_directories(dir);
   auto path = [&](const char* name) { return (dir / name).string(); };
@@ -185,18 +253,23 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: %s CORPUS_DIR [HARNESS...] (e.g. tests/fuzz/corpus; harnesses: "
-                 "safetensors cifar10 config image, default all)\n",
+                 "safetensors cifar10 config image cli resume, default all)\n",
                  argv[0]);
     return 2;
   }
   try {
     const fs::path root = argv[1];
-    const std::vector<std::string> all = {"safetensors", "cifar10", "config", "image"};
+    const std::vector<std::string> all = {"safetensors", "cifar10", "config",
+                                          "image",       "cli",     "resume"};
     const std::vector<std::string> wanted =
         argc > 2 ? std::vector<std::string>(argv + 2, argv + argc) : all;
     for (const std::string& h : wanted) {
       if (h == "safetensors")
         safetensors_seeds(root / h);
+      else if (h == "cli")
+        cli_seeds(root / h);
+      else if (h == "resume")
+        resume_seeds(root / h);
       else if (h == "cifar10")
         cifar10_seeds(root / h);
       else if (h == "config")
