@@ -279,32 +279,16 @@ void batch_norm_train_slice(float* y, BatchNormSaved& saved, float* running_mean
   batch_norm_forward(y, saved, x, g.data(), b.data(), residual, N, C, S);
 }
 
-/// One image's sums of channel c's S values: sum(dy') and sum(dy' * x_hat), dy' = dy masked by
-/// (y > 0) when relu (every load unconditional, so the mask is a vector select), float partial
-/// sums (omp simd); and dr = dy' (= when dr.fresh, else +=) when dr.data is set. p, g, yo, r point
-/// at the image's row of x, dy, y, dr; mu, is: channel c's mean and inv_std.
-inline std::pair<float, float> row_gradient_sums(float* r, bool r_fresh, const float* g,
-                                                 const float* yo, const float* p, int64_t S,
-                                                 float mu, float is, bool relu) {
-  return simd::active().bn_row_gradient_sums(r, r_fresh, g, yo, p, S, mu, is, relu);
-}
-
-/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat) (row_gradient_sums
-/// per image, double across images), and dr (row_gradient_sums) when dr.data is set. x, dy, y,
-/// dr [N, C, S]; mu, is: channel c's mean and inv_std.
+/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat), dy' = dy masked
+/// by (y > 0) when relu (float within an image's row, double across images), and dr = dy' (= when
+/// dr.fresh, else +=) when dr.data is set. x, dy, y, dr [N, C, S]; mu, is: channel c's mean and
+/// inv_std.
 inline std::pair<double, double> channel_gradient_sums(GradOut dr_out, const float* dy,
                                                        const float* y, const float* x, int64_t N,
                                                        int64_t C, int64_t S, int64_t c, float mu,
                                                        float is, bool relu) {
-  double sum_dy = 0.0, sum_dy_xhat = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t off = (n * C + c) * S;
-    const auto [s1, s2] = row_gradient_sums(dr_out.data ? dr_out.data + off : nullptr, dr_out.fresh,
-                                            dy + off, y + off, x + off, S, mu, is, relu);
-    sum_dy += s1;
-    sum_dy_xhat += s2;
-  }
-  return {sum_dy, sum_dy_xhat};
+  return simd::active().bn_channel_gradient_sums(dr_out.data, dr_out.fresh, dy, y, x, N, C, S, c,
+                                                 mu, is, relu);
 }
 
 /// dx of channel c (= when dx.fresh, else +=): training, dx = k (dy' - a - x_hat b) with
@@ -382,20 +366,14 @@ void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradO
 }
 
 /// Channel c's per-image rows of the exact backward: rows_c [T, 2] at this process's images
-/// (first + n) get image n's (sum dy', sum dy' * x_hat) (row_gradient_sums: float within the
-/// image), and dr its dy' when dr.data is set. One compiled body
-/// (noinline) for the one-process and the many-process path, so both add the same way.
-[[gnu::noinline]] void exact_channel_rows(double* rows_c, int64_t first, GradOut dr_out,
-                                          const float* dy, const float* y, const float* x,
-                                          int64_t N, int64_t C, int64_t S, int64_t c, float mu,
-                                          float is, bool relu) {
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t off = (n * C + c) * S;
-    const auto [s1, s2] = row_gradient_sums(dr_out.data ? dr_out.data + off : nullptr, dr_out.fresh,
-                                            dy + off, y + off, x + off, S, mu, is, relu);
-    rows_c[(first + n) * 2] = s1;
-    rows_c[(first + n) * 2 + 1] = s2;
-  }
+/// (first + n) get image n's (sum dy', sum dy' * x_hat) (float within the image), and dr its dy'
+/// when dr.data is set. One compiled body (the SIMD path's) for the one-process and the
+/// many-process path, so both add the same way.
+inline void exact_channel_rows(double* rows_c, int64_t first, GradOut dr_out, const float* dy,
+                               const float* y, const float* x, int64_t N, int64_t C, int64_t S,
+                               int64_t c, float mu, float is, bool relu) {
+  simd::active().bn_image_gradient_sums(rows_c, first, dr_out.data, dr_out.fresh, dy, y, x, N, C, S,
+                                        c, mu, is, relu);
 }
 
 /// Channel c's end of the exact backward from its rows_c [T, 2] (every process's images):

@@ -63,11 +63,16 @@ struct Kernels {
   void (*bn_forward)(float* y, const float* mean, const float* inv_std, bool relu, const float* x,
                      const float* gamma, const float* beta, const float* residual, int64_t N,
                      int64_t C, int64_t S);
-  /// One image's row of channel c (S values at x, dy, y, dr): (sum dy', sum dy' x_hat), x_hat =
-  /// (x - mu) is, dy' = dy * (y > 0) when relu; and dr = dy * (y > 0) when dr is not null.
-  std::pair<float, float> (*bn_row_gradient_sums)(float* dr, bool dr_fresh, const float* dy,
-                                                  const float* y, const float* x, int64_t S,
-                                                  float mu, float is, bool relu);
+  /// Channel c's (sum dy', sum dy' x_hat), x_hat = (x - mu) is, dy' = dy * (y > 0) when relu
+  /// (float within an image's row, double across rows); and dr = dy * (y > 0) when dr is not null.
+  std::pair<double, double> (*bn_channel_gradient_sums)(float* dr, bool dr_fresh, const float* dy,
+                                                        const float* y, const float* x, int64_t N,
+                                                        int64_t C, int64_t S, int64_t c, float mu,
+                                                        float is, bool relu);
+  /// The same sums image by image: rows_c[(first + n) * 2 + {0, 1}] = image n's (float) sums.
+  void (*bn_image_gradient_sums)(double* rows_c, int64_t first, float* dr, bool dr_fresh,
+                                 const float* dy, const float* y, const float* x, int64_t N,
+                                 int64_t C, int64_t S, int64_t c, float mu, float is, bool relu);
   /// Channel c's dx: training, k (dy' - a - x_hat b); eval, k dy'.
   void (*bn_channel_dx)(float* dx, bool dx_fresh, const float* dy, const float* y, const float* x,
                         int64_t N, int64_t C, int64_t S, int64_t c, float mu, float is, float k,

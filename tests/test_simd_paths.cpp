@@ -208,26 +208,41 @@ TEST_CASE("every SIMD path's BatchNorm loops match naive loops in double", "[sim
     for (bool relu : {false, true}) {
       INFO("relu " << relu);
       double sum_dy = 0.0, sum_dy_xhat = 0.0;
-      std::vector<float> dr(N * C * S, 1.0f);
+      std::vector<double> ref_rows(2 * N);
       for (int64_t n = 0; n < N; ++n) {
         const int64_t off = (n * C + c) * S;
-        const auto [s1, s2] =
-            k->bn_row_gradient_sums(dr.data() + off, /*fresh=*/n % 2 == 0, dy.data() + off,
-                                    y.data() + off, x.data() + off, S, mu, is, relu);
         double r1 = 0.0, r2 = 0.0;
         for (int64_t i = 0; i < S; ++i) {
           const double g = (relu && !(y[off + i] > 0.0f)) ? 0.0 : dy[off + i];
           r1 += g;
           r2 += g * (double(x[off + i]) - mu) * is;
-          // dr = dy * (y > 0), assigned in even images, added to 1 in odd ones
-          const double dr_ref = (y[off + i] > 0.0f ? dy[off + i] : 0.0) + (n % 2 ? 1.0 : 0.0);
-          REQUIRE(std::fabs(dr[off + i] - dr_ref) < 1e-6);
         }
-        CHECK(std::fabs(s1 - r1) < 1e-4 * (1.0 + std::fabs(r1)));
-        CHECK(std::fabs(s2 - r2) < 1e-4 * (1.0 + std::fabs(r2)));
+        ref_rows[2 * n] = r1;
+        ref_rows[2 * n + 1] = r2;
         sum_dy += r1;
         sum_dy_xhat += r2;
       }
+      // Channel sums, with dr = dy * (y > 0) assigned (fresh), then added onto 1.
+      for (bool fresh : {true, false}) {
+        std::vector<float> dr(N * C * S, 1.0f);
+        const auto [s1, s2] = k->bn_channel_gradient_sums(dr.data(), fresh, dy.data(), y.data(),
+                                                          x.data(), N, C, S, c, mu, is, relu);
+        CHECK(std::fabs(s1 - sum_dy) < 1e-4 * (1.0 + std::fabs(sum_dy)));
+        CHECK(std::fabs(s2 - sum_dy_xhat) < 1e-4 * (1.0 + std::fabs(sum_dy_xhat)));
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) {
+            const int64_t j = (n * C + c) * S + i;
+            const double dr_ref = (y[j] > 0.0f ? dy[j] : 0.0) + (fresh ? 0.0 : 1.0);
+            REQUIRE(std::fabs(dr[j] - dr_ref) < 1e-6);
+          }
+      }
+      // Image by image, at rows first + n (no dr).
+      std::vector<double> rows(2 * (N + 1), -1.0);
+      k->bn_image_gradient_sums(rows.data(), 1, nullptr, false, dy.data(), y.data(), x.data(), N, C,
+                                S, c, mu, is, relu);
+      CHECK(rows[0] == -1.0);
+      for (int64_t i = 0; i < 2 * N; ++i)
+        CHECK(std::fabs(rows[2 + i] - ref_rows[i]) < 1e-4 * (1.0 + std::fabs(ref_rows[i])));
       const float kk = gamma[c] * is, a = float(sum_dy / (N * S)), b = float(sum_dy_xhat / (N * S));
       for (bool training : {true, false}) {
         std::vector<float> dx(N * C * S, 2.0f);

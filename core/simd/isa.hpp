@@ -35,9 +35,13 @@ void bn_image_moments(double* rows_c, int64_t first, const float* x, int64_t N, 
 void bn_forward(float* y, const float* mean, const float* inv_std, bool relu, const float* x,
                 const float* gamma, const float* beta, const float* residual, int64_t N, int64_t C,
                 int64_t S);
-std::pair<float, float> bn_row_gradient_sums(float* dr, bool dr_fresh, const float* dy,
-                                             const float* y, const float* x, int64_t S, float mu,
-                                             float is, bool relu);
+std::pair<double, double> bn_channel_gradient_sums(float* dr, bool dr_fresh, const float* dy,
+                                                   const float* y, const float* x, int64_t N,
+                                                   int64_t C, int64_t S, int64_t c, float mu,
+                                                   float is, bool relu);
+void bn_image_gradient_sums(double* rows_c, int64_t first, float* dr, bool dr_fresh,
+                            const float* dy, const float* y, const float* x, int64_t N, int64_t C,
+                            int64_t S, int64_t c, float mu, float is, bool relu);
 void bn_channel_dx(float* dx, bool dx_fresh, const float* dy, const float* y, const float* x,
                    int64_t N, int64_t C, int64_t S, int64_t c, float mu, float is, float k, float a,
                    float b, bool training, bool relu);

@@ -72,11 +72,15 @@ void bn_forward(float* y, const float* mean, const float* inv_std, bool relu, co
   }
 }
 
-// Every load unconditional, so that the ReLU mask is a vector select.
-std::pair<float, float> bn_row_gradient_sums(float* __restrict r, bool r_fresh,
-                                             const float* __restrict g, const float* __restrict yo,
-                                             const float* __restrict p, int64_t S, float mu,
-                                             float is, bool relu) {
+namespace {
+/// One image's row of channel c (S values at p, g, yo, r: x, dy, y, dr): (sum dy', sum dy' x_hat),
+/// float partial sums (omp simd); dr = dy' (= when r_fresh, else +=) when r is not null. Every
+/// load unconditional, so that the ReLU mask is a vector select.
+inline std::pair<float, float> row_gradient_sums(float* __restrict r, bool r_fresh,
+                                                 const float* __restrict g,
+                                                 const float* __restrict yo,
+                                                 const float* __restrict p, int64_t S, float mu,
+                                                 float is, bool relu) {
   float s1 = 0.0f, s2 = 0.0f;
   if (relu) {
 #pragma omp simd reduction(+ : s1, s2)
@@ -107,6 +111,34 @@ std::pair<float, float> bn_row_gradient_sums(float* __restrict r, bool r_fresh,
     }
   }
   return {s1, s2};
+}
+}  // namespace
+
+std::pair<double, double> bn_channel_gradient_sums(float* dr, bool dr_fresh, const float* dy,
+                                                   const float* y, const float* x, int64_t N,
+                                                   int64_t C, int64_t S, int64_t c, float mu,
+                                                   float is, bool relu) {
+  double sum_dy = 0.0, sum_dy_xhat = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t off = (n * C + c) * S;
+    const auto [s1, s2] = row_gradient_sums(dr ? dr + off : nullptr, dr_fresh, dy + off, y + off,
+                                            x + off, S, mu, is, relu);
+    sum_dy += s1;
+    sum_dy_xhat += s2;
+  }
+  return {sum_dy, sum_dy_xhat};
+}
+
+void bn_image_gradient_sums(double* rows_c, int64_t first, float* dr, bool dr_fresh,
+                            const float* dy, const float* y, const float* x, int64_t N, int64_t C,
+                            int64_t S, int64_t c, float mu, float is, bool relu) {
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t off = (n * C + c) * S;
+    const auto [s1, s2] = row_gradient_sums(dr ? dr + off : nullptr, dr_fresh, dy + off, y + off,
+                                            x + off, S, mu, is, relu);
+    rows_c[(first + n) * 2] = s1;
+    rows_c[(first + n) * 2 + 1] = s2;
+  }
 }
 
 void bn_channel_dx(float* dx, bool dx_fresh, const float* dy, const float* y, const float* x,

@@ -40,7 +40,8 @@ const Kernels& table() {
                                &bn_channel_moments,
                                &bn_image_moments,
                                &bn_forward,
-                               &bn_row_gradient_sums,
+                               &bn_channel_gradient_sums,
+                               &bn_image_gradient_sums,
                                &bn_channel_dx};
   return kernels;
 }
