@@ -170,6 +170,9 @@ struct BenchConfig {
   optim::TrainOnly train_only = optim::TrainOnly::kAll;
   BenchMode mode = BenchMode::kTrain;
   bool profile = false;
+  /// --roofline FILE (or $MINIDL_ROOFLINE): scripts/roofline.sh's JSON; --profile then gives each
+  /// op's fraction of the ceilings at --threads.
+  std::string roofline;
 };
 /// Throws std::invalid_argument naming the flag for a bad --batch-size, --steps or --warmup, or a
 /// --batch-size whose step would not fit in the machine's memory (train::check_batch_memory,

@@ -1,12 +1,14 @@
 // minidl bench — times steps of a model at a batch size on random data and reports images/second
 // and the process's peak resident memory. --mode train: training steps (forward, loss,
 // zero_grad, backward, SGD step); --mode eval: inference-mode forward passes under no-grad.
-// --profile adds the per-op profiler table of the timed steps.
+// --profile adds the per-op profiler table of the timed steps; with --roofline FILE (or
+// $MINIDL_ROOFLINE), each op's fraction of the machine's ceilings (scripts/roofline.sh).
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -46,6 +48,13 @@ static void validate(const BenchConfig& cfg) {
 void run_bench(const BenchConfig& cfg) {
   validate(cfg);
   const bool train = cfg.mode == BenchMode::kTrain;
+  // The roofline file is read first, so that a bad one fails before the timed steps.
+  std::string roofline = cfg.roofline;
+  if (roofline.empty() && std::getenv("MINIDL_ROOFLINE")) roofline = std::getenv("MINIDL_ROOFLINE");
+  std::unique_ptr<profiler::Ceilings> ceilings;
+  if (cfg.profile && !roofline.empty()) {
+    ceilings = std::make_unique<profiler::Ceilings>(profiler::read_ceilings(roofline, cfg.threads));
+  }
   set_num_threads(cfg.threads);
   train::check_batch_memory(cfg.model, ModelOptions{}, cfg.batch_size, train);
   auto model = create_model(cfg.model, ModelOptions{});
@@ -137,7 +146,7 @@ void run_bench(const BenchConfig& cfg) {
     std::fflush(stdout);
     std::fprintf(out, "per-op profile of the %lld timed steps (--mode %s, %.3f s):\n%s",
                  static_cast<long long>(cfg.steps), name_of(cfg.mode).c_str(), fwd + bwd,
-                 profiler::table(fwd + bwd, cfg.steps).c_str());
+                 profiler::table(fwd + bwd, cfg.steps, ceilings.get()).c_str());
     std::fflush(out);
   }
 }
@@ -166,6 +175,9 @@ Command add_bench(CLI::App& app) {
   b->add_flag("--profile", c->profile,
               "print a per-op time table (calls, ms, % and GFLOP/s per op and pass) of the timed "
               "steps (to stderr with --json)");
+  b->add_option("--roofline", c->roofline,
+                "with --profile: scripts/roofline.sh's JSON file, for each op's fraction of this "
+                "machine's SGEMM peak and memory bandwidth (default: $MINIDL_ROOFLINE)");
   return {b, [c] { run_bench(*c); }};
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "apps/cli.hpp"
+#include "core/simd.hpp"
 
 using namespace minidl::app;
 
@@ -15,10 +16,16 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag(
       "--version", [] { return version_text(); },
-      "print the version, git commit, build type, BLAS and SIMD width, and exit");
+      "print the version, git commit, build type, BLAS and SIMD path, and exit");
   const Command commands[] = {add_train(app),      add_eval(app),     add_predict(app),
                               add_bench(app),      add_bn_stats(app), add_recalibrate(app),
                               add_experiment(app), add_plot(app)};
+  try {
+    minidl::simd::active();  // MINIDL_ISA's path, or the CPU's: a bad choice is one line here
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "minidl: error: %s\n", e.what());
+    return 1;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -288,12 +288,20 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   g.HO = (g.H + 2 * padding - g.KH) / stride + 1;
   g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
   // The profiler's rows name the algorithm; FLOPs are the direct convolution's (2 per
-  // multiply-add), which every pass (forward, dx, dw) does, whatever the algorithm.
+  // multiply-add), which every pass (forward, dx, dw) does, whatever the algorithm. Its
+  // algorithm FLOPs are Winograd's own (GEMMs and transforms; im2col + GEMM does the direct
+  // count), its bytes x, w and y once each per pass (dx: dy, w, dx; dw: dy, x, dw).
   const bool winograd = use_winograd(g);
   const char* name = winograd ? "conv2d (winograd)" : "conv2d (im2col)";
   profiler::Scope prof(name);
   const double flops = 2.0 * N * O * g.HO * g.WO * g.C * g.KH * g.KW;
   profiler::add_flops(flops);
+  const double x_bytes = 4.0 * N * g.C * g.H * g.W, y_bytes = 4.0 * N * O * g.HO * g.WO,
+               w_bytes = 4.0 * O * g.C * g.KH * g.KW;
+  if (profiler::enabled()) {
+    profiler::add_bytes(x_bytes + w_bytes + y_bytes);
+    if (winograd) profiler::add_algorithm_flops(kernels::winograd_forward_flops(N, g, O));
+  }
 
   Tensor y = Tensor::empty({N, O, g.HO, g.WO});
   conv2d_forward(y.mutable_data(), x.data(), weight.data(),
@@ -305,11 +313,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
-      [x, weight, bias, out, g, N, O, winograd, flops]() {
+      [x, weight, bias, out, g, N, O, winograd, flops, x_bytes, y_bytes, w_bytes]() {
         const GradOut dx = detail::grad_for_write_or_null(x);  // fresh: allocated, uninitialized
         float* dw = detail::grad_or_null(weight);
         float* db = detail::grad_or_null(bias);
         profiler::add_flops((dx.data ? flops : 0.0) + (dw ? flops : 0.0));
+        if (profiler::enabled()) {
+          profiler::add_bytes((dx.data ? y_bytes + w_bytes + x_bytes : 0.0) +
+                              (dw ? y_bytes + x_bytes + w_bytes : 0.0));
+          if (winograd) {
+            const ConvGeom gt{O, g.HO, g.WO, 3, 3, 1, 2 - g.pad, g.H, g.W};  // dx's geometry
+            profiler::add_algorithm_flops(
+                (dx.data ? kernels::winograd_forward_flops(N, gt, g.C) : 0.0) +
+                (dw ? kernels::winograd_backward_weight_flops(N, g, O) : 0.0));
+          }
+        }
         conv2d_backward(dx, dw, db, out->grad.data(), x.data(), weight.data(),
                         winograd && dx.data ? winograd_weight(weight, true) : nullptr, N, g, O,
                         winograd);

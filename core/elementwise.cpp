@@ -73,13 +73,17 @@ Tensor add_op(const Tensor& a, const Tensor& b, bool with_relu) {
   Tensor y = Tensor::empty(a.shape());
   const int64_t n = a.numel();
   add_forward(y.mutable_data(), a.data(), b.data(), n, with_relu);
+  profiler::add_bytes(4.0 * 3 * n);  // a, b, y
   if (!needs_graph({&a, &b})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {a, b},
       [a, b, out, n, with_relu]() {
-        add_backward(detail::grad_or_null(a), detail::grad_or_null(b), out->grad.data(),
-                     out->storage->data(), n, with_relu);
+        float* da = detail::grad_or_null(a);
+        float* db = detail::grad_or_null(b);
+        // dy (and y with relu), each gradient read and written
+        profiler::add_bytes(4.0 * n * ((with_relu ? 2 : 1) + (da ? 2 : 0) + (db ? 2 : 0)));
+        add_backward(da, db, out->grad.data(), out->storage->data(), n, with_relu);
       },
       name);
   return y;
@@ -92,11 +96,15 @@ Tensor relu(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
   relu_forward(y.mutable_data(), x.data(), n);
+  profiler::add_bytes(4.0 * 2 * n);  // x, y (the profiler's bytes: core/profiler.hpp)
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x},
-      [x, out, n]() { relu_backward(x.grad_data(), out->grad.data(), out->storage->data(), n); },
+      [x, out, n]() {
+        profiler::add_bytes(4.0 * 4 * n);  // dx (read and written), dy, y
+        relu_backward(x.grad_data(), out->grad.data(), out->storage->data(), n);
+      },
       "relu");
   return y;
 }
@@ -106,11 +114,15 @@ Tensor gelu(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
   const int64_t n = x.numel();
   kernels::gelu(y.mutable_data(), x.data(), n);
+  profiler::add_bytes(4.0 * 2 * n);  // x, y
   if (!needs_graph({&x})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x},
-      [x, out, n]() { kernels::gelu_backward_add(x.grad_data(), out->grad.data(), x.data(), n); },
+      [x, out, n]() {
+        profiler::add_bytes(4.0 * 4 * n);  // dx (read and written), dy, x
+        kernels::gelu_backward_add(x.grad_data(), out->grad.data(), x.data(), n);
+      },
       "gelu");
   return y;
 }

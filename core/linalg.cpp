@@ -58,14 +58,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                  N, DI, DO);
   const double gemm_flops = 2.0 * static_cast<double>(N) * DI * DO;
   profiler::add_flops(gemm_flops);
+  const double bytes = 4.0 * (static_cast<double>(N) * DI + static_cast<double>(DI) * DO +
+                              static_cast<double>(N) * DO);  // x, w, y (core/profiler.hpp)
+  profiler::add_bytes(bytes);
   if (!needs_graph({&x, &weight, &bias})) return y;
   TensorImpl* out = y.impl();
   attach_node(
       y, {x, weight, bias},
-      [x, weight, bias, out, N, DI, DO, gemm_flops]() {
+      [x, weight, bias, out, N, DI, DO, gemm_flops, bytes]() {
         float* dx = detail::grad_or_null(x);
         float* dw = detail::grad_or_null(weight);
         profiler::add_flops((dx ? gemm_flops : 0.0) + (dw ? gemm_flops : 0.0));
+        profiler::add_bytes((dx ? bytes : 0.0) + (dw ? bytes : 0.0));  // dy, w, dx; dy, x, dw
         linear_backward(dx, dw, detail::grad_or_null(bias), out->grad.data(), x.data(),
                         weight.data(), N, DI, DO);
       },

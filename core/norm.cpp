@@ -17,7 +17,9 @@
 // on raw arrays, outputs first; the autograd closure only fetches the gradient buffers and calls
 // batch_norm_backward.
 // The per-row sums are vectorized (omp simd reductions: lane-wise partial sums, then combined),
-// float within a row of S values, double across rows.
+// float within a row of S values, double across rows. The loops over a channel's rows and the
+// forward pass are the active SIMD path's (core/simd/norm.cpp, one copy per instruction set:
+// core/simd.hpp); this file chooses what to compute and reduces across channels and processes.
 // Fused ReLU (batch_norm_relu): y = max(bn(x), 0) in the same pass; backward uses
 // dy' = dy * (y > 0) in place of dy in every formula above.
 // Fused residual (batch_norm_add_relu): y = max(bn(x) + r, 0); dr += dy * (y > 0).
@@ -29,6 +31,7 @@
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
 #include "core/profiler.hpp"
+#include "core/simd.hpp"
 
 namespace minidl::ops {
 
@@ -75,28 +78,9 @@ void batch_norm_running_statistics(BatchNormSaved& saved, const float* running_m
 /// Mean and M2 = sum((x - mean)^2) of channel c of x [N, C, S] (N * S > 0), in one pass of
 /// sums around a shift (the channel's first value), which keeps the variance accurate when
 /// |mean| >> std: float partial sums per row (omp simd), double across rows.
-struct Moments2 {
-  double mean, m2;
-};
-inline Moments2 channel_moments(const float* x, int64_t N, int64_t C, int64_t S, int64_t c) {
-  const int64_t M = N * S;
-  const float shift = x[c * S];
-  double sum = 0.0, sq = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
-    const float* p = x + (n * C + c) * S;
-    float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t i = 0; i < S; ++i) {
-      const float d = p[i] - shift;
-      s1 += d;
-      s2 += d * d;
-    }
-    sum += s1;
-    sq += s2;
-  }
-  const double dmean = sum / static_cast<double>(M);
-  sq -= dmean * dmean * static_cast<double>(M);
-  return {shift + dmean, sq < 0 ? 0.0 : sq};  // mean = sum(x) / M
+inline simd::ChannelMoments channel_moments(const float* x, int64_t N, int64_t C, int64_t S,
+                                            int64_t c) {
+  return simd::active().bn_channel_moments(x, N, C, S, c);
 }
 
 /// The forward's first step in training: saved.mean, saved.inv_std [C] from the mean and biased
@@ -112,7 +96,7 @@ void batch_norm_batch_statistics(BatchNormSaved& saved, float* running_mean, flo
   float* inv_std = saved.inv_std.data();
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    const Moments2 m = channel_moments(x, N, C, S, c);
+    const simd::ChannelMoments m = channel_moments(x, N, C, S, c);
     const double mu = m.mean;
     const double var = m.m2 / static_cast<double>(M);  // var = sum((x - mean)^2) / M
     mean[c] = static_cast<float>(mu);
@@ -159,8 +143,8 @@ void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, floa
   std::vector<double> stats(3 * C, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    if (M == 0) continue;                               // a process with no images: count 0
-    const Moments2 m = channel_moments(x, N, C, S, c);  // as batch_norm_batch_statistics
+    if (M == 0) continue;  // a process with no images: count 0
+    const simd::ChannelMoments m = channel_moments(x, N, C, S, c);  // as batch_statistics
     stats[3 * c] = static_cast<double>(M);
     stats[3 * c + 1] = m.mean;
     stats[3 * c + 2] = m.m2;
@@ -184,24 +168,10 @@ void batch_norm_sync_statistics(BatchNormSaved& saved, float* running_mean, floa
 
 /// Channel c's per-image rows of the exact forward: rows_c [T, 2] at this process's images
 /// (first + n) get image n's mean and M2 of its S values of x [N, C, S] (float sums around the
-/// image's first value, omp simd; then double). noinline: one compiled body for every caller.
-[[gnu::noinline]] void exact_channel_moments(double* rows_c, int64_t first, const float* x,
-                                             int64_t N, int64_t C, int64_t S, int64_t c) {
-  for (int64_t n = 0; n < N; ++n) {
-    const float* p = x + (n * C + c) * S;
-    const float shift = p[0];
-    float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t i = 0; i < S; ++i) {
-      const float d = p[i] - shift;
-      s1 += d;
-      s2 += d * d;
-    }
-    const double dmean = static_cast<double>(s1) / static_cast<double>(S);
-    const double m2 = static_cast<double>(s2) - dmean * dmean * static_cast<double>(S);
-    rows_c[(first + n) * 2] = shift + dmean;
-    rows_c[(first + n) * 2 + 1] = m2 < 0 ? 0.0 : m2;
-  }
+/// image's first value, omp simd; then double): one compiled body for every caller.
+inline void exact_channel_moments(double* rows_c, int64_t first, const float* x, int64_t N,
+                                  int64_t C, int64_t S, int64_t c) {
+  simd::active().bn_image_moments(rows_c, first, x, N, C, S, c);
 }
 
 /// The forward's first step with partition-independent statistics (sync.place set): each image's
@@ -254,26 +224,8 @@ void batch_norm_exact_statistics(BatchNormSaved& saved, float* running_mean, flo
 /// x [N, C, S]; gamma, beta [C] may be null (1 and 0); residual [N, C, S] only with saved.relu.
 void batch_norm_forward(float* y, const BatchNormSaved& saved, const float* x, const float* gamma,
                         const float* beta, const float* residual, int64_t N, int64_t C, int64_t S) {
-  const float* mean = saved.mean.data();
-  const float* inv_std = saved.inv_std.data();
-  const bool relu = saved.relu;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
-      const float scale = (gamma ? gamma[c] : 1.0f) * inv_std[c];
-      const float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
-      const float* p = x + (n * C + c) * S;
-      float* q = y + (n * C + c) * S;
-      if (residual) {
-        const float* r = residual + (n * C + c) * S;
-        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift + r[i], 0.0f);
-      } else if (relu) {
-        for (int64_t i = 0; i < S; ++i) q[i] = std::max(p[i] * scale + shift, 0.0f);
-      } else {
-        for (int64_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
-      }
-    }
-  }
+  simd::active().bn_forward(y, saved.mean.data(), saved.inv_std.data(), saved.relu, x, gamma, beta,
+                            residual, N, C, S);
 }
 
 /// Batch Renormalization (Ioffe 2017, Algorithm 1): saved.r and saved.d [C] from the batch's
@@ -327,63 +279,16 @@ void batch_norm_train_slice(float* y, BatchNormSaved& saved, float* running_mean
   batch_norm_forward(y, saved, x, g.data(), b.data(), residual, N, C, S);
 }
 
-/// One image's sums of channel c's S values: sum(dy') and sum(dy' * x_hat), dy' = dy masked by
-/// (y > 0) when relu (every load unconditional, so the mask is a vector select), float partial
-/// sums (omp simd); and dr = dy' (= when dr.fresh, else +=) when dr.data is set. p, g, yo, r point
-/// at the image's row of x, dy, y, dr; mu, is: channel c's mean and inv_std.
-inline std::pair<float, float> row_gradient_sums(float* __restrict r, bool r_fresh,
-                                                 const float* __restrict g,
-                                                 const float* __restrict yo,
-                                                 const float* __restrict p, int64_t S, float mu,
-                                                 float is, bool relu) {
-  float s1 = 0.0f, s2 = 0.0f;
-  if (relu) {
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t i = 0; i < S; ++i) {
-      const float gv = g[i], yv = yo[i], xv = p[i];
-      const float gi = yv > 0.0f ? gv : 0.0f;
-      s1 += gi;
-      s2 += gi * ((xv - mu) * is);
-    }
-  } else {
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t i = 0; i < S; ++i) {
-      s1 += g[i];
-      s2 += g[i] * ((p[i] - mu) * is);
-    }
-  }
-  if (r) {  // y = max(bn(x) + r, 0): dr = dy * (y > 0)
-    if (r_fresh) {
-      for (int64_t i = 0; i < S; ++i) {
-        const float gv = g[i];
-        r[i] = yo[i] > 0.0f ? gv : 0.0f;
-      }
-    } else {
-      for (int64_t i = 0; i < S; ++i) {
-        const float gv = g[i];
-        r[i] += yo[i] > 0.0f ? gv : 0.0f;
-      }
-    }
-  }
-  return {s1, s2};
-}
-
-/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat) (row_gradient_sums
-/// per image, double across images), and dr (row_gradient_sums) when dr.data is set. x, dy, y,
-/// dr [N, C, S]; mu, is: channel c's mean and inv_std.
+/// The backward's per-channel sums of channel c: sum(dy') and sum(dy' * x_hat), dy' = dy masked
+/// by (y > 0) when relu (float within an image's row, double across images), and dr = dy' (= when
+/// dr.fresh, else +=) when dr.data is set. x, dy, y, dr [N, C, S]; mu, is: channel c's mean and
+/// inv_std.
 inline std::pair<double, double> channel_gradient_sums(GradOut dr_out, const float* dy,
                                                        const float* y, const float* x, int64_t N,
                                                        int64_t C, int64_t S, int64_t c, float mu,
                                                        float is, bool relu) {
-  double sum_dy = 0.0, sum_dy_xhat = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t off = (n * C + c) * S;
-    const auto [s1, s2] = row_gradient_sums(dr_out.data ? dr_out.data + off : nullptr, dr_out.fresh,
-                                            dy + off, y + off, x + off, S, mu, is, relu);
-    sum_dy += s1;
-    sum_dy_xhat += s2;
-  }
-  return {sum_dy, sum_dy_xhat};
+  return simd::active().bn_channel_gradient_sums(dr_out.data, dr_out.fresh, dy, y, x, N, C, S, c,
+                                                 mu, is, relu);
 }
 
 /// dx of channel c (= when dx.fresh, else +=): training, dx = k (dy' - a - x_hat b) with
@@ -392,18 +297,8 @@ inline std::pair<double, double> channel_gradient_sums(GradOut dr_out, const flo
 inline void channel_dx(GradOut dx_out, const float* dy, const float* y, const float* x, int64_t N,
                        int64_t C, int64_t S, int64_t c, float mu, float is, float k, float a,
                        float b, bool training, bool relu) {
-  for (int64_t n = 0; n < N; ++n) {
-    const float* __restrict p = x + (n * C + c) * S;
-    const float* __restrict g = dy + (n * C + c) * S;
-    const float* __restrict yo = y + (n * C + c) * S;
-    float* d = dx_out.data + (n * C + c) * S;
-    for (int64_t i = 0; i < S; ++i) {
-      const float gv = g[i], yv = yo[i], xv = p[i];
-      const float gi = (relu && !(yv > 0.0f)) ? 0.0f : gv;
-      const float v = training ? k * (gi - a - (xv - mu) * is * b) : k * gi;
-      d[i] = dx_out.fresh ? v : d[i] + v;
-    }
-  }
+  simd::active().bn_channel_dx(dx_out.data, dx_out.fresh, dy, y, x, N, C, S, c, mu, is, k, a, b,
+                               training, relu);
 }
 
 /// The gradients of batch_norm_forward from dy [N, C, S], what the forward saved, its output y and
@@ -471,20 +366,14 @@ void batch_norm_sync_backward(GradOut dx_out, float* dgamma, float* dbeta, GradO
 }
 
 /// Channel c's per-image rows of the exact backward: rows_c [T, 2] at this process's images
-/// (first + n) get image n's (sum dy', sum dy' * x_hat) (row_gradient_sums: float within the
-/// image), and dr its dy' when dr.data is set. One compiled body
-/// (noinline) for the one-process and the many-process path, so both add the same way.
-[[gnu::noinline]] void exact_channel_rows(double* rows_c, int64_t first, GradOut dr_out,
-                                          const float* dy, const float* y, const float* x,
-                                          int64_t N, int64_t C, int64_t S, int64_t c, float mu,
-                                          float is, bool relu) {
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t off = (n * C + c) * S;
-    const auto [s1, s2] = row_gradient_sums(dr_out.data ? dr_out.data + off : nullptr, dr_out.fresh,
-                                            dy + off, y + off, x + off, S, mu, is, relu);
-    rows_c[(first + n) * 2] = s1;
-    rows_c[(first + n) * 2 + 1] = s2;
-  }
+/// (first + n) get image n's (sum dy', sum dy' * x_hat) (float within the image), and dr its dy'
+/// when dr.data is set. One compiled body (the SIMD path's) for the one-process and the
+/// many-process path, so both add the same way.
+inline void exact_channel_rows(double* rows_c, int64_t first, GradOut dr_out, const float* dy,
+                               const float* y, const float* x, int64_t N, int64_t C, int64_t S,
+                               int64_t c, float mu, float is, bool relu) {
+  simd::active().bn_image_gradient_sums(rows_c, first, dr_out.data, dr_out.fresh, dy, y, x, N, C, S,
+                                        c, mu, is, relu);
 }
 
 /// Channel c's end of the exact backward from its rows_c [T, 2] (every process's images):
@@ -588,6 +477,8 @@ Tensor ghost_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bia
       [x, weight, bias, residual, out, groups = std::move(groups), bounds, C, S]() {
         const GradOut dr = detail::grad_for_write_or_null(residual);
         const GradOut dx = detail::grad_for_write_or_null(x);
+        profiler::add_bytes(4.0 * static_cast<double>(x.numel()) *
+                            ((dx.data ? 7 : 3) + (dr.data ? 1 : 0)));
         float* dgamma = detail::grad_or_null(weight);
         float* dbeta = detail::grad_or_null(bias);
         for (size_t g = 0; g < groups.size(); ++g) {
@@ -613,6 +504,7 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
                      const Tensor& residual, const BatchNormSync* sync, int64_t group_size,
                      const BatchRenorm* renorm) {
   check(x.dim() >= 2, "batch_norm", "input [N, C] or [N, C, H, W]", x);
+  simd::active();  // chooses the SIMD path here, outside the parallel loops (it may throw)
   const int64_t N = x.size(0), C = x.size(1), S = (N * C) > 0 ? x.numel() / (N * C) : 0;
   const int64_t M = N * S;
   const std::string c_shape = "[" + std::to_string(C) + "]";
@@ -645,6 +537,10 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         shape_str(x.shape()) + " (use eval mode, or a batch larger than 1)");
   }
 
+  // The profiler's bytes (core/profiler.hpp): the statistics read x, the forward reads x (and r)
+  // and writes y; the backward's sums read dy, y and x (and write dr), dx reads them again.
+  const double n_bytes = 4.0 * static_cast<double>(x.numel());
+  profiler::add_bytes(n_bytes * ((training ? 3 : 2) + (residual.defined() ? 1 : 0)));
   if (training && !synced && group_size > 0 && group_size < N) {
     return ghost_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, relu,
                             residual, group_size, renorm);
@@ -685,6 +581,8 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, 
         // assigned by the dr pass and then accumulated into by the dx pass of the same channel.
         const GradOut dr = detail::grad_for_write_or_null(residual);
         const GradOut dx = detail::grad_for_write_or_null(x);
+        profiler::add_bytes(4.0 * static_cast<double>(x.numel()) *
+                            ((dx.data ? 7 : 3) + (dr.data ? 1 : 0)));
         auto backward = saved.exact           ? batch_norm_exact_backward
                         : saved.sum_gradients ? batch_norm_sync_backward
                                               : batch_norm_backward;

@@ -38,6 +38,15 @@ static_assert(MINIDL_WINOGRAD_TILE == 2 || MINIDL_WINOGRAD_TILE == 4,
 constexpr int kWinogradTile = MINIDL_WINOGRAD_TILE;
 constexpr int kWinogradAlpha = kWinogradTile + 2;
 
+/// The FLOPs winograd_forward runs (for the profiler's roofline, core/profiler.hpp): per tile of
+/// m x m outputs of an image, the GEMMs' 2 a^2 O C, the input transforms' C * 2a 1-d transforms
+/// B^T d and the output transforms' O * (a + m) 1-d transforms A^T v (their adds and multiplies
+/// as core/simd/winograd.cpp writes them). The filter transforms (cached) are not counted.
+double winograd_forward_flops(int64_t N, const ConvGeom& g, int64_t O);
+/// The FLOPs winograd_backward_weight runs: per tile, the GEMMs' 2 a^2 O C, the input
+/// transforms' and the adjoint output transforms' (O * (m + a) 1-d transforms A y).
+double winograd_backward_weight_flops(int64_t N, const ConvGeom& g, int64_t O);
+
 /// True when g is a 3x3 stride-1 convolution with padding 0, 1 or 2 (what winograd_* compute).
 bool winograd_applies(const ConvGeom& g);
 

@@ -11,6 +11,7 @@
 
 #include "apps/cli.hpp"
 #include "core/autograd.hpp"
+#include "core/simd.hpp"
 #include "core/moments.hpp"
 #include "data/cifar10.hpp"
 #include "data/loader.hpp"
@@ -41,7 +42,7 @@ std::string small_checkpoint(const std::string& name) {
 }
 }  // namespace
 
-TEST_CASE("minidl --version names the version, git commit, build type, BLAS and SIMD width",
+TEST_CASE("minidl --version names the version, git commit, build type, BLAS and SIMD path",
           "[cli]") {
   auto [status, out] = run_cli("--version");
   INFO(out);
@@ -54,7 +55,9 @@ TEST_CASE("minidl --version names the version, git commit, build type, BLAS and 
                                               R"(configure time\))")));
   CHECK(std::regex_match(lines[1], std::regex("build type: [A-Za-z]+")));
   CHECK(std::regex_match(lines[2], std::regex("BLAS: OpenBLAS [0-9.]+.*")));
-  CHECK(std::regex_match(lines[3], std::regex("SIMD: ((128|256|512)-bit vectors .*|none.*)")));
+  CHECK(std::regex_match(lines[3], std::regex("SIMD: (native|sse2|avx2|avx512) kernels, "
+                                              "((128|256|512)-bit vectors .*|none.*)")));
+  CHECK(lines[3].find(simd::active().name) != std::string::npos);
   // --version needs no subcommand (which is otherwise required).
   auto [bare, bare_out] = run_cli("");
   CHECK(bare != 0);

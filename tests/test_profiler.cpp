@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -389,4 +390,57 @@ TEST_CASE("train --profile prints one table, after the first epoch", "[profiler]
     CHECK(t.find(name) != std::string::npos);
   }
   std::filesystem::remove_all(out_dir);
+}
+
+TEST_CASE("the roofline: ceilings read from the JSON file, each op's fraction computed from them",
+          "[profiler][roofline]") {
+  const std::string dir = testing::fresh_dir("roofline");
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/roofline.json";
+  {
+    std::ofstream out(path);
+    out << R"({"ceilings": [{"threads": 1, "sgemm_peak_gflops": 100, "triad_gb_per_s": 10},
+                            {"threads": 2, "sgemm_peak_gflops": 200, "triad_gb_per_s": 20}]})";
+  }
+  const profiler::Ceilings c = profiler::read_ceilings(path, 2);
+  CHECK(c.threads == 2);
+  CHECK(c.gflops == 200.0);
+  CHECK(c.bytes_per_s == 20e9);
+  CHECK_THROWS_WITH(profiler::read_ceilings(path, 3),
+                    Catch::Contains("no ceilings for 3 threads (it has: 1, 2)"));
+  CHECK_THROWS_WITH(profiler::read_ceilings(dir + "/missing.json", 1),
+                    Catch::Contains("cannot open"));
+  // Compute-bound (intensity 1000 FLOP/B: the ridge is 10): 50 GFLOP/s of 200.
+  profiler::Row conv{"conv", false, 1, 1.0, 10e9, 50e9, 50e6};
+  CHECK(profiler::roofline_fraction(conv, c) == Approx(0.25));
+  // Memory-bound with FLOPs (intensity 1 FLOP/B: ceiling 20 GFLOP/s): 5 GFLOP/s.
+  profiler::Row thin{"thin", false, 1, 1.0, 5e9, 5e9, 5e9};
+  CHECK(profiler::roofline_fraction(thin, c) == Approx(0.25));
+  // Bytes only: 10 GB/s of 20.
+  profiler::Row bn{"bn", false, 1, 0.5, 0.0, 0.0, 5e9};
+  CHECK(profiler::roofline_fraction(bn, c) == Approx(0.5));
+  // Neither: no fraction.
+  profiler::Row none{"none", false, 1, 0.5, 0.0, 0.0, 0.0};
+  CHECK(profiler::roofline_fraction(none, c) < 0.0);
+
+  // The table of a real op: a BatchNorm step reports bytes (and a "% roof" with ceilings).
+  profiler::reset();
+  profiler::set_enabled(true);
+  {
+    Generator g(3);
+    Tensor x = testing::randn({4, 3, 8, 8}, g);
+    Tensor gamma = Tensor::full({3}, 1.0f), beta({3}), rm({3}), rv = Tensor::full({3}, 1.0f);
+    ops::batch_norm(x, gamma, beta, rm, rv, true, 0.1f, 1e-5f);
+  }
+  profiler::set_enabled(false);
+  const auto rows = profiler::rows();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].bytes == 4.0 * 4 * 3 * 64 * 3);  // x twice, y once
+  const std::string plain = profiler::table(1.0, 1);
+  CHECK(plain.find("% roof") == std::string::npos);
+  CHECK(plain.find("MB/step") != std::string::npos);
+  const std::string t = profiler::table(1.0, 1, &c);
+  CHECK(t.find("% roof") != std::string::npos);
+  CHECK(t.find("SGEMM peak 200.0 GFLOP/s, triad 20.0 GB/s") != std::string::npos);
+  profiler::reset();
 }
