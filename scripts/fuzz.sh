@@ -57,9 +57,9 @@ for h in "${harnesses[@]}"; do
   if [ "${FUZZ_KEEP:-0}" != 1 ]; then rm -rf "$work"; fi
   mkdir -p "$work/corpus" "$work/artifacts"
   rm -f "$work/artifacts/"*
-  if [ "$h" = cifar10 ]; then  # no CIFAR-format file is committed: written here
-    mkdir -p "$work/seeds" && build-fuzz/tests/fuzz/minidl_fuzz_seeds "$work/seeds" cifar10
-    cp "$work/seeds/cifar10/"* "$work/corpus/"
+  if [ "$h" = cifar10 ] || [ "$h" = resume ]; then  # binary seeds are not committed: written here
+    mkdir -p "$work/seeds" && build-fuzz/tests/fuzz/minidl_fuzz_seeds "$work/seeds" "$h"
+    cp "$work/seeds/$h/"* "$work/corpus/"
   else
     cp tests/fuzz/corpus/"$h"/* "$work/corpus/"
   fi
