@@ -4,18 +4,12 @@
 #include <cstdint>
 #include <string>
 
+#include "core/system.hpp"
+
 namespace minidl::data::detail {
 
-/// 30730000 -> "30,730,000".
-inline std::string with_commas(uint64_t v) {
-  const std::string digits = std::to_string(v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
+/// 30730000 -> "30,730,000" (core/system.hpp's with_thousands).
+inline std::string with_commas(uint64_t v) { return with_thousands(static_cast<int64_t>(v)); }
 
 /// A path in double quotes, as every reader's message names its file.
 inline std::string quoted(const std::string& path) { return "\"" + path + "\""; }

@@ -29,41 +29,16 @@
 
 using minidl::testing::data_dir;
 using minidl::testing::fresh_dir;
+using minidl::testing::read_file;
 using minidl::testing::run_cli;
+using minidl::testing::safetensors_bytes;
+using minidl::testing::tensors_of;
+using minidl::testing::write_file;
 
 using namespace minidl;
 namespace fs = std::filesystem;
 
-namespace {
-
-/// A safetensors file: the 8-byte little-endian header length, `header`, then `data`.
-std::string safetensors_bytes(const std::string& header, const std::string& data = "") {
-  std::string out;
-  const uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  return out + header + data;
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-/// The tensors of a checkpoint, by name, as raw bytes (for bit-for-bit comparisons).
-std::map<std::string, std::vector<float>> tensors_of(const std::string& path) {
-  std::map<std::string, std::vector<float>> out;
-  for (auto& [name, t] : load_safetensors(path).tensors)
-    out[name].assign(t.vec().begin(), t.vec().end());
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("crafted safetensors headers are refused with the file and the entry named",
           "[errors][safetensors]") {

@@ -11,12 +11,15 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "apps/cli.hpp"
+#include "core/safetensors.hpp"
 #include "train/trainer.hpp"
 #include "data/cifar10.hpp"
 
@@ -102,6 +105,35 @@ inline train::RunResult resume(const std::string& dir, double epochs = 0, int th
   o.out = dir;
   o.data = data_dir();
   return train::Trainer(o).fit(true);
+}
+
+/// A safetensors file's bytes: the 8-byte little-endian header length, `header`, then `data`.
+inline std::string safetensors_bytes(const std::string& header, const std::string& data = "") {
+  std::string out;
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  return out + header + data;
+}
+
+/// Writes `bytes` to `path`, replacing it.
+inline void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+/// The bytes of `path` ("" when unreadable).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// The tensors of a checkpoint, by name, as values (bit-for-bit comparisons).
+inline std::map<std::string, std::vector<float>> tensors_of(const std::string& path) {
+  std::map<std::string, std::vector<float>> out;
+  for (auto& [name, t] : load_safetensors(path).tensors)
+    out[name].assign(t.vec().begin(), t.vec().end());
+  return out;
 }
 
 }  // namespace minidl::testing

@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "core/system.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/group_norm.hpp"
 #include "layers/layer_norm.hpp"
@@ -27,23 +28,11 @@ std::vector<std::string> model_patterns() {
   return out;
 }
 
-namespace {
-std::string thousands(int64_t v) {
-  const std::string digits = std::to_string(v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-}  // namespace
-
 void check_model_size(const std::string& name, int64_t parameters) {
   if (parameters <= kMaxModelParameters) return;
   throw std::invalid_argument("model \"" + name.substr(0, 40) + "\" would have " +
-                              thousands(parameters) + " parameters, more than the " +
-                              thousands(kMaxModelParameters) + " minidl builds");
+                              with_thousands(parameters) + " parameters, more than the " +
+                              with_thousands(kMaxModelParameters) + " minidl builds");
 }
 
 std::shared_ptr<Module> create_model(const std::string& name, const ModelOptions& options) {
