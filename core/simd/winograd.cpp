@@ -15,9 +15,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <type_traits>
-#include <vector>
 
 #include "core/simd/isa.hpp"
 #include "core/tensor.hpp"
@@ -33,6 +34,32 @@ namespace {
 
 constexpr int m = kWinogradTile;
 constexpr int a = kWinogradAlpha;
+
+// Scratch floats, uninitialized, counted as tensor storage (storage_bytes). Not Storage: a
+// std::vector member that GCC emits out of line here (vector<float>::assign at -O2 on some
+// builds) is a weak symbol compiled with this path's -march flags, and the linker may keep it
+// for every caller, baseline code included. A type of this file's anonymous namespace has
+// internal linkage: nothing emitted for it is shared (tests/CMakeLists.txt,
+// simd_objects_define_no_shared_code).
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : n_(n), p_(static_cast<float*>(std::malloc(bytes()))) {
+    if (p_ == nullptr) throw std::bad_alloc();
+    count_storage_bytes(static_cast<int64_t>(bytes()));
+  }
+  ~Scratch() {
+    count_storage_bytes(-static_cast<int64_t>(bytes()));
+    std::free(p_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* data() { return p_; }
+
+ private:
+  std::size_t bytes() const { return static_cast<std::size_t>(n_ > 0 ? n_ : 1) * sizeof(float); }
+  int64_t n_;
+  float* p_;
+};
 
 // ---- The transform matrices (Lavin & Gray 2016, Section 4.1 and 4.2) ----------------------
 // F(4x4, 3x3), interpolation points 0, +-1, +-2, +-1/2 (wincnn's choice), as used by Lavin & Gray:
@@ -390,7 +417,7 @@ void winograd_forward(float* y, const float* x, const float* V, int64_t N, const
 #pragma omp parallel
   {
     const int64_t Tmax = tl.CB * tl.Pb * NB;
-    Storage Xt(C * tl.PH * tl.PW * NB), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
+    Scratch Xt(C * tl.PH * tl.PW * NB), Yt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         Mt(a * a * O * Tmax);
     zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
 #pragma omp for schedule(static)
@@ -437,17 +464,18 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_
   tly.PH = tl.QH;
   tly.PW = tl.QW;
   const int nthreads = omp_get_max_threads();
-  std::vector<Storage> dV(nthreads);  // per-thread partial sums [a*a, O, C], summed in order
+  const int64_t nv = a * a * O * C;
+  Scratch dV(nthreads * nv);  // per-thread partial sums [nthreads][a*a, O, C], summed in order
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
     const int64_t Tmax = tl.CB * tl.Pb * NB;
-    Storage Xt(C * tl.PH * tl.PW * NB), Dt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
+    Scratch Xt(C * tl.PH * tl.PW * NB), Dt(O * tl.QH * tl.QW * NB), U(a * a * C * Tmax),
         dM(a * a * O * Tmax);
     zero_border(Xt.data(), C, tl.PH, tl.PW, g.pad, g.pad + g.H, g.pad, g.pad + g.W, NB);
     zero_border(Dt.data(), O, tl.QH, tl.QW, 0, g.HO, 0, g.WO, NB);
-    Storage& part = dV[tid];
-    part.assign(a * a * O * C, 0.0f);
+    float* part = dV.data() + tid * nv;
+    std::memset(part, 0, static_cast<std::size_t>(nv) * sizeof(float));
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < tl.groups; ++group) {
       const int64_t c0 = group * tl.CB, cb = std::min(tl.CB, tl.chunks - c0);
@@ -474,23 +502,23 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_
         }
         for (int xi = 0; xi < a * a; ++xi) {  // dV[xi] [O, C] += dM[xi] [O, T] U[xi]^T [T, C]
           gemm(false, true, O, C, T, 1.0f, dM.data() + xi * O * T, U.data() + xi * C * T, 1.0f,
-               part.data() + xi * O * C);
+               part + xi * O * C);
         }
       }
     }
   }
   // dw[o][c] += G^T dV[.][o][c] G, the partial sums added in thread order (deterministic).
   const auto& G = Matrices<m>::G;
-  const int64_t nv = a * a * O * C;
+  float* dv = dV.data();
 #pragma omp parallel for schedule(static) if (nv >= (1 << 14))
   for (int64_t i = 0; i < nv; ++i)
-    for (int t = 1; t < nthreads; ++t) dV[0][i] += dV[t][i];
+    for (int t = 1; t < nthreads; ++t) dv[i] += dv[t * nv + i];
 #pragma omp parallel for schedule(static) if (O * C >= 256)
   for (int64_t o = 0; o < O; ++o) {
     for (int64_t c = 0; c < C; ++c) {
       float v[a][a];
       for (int i = 0; i < a; ++i)
-        for (int j = 0; j < a; ++j) v[i][j] = dV[0][((i * a + j) * O + o) * C + c];
+        for (int j = 0; j < a; ++j) v[i][j] = dv[((i * a + j) * O + o) * C + c];
       float gv[3][a];  // G^T v
       for (int p = 0; p < 3; ++p)
         for (int j = 0; j < a; ++j) {
