@@ -141,7 +141,7 @@ TEST_CASE("bn-speedrun: config.json keeps the recipe, its model and epochs for -
 }
 
 TEST_CASE(
-    "bn-speedrun: only BatchNorm's gamma and beta learn; every other parameter stays bit for "
+    "bn-speedrun: only BatchNorm's gamma and beta learn, every other parameter stays bit for "
     "bit",
     "[bn-speedrun][freeze]") {
   // The recipe's options on resnet8 over 512 training images: 2 epochs of 8 steps of 64.
