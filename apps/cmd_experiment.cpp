@@ -226,8 +226,10 @@ Command add_experiment(CLI::App& app) {
       x->add_flag("--resume", a->bn.resume,
                   "continue the experiment in --out: finished variants are kept, a partial one "
                   "continues (same flags required)"),
-      add_enum_option(x, "--recipe", a->bn.recipe, "bn-only: the recipe")
-          ->check(CLI::IsMember(std::vector<std::string>{"default", "frankle2021"})),
+      add_enum_option(x, "--recipe", a->bn.recipe,
+                      "bn-only: the recipe of every variant (bn-speedrun: its optimizer, lr, "
+                      "batch and data settings; --model and --epochs stay the experiment's)")
+          ->check(CLI::IsMember(std::vector<std::string>{"default", "frankle2021", "bn-speedrun"})),
       add_enum_option(x, "--bn-sync", a->bn.bn_sync,
                       "bn-only under mpirun: BatchNorm statistics per process or global")};
   const std::vector<CLI::Option*> why_only = {

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -55,6 +56,20 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
           static_cast<long long>(f.parameters), static_cast<long long>(f.train_images),
           static_cast<long long>(f.test_images), o.epochs, static_cast<long long>(f.total_steps),
           static_cast<long long>(o.batch_size), o.lr, o.bn_bias_lr_scale, o.threads, o.out.c_str());
+    } else if (o.recipe == train::Recipe::kBnSpeedrun) {
+      std::printf(
+          "minidl train --recipe bn-speedrun: %s, %lld parameters (%lld trainable: --train-only "
+          "%s), %lld train / %lld test images, %lld epochs of %lld batches of %lld, %s lr %g "
+          "(%s), weight decay %g, label smoothing %g, augmentation %s, test set evaluated %s, %d "
+          "threads -> %s\n",
+          o.model.c_str(), static_cast<long long>(f.parameters),
+          static_cast<long long>(f.trainable), name_of(o.train_only).c_str(),
+          static_cast<long long>(f.train_images), static_cast<long long>(f.test_images),
+          static_cast<long long>(f.epochs), static_cast<long long>(f.batches_per_epoch),
+          static_cast<long long>(o.batch_size), name_of(o.optimizer).c_str(), o.lr,
+          name_of(o.schedule).c_str(), o.weight_decay, o.label_smoothing, o.augment ? "on" : "off",
+          o.eval_every_epoch ? "after every epoch" : "after the last epoch", o.threads,
+          o.out.c_str());
     } else {
       std::string model = o.model;  // with its normalization when not BatchNorm
       if (o.norm == NormKind::kGroup)
@@ -115,28 +130,40 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
   return cb;
 }
 
+/// Refuses every flag given that `recipe` does not take (`taken`, with --recipe and --help):
+/// throws std::invalid_argument "--lr is fixed by --recipe NAME (it takes --data, ...)".
+void refuse_fixed_flags(CLI::App* sub, train::Recipe recipe,
+                        const std::vector<std::string>& taken) {
+  for (CLI::Option* opt : sub->get_options()) {
+    if (opt->count() == 0 || opt->get_name() == "--recipe" || opt->get_name() == "--help") continue;
+    bool ok = false;
+    for (const std::string& t : taken) ok = ok || opt->get_name() == t;
+    if (ok) continue;
+    std::string list;
+    for (const std::string& t : taken) list += (list.empty() ? "" : ", ") + t;
+    throw std::invalid_argument(opt->get_name() + " is fixed by --recipe " + name_of(recipe) +
+                                " (it takes " + list + ")");
+  }
+}
+
+/// The flags --recipe bn-speedrun takes: where and how long it runs, never what it trains but
+/// the network and its length (train::bn_speedrun_options).
+const std::vector<std::string> kBnSpeedrunFlags = {
+    "--data",       "--model",       "--epochs",     "--seed",
+    "--threads",    "--out",         "--resume",     "--overwrite",
+    "--stop-after", "--limit-train", "--limit-test", "--eval-every-epoch",
+    "--profile"};
+
 /// The options the flags give for a new run: the default recipe with every flag applied, or
-/// airbench94's preset with the flags it takes.
+/// airbench94's or bn-speedrun's preset with the flags it takes.
 train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
   auto given = [sub](const char* flag) { return sub->get_option(flag)->count() > 0; };
   train::TrainOptions o = a.o;
   if (a.recipe == train::Recipe::kAirbench94) {
-    static const char* const taken[] = {
-        "--data",   "--seed",       "--tta",         "--out",        "--threads",
-        "--epochs", "--batch-size", "--limit-train", "--limit-test", "--eval-every-epoch",
-        "--recipe", "--help",       "--overwrite"};
-    for (CLI::Option* opt : sub->get_options()) {
-      bool ok = false;
-      for (const char* t : taken) ok = ok || opt->get_name() == t;
-      if (opt->count() > 0 && !ok) {
-        std::string list;
-        for (const char* t : taken)
-          if (std::string(t) != "--recipe" && std::string(t) != "--help")
-            list += (list.empty() ? "" : ", ") + std::string(t);
-        throw std::invalid_argument(opt->get_name() +
-                                    " is fixed by --recipe airbench94 (it takes " + list + ")");
-      }
-    }
+    refuse_fixed_flags(
+        sub, a.recipe,
+        {"--data", "--seed", "--tta", "--out", "--threads", "--epochs", "--batch-size",
+         "--limit-train", "--limit-test", "--eval-every-epoch", "--overwrite"});
     o = train::airbench94_options(given("--batch-size") ? a.o.batch_size : 1024,
                                   given("--epochs") ? a.o.epochs : 9.9);
     o.data = a.o.data;
@@ -147,6 +174,18 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
     if (given("--out")) o.out = a.o.out;
     o.tta = a.tta;
     o.eval_every_epoch = a.eval_every_epoch;
+  } else if (a.recipe == train::Recipe::kBnSpeedrun) {
+    refuse_fixed_flags(sub, a.recipe, kBnSpeedrunFlags);
+    o = train::bn_speedrun_options();
+    if (given("--model")) o.model = a.o.model;
+    if (given("--epochs")) o.epochs = a.o.epochs;
+    if (given("--out")) o.out = a.o.out;
+    if (given("--eval-every-epoch")) o.eval_every_epoch = true;
+    o.data = a.o.data;
+    o.seed = a.o.seed;
+    o.threads = a.o.threads;
+    o.limit_train = a.o.limit_train;
+    o.limit_test = a.o.limit_test;
   } else {
     if (given("--tta"))
       throw std::invalid_argument(
@@ -154,8 +193,8 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
           "test-time augmentation)");
     if (given("--eval-every-epoch"))
       throw std::invalid_argument(
-          "--eval-every-epoch is for --recipe airbench94 (the default recipe evaluates after "
-          "every epoch)");
+          "--eval-every-epoch is for --recipe airbench94 and --recipe bn-speedrun (the default "
+          "recipe evaluates after every epoch)");
   }
   return o;
 }
@@ -339,6 +378,29 @@ train::TrainOptions checked_options(TrainArgs& a, CLI::App* sub) {
   return o;
 }
 
+/// bn-speedrun's last two lines: the accuracy (or, for a run stopped before its last epoch,
+/// where it stands: the recipe evaluates after the last epoch only) and the wall time of this
+/// invocation in minutes, split into the training loops, the test passes and the rest (loading
+/// the data, building the model, writing the run directory).
+void print_bn_speedrun_end(const train::TrainOptions& o, const train::RunResult& r, bool resumed) {
+  const std::string ck = o.out + "/model.safetensors";
+  const long long done = r.epochs_done, epochs = static_cast<long long>(std::ceil(o.epochs));
+  if (r.finished || o.eval_every_epoch) {
+    std::printf("done: test accuracy %.2f%% after %lld of %lld epochs; checkpoint %s\n",
+                100 * r.test_accuracy, done, epochs, ck.c_str());
+  } else {
+    std::printf(
+        "stopped after %lld of %lld epochs, not evaluated (the recipe evaluates the test set "
+        "after the last epoch); continue with --resume %s\n",
+        done, epochs, o.out.c_str());
+  }
+  const double other = std::max(0.0, r.total_seconds - r.train_seconds - r.eval_seconds);
+  std::printf("wall time %.1f min%s: training %.1f min, evaluation %.1f min, other %.1f min\n",
+              r.total_seconds / 60, resumed ? " (this invocation)" : "", r.train_seconds / 60,
+              r.eval_seconds / 60, other / 60);
+  std::fflush(stdout);
+}
+
 /// Runs the parsed command: the options, the Trainer, and the last line.
 void run(TrainArgs& a, CLI::App* sub) {
   const bool resume = sub->get_option("--resume")->count() > 0;
@@ -363,6 +425,8 @@ void run(TrainArgs& a, CLI::App* sub) {
           100 * r.test_accuracy_tta, o.tta, 100 * r.test_accuracy,
           format_duration(r.total_seconds).c_str(), format_duration(r.train_seconds).c_str(),
           format_duration(r.eval_seconds).c_str(), ck.c_str());
+    } else if (o.recipe == train::Recipe::kBnSpeedrun) {
+      print_bn_speedrun_end(o, r, resume);
     } else {
       std::printf("done: test accuracy %.2f%% after %lld epochs in %s; checkpoint %s\n",
                   100 * r.test_accuracy, static_cast<long long>(r.epochs_done),
@@ -494,16 +558,19 @@ Command add_train(CLI::App& app) {
   add_enum_option(t, "--recipe", a->recipe,
                   "the recipe; airbench94 fixes model, optimizer, schedule and augmentation and "
                   "takes only --data, --seed, --tta, --out, --threads, --epochs, --batch-size, "
-                  "--limit-train, --limit-test, --eval-every-epoch")
-      ->check(CLI::IsMember(std::vector<std::string>{"default", "airbench94"}));
+                  "--limit-train, --limit-test, --eval-every-epoch; bn-speedrun trains only "
+                  "BatchNorm (resnet56, 23 epochs, Adam lr 0.1, batch 64) and takes only --data, "
+                  "--model, --epochs, --seed, --threads, --out, --resume, --overwrite, "
+                  "--stop-after, --limit-train, --limit-test, --eval-every-epoch, --profile")
+      ->check(CLI::IsMember(std::vector<std::string>{"default", "airbench94", "bn-speedrun"}));
   t->add_option("--tta", a->tta,
                 "airbench94: test-time augmentation of the final evaluation: 0 none | 1 mirror | 2 "
                 "mirror and one-pixel translations")
       ->capture_default_str()
       ->check(integer_in(0, 2));
   t->add_flag("--eval-every-epoch", a->eval_every_epoch,
-              "airbench94: also evaluate on the test set (no TTA) after every epoch, not only "
-              "after the last (10 more test passes in the wall time)");
+              "airbench94, bn-speedrun: also evaluate on the test set (no TTA) after every "
+              "epoch, not only after the last (more test passes in the wall time)");
   add_enum_option(t, "--bn-sync", o.bn_sync,
                   "data parallelism (mpirun -np N): BatchNorm statistics per process or over the "
                   "global batch");

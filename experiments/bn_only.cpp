@@ -29,8 +29,14 @@ train::TrainOptions variant_options(const BnOnlyConfig& e, const std::string& mo
     // to E/2 and 3E/4: the schedule is compressed in proportion.
     c = train::frankle2021_options(e.epochs);
     c.recipe = train::Recipe::kDefault;  // its runs save every field (no "recipe" key)
+  } else if (e.recipe == train::Recipe::kBnSpeedrun) {
+    // Its optimizer, schedule, batch and data settings; the model and epochs are the
+    // experiment's, and every epoch is evaluated (the curves).
+    c = train::bn_speedrun_options();
+    c.eval_every_epoch = true;
   } else if (e.recipe != train::Recipe::kDefault) {
-    throw std::invalid_argument("recipe must be default or frankle2021, got " + name_of(e.recipe));
+    throw std::invalid_argument("recipe must be default, frankle2021 or bn-speedrun, got " +
+                                name_of(e.recipe));
   }
   c.data = e.data;
   c.model = model;
@@ -199,7 +205,9 @@ static std::string write_experiment_tables(const BnOnlyConfig& e, const std::str
                   100 * r.test_accuracy, r.wall_seconds, r.images_per_second, 100 * r.gamma_off);
     md << line;
   }
-  md << "\nTrain accuracy is measured on the augmented training batches in train mode; test "
+  const bool augmented = variant_options(e, model, e.variants[0], out).augment;
+  md << "\nTrain accuracy is measured on the " << (augmented ? "augmented " : "")
+     << "training batches in train mode; test "
         "accuracy on the test images in eval mode (running statistics), as `minidl eval` prints "
         "it. Chance is 10%. Wall time is the sum of the epochs' times (training and evaluation).\n"
         "`bn`: only BatchNorm's weight (gamma) and bias (beta) learn; every convolution and the "

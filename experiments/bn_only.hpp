@@ -27,7 +27,10 @@ struct BnOnlyConfig {
   std::vector<std::string> models = {"resnet14", "resnet32", "resnet56", "resnet14_32"};
   int64_t epochs = 15;
   uint64_t seed = 0;
-  train::Recipe recipe = train::Recipe::kDefault;  ///< default or frankle2021
+  /// default, frankle2021 or bn-speedrun: the settings of every variant but the model, the
+  /// epochs and which parameters learn (train::bn_speedrun_options's own model and epochs are
+  /// not used: `model` and `epochs` are).
+  train::Recipe recipe = train::Recipe::kDefault;
   int threads = 2;
   int64_t limit_train = -1, limit_test = -1;
   std::vector<optim::TrainOnly> variants = {optim::TrainOnly::kAll, optim::TrainOnly::kBn,
@@ -51,7 +54,8 @@ struct BnOnlyConfig {
 };
 
 /// The options of one variant's run: the recipe for `model` over cfg.epochs (frankle2021's
-/// milestones scale with the epoch count), train_only = `variant`, out OUT/<variant>.
+/// milestones scale with the epoch count; bn-speedrun's run evaluates every epoch), train_only =
+/// `variant`, out OUT/<variant>. Throws std::invalid_argument for airbench94.
 train::TrainOptions variant_options(const BnOnlyConfig& cfg, const std::string& model,
                                     optim::TrainOnly variant, const std::string& out);
 

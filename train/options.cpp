@@ -10,7 +10,9 @@ const EnumTable<Recipe>& enum_table(Recipe) {
   static const EnumTable<Recipe> t = {
       {Recipe::kDefault, "default", "resnet20, one-cycle SGD, 30 epochs"},
       {Recipe::kFrankle2021, "frankle2021", "the BN-only paper's (open_lth's) recipe"},
-      {Recipe::kAirbench94, "airbench94", "Keller Jordan's 94% recipe, every setting fixed"}};
+      {Recipe::kAirbench94, "airbench94", "Keller Jordan's 94% recipe, every setting fixed"},
+      {Recipe::kBnSpeedrun, "bn-speedrun",
+       "only BatchNorm trained: resnet56, 23 epochs, Adam lr 0.1 (docs/bn-speedrun/)"}};
   return t;
 }
 
@@ -52,6 +54,8 @@ TrainOptions preset(Recipe recipe) {
       return frankle2021_options(160);
     case Recipe::kAirbench94:
       return airbench94_options();
+    case Recipe::kBnSpeedrun:
+      return bn_speedrun_options();
     case Recipe::kDefault:
       break;
   }
@@ -113,6 +117,28 @@ TrainOptions airbench94_options(int64_t batch_size, double epochs) {
   c.eval_batch_size = 1024;
   c.tta = 2;
   c.resumable = false;
+  return c;
+}
+
+TrainOptions bn_speedrun_options() {
+  TrainOptions c;  // every field not set here is the default recipe's, as in probe B01
+  c.recipe = Recipe::kBnSpeedrun;
+  c.out = "runs/bn-speedrun";
+  c.train_only = optim::TrainOnly::kBn;  // every probe
+  c.model = "resnet56";                  // B01
+  c.epochs = 23;                         // B01: the 40-minute budget at 508 images/s
+  c.batch_size = 64;                     // A11
+  c.optimizer = OptimizerKind::kAdam;    // A07
+  c.lr = 0.1f;                           // A07
+  c.schedule = optim::ScheduleKind::kOneCycle;
+  c.warmup_epochs = -1;        // 15% of the run
+  c.weight_decay = 0.0f;       // A02
+  c.label_smoothing = 0.0f;    // A02
+  c.augment = false;           // A09
+  c.bn_init = BnInit::kFixed;  // A10: gamma 0 on the residual branches did not win
+  c.bn_stats = BnStatsMode::kBatch;
+  c.normalize = "cifar10";
+  c.eval_every_epoch = false;  // the budget counts one test pass
   return c;
 }
 

@@ -172,9 +172,13 @@ void read_field(const json& j, const char* key, Field&& field) {
 
 json config_to_json(const TrainOptions& o) {
   json j = json::object();
-  if (o.recipe == Recipe::kAirbench94) j["recipe"] = name_of(o.recipe);
+  if (o.recipe == Recipe::kAirbench94 || o.recipe == Recipe::kBnSpeedrun)
+    j["recipe"] = name_of(o.recipe);
   TrainOptions c = o;  // for_each_field hands out references
   for_each_field(c, [&](const char* key, auto&& field) { write_field(j, key, field); });
+  // bn-speedrun: every field of the list (a later preset cannot change a saved run) and the
+  // one setting it adds.
+  if (c.recipe == Recipe::kBnSpeedrun) j["eval_every_epoch"] = c.eval_every_epoch;
   // Data-parallel settings only when they change the run (config.json of earlier builds, and
   // the checkpoints that embed it, stay byte-identical).
   if (c.bn_sync != BnSync::kNone) write_field(j, "bn_sync", named(c.bn_sync));
@@ -211,6 +215,7 @@ TrainOptions config_from_json(const json& j) {
     }
   }
   for_each_field(c, [&](const char* key, auto&& field) { read_field(j, key, field); });
+  if (c.recipe == Recipe::kBnSpeedrun) read_field(j, "eval_every_epoch", c.eval_every_epoch);
   read_field(j, "bn_sync", named(c.bn_sync));
   read_field(j, "reduction", named(c.reduction));
   read_field(j, "bn_group_size", c.bn_group_size);

@@ -36,9 +36,10 @@ namespace minidl::train {
 
 /// The options as config.json holds them. airbench94 saves {"recipe": "airbench94"} and the
 /// fields a run may choose (data, seed, tta, threads, epochs, batch_size, limit_train,
-/// limit_test, eval_every_epoch); every other recipe saves every field of the list in
-/// run_dir.cpp (for_each_field) and no "recipe" key, so that config.json and the checkpoint
-/// metadata are byte-identical to those of minidl before recipes were named. bn_sync, reduction,
+/// limit_test, eval_every_epoch); bn-speedrun saves {"recipe": "bn-speedrun"}, every field of
+/// the list in run_dir.cpp (for_each_field) and eval_every_epoch; every other recipe saves every
+/// field of the list and no "recipe" key, so that config.json and the checkpoint metadata are
+/// byte-identical to those of minidl before recipes were named. bn_sync, reduction,
 /// bn_group_size, norm and gn_groups are saved only when not their default, for the same reason.
 /// Enums are saved by name, epochs as an integer (airbench94: as a number).
 nlohmann::json config_to_json(const TrainOptions& o);

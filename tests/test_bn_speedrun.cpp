@@ -1,0 +1,269 @@
+// The bn-speedrun recipe (train::bn_speedrun_options, docs/bn-speedrun/): its settings are probe
+// B01's, it trains BatchNorm's gamma and beta and nothing else (every other tensor bit for bit),
+// config.json keeps it for --resume, and the CLI refuses the flags it fixes in one line.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "layers/models/registry.hpp"
+#include "optim/freeze.hpp"
+#include "test_util.hpp"
+#include "train/run_dir.hpp"
+#include "train/trainer.hpp"
+
+using namespace minidl;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Probe B01's options (docs/bn-speedrun/probes.csv): the default recipe with its flags
+/// --train-only bn --model resnet56 --epochs 23 --seed 100 --threads 2 --weight-decay 0
+/// --label-smoothing 0 --optimizer adam --lr 0.1 --augment false --batch-size 64.
+train::TrainOptions probe_b01() {
+  train::TrainOptions o;
+  o.train_only = optim::TrainOnly::kBn;
+  o.model = "resnet56";
+  o.epochs = 23;
+  o.seed = 100;
+  o.threads = 2;
+  o.weight_decay = 0.0f;
+  o.label_smoothing = 0.0f;
+  o.optimizer = train::OptimizerKind::kAdam;
+  o.lr = 0.1f;
+  o.augment = false;
+  o.batch_size = 64;
+  return o;
+}
+
+/// The config.json keys on which two options differ.
+std::set<std::string> differing_keys(const train::TrainOptions& a, const train::TrainOptions& b) {
+  std::set<std::string> keys;
+  for (const train::ConfigDifference& d : train::config_differences(a, b)) keys.insert(d.key);
+  return keys;
+}
+
+/// resnet8's BatchNorm parameters, in network order: the stem's bn, each block's bn1 and bn2,
+/// and the BatchNorm of the two downsampling blocks' shortcuts (shortcut.1).
+const std::vector<std::string> kResnet8BnParameters = {"bn.weight",
+                                                       "bn.bias",
+                                                       "blocks.0.bn1.weight",
+                                                       "blocks.0.bn1.bias",
+                                                       "blocks.0.bn2.weight",
+                                                       "blocks.0.bn2.bias",
+                                                       "blocks.1.bn1.weight",
+                                                       "blocks.1.bn1.bias",
+                                                       "blocks.1.bn2.weight",
+                                                       "blocks.1.bn2.bias",
+                                                       "blocks.1.shortcut.1.weight",
+                                                       "blocks.1.shortcut.1.bias",
+                                                       "blocks.2.bn1.weight",
+                                                       "blocks.2.bn1.bias",
+                                                       "blocks.2.bn2.weight",
+                                                       "blocks.2.bn2.bias",
+                                                       "blocks.2.shortcut.1.weight",
+                                                       "blocks.2.shortcut.1.bias"};
+
+}  // namespace
+
+TEST_CASE("bn-speedrun: the recipe's options are probe B01's", "[bn-speedrun]") {
+  const train::TrainOptions o = train::bn_speedrun_options();
+  CHECK(o.recipe == train::Recipe::kBnSpeedrun);
+  CHECK(name_of(o.recipe) == "bn-speedrun");
+  CHECK(o.train_only == optim::TrainOnly::kBn);
+  CHECK(o.model == "resnet56");
+  CHECK(o.epochs == 23);
+  CHECK(o.batch_size == 64);
+  CHECK(o.optimizer == train::OptimizerKind::kAdam);
+  CHECK(o.lr == 0.1f);
+  CHECK(o.schedule == optim::ScheduleKind::kOneCycle);
+  CHECK(o.warmup_epochs < 0);  // 15% of the run
+  CHECK(o.weight_decay == 0.0f);
+  CHECK(o.label_smoothing == 0.0f);
+  CHECK_FALSE(o.augment);
+  CHECK(o.bn_init == BnInit::kFixed);  // gamma 1
+  CHECK(o.bn_stats == train::BnStatsMode::kBatch);
+  CHECK(o.norm == NormKind::kBatch);
+  CHECK(o.normalize == "cifar10");
+  CHECK(o.tta == 0);
+  CHECK(o.lookahead_every == 0);
+  CHECK(o.bn_bias_lr_scale == 1.0f);
+  CHECK_FALSE(o.eval_every_epoch);  // the test set after the last epoch only
+  CHECK(o.resumable);
+  CHECK(o.out == "runs/bn-speedrun");
+  CHECK_NOTHROW(train::validate(o));
+  // Every setting config.json holds is B01's, but the recipe's name, where it writes and when it
+  // evaluates (which does not change the training).
+  train::TrainOptions seeded = o;
+  seeded.seed = 100;
+  CHECK(differing_keys(probe_b01(), seeded) ==
+        std::set<std::string>{"recipe", "out", "eval_every_epoch"});
+  // preset() names the same options.
+  CHECK(differing_keys(train::preset(train::Recipe::kBnSpeedrun), o).empty());
+  // resnet56 trains 4,256 parameters: gamma and beta of its 2,128 BatchNorm channels.
+  std::shared_ptr<Module> model = create_model(o.model, train::model_options(o));
+  const auto masks = optim::apply_train_only(*model, o.train_only, o.seed);
+  CHECK(optim::count_trainable(*model, masks) == 4256);
+}
+
+TEST_CASE("bn-speedrun: config.json keeps the recipe, its model and epochs for --resume",
+          "[bn-speedrun]") {
+  train::TrainOptions o = train::bn_speedrun_options();
+  o.model = "resnet110";  // the longer tier
+  o.epochs = 40;
+  o.seed = 2;
+  o.eval_every_epoch = true;
+  const nlohmann::json j = train::config_to_json(o);
+  CHECK(j.at("recipe") == "bn-speedrun");
+  CHECK(j.at("model") == "resnet110");
+  CHECK(j.at("epochs") == 40);
+  CHECK(j.at("optimizer") == "adam");
+  CHECK(j.at("train_only") == "bn");
+  CHECK(j.at("eval_every_epoch") == true);
+  const train::TrainOptions back = train::config_from_json(j);
+  CHECK(back.recipe == train::Recipe::kBnSpeedrun);
+  CHECK(train::config_differences(o, back).empty());
+  // A saved field wins over the preset's (a run resumed after the preset changed keeps its own).
+  nlohmann::json older = j;
+  older["lr"] = 0.05;
+  older["eval_every_epoch"] = false;
+  const train::TrainOptions kept = train::config_from_json(older);
+  CHECK(kept.lr == 0.05f);
+  CHECK_FALSE(kept.eval_every_epoch);
+  // The default recipe's config.json stays as it was: no "recipe" key, no eval_every_epoch.
+  const nlohmann::json d = train::config_to_json(train::TrainOptions{});
+  CHECK_FALSE(d.contains("recipe"));
+  CHECK_FALSE(d.contains("eval_every_epoch"));
+}
+
+TEST_CASE(
+    "bn-speedrun: only BatchNorm's gamma and beta learn, every other parameter stays bit for "
+    "bit",
+    "[bn-speedrun][freeze]") {
+  // The recipe's options on resnet8 over 512 training images: 2 epochs of 8 steps of 64.
+  train::TrainOptions o = train::bn_speedrun_options();
+  o.model = "resnet8";
+  o.epochs = 2;
+  o.seed = 7;
+  o.data = minidl::testing::data_dir();
+  o.limit_train = 512;
+  o.limit_test = 100;
+  o.out = minidl::testing::fresh_dir("bn_speedrun_freeze");
+  std::map<std::string, std::vector<float>> init;
+  for (const auto& [name, t] : create_model(o.model, train::model_options(o))->state_dict())
+    init[name].assign(t.vec().begin(), t.vec().end());
+
+  train::Trainer trainer(o);
+  const train::RunResult r = trainer.fit();
+  CHECK(r.steps == 16);
+  CHECK(r.finished);
+  CHECK(r.trainable_parameters == 672);  // 2 x 336 BatchNorm channels
+
+  // The parameters that learn are exactly the BatchNorm weights and biases, by name.
+  std::vector<std::string> trainable;
+  for (const auto& [name, p] : trainer.model()->named_parameters())
+    if (p.requires_grad()) trainable.push_back(name);
+  CHECK(trainable == kResnet8BnParameters);
+
+  // Every parameter but those is bit-identical to its init; every BatchNorm one moved, element
+  // by element (Adam moves each element with a non-zero gradient by about the lr).
+  const std::set<std::string> bn(kResnet8BnParameters.begin(), kResnet8BnParameters.end());
+  std::map<std::string, std::vector<float>> trained =
+      minidl::testing::tensors_of(o.out + "/model.safetensors");
+  REQUIRE(trained.size() == init.size());
+  int64_t frozen = 0, learned = 0;
+  for (const auto& [name, p] : trainer.model()->named_parameters()) {
+    INFO("parameter " << name);
+    const std::vector<float>& before = init.at(name);
+    const std::vector<float>& after = trained.at(name);
+    REQUIRE(before.size() == after.size());
+    int64_t moved = 0;
+    for (size_t i = 0; i < before.size(); ++i) moved += before[i] != after[i];
+    if (bn.count(name)) {
+      CHECK(moved == static_cast<int64_t>(before.size()));
+      ++learned;
+    } else {
+      CHECK(moved == 0);
+      ++frozen;
+    }
+  }
+  CHECK(learned == 18);
+  CHECK(frozen == 11);  // 9 convolutions (the stem, 6 in blocks, 2 shortcuts), fc weight and bias
+
+  // Only the last epoch was evaluated (metrics.csv's test columns empty before it).
+  const std::vector<train::MetricsRow> rows = train::read_metrics(o.out + "/metrics.csv");
+  REQUIRE(rows.size() == 2);
+  CHECK_FALSE(rows[0].test_accuracy.has_value());
+  CHECK(rows[1].test_accuracy.value_or(-1.0) == r.test_accuracy);
+
+  // Evaluating every epoch trains the same bits.
+  train::TrainOptions every = o;
+  every.eval_every_epoch = true;
+  every.out = minidl::testing::fresh_dir("bn_speedrun_freeze_every");
+  const train::RunResult r2 = train::Trainer(every).fit();
+  CHECK(r2.test_accuracy == r.test_accuracy);
+  CHECK(minidl::testing::tensors_of(every.out + "/model.safetensors") == trained);
+  fs::remove_all(o.out);
+  fs::remove_all(every.out);
+}
+
+TEST_CASE("train --recipe bn-speedrun: the flags it fixes are refused in one line",
+          "[bn-speedrun][cli]") {
+  using minidl::testing::run_cli;
+  const std::string data = " --data " + minidl::testing::data_dir();
+  for (const std::string flag : {"--lr 0.05", "--optimizer sgd", "--train-only all",
+                                 "--batch-size 128", "--augment true", "--tta 2"}) {
+    INFO(flag);
+    const auto [status, out] = run_cli("train --recipe bn-speedrun " + flag + data);
+    CHECK(status == 1);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+    const std::string name = flag.substr(0, flag.find(' '));
+    CHECK_THAT(out, Catch::StartsWith("minidl: error: " + name +
+                                      " is fixed by --recipe bn-speedrun (it takes --data, "
+                                      "--model, --epochs, --seed"));
+  }
+}
+
+TEST_CASE("train --recipe bn-speedrun: a short run, its lines, and --resume keeping the recipe",
+          "[bn-speedrun][cli][slow]") {
+  using minidl::testing::run_cli;
+  const std::string dir = minidl::testing::fresh_dir("bn_speedrun_cli");
+  const std::string common = " --data " + minidl::testing::data_dir() +
+                             " --limit-train 256 --limit-test 100 --threads 2 --out " + dir;
+  // Epoch 1 of 2, then stop: not evaluated yet.
+  auto [s1, o1] = run_cli(
+      "train --recipe bn-speedrun --model resnet8 --epochs 2 --seed 3 "
+      "--stop-after 1" +
+      common);
+  INFO(o1);
+  REQUIRE(s1 == 0);
+  CHECK_THAT(o1, Catch::Contains("minidl train --recipe bn-speedrun: resnet8, "));
+  CHECK_THAT(o1, Catch::Contains("(672 trainable: --train-only bn)"));
+  CHECK_THAT(o1, Catch::Contains("2 epochs of 4 batches of 64, adam lr 0.1 (onecycle)"));
+  CHECK_THAT(o1, Catch::Contains("test set evaluated after the last epoch"));
+  CHECK_THAT(o1, Catch::Contains("stopped after 1 of 2 epochs, not evaluated"));
+  CHECK_THAT(o1, Catch::Contains("\nwall time "));
+  CHECK_THAT(o1, Catch::Contains(" min: training "));
+  const nlohmann::json config =
+      nlohmann::json::parse(minidl::testing::read_file(dir + "/config.json"));
+  CHECK(config.at("recipe") == "bn-speedrun");
+  CHECK(config.at("model") == "resnet8");
+  // --resume alone continues it as bn-speedrun: the recipe's lines, evaluated at its end.
+  auto [s2, o2] = run_cli("train --resume " + dir + " --data " + minidl::testing::data_dir());
+  INFO(o2);
+  REQUIRE(s2 == 0);
+  CHECK_THAT(o2, Catch::Contains("minidl train --recipe bn-speedrun: resnet8, "));
+  CHECK_THAT(o2, Catch::Contains("done: test accuracy "));
+  CHECK_THAT(o2, Catch::Contains(" after 2 of 2 epochs; checkpoint "));
+  CHECK_THAT(o2, Catch::Contains("wall time "));
+  CHECK_THAT(o2, Catch::Contains(" (this invocation): training "));
+  // A flag it fixes is refused on --resume too.
+  auto [s3, o3] = run_cli("train --recipe bn-speedrun --resume " + dir + " --lr 0.2");
+  CHECK(s3 == 1);
+  CHECK_THAT(o3, Catch::Contains("--lr is fixed by --recipe bn-speedrun"));
+  fs::remove_all(dir);
+}
