@@ -559,7 +559,7 @@ Command add_train(CLI::App& app) {
                   "the recipe; airbench94 fixes model, optimizer, schedule and augmentation and "
                   "takes only --data, --seed, --tta, --out, --threads, --epochs, --batch-size, "
                   "--limit-train, --limit-test, --eval-every-epoch; bn-speedrun trains only "
-                  "BatchNorm (resnet56, 23 epochs, Adam lr 0.1, batch 64) and takes only --data, "
+                  "BatchNorm (resnet110, 12 epochs, Adam lr 0.1, batch 64) and takes only --data, "
                   "--model, --epochs, --seed, --threads, --out, --resume, --overwrite, "
                   "--stop-after, --limit-train, --limit-test, --eval-every-epoch, --profile")
       ->check(CLI::IsMember(std::vector<std::string>{"default", "airbench94", "bn-speedrun"}));
