@@ -414,7 +414,10 @@ void run(TrainArgs& a, CLI::App* sub) {
   const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
   const bool rank0 = group->rank() == 0;
   const bool new_folder = !resume && sub->get_option("--out")->count() == 0;
-  if (new_folder) o.out = rank0 ? train::create_run_dir("runs", o.model, std::time(nullptr)) : "";
+  const char* const parent = "runs";
+  std::error_code ec;
+  const bool had_parent = std::filesystem::exists(parent, ec);
+  if (new_folder) o.out = rank0 ? train::create_run_dir(parent, o.model, std::time(nullptr)) : "";
   std::unique_ptr<ConsoleLog> console_log;
   if (rank0) {
     console_log = std::make_unique<ConsoleLog>(o.out + "/train.log");
@@ -427,11 +430,12 @@ void run(TrainArgs& a, CLI::App* sub) {
   } catch (const std::exception& e) {
     if (console_log) console_log->log_only("minidl: error: " + with_flag_names(e.what()));
     console_log.reset();
-    // A folder made for this run that holds no run yet goes again (it held only run.lock).
+    // A folder made for this run that holds no run yet goes again (it held only run.lock), and
+    // runs/ with it when this run made it.
     if (new_folder && rank0 && train::run_files(o.out).empty()) {
-      std::error_code ec;
       std::filesystem::remove(o.out + "/run.lock", ec);
       std::filesystem::remove(o.out, ec);  // only if empty
+      if (!had_parent) std::filesystem::remove(parent, ec);
     }
     throw;
   }

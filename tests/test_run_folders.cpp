@@ -278,6 +278,28 @@ TEST_CASE("a resumed run appends to log.jsonl and train.log, without the steps i
   fs::remove_all(dir);
 }
 
+TEST_CASE("a run without --out that fails before its first epoch leaves no folder",
+          "[run_folders][cli]") {
+  const std::string dir = fresh_dir("run_folders_fail");
+  fs::create_directories(dir);
+  // Missing data: found by the Trainer, after the folder was made.
+  auto [s0, o0] = run_in(dir, "train --model resnet8 --epochs 1 --data " + dir + "/no-such-data");
+  INFO(o0);
+  CHECK(s0 == 1);
+  CHECK(std::regex_search(o0, std::regex(R"(^run folder: runs/resnet8-\d{8}-\d{6})")));
+  CHECK_THAT(o0, Catch::Contains("minidl: error: "));
+  CHECK_FALSE(fs::exists(dir + "/runs"));  // runs/ too: this run made it
+  // Divergence in the first epoch, with runs/ already there: only the new folder goes.
+  fs::create_directories(dir + "/runs/earlier");
+  auto [s1, o1] =
+      run_in(dir, "train" + tiny_flags(1) + " --lr 1000 --schedule constant --warmup 0");
+  INFO(o1);
+  CHECK(s1 == 1);
+  CHECK_THAT(o1, Catch::Contains("training diverged"));
+  CHECK(run_folders(dir) == std::set<std::string>{"earlier"});
+  fs::remove_all(dir);
+}
+
 TEST_CASE("create_run_dir never reuses a folder", "[run_folders]") {
   const std::string dir = fresh_dir("run_folders_names");
   const int64_t when = 1765400000;  // a fixed moment: every call within the same second
