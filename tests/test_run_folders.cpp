@@ -297,6 +297,12 @@ TEST_CASE("a run without --out that fails before its first epoch leaves no folde
   CHECK(s1 == 1);
   CHECK_THAT(o1, Catch::Contains("training diverged"));
   CHECK(run_folders(dir) == std::set<std::string>{"earlier"});
+  // --overwrite names no run to replace without --out: refused before any folder is made.
+  auto [s2, o2] = run_in(dir, "train" + tiny_flags(1) + " --overwrite");
+  CHECK(s2 == 1);
+  CHECK_THAT(o2, Catch::Contains("--overwrite replaces the run in --out; without --out every run "
+                                 "gets a new folder"));
+  CHECK(run_folders(dir) == std::set<std::string>{"earlier"});
   fs::remove_all(dir);
 }
 
