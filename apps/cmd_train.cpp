@@ -10,11 +10,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "apps/cli.hpp"
+#include "apps/console_log.hpp"
 #include "dist/process_group.hpp"
 #include "train/trainer.hpp"
 
@@ -34,6 +37,7 @@ struct TrainArgs {
   int tta = 2;
   bool eval_every_epoch = false;
   train::Recipe recipe = train::Recipe::kDefault;
+  std::string resume_note;  ///< resumed_options' line on an extended run, printed by run()
 };
 
 /// Printing, the progress bar and --profile as Trainer callbacks.
@@ -215,10 +219,9 @@ const char* const kResumeMayChange[] = {"--resume", "--stop-after", "--threads",
 
 /// The options of the run in a.resume: its config.json, with --threads, --data and --epochs
 /// (extending a run whose schedule allows it) applied. Every other flag given must equal the
-/// saved value: a flag that differs is refused naming both values. Prints a line when --epochs
-/// changes the run's length.
-train::TrainOptions resumed_options(const TrainArgs& a, CLI::App* sub,
-                                    const train::TrainOptions& flags) {
+/// saved value: a flag that differs is refused naming both values. Sets a.resume_note, the line
+/// to print, when --epochs changes the run's length.
+train::TrainOptions resumed_options(TrainArgs& a, CLI::App* sub, const train::TrainOptions& flags) {
   auto given = [sub](const char* flag) { return sub->get_option(flag)->count() > 0; };
   const std::string config = a.resume + "/config.json";
   train::TrainOptions saved;
@@ -276,12 +279,11 @@ train::TrainOptions resumed_options(const TrainArgs& a, CLI::App* sub,
                                   " epochs; a resumed run can only be extended (stop "
                                   "it earlier with --stop-after)");
     }
-    std::printf(
-        "resuming %s with %s: the run is extended from %s to %lld epochs (its %s schedule does "
-        "not depend on the run's length, so the epochs already trained stay as they were)\n",
-        a.resume.c_str(), wanted.c_str(), planned.c_str(), static_cast<long long>(flags.epochs),
-        name_of(saved.schedule).c_str());
-    std::fflush(stdout);
+    a.resume_note = "resuming " + a.resume + " with " + wanted + ": the run is extended from " +
+                    planned + " to " + std::to_string(static_cast<int64_t>(flags.epochs)) +
+                    " epochs (its " + name_of(saved.schedule) +
+                    " schedule does not depend on the run's length, so the epochs already "
+                    "trained stay as they were)";
     o.epochs = flags.epochs;
   }
   return o;
@@ -371,6 +373,11 @@ train::TrainOptions checked_options(TrainArgs& a, CLI::App* sub) {
     throw std::invalid_argument("--out: give a folder for the run (got an empty path)");
   if (given("--resume") && a.overwrite)
     throw std::invalid_argument("--overwrite replaces a run, --resume continues it: give one");
+  if (a.overwrite && !given("--out")) {
+    throw std::invalid_argument(
+        "--overwrite replaces the run in --out; without --out every run gets a new folder "
+        "(give the folder to replace with --out)");
+  }
   train::TrainOptions o = options_from_flags(a, sub);
   if (given("--resume")) o = resumed_options(a, sub, o);
   o.data = resolve_data_dir(o.data);
@@ -401,16 +408,21 @@ void print_bn_speedrun_end(const train::TrainOptions& o, const train::RunResult&
   std::fflush(stdout);
 }
 
-/// Runs the parsed command: the options, the Trainer, and the last line.
-void run(TrainArgs& a, CLI::App* sub) {
-  const bool resume = sub->get_option("--resume")->count() > 0;
-  const train::TrainOptions o = checked_options(a, sub);
-  // Under mpirun every process runs this; rank 0 alone prints and writes.
-  const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
+/// The trainer, its callbacks and the last lines of a run in o.out (train.log copied by
+/// `console_log` when not null; plots drawn at the end). Library errors become messages naming
+/// the flags.
+void train_in(TrainArgs& a, const train::TrainOptions& o, bool resume,
+              const std::shared_ptr<dist::ProcessGroup>& group, ConsoleLog* console_log) {
   const std::string where = (resume ? "--resume " : "--out ") + o.out + ": ";
   try {
     train::Callbacks cb = console(a, o);
     if (group->rank() == 0) stop_with_kept_line(cb, o);
+    if (console_log) {  // train.log from the run's first commit on (appended when resumed)
+      cb.on_commit_end = [end = cb.on_commit_end, console_log, resume](int64_t saved_epoch) {
+        console_log->open(resume);
+        if (end) end(saved_epoch);
+      };
+    }
     train::Trainer trainer(o, cb);
     trainer.set_process_group(group);
     trainer.set_existing_run(a.overwrite ? train::ExistingRun::kReplace
@@ -432,6 +444,11 @@ void run(TrainArgs& a, CLI::App* sub) {
                   100 * r.test_accuracy, static_cast<long long>(r.epochs_done),
                   format_duration(r.total_seconds).c_str(), ck.c_str());
     }
+    std::fflush(stdout);
+    // The curves: a warning line when they cannot be drawn, never a failed run.
+    if (plot_run(o.out, false))
+      std::printf("plots: %s/accuracy.png, %s/loss.png\n", o.out.c_str(), o.out.c_str());
+    std::fflush(stdout);
   } catch (const train::FitDiverged& e) {
     throw std::runtime_error("training diverged: " + e.reason + " (try a smaller --lr). " +
                              (e.kept_epoch > 0
@@ -449,6 +466,42 @@ void run(TrainArgs& a, CLI::App* sub) {
   } catch (const train::RunExists& e) {
     throw std::runtime_error(where + e.what() + ": continue it with --resume " + o.out +
                              ", replace it with --overwrite, or choose another --out");
+  }
+}
+
+/// Runs the parsed command: the options, the run folder (without --out: a new one, runs/<model>-
+/// <time>), its path as the first line, then the run, with the console copied to train.log.
+void run(TrainArgs& a, CLI::App* sub) {
+  const bool resume = sub->get_option("--resume")->count() > 0;
+  train::TrainOptions o = checked_options(a, sub);
+  // Under mpirun every process runs this; rank 0 alone prints and writes.
+  const std::shared_ptr<dist::ProcessGroup> group = dist::default_group();
+  const bool rank0 = group->rank() == 0;
+  const bool new_folder = !resume && sub->get_option("--out")->count() == 0;
+  const char* const parent = "runs";
+  std::error_code ec;
+  const bool had_parent = std::filesystem::exists(parent, ec);
+  if (new_folder) o.out = rank0 ? train::create_run_dir(parent, o.model, std::time(nullptr)) : "";
+  std::unique_ptr<ConsoleLog> console_log;
+  if (rank0) {
+    console_log = std::make_unique<ConsoleLog>(o.out + "/train.log");
+    std::printf("run folder: %s\n", o.out.c_str());
+    if (!a.resume_note.empty()) std::printf("%s\n", a.resume_note.c_str());
+    std::fflush(stdout);
+  }
+  try {
+    train_in(a, o, resume, group, console_log.get());
+  } catch (const std::exception& e) {
+    if (console_log) console_log->log_only("minidl: error: " + with_flag_names(e.what()));
+    console_log.reset();
+    // A folder made for this run that holds no run yet goes again (it held only run.lock), and
+    // runs/ with it when this run made it.
+    if (new_folder && rank0 && train::run_files(o.out).empty()) {
+      std::filesystem::remove(o.out + "/run.lock", ec);
+      std::filesystem::remove(o.out, ec);  // only if empty
+      if (!had_parent) std::filesystem::remove(parent, ec);
+    }
+    throw;
   }
 }
 
@@ -521,9 +574,8 @@ Command add_train(CLI::App& app) {
   t->add_option("--limit-test", o.limit_test, "evaluate on the first N test images")
       ->check(integer_in(1, 10000));
   t->add_option("--out", o.out,
-                "RUN_DIR for metrics.csv, config.json, model.safetensors (a folder holding a "
-                "run is refused: --resume or --overwrite)")
-      ->capture_default_str();
+                "RUN_DIR for the run's files (default: a new folder runs/<model>-<YYYYmmdd-HHMMSS> "
+                "for each run; a folder holding a run is refused: --resume or --overwrite)");
   t->add_option("--resume", a->resume,
                 "continue the run in RUN_DIR with its config.json; other flags must match it, "
                 "but --epochs (extending a constant or multistep schedule), --stop-after, "

@@ -200,6 +200,55 @@ FileLock::~FileLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the lock
 }
 
+LogFile::~LogFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void LogFile::write(const std::string& text) {
+  if (fd_ < 0)
+    held_ += text;
+  else
+    append(text);
+}
+
+void LogFile::append(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t w = ::write(fd_, text.data() + done, text.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0)
+      throw std::runtime_error("cannot append to \"" + path_ + "\": " + std::strerror(errno));
+    done += static_cast<size_t>(w);
+  }
+}
+
+void LogFile::open(bool append_to_file) {
+  if (fd_ >= 0) return;
+  std::string text;
+  text.swap(held_);
+  if (!append_to_file) {
+    write_file_atomic(path_, text);
+    text.clear();
+  }
+  // O_NONBLOCK: a FIFO left at the name cannot block the open; it is refused below.
+  const int fd = ::open(path_.c_str(),
+                        O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+  if (fd < 0) {
+    throw std::runtime_error("cannot open \"" + path_ + "\" for appending: " +
+                             (errno == ELOOP ? std::string("it is a symbolic link")
+                                             : std::string(std::strerror(errno))));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw std::runtime_error("cannot append to \"" + path_ +
+                             "\": it is not a regular file (a FIFO, device or socket)");
+  }
+  ::fcntl(fd, F_SETFL, O_APPEND);  // blocking writes from here on
+  fd_ = fd;
+  append(text);
+}
+
 int json_nesting_depth(const std::string& text) {
   int depth = 0, deepest = 0;
   bool in_string = false;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace minidl {
 
@@ -57,6 +58,36 @@ class RegularFile {
 /// std::runtime_error "<what> \"<path>\" is N bytes, more than the M minidl reads (...)" when
 /// larger.
 std::string read_small_file(const std::string& path, uint64_t max_bytes, const std::string& what);
+
+/// A log a run writes a piece at a time (a run folder's log.jsonl and train.log). Until open(),
+/// what is written is held in memory, so that a run that fails early, or is refused, leaves the
+/// file as it was; open() replaces the file with the held text (write_file_atomic: a new run) or
+/// appends it to the file as it is (a continued run; created when missing), and every later
+/// write() is appended at once. Appends go through one descriptor opened with O_APPEND and
+/// O_NOFOLLOW (never through a symbolic link) and checked to be a regular file; nothing is
+/// fsynced. Not thread-safe.
+class LogFile {
+ public:
+  explicit LogFile(std::string path) : path_(std::move(path)) {}
+  ~LogFile();
+  LogFile(const LogFile&) = delete;
+  LogFile& operator=(const LogFile&) = delete;
+
+  /// Holds `text` (before open) or appends it. Throws std::runtime_error naming the file and the
+  /// system's reason when an append fails.
+  void write(const std::string& text);
+  /// Writes the held text to the file (replacing it unless `append`) and keeps it open for
+  /// appending. Throws std::runtime_error naming the file when it cannot be written, or is a
+  /// link, a folder, a FIFO or a device. A second call does nothing.
+  void open(bool append);
+  bool is_open() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
+
+ private:
+  void append(const std::string& text);
+  std::string path_, held_;
+  int fd_ = -1;
+};
 
 /// Thrown by FileLock when another process holds the lock.
 struct FileLocked : std::runtime_error {

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The plots of an installed minidl (ctest case installed_plots): `cmake --install` of BUILD into a
 # temporary prefix, then, from another folder, the installed binary
-#   1. draws accuracy.png and loss.png of a tiny train run with `minidl plot RUN_DIR`, with the
-#      script of <prefix>/share/minidl (not the source tree's);
+#   1. draws accuracy.png and loss.png of a tiny train run at its end and again with `minidl plot
+#      RUN_DIR`, with the script of <prefix>/share/minidl (not the source tree's);
 #   2. draws the plots of a tiny `experiment bn-only` run;
 #   3. with matplotlib made unimportable (a PYTHONPATH folder whose matplotlib raises
 #      ModuleNotFoundError, as a missing package does), fails `minidl plot` with a message naming
@@ -33,6 +33,10 @@ fi
 
 "$minidl" train --model cnn --epochs 2 --limit-train 256 --limit-test 100 --data "$data" \
   --out run > train.log 2>&1 || { cat train.log; fail "train"; }
+# train draws its curves at its end; `minidl plot` draws them again.
+grep -qx "plots: run/accuracy.png, run/loss.png" train.log || { cat train.log; fail "train drew no plots"; }
+for f in accuracy.png loss.png; do [ -s "run/$f" ] || fail "train did not draw run/$f"; done
+rm run/accuracy.png run/loss.png
 "$minidl" plot run > plot.log 2>&1 || { cat plot.log; fail "minidl plot run"; }
 cat plot.log
 grep -q "drawn by $tmp/prefix/share/minidl/plot_run.py" plot.log ||

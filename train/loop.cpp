@@ -122,8 +122,10 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     if (p.requires_grad()) trainable.emplace_back(name, p);
   }
   data::Batch batch;
+  auto t_step = t0;  // the end of the previous step
   while ((hooks.stop_at_step < 0 || step < hooks.stop_at_step) && loader.next(batch)) {
-    opt.set_lr(schedule.lr(step));
+    const float lr = schedule.lr(step);
+    opt.set_lr(lr);
     Tensor logits = model(batch.images);
     Tensor loss = ops::cross_entropy(logits, batch.labels, label_smoothing);
     const float l = loss.item();
@@ -181,6 +183,18 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
     }
     s.images += n;
     ++batch_index;
+    if (hooks.on_step_end) {
+      const auto now = std::chrono::steady_clock::now();
+      StepEnd e;
+      e.epoch = epoch;
+      e.step = step;
+      e.loss = l;
+      e.lr = lr;
+      e.images = batch.global_size > 0 ? batch.global_size : n;
+      e.seconds = std::chrono::duration<double>(now - t_step).count();
+      t_step = now;
+      hooks.on_step_end(e);
+    }
     if (on_batch) on_batch(batch_index, num_batches, loss_sum / s.images);
   }
   s.batches = batch_index;

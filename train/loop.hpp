@@ -88,6 +88,16 @@ struct Diverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// One finished training step, as StepHooks::on_step_end sees it.
+struct StepEnd {
+  int64_t epoch = 0;     ///< 0-based
+  int64_t step = 0;      ///< the run's steps done, this one included (1-based)
+  double loss = 0.0;     ///< this process's batch loss (with label smoothing, as optimized)
+  double lr = 0.0;       ///< the schedule's learning rate of the step
+  int64_t images = 0;    ///< the images of the step (the global batch under data parallelism)
+  double seconds = 0.0;  ///< since the previous step ended (or the epoch began), data included
+};
+
 /// Callbacks into one training step (the probes of experiments/why_bn.hpp, airbench94's
 /// lookahead, data-parallel gradient synchronization next). `after_backward(batch, step, loss)`
 /// runs once the batch's gradients are in the parameters' .grad (loss: the value they are the
@@ -97,6 +107,8 @@ struct Diverged : std::runtime_error {
 struct StepHooks {
   std::function<void(const data::Batch&, int64_t step, float loss)> after_backward;
   std::function<void(const data::Batch&, int64_t step)> after_step;
+  /// After the step passed the finiteness check (a step that diverges never reaches it).
+  std::function<void(const StepEnd&)> on_step_end;
   /// Data parallelism (train/trainer.cpp): when set, each process's loss is weighted by its
   /// share of the global batch (n / Batch::global_size) before backward, and this is called
   /// right after backward: it sums the trainable parameters' gradients over the processes and

@@ -1,8 +1,17 @@
 #include "train/run_dir.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -331,11 +340,43 @@ RunLock::RunLock(const std::string& run_dir) {
 std::vector<std::string> run_files(const std::string& run_dir) {
   std::vector<std::string> found;
   for (const char* name : {"config.json", "train_state.safetensors", "model.safetensors",
-                           "metrics.csv", "results.json"}) {
+                           "metrics.csv", "results.json", "log.jsonl", "train.log"}) {
     std::error_code ec;
     if (fs::exists(fs::symlink_status(run_dir + "/" + name, ec))) found.push_back(name);
   }
   return found;
+}
+
+std::string create_run_dir(const std::string& parent, const std::string& model, int64_t when) {
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec || !fs::is_directory(parent)) {
+    throw std::runtime_error("cannot create the folder \"" + parent + "\" for the run: " +
+                             (ec ? ec.message() : std::string("a file of that name exists")));
+  }
+  std::string name = model.empty() ? std::string("run") : model;
+  for (char& c : name) {
+    const bool keep =
+        std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    if (!keep) c = '_';
+  }
+  const std::time_t t = static_cast<std::time_t>(when);
+  std::tm local{};
+  localtime_r(&t, &local);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &local);
+  const std::string base = (fs::path(parent) / (name + "-" + stamp)).string();
+  constexpr int kMaxSuffix = 10000;
+  for (int k = 1; k <= kMaxSuffix; ++k) {
+    const std::string dir = k == 1 ? base : base + "-" + std::to_string(k);
+    if (::mkdir(dir.c_str(), 0755) == 0) return dir;
+    if (errno != EEXIST) {
+      throw std::runtime_error("cannot create the run folder \"" + dir +
+                               "\": " + std::strerror(errno));
+    }
+  }
+  throw std::runtime_error("cannot create a run folder: \"" + base + "\" and its " +
+                           std::to_string(kMaxSuffix - 1) + " numbered variants all exist");
 }
 
 // ---- metrics.csv ----------------------------------------------------------------------------
@@ -352,18 +393,36 @@ std::string metrics_header() {
   return h + "\n";
 }
 
+namespace {
+/// `v` printed with the printf format `fmt` (one double).
+std::string printed(const char* fmt, double v) {
+  const int n = std::snprintf(nullptr, 0, fmt, v);
+  std::string s(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+  std::snprintf(s.data(), s.size(), fmt, v);
+  s.pop_back();
+  return s;
+}
+
+/// The fields of metrics.csv's row `r`, in kMetricsColumns' order, as the file holds them; an
+/// empty field where the epoch has no value (the test columns of an epoch not evaluated).
+std::vector<std::string> metrics_fields(const MetricsRow& r) {
+  auto opt = [](const std::optional<double>& v) { return v ? printed("%.6f", *v) : ""; };
+  std::vector<std::string> f = {std::to_string(r.epoch),
+                                printed("%.6f", r.train_loss),
+                                printed("%.6f", r.train_accuracy),
+                                opt(r.test_loss),
+                                opt(r.test_accuracy),
+                                printed("%.6g", r.lr),
+                                printed("%.3f", r.seconds),
+                                printed("%.1f", r.images_per_second)};
+  return f;
+}
+}  // namespace
+
 std::string format_metrics_row(const MetricsRow& r) {
-  auto opt = [](const std::optional<double>& v) {
-    char b[32] = "";
-    if (v) std::snprintf(b, sizeof b, "%.6f", *v);
-    return std::string(b);
-  };
-  char row[256];
-  std::snprintf(row, sizeof row, "%lld,%.6f,%.6f,%s,%s,%.6g,%.3f,%.1f\n",
-                static_cast<long long>(r.epoch), r.train_loss, r.train_accuracy,
-                opt(r.test_loss).c_str(), opt(r.test_accuracy).c_str(), r.lr, r.seconds,
-                r.images_per_second);
-  return row;
+  std::string row;
+  for (const std::string& f : metrics_fields(r)) row += (row.empty() ? "" : ",") + f;
+  return row + "\n";
 }
 
 std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string& path) {
@@ -423,6 +482,88 @@ std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string
 
 std::vector<MetricsRow> read_metrics(const std::string& path) {
   return parse_metrics(read_small_file(path, kMaxMetricsBytes, "metrics"), path);
+}
+
+// ---- log.jsonl ------------------------------------------------------------------------------
+
+namespace {
+/// A finite number as JSON with 6 significant digits; null otherwise (never written: a step or
+/// epoch with a non-finite loss ends the run before it is logged).
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+std::string json_number(const std::optional<double>& v) { return v ? json_number(*v) : "null"; }
+
+constexpr size_t kMaxLogLine = 1 << 16;  // a log.jsonl line is about 100 bytes
+}  // namespace
+
+std::string format_step_record(const StepEnd& s) {
+  return "{\"type\": \"step\", \"epoch\": " + std::to_string(s.epoch + 1) +
+         ", \"step\": " + std::to_string(s.step) + ", \"loss\": " + json_number(s.loss) +
+         ", \"lr\": " + json_number(s.lr) + ", \"images_per_s\": " +
+         json_number(s.seconds > 0 ? static_cast<double>(s.images) / s.seconds : 0.0) + "}\n";
+}
+
+std::string format_epoch_record(const MetricsRow& r, int64_t step) {
+  // metrics.csv's columns in its order, each value as the file has it: the same numbers.
+  const std::vector<std::string> fields = metrics_fields(r);
+  std::string line = "{\"type\": \"epoch\", \"step\": " + std::to_string(step);
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const std::string& f = fields[i];
+    const bool number = !f.empty() && f.find_first_of("ni") == std::string::npos;  // nan, inf
+    line += ", \"" + std::string(kMetricsColumns[i]) + "\": " + (number ? f : "null");
+  }
+  return line + "}\n";
+}
+
+void trim_run_log(const std::string& path, int64_t epochs_done, int64_t steps_done) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec))) return;
+  uint64_t cut = 0;  // the bytes kept: whole lines up to the resumed point
+  {
+    const RegularFile file(path, "run log");
+    std::string line;
+    bool past = false;
+    char buf[1 << 16];
+    for (uint64_t at = 0; at < file.size() && !past;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof buf, file.size() - at));
+      file.read_at(at, buf, n);
+      for (size_t i = 0; i < n && !past; ++i) {
+        if (buf[i] != '\n') {
+          if (line.size() <= kMaxLogLine) line.push_back(buf[i]);
+          continue;
+        }
+        const json j = line.size() <= kMaxLogLine && json_nesting_depth(line) <= 2
+                           ? json::parse(line, nullptr, false)
+                           : json();
+        const auto number = [&](const char* key) {
+          return j.is_object() && j.contains(key) && j[key].is_number_integer()
+                     ? j[key].get<int64_t>()
+                     : INT64_MAX;
+        };
+        const std::string type = j.is_object() && j.contains("type") && j["type"].is_string()
+                                     ? j["type"].get<std::string>()
+                                     : "";
+        past = type == "step"    ? number("step") > steps_done
+               : type == "epoch" ? number("epoch") > epochs_done
+                                 : true;
+        if (!past) cut = at + i + 1;
+        line.clear();
+      }
+      at += n;
+    }
+  }
+  if (cut == fs::file_size(path, ec) && !ec) return;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(cut)) != 0) {
+    const std::string reason = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot cut \"" + path + "\" to the resumed run's steps: " + reason);
+  }
+  ::close(fd);
 }
 
 // ---- model.safetensors ----------------------------------------------------------------------
@@ -719,22 +860,54 @@ ResumePoint load_train_state(const std::string& run_dir, Module& model, optim::O
 
 // ---- results.json ---------------------------------------------------------------------------
 
-void write_results(const std::string& path, const TrainOptions& o, const RunResult& r) {
-  const json j = {{"recipe", name_of(o.recipe)},
-                  {"model", o.model},
-                  {"seed", o.seed},
-                  {"threads", o.threads},
-                  {"epochs", r.epochs_done},
-                  {"steps", r.steps},
-                  {"test_accuracy", r.test_accuracy},
-                  {"test_loss", r.test_loss},
-                  {"tta", o.tta},
-                  {"test_accuracy_tta", r.test_accuracy_tta},
-                  {"train_accuracy", r.train_accuracy},
-                  {"train_seconds", r.train_seconds},
-                  {"eval_seconds", r.eval_seconds},
-                  {"total_seconds", r.total_seconds}};
-  write_file_atomic(path, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+void write_results(const std::string& path, const TrainOptions& o, const RunResult& r,
+                   const std::vector<MetricsRow>& rows) {
+  // Accuracies and losses as metrics.csv holds them: null where an epoch was not evaluated.
+  const auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  json test_accuracy = nullptr, test_loss = nullptr, best = nullptr, best_epoch = nullptr;
+  json train_loss = nullptr, train_accuracy = nullptr;
+  if (!rows.empty()) {
+    test_accuracy = opt(rows.back().test_accuracy);
+    test_loss = opt(rows.back().test_loss);
+    train_loss = rows.back().train_loss;
+    train_accuracy = rows.back().train_accuracy;
+  }
+  for (const MetricsRow& m : rows) {
+    if (m.test_accuracy && (best.is_null() || *m.test_accuracy > best.get<double>())) {
+      best = *m.test_accuracy;
+      best_epoch = m.epoch;
+    }
+  }
+  json tta_accuracy = nullptr;
+  if (o.tta == 0)
+    tta_accuracy = test_accuracy;
+  else if (r.finished)
+    tta_accuracy = r.test_accuracy_tta;
+  const auto rounded = [](double v, double unit) { return std::round(v / unit) * unit; };
+  const json epochs_planned =
+      o.epochs == std::floor(o.epochs) ? json(static_cast<int64_t>(o.epochs)) : json(o.epochs);
+  const nlohmann::ordered_json out = {{"recipe", name_of(o.recipe)},
+                                      {"model", o.model},
+                                      {"seed", o.seed},
+                                      {"threads", o.threads},
+                                      {"finished", r.finished},
+                                      {"epochs", r.epochs_done},
+                                      {"epochs_planned", epochs_planned},
+                                      {"steps", r.steps},
+                                      {"trainable_parameters", r.trainable_parameters},
+                                      {"test_accuracy", test_accuracy},
+                                      {"test_loss", test_loss},
+                                      {"best_test_accuracy", best},
+                                      {"best_epoch", best_epoch},
+                                      {"tta", o.tta},
+                                      {"test_accuracy_tta", tta_accuracy},
+                                      {"train_loss", train_loss},
+                                      {"train_accuracy", train_accuracy},
+                                      {"images_per_second", rounded(r.images_per_second, 0.1)},
+                                      {"train_seconds", rounded(r.train_seconds, 0.001)},
+                                      {"eval_seconds", rounded(r.eval_seconds, 0.001)},
+                                      {"total_seconds", rounded(r.total_seconds, 0.001)}};
+  write_file_atomic(path, out.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace minidl::train

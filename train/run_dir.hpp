@@ -5,14 +5,17 @@
 //   model.safetensors        the model's state_dict and metadata (save_checkpoint): what eval,
 //                            predict and bn-stats read, and what safetensors.torch.load_file reads
 //   metrics.csv              one row per epoch, the same named columns for every recipe
-//   results.json             the run's final numbers (write_results)
+//   log.jsonl                one JSON object per training step and one per epoch (format_*_record)
+//   results.json             the run's numbers at the end of each invocation (write_results)
+//   train.log                the lines the CLI printed (apps/, not written here)
+//   accuracy.png, loss.png   the curves the CLI draws at the end (scripts/plot_run.py)
 //   run.lock                 locked (flock) by the process training the run (RunLock), holds
 //                            its pid
-// Every file is written atomically (core/file_io.hpp): a kill at any moment leaves each file
-// whole. config.json is written at the run's first commit point, with the first epoch's state,
-// so a run that fails before (or a second start refused) leaves the folder as it was. Nothing else
-// in minidl parses these files; readers check every field and throw std::runtime_error naming the
-// file and the entry.
+// Every file but the two logs is written atomically (core/file_io.hpp): a kill at any moment
+// leaves each file whole; the logs are appended line by line. config.json is written at the run's
+// first commit point, with the first epoch's state, so a run that fails before (or a second start
+// refused) leaves the folder as it was. Nothing else in minidl parses these files; readers check
+// every field and throw std::runtime_error naming the file and the entry.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include "core/safetensors.hpp"
 #include "layers/module.hpp"
 #include "optim/optimizer.hpp"
+#include "train/loop.hpp"
 #include "train/options.hpp"
 
 namespace minidl::train {
@@ -90,8 +94,17 @@ class RunLock {
 };
 
 /// The files of a run that exist in `run_dir`, among config.json, train_state.safetensors,
-/// model.safetensors, metrics.csv and results.json (empty: no run there). Never throws.
+/// model.safetensors, metrics.csv, results.json, log.jsonl and train.log (empty: no run there).
+/// Never throws.
 std::vector<std::string> run_files(const std::string& run_dir);
+
+/// Creates a new, empty run folder PARENT/MODEL-YYYYmmdd-HHMMSS (local time of `when`; PARENT
+/// created if needed), or with -2, -3, ... appended when that name exists: each name is taken
+/// with mkdir(2), which fails on any existing name, so an existing folder is never reused or
+/// replaced, and two processes starting in the same second get two folders. Characters of
+/// `model` other than letters, digits, '.', '_' and '-' become '_'. Returns the folder's path.
+/// Throws std::runtime_error naming the folder when it cannot be created.
+std::string create_run_dir(const std::string& parent, const std::string& model, int64_t when);
 
 // ---- metrics.csv ----------------------------------------------------------------------------
 
@@ -116,6 +129,27 @@ std::string format_metrics_row(const MetricsRow& r);
 std::vector<MetricsRow> parse_metrics(const std::string& text, const std::string& path);
 /// Reads and parses RUN_DIR/metrics.csv (parse_metrics).
 std::vector<MetricsRow> read_metrics(const std::string& path);
+
+// ---- log.jsonl ------------------------------------------------------------------------------
+
+/// One line of RUN_DIR/log.jsonl for a training step (with its newline):
+///   {"type": "step", "epoch": 1, "step": 17, "loss": 2.1034, "lr": 0.05, "images_per_s": 612.4}
+/// epoch 1-based, step the run's steps done (1-based), loss the step's batch loss (rank 0's
+/// slice under data parallelism), lr the schedule's, images_per_s the step's images over its
+/// wall time (data loading included). Numbers with 6 significant digits.
+std::string format_step_record(const StepEnd& s);
+/// One line of RUN_DIR/log.jsonl for an epoch: {"type": "epoch", "step": S, then every
+/// metrics.csv column by name, in metrics.csv's order, each number as metrics.csv prints it},
+/// S the run's steps done at the epoch's end; test_loss and test_accuracy null when the epoch
+/// was not evaluated.
+std::string format_epoch_record(const MetricsRow& r, int64_t step);
+/// Cuts RUN_DIR/log.jsonl (at `path`) before its first line past a resumed run's point: a step
+/// line with "step" > steps_done, an epoch line with "epoch" > epochs_done, or a line that is
+/// not a JSON object with a "type" (a line torn by a kill). The lines before stay as they are,
+/// so the continued run appends to the log of the epochs it continues. Does nothing when the
+/// file does not exist. Throws std::runtime_error naming the file when it cannot be read or
+/// cut, or is not a regular file.
+void trim_run_log(const std::string& path, int64_t epochs_done, int64_t steps_done);
 
 // ---- model.safetensors ----------------------------------------------------------------------
 
@@ -187,6 +221,7 @@ struct RunResult {
   double test_loss = 0.0;          ///< last epoch's
   double test_accuracy_tta = 0.0;  ///< with TrainOptions::tta (= test_accuracy when 0)
   double train_accuracy = 0.0;     ///< last epoch's, augmented batches, train-mode BN
+  double train_loss = 0.0;         ///< last epoch's (with label smoothing, as optimized)
   int64_t epochs_run = 0;          ///< epochs trained by this fit()
   int64_t epochs_done = 0;         ///< epochs of the run in all
   int64_t steps = 0;               ///< optimizer steps of the run in all
@@ -197,9 +232,23 @@ struct RunResult {
   double total_seconds = 0.0;      ///< wall time of this fit(), data loading included
   bool finished = false;           ///< the run reached its last epoch
 };
-/// Writes RUN_DIR/results.json: recipe, model, seed, threads, epochs, steps, test_accuracy,
-/// test_loss, tta, test_accuracy_tta, train_accuracy, train_seconds, eval_seconds,
-/// total_seconds.
-void write_results(const std::string& path, const TrainOptions& o, const RunResult& r);
+/// Writes RUN_DIR/results.json (2-space indent), one object with, in this order:
+///   recipe, model, seed, threads   the run's settings
+///   finished                       whether the run reached its last epoch (false after
+///                                  --stop-after; a resumed run rewrites the file)
+///   epochs, epochs_planned, steps  epochs done in all, the run's length, steps done in all
+///   trainable_parameters
+///   test_accuracy, test_loss       the last epoch's (metrics.csv's last row, its 6 decimals),
+///                                  eval mode, no TTA; null when that epoch was not evaluated
+///   best_test_accuracy, best_epoch the best test accuracy of metrics.csv and its epoch (null
+///                                  when no epoch was evaluated)
+///   tta, test_accuracy_tta         the TTA level and the final accuracy with it (tta 0:
+///                                  test_accuracy; null for a run not finished)
+///   train_loss, train_accuracy     the last epoch's (metrics.csv's last row)
+///   images_per_second, train_seconds, eval_seconds, total_seconds   of this invocation (to
+///                                  0.1 image/s and 1 ms)
+/// `rows` are the run's metrics.csv rows (every epoch so far).
+void write_results(const std::string& path, const TrainOptions& o, const RunResult& r,
+                   const std::vector<MetricsRow>& rows);
 
 }  // namespace minidl::train

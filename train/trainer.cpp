@@ -416,6 +416,15 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
       }
     });
   }
+  // log.jsonl: held in memory until the run's first commit point, then appended line by line
+  // (a resumed run: to the lines of the epochs it continues).
+  LogFile log(o.out + "/log.jsonl");
+  if (resume && writes) {
+    commit(start_epoch, [&] {
+      trim_run_log(log.path(), start_epoch, step);
+      log.open(true);
+    });
+  }
   // config.json is written at the first commit point (below): until then the folder keeps
   // whatever it held.
   bool config_written = false;
@@ -473,6 +482,12 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
         lookahead->update(model, optim::Lookahead::decay(done, total_steps));
       if (done >= total_steps) lookahead->update(model, 1.0f);
       if (user) user(b, s);
+    };
+  }
+  if (writes) {
+    hooks.on_step_end = [&log, user = hooks.on_step_end](const StepEnd& e) {
+      log.write(format_step_record(e));
+      if (user) user(e);
     };
   }
   if (!renormed.empty()) {
@@ -571,6 +586,9 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
           write_config(o.out + "/config.json", o);
           config_written = true;
         }
+        // The log first: a kill before the commit point below cuts these lines on --resume.
+        log.write(format_epoch_record(row, step));
+        log.open(false);  // a new run's first commit: replaces an old log.jsonl
         if (o.resumable) {
           // The epoch's commit point is train_state.safetensors; the other two files follow.
           save_train_state(o.out + "/train_state.safetensors", model, opt, o.model, epoch + 1, step,
@@ -581,6 +599,7 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
       });
     }
     result.train_accuracy = tr.accuracy;
+    result.train_loss = tr.loss;
     result.epochs_run += 1;
     if (cb.on_epoch_end) cb.on_epoch_end(end);
   }
@@ -602,7 +621,13 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
         save_checkpoint(model_path, model, o, epochs, result.test_accuracy,
                         result.test_accuracy_tta, meta);
       }
-      write_results(o.out + "/results.json", o, result);
+      write_results(o.out + "/results.json", o, result,
+                    parse_metrics(metrics, o.out + "/metrics.csv"));
+    });
+  } else if (writes && result.epochs_run > 0) {  // stopped early (stop_after): where it stands
+    commit(o.resumable ? end_epoch : 0, [&] {
+      write_results(o.out + "/results.json", o, result,
+                    parse_metrics(metrics, o.out + "/metrics.csv"));
     });
   }
   return result;
