@@ -109,27 +109,33 @@ double run_eval(const EvalConfig& cfg) {
 
 Command add_eval(CLI::App& app) {
   auto c = std::make_shared<EvalConfig>();
-  auto* e = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
-  e->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
-  e->add_option("--data", c->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  auto* e = app.add_subcommand(
+      "eval",
+      "the test-set loss, accuracy, per-class accuracy and confusion matrix of a checkpoint");
+  e->add_option("--checkpoint", c->checkpoint, "the model.safetensors file to evaluate")
+      ->type_name("FILE")
+      ->required();
+  e->add_option("--data", c->data,
+                "the CIFAR-10 binary folder (cifar-10-batches-bin); $MINIDL_DATA when not given")
+      ->type_name("DIR");
   e->add_option("--batch-size", c->batch_size, "images per batch")
       ->capture_default_str()
       ->check(integer_in(1, 65536));
-  e->add_flag("--json", c->json, "print one JSON object");
+  e->add_flag("--json", c->json, "print one JSON object (schema in README.md)");
   e->add_flag("--allow-nonfinite", c->allow_nonfinite,
               "evaluate a checkpoint even if a tensor holds NaN or infinity (refused otherwise)");
   e->add_option("--threads", c->threads, "OpenMP threads")
       ->capture_default_str()
       ->check(integer_in(1, 256));
-  e->add_option("--limit", c->limit, "evaluate the first N test images")
+  e->add_option("--limit-test,--limit", c->limit, "evaluate on the first N test images only")
       ->check(integer_in(1, 10000));
-  add_enum_option(e, "--bn-stats", c->bn_stats, "BN statistics at test time");
-  e->add_option("--recalibrate-limit", c->recalibrate_limit,
-                "population: use the first N training images")
+  add_enum_option(e, "--bn-stats", c->bn_stats, "BN's statistics at test time");
+  e->add_option("--limit-train,--recalibrate-limit", c->recalibrate_limit,
+                "--bn-stats population: recalibrate on the first N training images only")
       ->check(integer_in(1, 50000));
   e->add_option("--tta", c->tta,
-                "test-time augmentation: 0 none | 1 mean logits of the image and its mirror | 2 "
-                "also one-pixel translations (6 views, airbench94's)")
+                "test-time augmentation: 0 none, 1 the mean logits of the image and its mirror, "
+                "2 also one-pixel translations (6 views, airbench94's)")
       ->capture_default_str()
       ->check(integer_in(0, 2));
   return {e, [c] { run_eval(*c); }};
