@@ -1,11 +1,16 @@
 // minidl eval — test-set loss and accuracy in inference mode, per-class accuracy, confusion
 // matrix; --json prints one JSON object.
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "apps/cli.hpp"
+#include "apps/progress.hpp"
+#include "core/system.hpp"
 #include "core/kernels.hpp"
 #include "train/loop.hpp"
 #include "train/run_dir.hpp"
@@ -49,9 +54,28 @@ double run_eval(const EvalConfig& cfg) {
   }
   EvalResult r;
   const bool batch = cfg.bn_stats == EvalBnStats::kBatch;
+  // On a terminal, a progress line through the test pass (apps/progress.hpp).
+  std::function<void(const EvalProgress&)> progress;
+  if (progress_enabled()) {
+    const auto start = std::chrono::steady_clock::now();
+    progress = [start](const EvalProgress& p) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      char acc[32];
+      std::snprintf(acc, sizeof acc, "acc %5.2f%%", p.images ? 100.0 * p.correct / p.images : 0.0);
+      const double left = p.images ? secs / p.images * (p.total - p.images) : 0.0;
+      draw_progress(progress_text(
+          "eval", static_cast<double>(p.images) / p.total,
+          {{0, progress_count(p.images, p.total)},
+           {2, acc},
+           {3, with_thousands(secs > 0 ? std::llround(p.images / secs) : 0) + " img/s"},
+           {1, "ETA " + format_duration(left)}}));
+    };
+  }
   try {
     r = evaluate(*model, test, cfg.batch_size, batch ? BnStats::kBatch : BnStats::kRunning, norm,
-                 cfg.tta);
+                 cfg.tta, progress);
+    clear_progress();
   } catch (const std::invalid_argument& e) {
     if (!batch) throw std::invalid_argument(with_flag_names(e.what()));
     throw std::invalid_argument(std::string("--bn-stats batch with --batch-size ") +

@@ -199,7 +199,7 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
       const int64_t rate = secs > 0 ? std::llround(p.images * st->world / secs) : 0;
       draw_progress(progress_text(st->epoch_label() + " train",
                                   static_cast<double>(p.batch) / p.batches,
-                                  {{0, with_thousands(p.batch) + "/" + with_thousands(p.batches)},
+                                  {{0, progress_count(p.batch, p.batches)},
                                    {2, number_text("loss %.4f", p.loss)},
                                    {3, number_text("acc %5.2f%%", 100 * p.accuracy)},
                                    {4, number_text("lr %.3e", p.lr)},
@@ -231,7 +231,7 @@ train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
                                                : st->epoch_label() + " test ";
       draw_progress(progress_text(
           label, c.pass_fraction,
-          {{0, with_thousands(p.images) + "/" + with_thousands(p.total)},
+          {{0, progress_count(p.images, p.total)},
            {2, number_text("loss %.4f", p.loss)},
            {3, number_text("acc %5.2f%%", p.images ? 100.0 * p.correct / p.images : 0.0)},
            {5, with_thousands(rate) + " img/s"},

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/system.hpp"
+
 namespace minidl::app {
 
 namespace {
@@ -48,6 +50,11 @@ void clear_progress() {
 }
 
 bool progress_open() { return g_open != 0; }
+
+std::string progress_count(int64_t done, int64_t total) {
+  const std::string d = with_thousands(done), t = with_thousands(total);
+  return std::string(t.size() > d.size() ? t.size() - d.size() : 0, ' ') + d + "/" + t;
+}
 
 std::string progress_text(const std::string& left, double fraction,
                           const std::vector<ProgressField>& fields) {

@@ -4,6 +4,7 @@
 // is not a terminal nothing is drawn and the commands print only their plain lines.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ bool progress_open();
 
 /// What erases the current terminal line: carriage return, then ECMA-48 "erase to end of line".
 inline constexpr char kEraseLine[] = "\r\033[K";
+
+/// "  3/390": `done` of `total` with thousands separators, padded to the width of `total` so
+/// that the fields after it keep their place.
+std::string progress_count(int64_t done, int64_t total);
 
 /// One field of a progress line ("loss 1.2345") and its rank: on a narrow terminal the fields
 /// of the highest ranks are left out first.

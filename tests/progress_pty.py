@@ -121,10 +121,10 @@ def main():
         # Every drawing of the progress line, as written (each begins with ESC [ K).
         # (The terminal echoes Ctrl-C as "^C" after the last one.)
         bars = [b.replace("^C", "") for b in re.split(r"\r\x1b\[K", raw) if "ETA" in b]
-        train_bar = re.compile(r"^epoch [123]/3 train \[[=> ]+\] \d+/4  loss \d+\.\d{4}  "
+        train_bar = re.compile(r"^epoch [123]/3 train \[[=> ]+\] +\d+/4  loss \d+\.\d{4}  "
                                r"acc +\d+\.\d\d%  lr \d\.\d{3}e[-+]\d\d  [\d,]+ img/s  ETA ")
-        test_bar = re.compile(r"^epoch [123]/3 test  \[[=> ]+\] [\d,]+/10,000  loss \d+\.\d{4}  "
-                              r"acc +\d+\.\d\d%  [\d,]+ img/s  ETA ")
+        test_bar = re.compile(r"^epoch [123]/3 test  \[[=> ]+\] +[\d,]+/10,000  "
+                              r"loss \d+\.\d{4}  acc +\d+\.\d\d%  [\d,]+ img/s  ETA ")
         check(any(train_bar.match(b) for b in bars),
               "no training progress line with loss, acc, lr, img/s and ETA")
         check(any(test_bar.match(b) and b.startswith("epoch 2/3") for b in bars),

@@ -239,7 +239,7 @@ TEST_CASE("config.json holds the numbers as typed, and --resume still compares t
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("train's start-up lines fit in 100 columns; its epoch lines line up", "[cli][train]") {
+TEST_CASE("train's start-up lines fit in 100 columns and its epoch lines line up", "[cli][train]") {
   const std::string dir = fresh_dir("cli_help_lines");
   auto [s, out] = run_cli(
       "train --model resnet8 --epochs 2 --batch-size 64 --limit-train 128 "
