@@ -227,10 +227,12 @@ std::string HelpFormatter::make_description(const CLI::App* app) const {
 }
 
 std::vector<Command> add_commands(CLI::App& app) {
-  app.formatter(std::make_shared<HelpFormatter>());
+  app.formatter(std::make_shared<HelpFormatter>());  // the subcommands inherit it
+  std::vector<Command> commands = {add_train(app),      add_eval(app),     add_predict(app),
+                                   add_bench(app),      add_bn_stats(app), add_recalibrate(app),
+                                   add_experiment(app), add_plot(app)};
   app.footer("Each subcommand's flags: minidl SUBCOMMAND --help (docs/cli.md has them all).");
-  return {add_train(app),    add_eval(app),        add_predict(app),    add_bench(app),
-          add_bn_stats(app), add_recalibrate(app), add_experiment(app), add_plot(app)};
+  return commands;
 }
 
 std::vector<std::string> nearest_flags(const CLI::App& app, const std::string& typed) {
@@ -242,7 +244,7 @@ std::vector<std::string> nearest_flags(const CLI::App& app, const std::string& t
     for (const std::string& l : opt->get_lnames()) {
       if (l == "help") continue;
       size_t rank = SIZE_MAX;
-      if ((t.size() >= 2 && initials(t) == l) || (l.size() >= 2 && initials(l) == t)) {
+      if (t.size() >= 2 && l.size() >= 2 && (initials(t) == l || initials(l) == t)) {
         rank = 0;  // --learning-rate for --lr, --bs for --batch-size
       } else if (t.size() >= 3 && (l.rfind(t, 0) == 0 || t.rfind(l + "-", 0) == 0)) {
         rank = 1;  // --limit for --limit-test, --epochs-total for --epochs
