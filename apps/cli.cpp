@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -13,8 +14,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
+
+#include "core/system.hpp"
 
 namespace minidl::app {
 
@@ -23,6 +27,10 @@ std::string shown(const std::string& v) { return v.size() > 24 ? v.substr(0, 24)
 }  // namespace
 
 CLI::Validator integer_in(long long lo, long long hi) {
+  const std::string range =
+      hi == std::numeric_limits<long long>::max()
+          ? "an integer >= " + std::to_string(lo)
+          : "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
   return CLI::Validator(
       [lo, hi](std::string& v) -> std::string {
         const std::string want =
@@ -34,14 +42,14 @@ CLI::Validator integer_in(long long lo, long long hi) {
           return want + ", got " + shown(v);
         return "";
       },
-      "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      range);
 }
 
 CLI::Validator real_in(double lo, double hi, bool lo_open, bool hi_open) {
   auto num = [](double d) {
-    std::ostringstream o;
-    o << d;
-    return o.str();
+    char b[32];
+    std::snprintf(b, sizeof b, "%.10g", d);
+    return std::string(b);
   };
   const std::string range = "a number " + std::string(lo_open ? "> " : ">= ") + num(lo) + " and " +
                             (hi_open ? "< " : "<= ") + num(hi);
@@ -53,7 +61,7 @@ CLI::Validator real_in(double lo, double hi, bool lo_open, bool hi_open) {
                         (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
         return ok ? "" : "must be " + range + ", got " + shown(v);
       },
-      "FLOAT: " + range);
+      range);
 }
 
 std::string with_flag_names(const std::string& message) {
@@ -256,6 +264,18 @@ std::string format_duration(double seconds) {
   else
     std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
   return buf;
+}
+
+std::string count_text(double n, const std::string& singular, const std::string& plural) {
+  std::string number;
+  if (n == std::floor(n) && std::fabs(n) < 1e15) {
+    number = with_thousands(static_cast<int64_t>(n));
+  } else {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", n);
+    number = b;
+  }
+  return number + " " + (n == 1 ? singular : plural.empty() ? singular + "s" : plural);
 }
 
 }  // namespace minidl::app

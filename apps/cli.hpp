@@ -36,6 +36,39 @@ Command add_recalibrate(CLI::App& app);
 Command add_experiment(CLI::App& app);
 Command add_plot(CLI::App& app);
 
+/// The whole command line on `app`: minidl's help layout (HelpFormatter) and every subcommand,
+/// in the order `minidl --help` lists them (what main() and the command-line fuzzer parse).
+std::vector<Command> add_commands(CLI::App& app);
+
+/// minidl's help layout: a flag, its value's type once (NUMBER, INT, NAME, DIR, true|false...),
+/// then its description as sentences followed by its range and its default, each once, wrapped
+/// to 100 columns. A flag's old spelling (a second long name) is named as such.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  HelpFormatter();
+  std::string make_option_name(const CLI::Option* opt, bool is_positional) const override;
+  std::string make_option_opts(const CLI::Option* opt) const override;
+  std::string make_option_desc(const CLI::Option* opt) const override;
+  std::string make_subcommand(const CLI::App* sub) const override;
+  std::string make_description(const CLI::App* app) const override;
+};
+
+/// The one line minidl prints for a command-line error `e` of `app` (parsed as far as it got):
+/// for an unknown flag, the flag and the nearest ones of its command ("unknown flag
+/// --learning-rate for train; did you mean --lr?"), or the commands it belongs to ("--lr is for
+/// landscape and covariate-shift, not bn-only"); for an unknown subcommand, the ones there are;
+/// otherwise CLI11's own message.
+std::string parse_error_message(const CLI::App& app, const CLI::ParseError& e);
+
+/// The line after a command-line error: which --help to run ("Run minidl train --help for its
+/// flags and their ranges.").
+std::string help_hint(const CLI::App& app);
+
+/// The flags of `app` nearest to `typed` (an unknown flag, e.g. "--learning-rate"), best first:
+/// those it abbreviates or is the initials of ("--lr"), begins ("--limit" -> "--limit-test"),
+/// or is within a few typing mistakes of (edit distance at most 1 per 4 characters, at least 1).
+std::vector<std::string> nearest_flags(const CLI::App& app, const std::string& typed);
+
 /// What `minidl --version` prints (apps/version.cpp), one "key: value" per line after the first:
 /// "minidl <version> (git <hash>[-dirty], at configure time)", the build type, the BLAS
 /// (OpenBLAS's own description), the SIMD width the build was compiled for, MPI built or not,
@@ -54,18 +87,25 @@ CLI::Validator integer_in(long long lo, long long hi);
 CLI::Validator real_in(double lo, double hi, bool lo_open = false, bool hi_open = false);
 
 /// A choice flag bound to an enum: its accepted names, help list and error all come from the
-/// enum's table (core/enum_names.hpp).
+/// enum's table (core/enum_names.hpp); `only`, when not empty, the values this flag takes.
 template <class E>
 CLI::Option* add_enum_option(CLI::App* app, const std::string& flag, E& value,
-                             const std::string& help) {
+                             const std::string& help, const std::vector<E>& only = {}) {
   std::string list;
-  for (const EnumEntry<E>& e : enum_table(E{}))
+  std::vector<std::string> names;
+  for (const EnumEntry<E>& e : enum_table(E{})) {
+    bool taken = only.empty();
+    for (E v : only) taken = taken || v == e.value;
+    if (!taken) continue;
     list += std::string(list.empty() ? "" : "; ") + e.name + ": " + e.help;
+    names.push_back(e.name);
+  }
   auto* o = app->add_option_function<std::string>(
       flag, [&value, flag](const std::string& s) { value = parse_enum<E>(s, flag); },
-      help + " (" + list + "; default " + name_of(value) + ")");
+      help + ". " + list);
   o->type_name("NAME");
-  o->check(CLI::IsMember(names_of<E>()));
+  o->default_str(name_of(value));
+  o->check(CLI::IsMember(names));
   return o;
 }
 
@@ -79,6 +119,11 @@ std::string resolve_data_dir(const std::string& flag);
 
 /// A duration in seconds as "1h05m" (an hour or more) or "4m07s" (rounded to the second).
 std::string format_duration(double seconds);
+
+/// `n` and the noun, in the singular for 1: count_text(1, "epoch") is "1 epoch",
+/// count_text(30, "epoch") "30 epochs", count_text(9.9, "epoch") "9.9 epochs",
+/// count_text(1200, "batch", "batches") "1,200 batches".
+std::string count_text(double n, const std::string& singular, const std::string& plural = "");
 
 /// The Python that draws the plots: $MINIDL_PYTHON if set, else /usr/bin/python3 (Debian's
 /// python3-matplotlib belongs to it; the first python3 on PATH may be another interpreter).

@@ -156,20 +156,22 @@ Command add_bench(CLI::App& app) {
   auto* b = app.add_subcommand(
       "bench",
       "images/s and peak RSS of training steps or inference forward passes, on random data");
-  b->add_option("--model", c->model, "model name")->capture_default_str();
+  b->add_option("--model", c->model, "the model (as train --model)")
+      ->type_name("NAME")
+      ->capture_default_str();
   b->add_option("--batch-size", c->batch_size, "images per batch (>= 2 in train mode)")
       ->capture_default_str()
       ->check(integer_in(1, 65536));
   b->add_option("--steps", c->steps, "timed steps")
       ->capture_default_str()
       ->check(integer_in(1, 1000000));
-  b->add_option("--warmup", c->warmup, "untimed steps first")
+  b->add_option("--warmup", c->warmup, "untimed steps before the timed ones")
       ->capture_default_str()
       ->check(integer_in(0, 1000000));
   b->add_option("--threads", c->threads, "OpenMP threads")
       ->capture_default_str()
       ->check(integer_in(1, 256));
-  b->add_flag("--json", c->json, "print one JSON object");
+  b->add_flag("--json", c->json, "print one JSON object (docs/speed.md)");
   add_enum_option(b, "--train-only", c->train_only, "which parameters learn (as in train)");
   add_enum_option(b, "--mode", c->mode, "what a step is");
   b->add_flag("--profile", c->profile,
@@ -177,7 +179,8 @@ Command add_bench(CLI::App& app) {
               "steps (to stderr with --json)");
   b->add_option("--roofline", c->roofline,
                 "with --profile: scripts/roofline.sh's JSON file, for each op's fraction of this "
-                "machine's SGEMM peak and memory bandwidth (default: $MINIDL_ROOFLINE)");
+                "machine's SGEMM peak and memory bandwidth; $MINIDL_ROOFLINE when not given")
+      ->type_name("FILE");
   return {b, [c] { run_bench(*c); }};
 }
 

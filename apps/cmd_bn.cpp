@@ -134,9 +134,12 @@ void run_recalibrate(const RecalibrateConfig& cfg) {
 Command add_bn_stats(CLI::App& app) {
   auto checkpoint = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  auto* b = app.add_subcommand(
-      "bn-stats", "per BN layer: mean/std/min/max of gamma, beta, running_mean, running_var");
-  b->add_option("--checkpoint", *checkpoint, "model.safetensors")->required();
+  auto* b = app.add_subcommand("bn-stats",
+                               "per BatchNorm layer of a checkpoint: the mean, std, min and max of "
+                               "gamma, beta, running_mean and running_var");
+  b->add_option("--checkpoint", *checkpoint, "the model.safetensors file to read")
+      ->type_name("FILE")
+      ->required();
   b->add_flag("--json", *json, "print one JSON object (schema in README.md)");
   return {b, [checkpoint, json] { run_bn_stats(*checkpoint, *json); }};
 }
@@ -144,16 +147,21 @@ Command add_bn_stats(CLI::App& app) {
 Command add_recalibrate(CLI::App& app) {
   auto c = std::make_shared<RecalibrateConfig>();
   auto* r = app.add_subcommand("recalibrate-bn",
-                               "recompute every BN's population mean and unbiased variance over "
-                               "the training set (inference mode, layer after layer) and save a "
-                               "new checkpoint");
-  r->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
-  r->add_option("--data", c->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  r->add_option("--out", c->out, "the new checkpoint")->required();
+                               "recompute every BatchNorm's population mean and unbiased variance "
+                               "over the training set (inference mode, layer after layer) and "
+                               "save a new checkpoint");
+  r->add_option("--checkpoint", c->checkpoint, "the model.safetensors file to read")
+      ->type_name("FILE")
+      ->required();
+  r->add_option("--data", c->data,
+                "the CIFAR-10 binary folder (cifar-10-batches-bin); $MINIDL_DATA when not given")
+      ->type_name("DIR");
+  r->add_option("--out", c->out, "the new checkpoint's file")->type_name("FILE")->required();
   r->add_option("--batch-size", c->batch_size, "images per batch")
       ->capture_default_str()
       ->check(integer_in(1, 65536));
-  r->add_option("--limit", c->limit, "use the first N training images")
+  r->add_option("--limit-train,--limit", c->limit,
+                "recalibrate on the first N training images only")
       ->check(integer_in(1, 50000));
   r->add_option("--threads", c->threads, "OpenMP threads")
       ->capture_default_str()

@@ -1,11 +1,16 @@
 // minidl eval — test-set loss and accuracy in inference mode, per-class accuracy, confusion
 // matrix; --json prints one JSON object.
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "apps/cli.hpp"
+#include "apps/progress.hpp"
+#include "core/system.hpp"
 #include "core/kernels.hpp"
 #include "train/loop.hpp"
 #include "train/run_dir.hpp"
@@ -49,9 +54,28 @@ double run_eval(const EvalConfig& cfg) {
   }
   EvalResult r;
   const bool batch = cfg.bn_stats == EvalBnStats::kBatch;
+  // On a terminal, a progress line through the test pass (apps/progress.hpp).
+  std::function<void(const EvalProgress&)> progress;
+  if (progress_enabled()) {
+    const auto start = std::chrono::steady_clock::now();
+    progress = [start](const EvalProgress& p) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      char acc[32];
+      std::snprintf(acc, sizeof acc, "acc %5.2f%%", p.images ? 100.0 * p.correct / p.images : 0.0);
+      const double left = p.images ? secs / p.images * (p.total - p.images) : 0.0;
+      draw_progress(progress_text(
+          "eval", static_cast<double>(p.images) / p.total,
+          {{0, progress_count(p.images, p.total)},
+           {2, acc},
+           {3, with_thousands(secs > 0 ? std::llround(p.images / secs) : 0) + " img/s"},
+           {1, "ETA " + format_duration(left)}}));
+    };
+  }
   try {
     r = evaluate(*model, test, cfg.batch_size, batch ? BnStats::kBatch : BnStats::kRunning, norm,
-                 cfg.tta);
+                 cfg.tta, progress);
+    clear_progress();
   } catch (const std::invalid_argument& e) {
     if (!batch) throw std::invalid_argument(with_flag_names(e.what()));
     throw std::invalid_argument(std::string("--bn-stats batch with --batch-size ") +
@@ -109,27 +133,33 @@ double run_eval(const EvalConfig& cfg) {
 
 Command add_eval(CLI::App& app) {
   auto c = std::make_shared<EvalConfig>();
-  auto* e = app.add_subcommand("eval", "test-set accuracy of a checkpoint in inference mode");
-  e->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
-  e->add_option("--data", c->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  auto* e = app.add_subcommand(
+      "eval",
+      "the test-set loss, accuracy, per-class accuracy and confusion matrix of a checkpoint");
+  e->add_option("--checkpoint", c->checkpoint, "the model.safetensors file to evaluate")
+      ->type_name("FILE")
+      ->required();
+  e->add_option("--data", c->data,
+                "the CIFAR-10 binary folder (cifar-10-batches-bin); $MINIDL_DATA when not given")
+      ->type_name("DIR");
   e->add_option("--batch-size", c->batch_size, "images per batch")
       ->capture_default_str()
       ->check(integer_in(1, 65536));
-  e->add_flag("--json", c->json, "print one JSON object");
+  e->add_flag("--json", c->json, "print one JSON object (schema in README.md)");
   e->add_flag("--allow-nonfinite", c->allow_nonfinite,
               "evaluate a checkpoint even if a tensor holds NaN or infinity (refused otherwise)");
   e->add_option("--threads", c->threads, "OpenMP threads")
       ->capture_default_str()
       ->check(integer_in(1, 256));
-  e->add_option("--limit", c->limit, "evaluate the first N test images")
+  e->add_option("--limit-test,--limit", c->limit, "evaluate on the first N test images only")
       ->check(integer_in(1, 10000));
-  add_enum_option(e, "--bn-stats", c->bn_stats, "BN statistics at test time");
-  e->add_option("--recalibrate-limit", c->recalibrate_limit,
-                "population: use the first N training images")
+  add_enum_option(e, "--bn-stats", c->bn_stats, "BN's statistics at test time");
+  e->add_option("--limit-train,--recalibrate-limit", c->recalibrate_limit,
+                "--bn-stats population: recalibrate on the first N training images only")
       ->check(integer_in(1, 50000));
   e->add_option("--tta", c->tta,
-                "test-time augmentation: 0 none | 1 mean logits of the image and its mirror | 2 "
-                "also one-pixel translations (6 views, airbench94's)")
+                "test-time augmentation: 0 none, 1 the mean logits of the image and its mirror, "
+                "2 also one-pixel translations (6 views, airbench94's)")
       ->capture_default_str()
       ->check(integer_in(0, 2));
   return {e, [c] { run_eval(*c); }};

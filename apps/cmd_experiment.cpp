@@ -1,8 +1,10 @@
-// minidl experiment NAME — the flags of the four experiments (experiments/), their printing
-// and their plots (scripts/plot_experiment.py, plot_sweep.py, plot_why_bn.py).
+// minidl experiment NAME — the experiments (experiments/), one subcommand each with its own
+// flags, their printing and their plots (scripts/plot_experiment.py, plot_sweep.py,
+// plot_why_bn.py, plot_batch_size.py).
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <sstream>
 
 #include "apps/cli.hpp"
 #include "experiments/batch_size.hpp"
@@ -59,9 +61,9 @@ void apply_common_flags(const ExperimentArgs& a, Config& c, const std::string& d
 /// The line for a run that --stop-after ended before its tables.
 void print_stopped(const std::string& name, int64_t stop_after, const std::string& out) {
   std::printf(
-      "\nstopped after --stop-after %lld epochs; continue with the same flags plus --resume: "
+      "\nstopped after --stop-after %s; continue with the same flags plus --resume: "
       "minidl experiment %s ... --out %s --resume\n",
-      static_cast<long long>(stop_after), name.c_str(), out.c_str());
+      count_text(stop_after, "epoch").c_str(), name.c_str(), out.c_str());
 }
 
 /// `experiment batch-size`: trains its cells (or continues them), then prints and plots.
@@ -93,31 +95,16 @@ void run_batch_size(ExperimentArgs& a, const std::string& data,
               c.out.c_str());
 }
 
-void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_only,
-         const std::vector<CLI::Option*>& why_only) {
+void run(ExperimentArgs& a, CLI::App* x) {
   const bool why = a.name == Experiment::kLandscape || a.name == Experiment::kCovariateShift;
   const std::string name = name_of(a.name);
-  auto given = [x](const char* flag) { return x->get_option(flag)->count() > 0; };
+  auto given = [x](const char* flag) {
+    const CLI::Option* o = x->get_option_no_throw(flag);
+    return o && o->count() > 0;
+  };
   if (a.name == Experiment::kBatchSize) {
-    for (const char* flag : {"--models", "--recipe", "--bn-sync", "--variants"}) {
-      if (given(flag)) throw std::invalid_argument(std::string(flag) + " is not for batch-size");
-    }
-    for (CLI::Option* o : why_only) {
-      if (o->count() > 0)
-        throw std::invalid_argument(o->get_name() + " is for landscape and covariate-shift, not " +
-                                    name);
-    }
     run_batch_size(a, resolve_data_dir(a.data), given);
     return;
-  }
-  for (CLI::Option* o : why ? bn_only : why_only) {
-    if (o->count() > 0) {
-      throw std::invalid_argument(o->get_name() + " is for " +
-                                  (why ? "bn-only and bn-only-sweep"
-                                       : "landscape and "
-                                         "covariate-shift") +
-                                  ", not " + name);
-    }
   }
   const std::string data = resolve_data_dir(a.data);
   if (why) {
@@ -145,10 +132,6 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
   }
   experiments::BnOnlyConfig& c = a.bn;
   const bool sweep = a.name == Experiment::kBnOnlySweep;
-  if (sweep && given("--model"))
-    throw std::invalid_argument("--model is for bn-only; bn-only-sweep takes --models");
-  if (!sweep && given("--models"))
-    throw std::invalid_argument("--models is for bn-only-sweep; bn-only takes --model");
   apply_common_flags(a, c, data, given);
   if (a.epochs > 0) c.epochs = a.epochs;
   if (given("--variants")) {
@@ -185,82 +168,160 @@ void run(ExperimentArgs& a, CLI::App* x, const std::vector<CLI::Option*>& bn_onl
               c.out.c_str());
 }
 
+/// "a b c": a list flag's default as typed.
+template <class T>
+std::string words(const std::vector<T>& v) {
+  std::string s;
+  for (const T& x : v) {
+    std::ostringstream o;
+    o << x;
+    s += (s.empty() ? "" : " ") + o.str();
+  }
+  return s;
+}
+
+/// The flags of experiment `e` (its subcommand `x`), each with that experiment's default.
+void add_experiment_flags(CLI::App* x, Experiment e, ExperimentArgs& a) {
+  const long long kEpochs = 100000;
+  const bool bn_only = e == Experiment::kBnOnly || e == Experiment::kBnOnlySweep;
+  const bool why = e == Experiment::kLandscape || e == Experiment::kCovariateShift;
+  const experiments::BnOnlyConfig bn;
+  const experiments::BatchSizeConfig batch;
+  const experiments::WhyBnConfig wb;
+  x->add_option("--data", a.data,
+                "the CIFAR-10 binary folder (cifar-10-batches-bin); $MINIDL_DATA when not given")
+      ->type_name("DIR");
+  if (e != Experiment::kBnOnlySweep) {
+    const char* what = e == Experiment::kBnOnly      ? "the model"
+                       : e == Experiment::kBatchSize ? "a CIFAR ResNet (resnet<D>[_<W>])"
+                                                     : "the VGG without BN (vgg11[_w<k>])";
+    x->add_option("--model", a.model, what)
+        ->type_name("NAME")
+        ->default_str(e == Experiment::kBnOnly      ? bn.model
+                      : e == Experiment::kBatchSize ? batch.model
+                                                    : wb.model);
+  }
+  if (e == Experiment::kBnOnlySweep) {
+    x->add_option("--models", a.bn.models, "the models, one sweep row each")
+        ->type_name("NAME")
+        ->default_str(words(bn.models));
+  }
+  const char* per = e == Experiment::kBatchSize ? "epochs per cell"
+                    : e == Experiment::kBnOnly || e == Experiment::kBnOnlySweep
+                        ? "epochs per variant"
+                        : "epochs per run";
+  x->add_option("--epochs", a.epochs, per)
+      ->default_str(std::to_string(e == Experiment::kLandscape        ? 20
+                                   : e == Experiment::kCovariateShift ? 15
+                                   : e == Experiment::kBatchSize      ? batch.epochs
+                                                                      : bn.epochs))
+      ->check(integer_in(1, kEpochs));
+  x->add_option("--out", a.out, "the output folder")
+      ->type_name("DIR")
+      ->default_str(e == Experiment::kLandscape        ? "runs/landscape"
+                    : e == Experiment::kCovariateShift ? "runs/covariate-shift"
+                    : e == Experiment::kBatchSize      ? batch.out
+                                                       : bn.out);
+  x->add_option("--seed", a.seed,
+                e == Experiment::kBatchSize ? "the seed, shared by every cell"
+                                            : "the seed, shared by every variant")
+      ->capture_default_str()
+      ->check(integer_in(0, std::numeric_limits<long long>::max()));
+  x->add_option("--threads", a.threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(integer_in(1, 256));
+  x->add_option("--limit-train", a.limit_train, "train on the first N training images only")
+      ->check(integer_in(1, 50000));
+  x->add_option("--limit-test", a.limit_test, "test on the first N test images only")
+      ->check(integer_in(1, 10000));
+  if (bn_only) {
+    std::vector<std::string> variants;
+    for (optim::TrainOnly v : bn.variants) variants.push_back(name_of(v));
+    x->add_option("--variants", a.variants,
+                  "the variants, any of all, bn, fc, bn+fc and random-per-channel")
+        ->type_name("NAME")
+        ->default_str(words(variants));
+  } else if (why) {
+    x->add_option("--variants", a.variants,
+                  e == Experiment::kLandscape ? "the variants, any of standard and bn"
+                                              : "the variants, any of standard, bn and noisy-bn")
+        ->type_name("NAME")
+        ->default_str(e == Experiment::kLandscape ? "standard bn" : "standard bn noisy-bn");
+  }
+  if (bn_only || e == Experiment::kBatchSize) {
+    x->add_option("--stop-after", a.bn.stop_after,
+                  std::string("train at most N epochs in this invocation (summed over ") +
+                      (e == Experiment::kBatchSize ? "cells" : "variants and models") +
+                      "), then stop; continue with --resume")
+        ->check(integer_in(1, kEpochs));
+    x->add_flag("--resume", a.bn.resume,
+                std::string("continue the experiment in --out: finished ") +
+                    (e == Experiment::kBatchSize ? "cells" : "variants") +
+                    " are kept, a partial one continues (the same flags required)");
+  }
+  if (bn_only) {
+    add_enum_option(
+        x, "--recipe", a.bn.recipe,
+        "the recipe of every variant (bn-speedrun: its optimizer, lr, batch and data "
+        "settings; --model and --epochs stay the experiment's)",
+        {train::Recipe::kDefault, train::Recipe::kFrankle2021, train::Recipe::kBnSpeedrun});
+    add_enum_option(x, "--bn-sync", a.bn.bn_sync,
+                    "under mpirun: BatchNorm's statistics per process or global");
+  }
+  if (why) {
+    x->add_option("--lr", a.why.lrs,
+                  "the learning rate(s): one run per variant and learning rate (e.g. --lr 0.1 "
+                  "0.5)")
+        ->default_str(words(wb.lrs))
+        ->check(real_in(0, 1000, true));
+    x->add_option("--batch-size", a.why.batch_size, "images per batch")
+        ->capture_default_str()
+        ->check(integer_in(2, 65536));
+    x->add_option("--momentum", a.why.momentum, "SGD's momentum")
+        ->capture_default_str()
+        ->check(real_in(0, 1, false, true));
+    x->add_option("--weight-decay", a.why.weight_decay, "L2 weight decay")
+        ->capture_default_str()
+        ->check(real_in(0, 1));
+    x->add_option("--probes", a.why.probes, "measurements per run, evenly spaced")
+        ->capture_default_str()
+        ->check(integer_in(1, 100000));
+  }
+  if (e == Experiment::kLandscape) {
+    x->add_option("--etas", a.why.eta_factors,
+                  "the probe's step sizes, as multiples of the learning rate")
+        ->default_str(words(wb.eta_factors))
+        ->check(real_in(0, 1000, true));
+  }
+  if (e == Experiment::kCovariateShift) {
+    x->add_option("--layer", a.why.layer,
+                  "the conv block (1-based) whose pre-activations are recorded")
+        ->capture_default_str()
+        ->check(integer_in(1, 1000));
+  }
+}
+
 }  // namespace
 
 Command add_experiment(CLI::App& app) {
   auto a = std::make_shared<ExperimentArgs>();
-  const long long kEpochs = 100000;
-  auto* x = app.add_subcommand("experiment", "run a named experiment (see NAME)");
-  add_enum_option(x, "name", a->name, "the experiment")->required();
-  x->add_option("--data", a->data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
-  x->add_option("--model", a->model,
-                "bn-only: the model (default resnet14); landscape, covariate-shift: the VGG "
-                "without BN (default vgg11_w4); batch-size: a CIFAR ResNet (default resnet20)");
-  x->add_option(
-       "--epochs", a->epochs,
-       "epochs per variant (bn-only: 15; landscape: 20; covariate-shift: 15; batch-size: 5 "
-       "per cell)")
-      ->check(integer_in(1, kEpochs));
-  x->add_option("--out", a->out,
-                "output folder (default runs/bn-only, runs/landscape, runs/covariate-shift, "
-                "runs/batch-size)");
-  x->add_option("--seed", a->seed, "seed (shared by every variant)")
-      ->capture_default_str()
-      ->check(integer_in(0, std::numeric_limits<long long>::max()));
-  x->add_option("--threads", a->threads, "OpenMP threads")
-      ->capture_default_str()
-      ->check(integer_in(1, 256));
-  x->add_option("--limit-train", a->limit_train, "train on the first N images")
-      ->check(integer_in(1, 50000));
-  x->add_option("--limit-test", a->limit_test, "test on the first N images")
-      ->check(integer_in(1, 10000));
-  x->add_option("--variants", a->variants,
-                "bn-only: subset of all bn fc bn+fc random-per-channel; landscape: of standard bn; "
-                "covariate-shift: of standard bn noisy-bn");
-  const std::vector<CLI::Option*> bn_only = {
-      x->add_option("--models", a->bn.models, "bn-only-sweep: the models")->capture_default_str(),
-      x->add_option("--stop-after", a->bn.stop_after,
-                    "train at most N epochs in this invocation (summed over variants, models or "
-                    "cells), then stop; continue with --resume")
-          ->check(integer_in(1, kEpochs)),
-      x->add_flag("--resume", a->bn.resume,
-                  "continue the experiment in --out: finished variants are kept, a partial one "
-                  "continues (same flags required)"),
-      add_enum_option(x, "--recipe", a->bn.recipe,
-                      "bn-only: the recipe of every variant (bn-speedrun: its optimizer, lr, "
-                      "batch and data settings; --model and --epochs stay the experiment's)")
-          ->check(CLI::IsMember(std::vector<std::string>{"default", "frankle2021", "bn-speedrun"})),
-      add_enum_option(x, "--bn-sync", a->bn.bn_sync,
-                      "bn-only under mpirun: BatchNorm statistics per process or global")};
-  const std::vector<CLI::Option*> why_only = {
-      x->add_option("--lr", a->why.lrs,
-                    "landscape, covariate-shift: learning rate(s), one run per variant and lr "
-                    "(e.g. --lr 0.1 0.5)")
-          ->capture_default_str()
-          ->check(real_in(0, 1000, true)),
-      x->add_option("--batch-size", a->why.batch_size, "landscape, covariate-shift: batch size")
-          ->capture_default_str()
-          ->check(integer_in(2, 65536)),
-      x->add_option("--momentum", a->why.momentum, "landscape, covariate-shift: SGD momentum")
-          ->capture_default_str()
-          ->check(real_in(0, 1, false, true)),
-      x->add_option("--weight-decay", a->why.weight_decay,
-                    "landscape, covariate-shift: L2 weight decay")
-          ->capture_default_str()
-          ->check(real_in(0, 1)),
-      x->add_option("--probes", a->why.probes,
-                    "landscape, covariate-shift: measurements per run, evenly spaced")
-          ->capture_default_str()
-          ->check(integer_in(1, 100000)),
-      x->add_option("--etas", a->why.eta_factors,
-                    "landscape: step sizes of the probe, as multiples of the lr")
-          ->capture_default_str()
-          ->check(real_in(0, 1000, true)),
-      x->add_option("--layer", a->why.layer,
-                    "covariate-shift: the conv block (1-based) whose pre-activations are recorded")
-          ->capture_default_str()
-          ->check(integer_in(1, 1000))};
-  return {x, [a, x, bn_only, why_only] { run(*a, x, bn_only, why_only); }};
+  auto* x = app.add_subcommand("experiment",
+                               "run a named experiment: minidl experiment NAME --help for its "
+                               "flags (docs/experiments.md)");
+  x->require_subcommand(1);
+  std::vector<std::pair<Experiment, CLI::App*>> subs;
+  for (const EnumEntry<Experiment>& e : enum_table(Experiment{})) {
+    CLI::App* sub = x->add_subcommand(e.name, e.help);
+    add_experiment_flags(sub, e.value, *a);
+    subs.emplace_back(e.value, sub);
+  }
+  return {x, [a, subs] {
+            for (const auto& [e, sub] : subs) {
+              if (!sub->parsed()) continue;
+              a->name = e;
+              run(*a, sub);
+            }
+          }};
 }
 
 }  // namespace minidl::app

@@ -27,7 +27,7 @@ Command add_plot(CLI::App& app) {
   auto run_dir = std::make_shared<std::string>();
   auto* p = app.add_subcommand(
       "plot", "draw a run folder's accuracy.png and loss.png from its metrics.csv (matplotlib)");
-  p->add_option("RUN_DIR", *run_dir, "the run folder (train --out)")->required();
+  p->add_option("RUN_DIR", *run_dir, "the run folder (train --out) to draw")->required();
   return {p, [run_dir] { run_plot(*run_dir); }};
 }
 

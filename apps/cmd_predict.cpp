@@ -70,10 +70,13 @@ void run_predict(const PredictConfig& cfg) {
 
 Command add_predict(CLI::App& app) {
   auto c = std::make_shared<PredictConfig>();
-  auto* p = app.add_subcommand("predict", "top classes for image files (PNG/JPEG/BMP)");
-  p->add_option("--checkpoint", c->checkpoint, "model.safetensors")->required();
-  p->add_option("images", c->images, "image files")->required();
-  p->add_option("--top", c->top, "classes to show")
+  auto* p = app.add_subcommand(
+      "predict", "the most probable classes of image files (PNG, JPEG, BMP; resized to 32x32)");
+  p->add_option("--checkpoint", c->checkpoint, "the model.safetensors file to classify with")
+      ->type_name("FILE")
+      ->required();
+  p->add_option("images", c->images, "the image files")->required();
+  p->add_option("--top", c->top, "classes to show per image")
       ->capture_default_str()
       ->check(integer_in(1, 10));
   p->add_option("--threads", c->threads, "OpenMP threads")

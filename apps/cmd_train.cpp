@@ -18,6 +18,8 @@
 
 #include "apps/cli.hpp"
 #include "apps/console_log.hpp"
+#include "apps/progress.hpp"
+#include "core/system.hpp"
 #include "dist/process_group.hpp"
 #include "train/trainer.hpp"
 
@@ -40,93 +42,234 @@ struct TrainArgs {
   std::string resume_note;  ///< resumed_options' line on an extended run, printed by run()
 };
 
-/// Printing, the progress bar and --profile as Trainer callbacks.
+/// The run's estimated time left (this invocation, to its last epoch or --stop-after): the
+/// steps left at the seconds per step measured so far, plus the test passes left at the seconds
+/// per pass measured so far (before the first one: a third of a training step per image, as a
+/// forward pass is about a third of a step). A TTA pass counts as many passes as its views.
+struct RunClock {
+  // The run, from FitStart.
+  int64_t epochs = 0, end_epoch = 0, per_epoch = 0, total_steps = 0, first_step = 0;
+  int64_t batch_size = 1, test_images = 0;
+  bool eval_every_epoch = true;
+  int tta = 0;
+  // Measured.
+  double train_seconds = 0;  // finished epochs' training loops (this invocation)
+  double eval_seconds = 0;   // finished test passes
+  double eval_passes = 0;    // ... in passes of the test set without TTA
+  // Now.
+  int64_t epoch = 0, step = 0;
+  bool epoch_evaluated = false, tta_done = false, evaluating = false;
+  int pass_tta = 0;
+  double pass_fraction = 0;  // of the test pass under way
+  Clock::time_point phase_start;
+
+  static int views(int level) { return level == 0 ? 1 : level == 1 ? 2 : 6; }
+  bool evaluates(int64_t e) const {
+    return test_images > 0 && (eval_every_epoch || e + 1 == epochs);
+  }
+
+  /// Seconds left, or a negative number while nothing is measured yet.
+  double seconds_left() const {
+    const double phase = std::chrono::duration<double>(Clock::now() - phase_start).count();
+    const int64_t steps = step - first_step;
+    if (steps <= 0) return -1;
+    const double per_step = (train_seconds + (evaluating ? 0.0 : phase)) / steps;
+    const int64_t steps_end = std::min(total_steps, end_epoch * per_epoch);
+    const double per_pass = eval_passes > 0
+                                ? eval_seconds / eval_passes
+                                : per_step / 3 * test_images / static_cast<double>(batch_size);
+    double passes = 0;
+    for (int64_t e = epoch; e < end_epoch; ++e)
+      passes += evaluates(e) && !(e == epoch && epoch_evaluated) ? 1 : 0;
+    if (end_epoch == epochs && tta > 0 && test_images > 0 && !tta_done) passes += views(tta);
+    if (evaluating) passes -= pass_fraction * views(pass_tta);
+    return std::max<int64_t>(0, steps_end - step) * per_step + std::max(0.0, passes) * per_pass;
+  }
+  std::string eta() const {
+    const double left = seconds_left();
+    return left < 0 ? "ETA --" : "ETA " + format_duration(left);
+  }
+};
+
+/// `format` (one printf conversion of a double) applied to `v`.
+std::string number_text(const char* format, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, format, v);
+  return b;
+}
+
+/// The start-up lines: what is trained, on what, how, and where (each line under 100 columns
+/// but for long model names and paths).
+void print_header(const train::FitStart& f, const train::TrainOptions& o) {
+  if (o.recipe == train::Recipe::kAirbench94) {
+    std::printf("minidl train --recipe airbench94: %s parameters, %s\n",
+                with_thousands(f.parameters).c_str(), count_text(o.threads, "thread").c_str());
+    std::printf("  data: %s train / %s test images; %g epochs = %s of %s images\n",
+                with_thousands(f.train_images).c_str(), with_thousands(f.test_images).c_str(),
+                o.epochs, count_text(f.total_steps, "step").c_str(),
+                with_thousands(o.batch_size).c_str());
+    std::printf("  sgd nesterov, lr %.4g (BN biases x%g); run folder %s\n", o.lr,
+                o.bn_bias_lr_scale, o.out.c_str());
+  } else if (o.recipe == train::Recipe::kBnSpeedrun) {
+    std::printf("minidl train --recipe bn-speedrun: %s, %s parameters, %s trainable, %s\n",
+                o.model.c_str(), with_thousands(f.parameters).c_str(),
+                with_thousands(f.trainable).c_str(), count_text(o.threads, "thread").c_str());
+    std::printf("  data: %s train / %s test images; %s of %s of %s images\n",
+                with_thousands(f.train_images).c_str(), with_thousands(f.test_images).c_str(),
+                count_text(f.epochs, "epoch").c_str(),
+                count_text(f.batches_per_epoch, "batch", "batches").c_str(),
+                with_thousands(o.batch_size).c_str());
+    std::printf("  %s, lr %g, schedule %s; weight decay %g, label smoothing %g, augmentation %s\n",
+                name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(), o.weight_decay,
+                o.label_smoothing, o.augment ? "on" : "off");
+    std::printf("  --train-only %s; test set evaluated %s; run folder %s\n",
+                name_of(o.train_only).c_str(),
+                o.eval_every_epoch ? "after every epoch" : "after the last epoch", o.out.c_str());
+  } else {
+    std::string model = o.model;  // with its normalization when not BatchNorm
+    if (o.norm == NormKind::kGroup)
+      model += " --norm gn --gn-groups " + std::to_string(o.gn_groups);
+    else if (o.norm != NormKind::kBatch)
+      model += " --norm " + name_of(o.norm);
+    std::printf("minidl train: %s, %s parameters, %s trainable (--train-only %s), %s\n",
+                model.c_str(), with_thousands(f.parameters).c_str(),
+                with_thousands(f.trainable).c_str(), name_of(o.train_only).c_str(),
+                count_text(o.threads, "thread").c_str());
+    std::printf("  data: %s train / %s test images; %s of %s of %s images\n",
+                with_thousands(f.train_images).c_str(), with_thousands(f.test_images).c_str(),
+                count_text(f.epochs, "epoch").c_str(),
+                count_text(f.batches_per_epoch, "batch", "batches").c_str(),
+                with_thousands(o.batch_size).c_str());
+    std::printf("  %s, lr %g, schedule %s; BN statistics: %s; run folder %s\n",
+                name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(),
+                name_of(o.bn_stats).c_str(), o.out.c_str());
+  }
+  if (f.world_size > 1) {
+    std::printf("  data-parallel: %d processes, global batch %lld, BatchNorm statistics %s\n",
+                f.world_size, static_cast<long long>(o.batch_size),
+                o.bn_sync == train::BnSync::kNone
+                    ? "per process"
+                    : ("synchronized (" + name_of(o.bn_sync) + ")").c_str());
+  }
+  if (f.start_epoch > 0) {
+    std::printf("  resumed after epoch %lld of %lld\n", static_cast<long long>(f.start_epoch),
+                static_cast<long long>(f.epochs));
+  }
+  std::fflush(stdout);
+}
+
+/// Printing, the progress line (on a terminal) and --profile as Trainer callbacks.
 train::Callbacks console(const TrainArgs& a, const train::TrainOptions& o) {
   struct State {
-    Clock::time_point epoch_start;
+    Clock::time_point last_draw;
     std::unique_ptr<ProfileWindow> profile;
     int64_t first_epoch = -1;
+    int world = 1;
+    RunClock clock;
+    /// "epoch 3/30" with the epoch count's width, so that the line does not shift.
+    std::string epoch_label() const {
+      const int w = static_cast<int>(std::to_string(clock.epochs).size());
+      char b[64];
+      std::snprintf(b, sizeof b, "epoch %*lld/%lld", w, static_cast<long long>(clock.epoch + 1),
+                    static_cast<long long>(clock.epochs));
+      return b;
+    }
+    /// Whether to redraw now: the first and last batch of a phase, else at most 10 times a second.
+    bool due(bool edge) {
+      const auto now = Clock::now();
+      if (!edge && now - last_draw < std::chrono::milliseconds(100)) return false;
+      last_draw = now;
+      return true;
+    }
+    double phase_seconds() const {
+      return std::chrono::duration<double>(Clock::now() - clock.phase_start).count();
+    }
   };
   auto st = std::make_shared<State>();
-  const bool tty = isatty(STDERR_FILENO);
+  const bool bar = progress_enabled();
   train::Callbacks cb;
   cb.on_fit_start = [&o, st](const train::FitStart& f) {
     st->first_epoch = f.start_epoch;
-    if (o.recipe == train::Recipe::kAirbench94) {
-      std::printf(
-          "minidl train --recipe airbench94: %lld parameters, %lld train / %lld test images, %g "
-          "epochs = %lld steps of %lld images, sgd nesterov lr %.4g (BN biases x%g), %d threads "
-          "-> %s\n",
-          static_cast<long long>(f.parameters), static_cast<long long>(f.train_images),
-          static_cast<long long>(f.test_images), o.epochs, static_cast<long long>(f.total_steps),
-          static_cast<long long>(o.batch_size), o.lr, o.bn_bias_lr_scale, o.threads, o.out.c_str());
-    } else if (o.recipe == train::Recipe::kBnSpeedrun) {
-      std::printf(
-          "minidl train --recipe bn-speedrun: %s, %lld parameters (%lld trainable: --train-only "
-          "%s), %lld train / %lld test images, %lld epochs of %lld batches of %lld, %s lr %g "
-          "(%s), weight decay %g, label smoothing %g, augmentation %s, test set evaluated %s, %d "
-          "threads -> %s\n",
-          o.model.c_str(), static_cast<long long>(f.parameters),
-          static_cast<long long>(f.trainable), name_of(o.train_only).c_str(),
-          static_cast<long long>(f.train_images), static_cast<long long>(f.test_images),
-          static_cast<long long>(f.epochs), static_cast<long long>(f.batches_per_epoch),
-          static_cast<long long>(o.batch_size), name_of(o.optimizer).c_str(), o.lr,
-          name_of(o.schedule).c_str(), o.weight_decay, o.label_smoothing, o.augment ? "on" : "off",
-          o.eval_every_epoch ? "after every epoch" : "after the last epoch", o.threads,
-          o.out.c_str());
-    } else {
-      std::string model = o.model;  // with its normalization when not BatchNorm
-      if (o.norm == NormKind::kGroup)
-        model += " --norm gn --gn-groups " + std::to_string(o.gn_groups);
-      else if (o.norm != NormKind::kBatch)
-        model += " --norm " + name_of(o.norm);
-      std::printf(
-          "minidl train: %s, %lld parameters (%lld trainable: --train-only %s, --bn-stats %s), "
-          "%lld train / %lld test images, %lld epochs of %lld batches, %s lr %g (%s), %d "
-          "threads -> %s\n",
-          model.c_str(), static_cast<long long>(f.parameters), static_cast<long long>(f.trainable),
-          name_of(o.train_only).c_str(), name_of(o.bn_stats).c_str(),
-          static_cast<long long>(f.train_images), static_cast<long long>(f.test_images),
-          static_cast<long long>(f.epochs), static_cast<long long>(f.batches_per_epoch),
-          name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(), o.threads,
-          o.out.c_str());
-    }
-    if (f.world_size > 1) {
-      std::printf("data-parallel: %d processes, global batch %lld, BatchNorm statistics %s\n",
-                  f.world_size, static_cast<long long>(o.batch_size),
-                  o.bn_sync == train::BnSync::kNone
-                      ? "per process"
-                      : ("synchronized (" + name_of(o.bn_sync) + ")").c_str());
-    }
-    std::fflush(stdout);
+    st->world = f.world_size;
+    RunClock& c = st->clock;
+    c.epochs = f.epochs;
+    c.end_epoch = f.end_epoch;
+    c.per_epoch = f.batches_per_epoch;
+    c.total_steps = f.total_steps;
+    c.first_step = c.step = std::min(f.total_steps, f.start_epoch * f.batches_per_epoch);
+    c.batch_size = o.batch_size;
+    c.test_images = f.test_images;
+    c.eval_every_epoch = o.eval_every_epoch;
+    c.tta = o.tta;
+    print_header(f, o);
   };
   cb.on_epoch_start = [st, profile = a.profile](int64_t epoch) {
-    st->epoch_start = Clock::now();
+    st->clock.epoch = epoch;
+    st->clock.epoch_evaluated = false;
+    st->clock.phase_start = Clock::now();
     // --profile: the first epoch of this invocation, training loop only.
     if (profile && epoch == st->first_epoch) st->profile = std::make_unique<ProfileWindow>(true);
   };
-  if (tty) {
-    cb.on_batch_end = [st](int64_t i, int64_t n, double loss) {
-      const double el = std::chrono::duration<double>(Clock::now() - st->epoch_start).count();
-      const int width = 30, done = static_cast<int>(width * i / n);
-      std::fprintf(stderr, "\r  [%s%s] %lld/%lld loss %.4f ETA %s   ",
-                   std::string(done, '=').c_str(), std::string(width - done, ' ').c_str(),
-                   static_cast<long long>(i), static_cast<long long>(n), loss,
-                   format_duration(el / i * (n - i)).c_str());
-      if (i == n) std::fprintf(stderr, "\r%s\r", std::string(80, ' ').c_str());
+  if (bar) {
+    cb.on_batch_end = [st](const train::BatchProgress& p) {
+      st->clock.step = p.step;
+      if (!st->due(p.batch == 1 || p.batch == p.batches)) return;
+      const double secs = st->phase_seconds();
+      const int64_t rate = secs > 0 ? std::llround(p.images * st->world / secs) : 0;
+      draw_progress(progress_text(st->epoch_label() + " train",
+                                  static_cast<double>(p.batch) / p.batches,
+                                  {{0, progress_count(p.batch, p.batches)},
+                                   {2, number_text("loss %.4f", p.loss)},
+                                   {3, number_text("acc %5.2f%%", 100 * p.accuracy)},
+                                   {4, number_text("lr %.3e", p.lr)},
+                                   {5, with_thousands(rate) + " img/s"},
+                                   {1, st->clock.eta()}}));
+    };
+    cb.on_evaluate_start = [st](const train::EvaluateStart& e) {
+      RunClock& c = st->clock;
+      c.evaluating = true;
+      c.pass_tta = e.tta;
+      c.pass_fraction = 0;
+      c.phase_start = Clock::now();
+    };
+    cb.on_evaluate_batch = [st](const train::EvalProgress& p) {
+      RunClock& c = st->clock;
+      const bool first = c.pass_fraction == 0;
+      c.pass_fraction = p.total > 0 ? static_cast<double>(p.images) / p.total : 1.0;
+      const bool last = p.images >= p.total;
+      if (last) {  // the pass is over: its time per pass for the estimate
+        c.eval_seconds += st->phase_seconds();
+        c.eval_passes += RunClock::views(c.pass_tta);
+        c.evaluating = false;
+        (c.pass_tta == 0 ? c.epoch_evaluated : c.tta_done) = true;
+      }
+      if (!st->due(first || last)) return;
+      const double secs = st->phase_seconds();
+      const int64_t rate = secs > 0 ? std::llround(p.images * st->world / secs) : 0;
+      const std::string label = c.pass_tta > 0 ? "final test, TTA " + std::to_string(c.pass_tta)
+                                               : st->epoch_label() + " test ";
+      draw_progress(progress_text(
+          label, c.pass_fraction,
+          {{0, progress_count(p.images, p.total)},
+           {2, number_text("loss %.4f", p.loss)},
+           {3, number_text("acc %5.2f%%", p.images ? 100.0 * p.correct / p.images : 0.0)},
+           {5, with_thousands(rate) + " img/s"},
+           {1, c.eta()}}));
     };
   }
-  cb.on_train_epoch_end = [st](int64_t, const train::EpochStats&) {
+  cb.on_train_epoch_end = [st](int64_t, const train::EpochStats& s) {
+    st->clock.train_seconds += s.seconds;
+    st->clock.phase_start = Clock::now();
     if (st->profile) st->profile->stop();
   };
   cb.on_epoch_end = [st](const train::EpochEnd& e) {
-    print_epoch_line(e);
+    print_epoch_line(e);  // clears the progress line first
     if (st->profile) {
       std::printf(
-          "per-op profile of epoch %lld (%lld batches, training loop %.3f s, evaluation "
-          "excluded):\n%s",
-          static_cast<long long>(e.row.epoch), static_cast<long long>(e.train.batches),
-          e.train.seconds, profiler::table(e.train.seconds, e.train.batches).c_str());
+          "per-op profile of epoch %lld (%s, training loop %.3f s, evaluation excluded):\n%s",
+          static_cast<long long>(e.row.epoch),
+          count_text(e.train.batches, "batch", "batches").c_str(), e.train.seconds,
+          profiler::table(e.train.seconds, e.train.batches).c_str());
       st->profile.reset();
     }
     std::fflush(stdout);
@@ -158,6 +301,26 @@ const std::vector<std::string> kBnSpeedrunFlags = {
     "--stop-after", "--limit-train", "--limit-test", "--eval-every-epoch",
     "--profile"};
 
+/// The flags --recipe airbench94 takes besides --recipe (it fixes every other setting).
+const char* const kAirbench94Flags[] = {
+    "--data",     "--seed",       "--tta",         "--out",        "--threads",
+    "--epochs",   "--batch-size", "--limit-train", "--limit-test", "--eval-every-epoch",
+    "--overwrite"};
+
+/// "--data, --model, ..." (kBnSpeedrunFlags).
+std::string bn_speedrun_flags() {
+  std::string list;
+  for (const std::string& t : kBnSpeedrunFlags) list += (list.empty() ? "" : ", ") + t;
+  return list;
+}
+
+/// "--data, --seed, ..." (kAirbench94Flags).
+std::string airbench94_flags() {
+  std::string list;
+  for (const char* t : kAirbench94Flags) list += (list.empty() ? "" : ", ") + std::string(t);
+  return list;
+}
+
 /// The options the flags give for a new run: the default recipe with every flag applied, or
 /// airbench94's or bn-speedrun's preset with the flags it takes.
 train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
@@ -166,8 +329,7 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
   if (a.recipe == train::Recipe::kAirbench94) {
     refuse_fixed_flags(
         sub, a.recipe,
-        {"--data", "--seed", "--tta", "--out", "--threads", "--epochs", "--batch-size",
-         "--limit-train", "--limit-test", "--eval-every-epoch", "--overwrite"});
+        std::vector<std::string>(std::begin(kAirbench94Flags), std::end(kAirbench94Flags)));
     o = train::airbench94_options(given("--batch-size") ? a.o.batch_size : 1024,
                                   given("--epochs") ? a.o.epochs : 9.9);
     o.data = a.o.data;
@@ -266,8 +428,9 @@ train::TrainOptions resumed_options(TrainArgs& a, CLI::App* sub, const train::Tr
     const std::string planned = std::to_string(static_cast<int64_t>(saved.epochs));
     if (train::schedule_depends_on_length(saved)) {
       throw std::invalid_argument(
-          wanted + ": the run in " + a.resume + " was planned for " + planned +
-          " epochs and its learning rate follows that length (schedule " + name_of(saved.schedule) +
+          wanted + ": the run in " + a.resume + " was planned for " +
+          count_text(saved.epochs, "epoch") +
+          " and its learning rate follows that length (schedule " + name_of(saved.schedule) +
           (saved.warmup_epochs < 0 ? ", warm-up 15% of the run" : "") +
           "), so another length would change the epochs already trained; resume it with "
           "--epochs " +
@@ -275,13 +438,13 @@ train::TrainOptions resumed_options(TrainArgs& a, CLI::App* sub, const train::Tr
     }
     if (flags.epochs < saved.epochs) {
       throw std::invalid_argument(wanted + ": the run in " + a.resume + " is planned for " +
-                                  planned +
-                                  " epochs; a resumed run can only be extended (stop "
+                                  count_text(saved.epochs, "epoch") +
+                                  "; a resumed run can only be extended (stop "
                                   "it earlier with --stop-after)");
     }
     a.resume_note = "resuming " + a.resume + " with " + wanted + ": the run is extended from " +
-                    planned + " to " + std::to_string(static_cast<int64_t>(flags.epochs)) +
-                    " epochs (its " + name_of(saved.schedule) +
+                    count_text(saved.epochs, "epoch") + " to " + count_text(flags.epochs, "epoch") +
+                    " (its " + name_of(saved.schedule) +
                     " schedule does not depend on the run's length, so the epochs already "
                     "trained stay as they were)";
     o.epochs = flags.epochs;
@@ -296,7 +459,7 @@ train::TrainOptions resumed_options(TrainArgs& a, CLI::App* sub, const train::Tr
 char g_lines[2][1024];
 std::atomic<int> g_line{0};
 volatile std::sig_atomic_t g_in_commit = 0, g_pending = 0;
-bool g_after_bar = false;  // stderr is a terminal (the progress bar's line may be open)
+bool g_terminal = false;  // stderr is a terminal: the progress line may be on screen
 
 void set_stop_line(const std::string& text) {
   const int next = 1 - g_line.load();
@@ -305,15 +468,17 @@ void set_stop_line(const std::string& text) {
 }
 
 /// Prints the line and ends the process by the signal, as it would have ended without the
-/// handler (async-signal-safe: write, signal, raise).
+/// handler (async-signal-safe: write, signal, raise). On a terminal the line replaces the
+/// progress line (and the "^C" the terminal echoed).
 void stop_by(int sig) {
   const char* name =
-      sig == SIGINT ? "\nminidl: interrupted (SIGINT); " : "\nminidl: stopped (SIGTERM); ";
-  if (!g_after_bar) ++name;  // the newline ends a progress bar on a terminal only
+      sig == SIGINT ? "minidl: interrupted (SIGINT); " : "minidl: stopped (SIGTERM); ";
   const char* line = g_lines[g_line.load()];
   size_t n = 0;
   while (line[n]) ++n;
-  ssize_t ignored = ::write(STDERR_FILENO, name, std::strlen(name));
+  ssize_t ignored = 0;
+  if (g_terminal) ignored = ::write(STDERR_FILENO, kEraseLine, std::strlen(kEraseLine));
+  ignored = ::write(STDERR_FILENO, name, std::strlen(name));
   ignored = ::write(STDERR_FILENO, line, n);
   (void)ignored;
   std::signal(sig, SIG_DFL);
@@ -343,7 +508,7 @@ std::string kept_line(const train::TrainOptions& o, int64_t epoch) {
 /// current and hold a signal while files are written.
 void stop_with_kept_line(train::Callbacks& cb, const train::TrainOptions& o) {
   set_stop_line(kept_line(o, 0));
-  g_after_bar = isatty(STDERR_FILENO);
+  g_terminal = progress_enabled();
   auto fit_start = cb.on_fit_start;
   cb.on_fit_start = [fit_start, &o](const train::FitStart& f) {
     set_stop_line(kept_line(o, o.resumable ? f.start_epoch : 0));
@@ -430,6 +595,7 @@ void train_in(TrainArgs& a, const train::TrainOptions& o, bool resume,
     const train::RunResult r = trainer.fit(resume, a.stop_after);
     const std::string ck = o.out + "/model.safetensors";
     if (group->rank() != 0) return;
+    clear_progress();  // the final test pass's
     if (o.tta > 0 && r.finished) {
       std::printf(
           "done: test accuracy %.2f%% with TTA level %d, %.2f%% without; wall time %s (training "
@@ -440,8 +606,8 @@ void train_in(TrainArgs& a, const train::TrainOptions& o, bool resume,
     } else if (o.recipe == train::Recipe::kBnSpeedrun) {
       print_bn_speedrun_end(o, r, resume);
     } else {
-      std::printf("done: test accuracy %.2f%% after %lld epochs in %s; checkpoint %s\n",
-                  100 * r.test_accuracy, static_cast<long long>(r.epochs_done),
+      std::printf("done: test accuracy %.2f%% after %s in %s; checkpoint %s\n",
+                  100 * r.test_accuracy, count_text(r.epochs_done, "epoch").c_str(),
                   format_duration(r.total_seconds).c_str(), ck.c_str());
     }
     std::fflush(stdout);
@@ -508,15 +674,18 @@ void run(TrainArgs& a, CLI::App* sub) {
 }  // namespace
 
 void print_epoch_line(const train::EpochEnd& e) {
+  clear_progress();
+  // Fixed widths, so that the numbers of successive epochs line up.
   char loss[16] = "     -", acc[16] = "     - ";
   if (e.test) {
-    std::snprintf(loss, sizeof loss, "%.4f", e.test->loss);
+    std::snprintf(loss, sizeof loss, "%6.4f", e.test->loss);
     std::snprintf(acc, sizeof acc, "%6.2f%%", 100 * e.test->accuracy());
   }
+  const int w = static_cast<int>(std::to_string(e.epochs).size());
   std::printf(
-      "epoch %3lld/%lld  train loss %.4f acc %6.2f%%  test loss %s acc %s  lr %.4g  %.1fs  "
-      "%.0f img/s\n",
-      static_cast<long long>(e.row.epoch), static_cast<long long>(e.epochs), e.row.train_loss,
+      "epoch %*lld/%lld  train loss %6.4f acc %6.2f%%  test loss %s acc %s  lr %.3e  %5.1fs  "
+      "%4.0f img/s\n",
+      w, static_cast<long long>(e.row.epoch), static_cast<long long>(e.epochs), e.row.train_loss,
       100 * e.row.train_accuracy, loss, acc, e.row.lr, e.row.seconds, e.row.images_per_second);
   std::fflush(stdout);
 }
@@ -525,61 +694,77 @@ Command add_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   train::TrainOptions& o = a->o;
   const long long kEpochs = 100000;
-  auto* t = app.add_subcommand("train", "train a model on CIFAR-10");
-  t->add_option("--data", o.data, "CIFAR-10 binary directory (or $MINIDL_DATA)");
+  auto* t = app.add_subcommand("train", "train a model on CIFAR-10 and write a run folder");
+  t->add_option("--data", o.data,
+                "the CIFAR-10 binary folder (cifar-10-batches-bin); $MINIDL_DATA when not given")
+      ->type_name("DIR");
   t->add_option("--model", o.model,
-                "resnet<D>[_<W>] (e.g. resnet20, resnet14_64), vgg11[_bn|_noisybn][_w<k>] (e.g. "
-                "vgg11_bn_w4), airbench94 or cnn")
+                "the model: resnet<D>[_<W>] (e.g. resnet20, resnet14_64), "
+                "vgg11[_bn|_noisybn][_w<k>] (e.g. vgg11_bn_w4), airbench94 or cnn")
+      ->type_name("NAME")
       ->capture_default_str();
   t->add_option_function<int64_t>(
-       "--epochs", [&o](int64_t e) { o.epochs = static_cast<double>(e); }, "epochs (default 30)")
+       "--epochs", [&o](int64_t e) { o.epochs = static_cast<double>(e); },
+       "epochs to train (airbench94: 9.9)")
+      ->default_str(std::to_string(static_cast<int64_t>(o.epochs)))
       ->check(integer_in(1, kEpochs));
-  t->add_option("--batch-size", o.batch_size, "images per batch")
+  t->add_option("--batch-size", o.batch_size, "images per batch (airbench94: 1024)")
       ->capture_default_str()
       ->check(integer_in(2, 65536));
   add_enum_option(t, "--optimizer", o.optimizer, "the optimizer");
-  t->add_option("--lr", o.lr, "peak learning rate")
+  t->add_option("--lr", o.lr, "the peak learning rate")
       ->capture_default_str()
       ->check(real_in(0, 1000, true));
-  t->add_option("--momentum", o.momentum, "SGD momentum")
+  t->add_option("--momentum", o.momentum, "SGD's momentum")
       ->capture_default_str()
       ->check(real_in(0, 1, false, true));
-  t->add_option("--nesterov", o.nesterov, "Nesterov momentum (true/false)")->capture_default_str();
+  t->add_option("--nesterov", o.nesterov, "whether SGD's momentum is Nesterov's")
+      ->capture_default_str();
   t->add_option("--weight-decay", o.weight_decay,
-                "L2 (sgd, adam) or decoupled (adamw) weight decay, trainable parameters only")
+                "L2 (sgd, adam) or decoupled (adamw) weight decay, of the trainable parameters "
+                "only")
       ->capture_default_str()
       ->check(real_in(0, 1));
-  add_enum_option(t, "--schedule", o.schedule, "learning-rate schedule, stepped per batch");
-  t->add_option("--warmup", o.warmup_epochs, "linear warm-up in epochs (-1: 15% of the run)")
+  add_enum_option(t, "--schedule", o.schedule,
+                  "the learning-rate schedule, stepped after every batch",
+                  {optim::ScheduleKind::kOneCycle, optim::ScheduleKind::kCosine,
+                   optim::ScheduleKind::kMultistep, optim::ScheduleKind::kConstant});
+  t->add_option("--warmup", o.warmup_epochs,
+                "linear warm-up, in epochs (-1: 15% of the run; onecycle, cosine)")
       ->capture_default_str()
       ->check(real_in(-1, kEpochs));
-  t->add_option("--milestones", o.milestones, "multistep: epochs where lr *= gamma")
+  t->add_option("--milestones", o.milestones,
+                "multistep: the epochs at which the learning rate is multiplied by --gamma")
       ->check(real_in(0, kEpochs));
-  t->add_option("--gamma", o.gamma, "multistep factor")
+  t->add_option("--gamma", o.gamma, "multistep: the factor at each milestone")
       ->capture_default_str()
       ->check(real_in(0, 10, true));
-  t->add_option("--label-smoothing", o.label_smoothing, "cross-entropy label smoothing")
+  t->add_option("--label-smoothing", o.label_smoothing, "the cross-entropy's label smoothing")
       ->capture_default_str()
       ->check(real_in(0, 1, false, true));
-  t->add_option("--augment", o.augment, "random crop (pad 4) + horizontal flip (true/false)")
+  t->add_option("--augment", o.augment,
+                "whether to augment: random crop (padding 4) and horizontal flip")
       ->capture_default_str();
-  t->add_option("--seed", o.seed, "seed of init, shuffling and augmentation")
+  t->add_option("--seed", o.seed, "the seed of the initial weights, shuffling and augmentation")
       ->capture_default_str()
       ->check(integer_in(0, std::numeric_limits<long long>::max()));
   t->add_option("--threads", o.threads, "OpenMP threads")
       ->capture_default_str()
       ->check(integer_in(1, 256));
-  t->add_option("--limit-train", o.limit_train, "train on the first N images")
+  t->add_option("--limit-train", o.limit_train, "train on the first N training images only")
       ->check(integer_in(1, 50000));
-  t->add_option("--limit-test", o.limit_test, "evaluate on the first N test images")
+  t->add_option("--limit-test", o.limit_test, "evaluate on the first N test images only")
       ->check(integer_in(1, 10000));
   t->add_option("--out", o.out,
-                "RUN_DIR for the run's files (default: a new folder runs/<model>-<YYYYmmdd-HHMMSS> "
-                "for each run; a folder holding a run is refused: --resume or --overwrite)");
+                "the run folder: config.json, metrics.csv, model.safetensors... (default: a new "
+                "folder runs/<model>-<YYYYmmdd-HHMMSS> for each run; a folder that holds a run is "
+                "refused, but with --resume or --overwrite)")
+      ->type_name("RUN_DIR");
   t->add_option("--resume", a->resume,
-                "continue the run in RUN_DIR with its config.json; other flags must match it, "
+                "continue the run in RUN_DIR with its config.json. Other flags must match it, "
                 "but --epochs (extending a constant or multistep schedule), --stop-after, "
-                "--threads (default: the run's) and --data");
+                "--threads (default: the run's) and --data")
+      ->type_name("RUN_DIR");
   t->add_flag("--overwrite", a->overwrite,
               "replace the run already in --out (refused without it; the old files are "
               "replaced at the new run's first epoch)");
@@ -588,8 +773,9 @@ Command add_train(CLI::App& app) {
                 "continue with --resume)")
       ->check(integer_in(1, kEpochs));
   t->add_option("--normalize", o.normalize,
-                "input normalization: cifar10 (its own mean/std) | imagenet (torchvision's "
-                "ImageNet mean/std, as the BN-only paper's code)")
+                "the input normalization: cifar10 (its own mean and std) or imagenet "
+                "(torchvision's ImageNet mean and std, as the BN-only paper's code)")
+      ->type_name("NAME")
       ->capture_default_str()
       ->check(CLI::IsMember(data::normalization_names()));
   add_enum_option(t, "--norm", o.norm,
@@ -601,33 +787,35 @@ Command add_train(CLI::App& app) {
       ->capture_default_str()
       ->check(integer_in(1, 65536));
   add_enum_option(t, "--bn-init", o.bn_init,
-                  "gamma init of the normalization layers (BatchNorm, or GroupNorm with --norm gn "
-                  "or ln)");
+                  "the initial gamma of the normalization layers (BatchNorm, or GroupNorm with "
+                  "--norm gn or ln)");
   add_enum_option(t, "--train-only", o.train_only,
-                  "which parameters learn (freezes the rest: no gradient, no decay)");
+                  "which parameters learn; the others are frozen (no gradient, no decay)");
   add_enum_option(t, "--bn-stats", o.bn_stats,
-                  "BN statistics while training (freezes statistics, not parameters)");
-  add_enum_option(t, "--recipe", a->recipe,
-                  "the recipe; airbench94 fixes model, optimizer, schedule and augmentation and "
-                  "takes only --data, --seed, --tta, --out, --threads, --epochs, --batch-size, "
-                  "--limit-train, --limit-test, --eval-every-epoch; bn-speedrun trains only "
-                  "BatchNorm (resnet110, 12 epochs, Adam lr 0.1, batch 64) and takes only --data, "
-                  "--model, --epochs, --seed, --threads, --out, --resume, --overwrite, "
-                  "--stop-after, --limit-train, --limit-test, --eval-every-epoch, --profile")
-      ->check(CLI::IsMember(std::vector<std::string>{"default", "airbench94", "bn-speedrun"}));
+                  "BN's statistics while training (freezes statistics, not parameters)");
+  add_enum_option(
+      t, "--recipe", a->recipe,
+      "the recipe. airbench94 fixes the model, optimizer, schedule and augmentation "
+      "and takes only " +
+          airbench94_flags() +
+          " (docs/recipes.md); bn-speedrun trains only BatchNorm (resnet110, 12 epochs, Adam lr "
+          "0.1, "
+          "batch 64) and takes only " +
+          bn_speedrun_flags() + " (docs/recipes.md)",
+      {train::Recipe::kDefault, train::Recipe::kAirbench94, train::Recipe::kBnSpeedrun});
   t->add_option("--tta", a->tta,
-                "airbench94: test-time augmentation of the final evaluation: 0 none | 1 mirror | 2 "
-                "mirror and one-pixel translations")
+                "airbench94: the test-time augmentation of the final evaluation: 0 none, 1 "
+                "mirror, 2 mirror and one-pixel translations")
       ->capture_default_str()
       ->check(integer_in(0, 2));
   t->add_flag("--eval-every-epoch", a->eval_every_epoch,
-              "airbench94, bn-speedrun: also evaluate on the test set (no TTA) after every "
+              "airbench94, bn-speedrun: evaluate on the test set (without TTA) after every "
               "epoch, not only after the last (more test passes in the wall time)");
   add_enum_option(t, "--bn-sync", o.bn_sync,
-                  "data parallelism (mpirun -np N): BatchNorm statistics per process or over the "
-                  "global batch");
+                  "data parallelism (mpirun -np N): BatchNorm's statistics per process or over "
+                  "the global batch");
   t->add_option("--bn-group-size", o.bn_group_size,
-                "ghost batches: BatchNorm statistics per group of G consecutive images of each "
+                "ghost batches: BatchNorm's statistics per group of G consecutive images of each "
                 "batch (the last group smaller if G does not divide it); 0: the whole batch")
       ->capture_default_str()
       ->check(integer_in(0, 65536));
@@ -640,22 +828,27 @@ Command add_train(CLI::App& app) {
   t->add_option("--renorm-d-max", o.renorm_d_max, "Batch Renorm: d_max after the ramp")
       ->capture_default_str()
       ->check(real_in(0, 1e6));
-  t->add_option_function<std::vector<double>>(
-       "--renorm-ramp",
-       [a](const std::vector<double>& v) {
-         a->o.renorm_ramp_start = v[0];
-         a->o.renorm_ramp_end = v[1];
-       },
-       "Batch Renorm: r_max = 1 and d_max = 0 until START, then linear to the maxima at END "
-       "(fractions of the run's steps; default 0.05 0.5)")
-      ->expected(2)
-      ->type_name("START END")
-      ->check(real_in(0, 1));
+  {
+    char ramp[64];
+    std::snprintf(ramp, sizeof ramp, "%g %g", o.renorm_ramp_start, o.renorm_ramp_end);
+    t->add_option_function<std::vector<double>>(
+         "--renorm-ramp",
+         [a](const std::vector<double>& v) {
+           a->o.renorm_ramp_start = v[0];
+           a->o.renorm_ramp_end = v[1];
+         },
+         "Batch Renorm: r_max = 1 and d_max = 0 until START, then linear to the maxima at END "
+         "(fractions of the run's steps)")
+        ->expected(2)
+        ->type_name("START END")
+        ->default_str(ramp)
+        ->check(real_in(0, 1));
+  }
   add_enum_option(t, "--allreduce", o.reduction,
-                  "data parallelism: how gradients are summed over the processes");
+                  "data parallelism: how the gradients are summed over the processes");
   t->add_flag("--profile", a->profile,
-              "print a per-op time table (calls, ms, % and GFLOP/s per op and pass) of the first "
-              "epoch's training loop, evaluation excluded");
+              "print a table of each op's time (calls, ms, % and GFLOP/s per op and pass) in "
+              "the first epoch's training loop, evaluation excluded");
   return {t, [a, t] { run(*a, t); }, [a, t] { checked_options(*a, t); }};
 }
 

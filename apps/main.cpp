@@ -1,12 +1,14 @@
 // minidl — the command-line interface (CLI11). Each subcommand lives in apps/cmd_<name>.cpp and
-// declares its own flags; errors from the library are printed as one line (parameter names
-// turned into flag names), exit status 1.
+// declares its own flags (apps/help.cpp lists them and lays out the help); errors from the
+// library are printed as one line (parameter names turned into flag names), exit status 1.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "apps/cli.hpp"
+#include "apps/progress.hpp"
 #include "core/simd.hpp"
 
 using namespace minidl::app;
@@ -17,9 +19,7 @@ int main(int argc, char** argv) {
   app.set_version_flag(
       "--version", [] { return version_text(); },
       "print the version, git commit, build type, BLAS and SIMD path, and exit");
-  const Command commands[] = {add_train(app),      add_eval(app),     add_predict(app),
-                              add_bench(app),      add_bn_stats(app), add_recalibrate(app),
-                              add_experiment(app), add_plot(app)};
+  const std::vector<Command> commands = add_commands(app);
   try {
     minidl::simd::active();  // MINIDL_ISA's path, or the CPU's: a bad choice is one line here
   } catch (const std::exception& e) {
@@ -31,18 +31,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --help-all, --version: their text, exit status 0
   } catch (const CLI::ParseError& e) {
-    // A bad flag: one line naming it, exit status 1 like every other error. A first word that
-    // is no subcommand is named (CLI11 would only say that one is required).
-    std::string known, message = e.what();
-    bool listed = false;
-    for (const Command& c : commands) {
-      known += (known.empty() ? "" : ", ") + c.app->get_name();
-      listed = listed || (argc > 1 && c.app->get_name() == argv[1]);
-    }
-    if (argc > 1 && argv[1][0] != '-' && !listed)
-      message = "unknown subcommand \"" + std::string(argv[1]) + "\"; the subcommands: " + known;
-    std::fprintf(stderr, "minidl: error: %s\nRun with --help for the flags and their ranges.\n",
-                 message.c_str());
+    // A bad flag: one line naming it (and the flags it may have meant), exit status 1 like
+    // every other error.
+    std::fprintf(stderr, "minidl: error: %s\n%s\n", parse_error_message(app, e).c_str(),
+                 help_hint(app).c_str());
     return 1;
   }
   try {
@@ -50,6 +42,7 @@ int main(int argc, char** argv) {
       if (c.app->parsed()) c.run();
     }
   } catch (const std::exception& e) {
+    clear_progress();
     std::fflush(stdout);
     std::fprintf(stderr, "minidl: error: %s\n", with_flag_names(e.what()).c_str());
     return 1;

@@ -13,6 +13,7 @@
 #include "core/file_io.hpp"
 #include "core/kernels.hpp"
 #include "layers/models/registry.hpp"
+#include "train/run_dir.hpp"
 
 namespace minidl::experiments {
 
@@ -93,13 +94,22 @@ Loaded load(const WhyBnConfig& c, const std::string& data_dir) {
 }
 
 json config_json(const WhyBnConfig& c, const std::string& experiment, int64_t epochs) {
-  return json{{"experiment", experiment},  {"model", c.model},
-              {"variants", c.variants},    {"lr", c.lrs},
-              {"epochs", epochs},          {"batch_size", c.batch_size},
-              {"momentum", c.momentum},    {"weight_decay", c.weight_decay},
-              {"probes", c.probes},        {"eta_factors", c.eta_factors},
-              {"layer", c.layer},          {"seed", c.seed},
-              {"threads", c.threads},      {"limit_train", c.limit_train},
+  std::vector<double> lrs;  // as typed: 0.1, not 0.10000000149011612
+  for (float lr : c.lrs) lrs.push_back(train::shortest_decimal(lr));
+  return json{{"experiment", experiment},
+              {"model", c.model},
+              {"variants", c.variants},
+              {"lr", lrs},
+              {"epochs", epochs},
+              {"batch_size", c.batch_size},
+              {"momentum", train::shortest_decimal(c.momentum)},
+              {"weight_decay", train::shortest_decimal(c.weight_decay)},
+              {"probes", c.probes},
+              {"eta_factors", c.eta_factors},
+              {"layer", c.layer},
+              {"seed", c.seed},
+              {"threads", c.threads},
+              {"limit_train", c.limit_train},
               {"limit_test", c.limit_test}};
 }
 

@@ -79,7 +79,7 @@ data[begin + 12:begin + 16] = struct.pack("<f", math.nan)
 open(sys.argv[2], "wb").write(raw[:8 + n] + bytes(data))
 EOF
 row "checkpoint: NaN in fc.weight" eval --checkpoint "$T/nan.safetensors" --data "$DATA"
-row "checkpoint: NaN in fc.weight, --allow-nonfinite" eval --checkpoint "$T/nan.safetensors" --allow-nonfinite --limit 100 --data "$DATA"
+row "checkpoint: NaN in fc.weight, --allow-nonfinite" eval --checkpoint "$T/nan.safetensors" --allow-nonfinite --limit-test 100 --data "$DATA"
 row "checkpoint: a folder" eval --checkpoint "$T" --data "$DATA"
 row "checkpoint: missing" eval --checkpoint "$T/nope.safetensors" --data "$DATA"
 

@@ -242,8 +242,11 @@ TEST_CASE("train --recipe bn-speedrun: a short run, its lines, and --resume keep
   INFO(o1);
   REQUIRE(s1 == 0);
   CHECK_THAT(o1, Catch::Contains("minidl train --recipe bn-speedrun: resnet8, "));
-  CHECK_THAT(o1, Catch::Contains("(672 trainable: --train-only bn)"));
-  CHECK_THAT(o1, Catch::Contains("2 epochs of 4 batches of 64, adam lr 0.1 (onecycle)"));
+  CHECK_THAT(o1, Catch::Contains(" parameters, 672 trainable, 2 threads\n"));
+  CHECK_THAT(o1, Catch::Contains("2 epochs of 4 batches of 64 images\n"));
+  CHECK_THAT(o1, Catch::Contains("  adam, lr 0.1, schedule onecycle; weight decay 0, label "
+                                 "smoothing 0, augmentation off\n"));
+  CHECK_THAT(o1, Catch::Contains("  --train-only bn; "));
   CHECK_THAT(o1, Catch::Contains("test set evaluated after the last epoch"));
   CHECK_THAT(o1, Catch::Contains("stopped after 1 of 2 epochs, not evaluated"));
   CHECK_THAT(o1, Catch::Contains("\nwall time "));

@@ -378,8 +378,8 @@ TEST_CASE("train --profile prints one table, after the first epoch", "[profiler]
   REQUIRE(WEXITSTATUS(status) == 0);
   CHECK(count_of(out, "per-op profile of epoch 1 (4 batches") == 1);
   CHECK(count_of(out, "(not in any op)") == 1);
-  const size_t epoch1 = out.find("epoch   1/2"), table = out.find("per-op profile"),
-               epoch2 = out.find("epoch   2/2");
+  const size_t epoch1 = out.find("epoch 1/2"), table = out.find("per-op profile"),
+               epoch2 = out.find("epoch 2/2");
   REQUIRE(epoch1 != std::string::npos);
   REQUIRE(epoch2 != std::string::npos);
   CHECK(epoch1 < table);

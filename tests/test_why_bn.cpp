@@ -273,7 +273,13 @@ TEST_CASE("experiment landscape and covariate-shift from the command line", "[wh
         {"landscape --model resnet20", "--model must be a VGG without BN"},
         {"covariate-shift --layer 9", "--layer must be from 1 to 8"},
         {"landscape --lr nan", "--lr"},
-        {"landscape --resume", "--resume is for bn-only and bn-only-sweep"},
+        {"landscape --resume",
+         "--resume is for bn-only, bn-only-sweep and batch-size, not "
+         "landscape"},
+        {"landscape --layer 2", "--layer is for covariate-shift, not landscape"},
+        {"bn-only-sweep --model resnet8",
+         "--model is for bn-only, landscape, covariate-shift and batch-size, not bn-only-sweep "
+         "(did you mean --models?)"},
         {"bn-only --variants standard",
          "--variants: a variant must be all, bn, fc, bn+fc or random-per-channel, got "
          "\"standard\""}};

@@ -1,5 +1,6 @@
 #include "train/loop.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
@@ -57,7 +58,8 @@ Tensor tta_logits(Module& model, const Tensor& x, int level) {
 }
 
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, BnStats bn_stats,
-                    const data::Normalization& norm, int tta) {
+                    const data::Normalization& norm, int tta,
+                    const std::function<void(const EvalProgress&)>& on_batch) {
   if (batch_size < 1) {
     throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch_size));
   }
@@ -102,6 +104,7 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
       if (y[i] >= 0 && y[i] < K) r.confusion[y[i]][pred] += 1;
     }
     r.count += count;
+    if (on_batch) on_batch({r.count, ds.size(), r.correct, loss_sum / r.count});
   }
   r.loss = r.count ? loss_sum / r.count : 0.0;
   return r;
@@ -109,13 +112,17 @@ EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size, 
 
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
-                       int64_t epoch, const std::function<void(int64_t, int64_t, double)>& on_batch,
+                       int64_t epoch, const std::function<void(const BatchProgress&)>& on_batch,
                        const StepHooks& hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   EpochStats s;
   double loss_sum = 0.0;
   int64_t correct = 0, batch_index = 0;
-  const int64_t num_batches = loader.num_batches();
+  // The batches this call will take: the last epoch of a run of 9.9 epochs stops early.
+  const int64_t num_batches =
+      hooks.stop_at_step < 0
+          ? loader.num_batches()
+          : std::min(loader.num_batches(), std::max<int64_t>(0, hooks.stop_at_step - step));
   loader.start_epoch(epoch);
   NamedTensors trainable;  // checked for NaN and infinity after every step
   for (auto& [name, p] : model.named_parameters()) {
@@ -195,7 +202,10 @@ EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer
       t_step = now;
       hooks.on_step_end(e);
     }
-    if (on_batch) on_batch(batch_index, num_batches, loss_sum / s.images);
+    if (on_batch) {
+      on_batch({batch_index, num_batches, step, s.images, loss_sum / s.images,
+                static_cast<double>(correct) / s.images, lr});
+    }
   }
   s.batches = batch_index;
   s.loss = s.images ? loss_sum / s.images : 0.0;

@@ -49,15 +49,24 @@ constexpr int kMaxTtaLevel = 2;
 /// std::invalid_argument ("tta must be 0, 1 or 2") for a level outside 0..2.
 Tensor tta_logits(Module& model, const Tensor& x, int level);
 
+/// How far an evaluation has got, after each of its batches (for progress bars).
+struct EvalProgress {
+  int64_t images = 0;   ///< evaluated so far
+  int64_t total = 0;    ///< of the dataset
+  int64_t correct = 0;  ///< of `images`
+  double loss = 0.0;    ///< mean loss over `images`
+};
+
 /// Evaluates `model` on `ds` in batches under no-grad, with test-time augmentation level `tta`
 /// (tta_logits; the loss is that of the averaged logits). Puts the model in eval mode (or, for
 /// BnStats::kBatch, BN layers in train mode on a copy of their buffers) and leaves it in eval
 /// mode. The confusion matrix is K x K for the logits' K classes; a label outside 0..K-1 is
-/// counted as wrong and left out of the matrix. Throws std::invalid_argument naming batch_size
-/// (< 1) or tta (outside 0..2), and BatchNorm's error for a batch of one image with kBatch.
+/// counted as wrong and left out of the matrix. `on_batch`, if set, is called after every
+/// batch. Throws std::invalid_argument naming batch_size (< 1) or tta (outside 0..2), and
+/// BatchNorm's error for a batch of one image with kBatch.
 EvalResult evaluate(Module& model, const data::Dataset& ds, int64_t batch_size,
                     BnStats bn_stats = BnStats::kRunning, const data::Normalization& norm = {},
-                    int tta = 0);
+                    int tta = 0, const std::function<void(const EvalProgress&)>& on_batch = {});
 
 /// Sets every BatchNorm's running statistics to the population statistics of `ds` (no
 /// augmentation), in inference mode, layer after layer (layers/recalibrate.hpp), feeding
@@ -121,15 +130,27 @@ struct StepHooks {
   int64_t stop_at_step = -1;
 };
 
+/// How far a training epoch has got, after each of its batches (for progress bars and step
+/// logs).
+struct BatchProgress {
+  int64_t batch = 0;      ///< 1 .. batches
+  int64_t batches = 0;    ///< of the epoch
+  int64_t step = 0;       ///< steps of the run taken, this batch's included
+  int64_t images = 0;     ///< images of the epoch so far (this process's)
+  double loss = 0.0;      ///< mean training loss of the epoch so far (as optimized)
+  double accuracy = 0.0;  ///< fraction of the epoch's images so far classified right
+  double lr = 0.0;        ///< the learning rate of this batch's step
+};
+
 /// One epoch of training: for each batch, lr from `schedule` at `step` (incremented), forward,
 /// zero_grad, backward, step (the last two as profiler Scopes "optimizer.zero_grad" and
-/// "optimizer.step"). `on_batch(i, n, running_loss)` is called after every batch (for
-/// progress bars), i counting from 1 to n. Throws Diverged when the loss or a trainable parameter
-/// becomes NaN or infinite — nothing already saved is touched.
+/// "optimizer.step"). `on_batch` is called after every batch (BatchProgress). Throws Diverged
+/// when the loss or a trainable parameter becomes NaN or infinite — nothing already saved is
+/// touched.
 EpochStats train_epoch(Module& model, data::DataLoader& loader, optim::Optimizer& opt,
                        const optim::Schedule& schedule, int64_t& step, float label_smoothing,
                        int64_t epoch,
-                       const std::function<void(int64_t, int64_t, double)>& on_batch = {},
+                       const std::function<void(const BatchProgress&)>& on_batch = {},
                        const StepHooks& hooks = {});
 
 }  // namespace minidl::train

@@ -8,6 +8,8 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -109,6 +111,8 @@ void write_field(json& j, const char* key, const Field& field) {
       j[key] = static_cast<int64_t>(field.value);
   } else if constexpr (is_named<T>::value) {
     j[key] = name_of(field.value);
+  } else if constexpr (std::is_same_v<T, float>) {
+    j[key] = shortest_decimal(field);
   } else {
     j[key] = field;
   }
@@ -178,6 +182,16 @@ void read_field(const json& j, const char* key, Field&& field) {
 }
 
 }  // namespace
+
+double shortest_decimal(float v) {
+  if (!std::isfinite(v)) return v;
+  char text[32];
+  for (int digits = 1; digits <= 9; ++digits) {  // 9 significant digits always read back
+    std::snprintf(text, sizeof text, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(text, nullptr) == v) return std::strtod(text, nullptr);
+  }
+  return v;
+}
 
 json config_to_json(const TrainOptions& o) {
   json j = json::object();

@@ -45,8 +45,13 @@ namespace minidl::train {
 /// field of the list and no "recipe" key, so that config.json and the checkpoint metadata are
 /// byte-identical to those of minidl before recipes were named. bn_sync, reduction,
 /// bn_group_size, norm and gn_groups are saved only when not their default, for the same reason.
-/// Enums are saved by name, epochs as an integer (airbench94: as a number).
+/// Enums are saved by name, epochs as an integer (airbench94: as a number), float settings as
+/// the shortest decimal that reads back as the same float (shortest_decimal: "lr": 0.1).
 nlohmann::json config_to_json(const TrainOptions& o);
+
+/// The double of the shortest decimal (at most 9 significant digits) that reads back as `v`:
+/// 0.1f -> 0.1, not 0.10000000149011612. How a float setting typed as 0.1 is written to JSON.
+double shortest_decimal(float v);
 /// The inverse of config_to_json; missing keys keep the recipe's values. Throws
 /// std::runtime_error naming the key and the expected type or names. Unknown keys are ignored.
 TrainOptions config_from_json(const nlohmann::json& j);

@@ -498,10 +498,11 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     };
   }
 
+  const int64_t end_epoch = stop_after > 0 ? std::min(epochs, start_epoch + stop_after) : epochs;
   if (cb.on_fit_start) {
     cb.on_fit_start(FitStart{o, model, count_parameters(model), trainable, train.size(),
-                             test_ ? test_->size() : 0, epochs, start_epoch, per_epoch, total_steps,
-                             world});
+                             test_ ? test_->size() : 0, epochs, start_epoch, end_epoch, per_epoch,
+                             total_steps, world});
   }
   // A data-parallel checkpoint says whose BatchNorm statistics it holds.
   std::map<std::string, std::string> meta;
@@ -514,11 +515,12 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
               "statistics were broadcast to every process at the end of each epoch";
   }
   // The test pass: this process's slice, summed over the processes when parallel.
-  auto evaluate_here = [&](const data::Dataset& part, int tta = 0) {
-    const EvalResult r = evaluate(model, part, o.eval_batch_size, BnStats::kRunning, lo.norm, tta);
+  auto evaluate_here = [&](const data::Dataset& part, int64_t epoch, int tta = 0) {
+    if (cb.on_evaluate_start) cb.on_evaluate_start({epoch, part.size(), tta});
+    const EvalResult r = evaluate(model, part, o.eval_batch_size, BnStats::kRunning, lo.norm, tta,
+                                  cb.on_evaluate_batch);
     return parallel ? sum_over(group, r) : r;
   };
-  const int64_t end_epoch = stop_after > 0 ? std::min(epochs, start_epoch + stop_after) : epochs;
   int64_t images_total = 0;
   double loop_seconds = 0.0;
   for (int64_t epoch = start_epoch; epoch < end_epoch; ++epoch) {
@@ -552,9 +554,8 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     end.epochs = epochs;
     end.train = tr;
     if (test_ && (o.eval_every_epoch || epoch + 1 == epochs)) {
-      if (cb.on_evaluate_start) cb.on_evaluate_start();
       const auto t_eval = Clock::now();
-      end.test = evaluate_here(*test);
+      end.test = evaluate_here(*test, epoch);
       result.eval_seconds += seconds_since(t_eval);
       if (!std::isfinite(end.test->loss)) {
         throw FitDiverged("the test loss is " + nonfinite_name(end.test->loss) + " after epoch " +
@@ -609,9 +610,8 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
   result.trainable_parameters = trainable;
   result.images_per_second = loop_seconds > 0 ? images_total / loop_seconds : 0.0;
   if (result.finished && o.tta > 0 && test_) {
-    if (cb.on_evaluate_start) cb.on_evaluate_start();
     const auto t_eval = Clock::now();
-    result.test_accuracy_tta = evaluate_here(*test, o.tta).accuracy();
+    result.test_accuracy_tta = evaluate_here(*test, epochs - 1, o.tta).accuracy();
     result.eval_seconds += seconds_since(t_eval);
   }
   result.total_seconds = seconds_since(t_start);

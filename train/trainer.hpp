@@ -36,6 +36,7 @@ struct FitStart {
   int64_t train_images = 0, test_images = 0;
   int64_t epochs = 0;             ///< epochs of the run (airbench94's 9.9: 10)
   int64_t start_epoch = 0;        ///< epochs already done (resumed runs)
+  int64_t end_epoch = 0;          ///< epochs done when this fit() returns (stop_after applied)
   int64_t batches_per_epoch = 0;  ///< full epochs
   int64_t total_steps = 0;
   int world_size = 1;  ///< processes training the model together
@@ -49,17 +50,26 @@ struct EpochEnd {
   std::optional<EvalResult> test;  ///< when the epoch was evaluated
 };
 
+/// What on_evaluate_start sees.
+struct EvaluateStart {
+  int64_t epoch = 0;   ///< the epoch just trained (0-based)
+  int64_t images = 0;  ///< test images this process evaluates (its slice when parallel)
+  int tta = 0;         ///< test-time augmentation level (> 0: the final evaluation)
+};
+
 /// The Trainer's callbacks; any may be empty.
 struct Callbacks {
   std::function<void(const FitStart&)> on_fit_start;
   /// Before the epoch's first step (0-based epoch).
   std::function<void(int64_t epoch)> on_epoch_start;
-  /// After every batch: (batch 1..n, batches n, mean loss so far).
-  std::function<void(int64_t, int64_t, double)> on_batch_end;
+  /// After every training batch (this process's images and loss).
+  std::function<void(const BatchProgress&)> on_batch_end;
   /// After the epoch's training loop, before its evaluation (0-based epoch).
   std::function<void(int64_t epoch, const EpochStats&)> on_train_epoch_end;
   /// Before the test pass of an epoch, and of the final test-time augmented evaluation.
-  std::function<void()> on_evaluate_start;
+  std::function<void(const EvaluateStart&)> on_evaluate_start;
+  /// After every batch of a test pass (this process's share of the test set when parallel).
+  std::function<void(const EvalProgress&)> on_evaluate_batch;
   std::function<void(const EpochEnd&)> on_epoch_end;
   /// Inside each step (train/loop.hpp): after backward, after the optimizer step.
   StepHooks step;

@@ -29,15 +29,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (std::string& a : args) argv.push_back(a.data());
   CLI::App app{"minidl"};
   app.require_subcommand(1);
-  const Command commands[] = {add_train(app),     add_eval(app),     add_predict(app),
-                              add_bench(app),     add_bn_stats(app), add_recalibrate(app),
-                              add_experiment(app)};
+  const std::vector<Command> commands = add_commands(app);
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());
     for (const Command& c : commands) {
       if (c.app->parsed() && c.check) c.check();
     }
-  } catch (const CLI::ParseError&) {
+  } catch (const CLI::ParseError& e) {
+    (void)parse_error_message(app, e);  // what the CLI prints
   } catch (const std::exception& e) {
     (void)with_flag_names(e.what());  // what the CLI prints
   }
