@@ -20,14 +20,9 @@ using minidl::testing::fresh_dir;
 using minidl::testing::read_file;
 using minidl::testing::run_cli;
 
+using minidl::testing::lines_of;
+
 namespace {
-/// The lines of `text`.
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
 
 /// The flags `minidl <command> --help` lists (first names).
 std::vector<std::string> help_flags(const std::string& help) {

@@ -24,14 +24,9 @@ using namespace minidl;
 using minidl::testing::data_dir;
 using minidl::testing::run_cli;
 
+using minidl::testing::lines_of;
+
 namespace {
-/// The lines of `text`.
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
 
 /// A one-epoch resnet8 checkpoint (128 training images) in a fresh folder `name`.
 std::string small_checkpoint(const std::string& name) {

@@ -34,27 +34,10 @@ using json = nlohmann::json;
 using namespace minidl;
 namespace fs = std::filesystem;
 
+using minidl::testing::lines_of;
+using minidl::testing::run_cli;
+
 namespace {
-
-/// Runs the minidl binary with `args` in folder `dir` (the run folders' parent is ./runs);
-/// returns (exit status, stdout + stderr).
-std::pair<int, std::string> run_in(const std::string& dir, const std::string& args) {
-  const std::string cmd = "cd '" + dir + "' && exec " + MINIDL_BINARY + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) lines.push_back(l);
-  return lines;
-}
 
 /// The flags of a tiny run: resnet8, batches of 64 from 256 training images (4 steps an
 /// epoch), 256 test images.
@@ -149,7 +132,7 @@ TEST_CASE("two train runs without --out leave two run folders, each with every f
   const bool plots = have_matplotlib();
   std::vector<std::string> folders;
   for (int i = 0; i < 2; ++i) {
-    auto [status, out] = run_in(dir, "train" + tiny_flags(1));
+    auto [status, out] = run_cli("train" + tiny_flags(1), dir);
     INFO(out);
     REQUIRE(status == 0);
     // The folder's path is the first line printed.
@@ -203,14 +186,15 @@ TEST_CASE("two train runs without --out leave two run folders, each with every f
 TEST_CASE("metrics.csv has one header for every recipe", "[run_folders][cli][airbench]") {
   const std::string dir = fresh_dir("run_folders_recipes");
   fs::create_directories(dir);
-  auto [s0, o0] = run_in(dir, "train" + tiny_flags(1));
+  auto [s0, o0] = run_cli("train" + tiny_flags(1), dir);
   INFO(o0);
   REQUIRE(s0 == 0);
   // airbench94 tiny: 2 epochs of 4 steps, the test set evaluated after the last one only.
-  auto [s1, o1] = run_in(dir,
-                         "train --recipe airbench94 --batch-size 64 --epochs 2 "
-                         "--limit-train 256 --limit-test 256 --data " +
-                             data_dir());
+  auto [s1, o1] = run_cli(
+      "train --recipe airbench94 --batch-size 64 --epochs 2 --limit-train 256 --limit-test 256 "
+      "--data " +
+          data_dir(),
+      dir);
   INFO(o1);
   REQUIRE(s1 == 0);
   std::string default_run, airbench_run;
@@ -250,7 +234,7 @@ TEST_CASE("a resumed run appends to log.jsonl and train.log, without the steps i
   const std::string dir = fresh_dir("run_folders_resume");
   fs::create_directories(dir);
   const std::string run = dir + "/run";
-  auto [s0, o0] = run_in(dir, "train" + tiny_flags(2) + " --stop-after 1 --out run");
+  auto [s0, o0] = run_cli("train" + tiny_flags(2) + " --stop-after 1 --out run", dir);
   INFO(o0);
   REQUIRE(s0 == 0);
   CHECK(lines_of(o0).at(0) == "run folder: run");
@@ -264,7 +248,7 @@ TEST_CASE("a resumed run appends to log.jsonl and train.log, without the steps i
   write_file(run + "/log.jsonl", first_log +
                                      "{\"type\": \"step\", \"epoch\": 2, \"step\": 5, \"loss\": "
                                      "2.0, \"lr\": 0.05, \"images_per_s\": 100}\n{\"type\": \"st");
-  auto [s1, o1] = run_in(dir, "train --resume run --data " + data_dir());
+  auto [s1, o1] = run_cli("train --resume run --data " + data_dir(), dir);
   INFO(o1);
   REQUIRE(s1 == 0);
   CHECK(lines_of(o1).at(0) == "run folder: run");
@@ -283,7 +267,7 @@ TEST_CASE("a run without --out that fails before its first epoch leaves no folde
   const std::string dir = fresh_dir("run_folders_fail");
   fs::create_directories(dir);
   // Missing data: found by the Trainer, after the folder was made.
-  auto [s0, o0] = run_in(dir, "train --model resnet8 --epochs 1 --data " + dir + "/no-such-data");
+  auto [s0, o0] = run_cli("train --model resnet8 --epochs 1 --data " + dir + "/no-such-data", dir);
   INFO(o0);
   CHECK(s0 == 1);
   CHECK(std::regex_search(o0, std::regex(R"(^run folder: runs/resnet8-\d{8}-\d{6})")));
@@ -292,13 +276,13 @@ TEST_CASE("a run without --out that fails before its first epoch leaves no folde
   // Divergence in the first epoch, with runs/ already there: only the new folder goes.
   fs::create_directories(dir + "/runs/earlier");
   auto [s1, o1] =
-      run_in(dir, "train" + tiny_flags(1) + " --lr 1000 --schedule constant --warmup 0");
+      run_cli("train" + tiny_flags(1) + " --lr 1000 --schedule constant --warmup 0", dir);
   INFO(o1);
   CHECK(s1 == 1);
   CHECK_THAT(o1, Catch::Contains("training diverged"));
   CHECK(run_folders(dir) == std::set<std::string>{"earlier"});
   // --overwrite names no run to replace without --out: refused before any folder is made.
-  auto [s2, o2] = run_in(dir, "train" + tiny_flags(1) + " --overwrite");
+  auto [s2, o2] = run_cli("train" + tiny_flags(1) + " --overwrite", dir);
   CHECK(s2 == 1);
   CHECK_THAT(o2, Catch::Contains("--overwrite replaces the run in --out; without --out every run "
                                  "gets a new folder"));

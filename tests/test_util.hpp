@@ -63,9 +63,11 @@ inline data::Dataset indexed_dataset(int64_t n, uint32_t seed = 1) {
 }
 
 /// Runs the minidl binary (MINIDL_BINARY, set by CMake) with `args` through the shell; returns
-/// (exit status, stdout + stderr).
-inline std::pair<int, std::string> run_cli(const std::string& args) {
-  const std::string cmd = std::string(MINIDL_BINARY) + " " + args + " 2>&1";
+/// Runs `minidl ARGS` (in folder `dir` when not empty) and returns (exit status, stdout +
+/// stderr).
+inline std::pair<int, std::string> run_cli(const std::string& args, const std::string& dir = "") {
+  const std::string cmd = (dir.empty() ? std::string() : "cd '" + dir + "' && exec ") +
+                          MINIDL_BINARY + " " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   REQUIRE(pipe);
   std::string out;
@@ -73,6 +75,14 @@ inline std::pair<int, std::string> run_cli(const std::string& args) {
   while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+/// The lines of `text` (without their newlines).
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
 }
 
 /// A quick seeded run: resnet8, batch 64, the first `train_images` training and 1,000 test
