@@ -798,7 +798,7 @@ Command add_train(CLI::App& app) {
       "the recipe. airbench94 fixes the model, optimizer, schedule and augmentation "
       "and takes only " +
           airbench94_flags() +
-          " (docs/recipes.md); bn-speedrun trains only BatchNorm (resnet110, 12 epochs, Adam lr "
+          " (docs/recipes.md); bn-speedrun trains only BatchNorm (resnet110, 8 epochs, Adam lr "
           "0.1, "
           "batch 64) and takes only " +
           bn_speedrun_flags() + " (docs/recipes.md)",
