@@ -897,7 +897,12 @@ void write_results(const std::string& path, const TrainOptions& o, const RunResu
     tta_accuracy = test_accuracy;
   else if (r.finished)
     tta_accuracy = r.test_accuracy_tta;
-  const auto rounded = [](double v, double unit) { return std::round(v / unit) * unit; };
+  // Divides by the exact count per unit, so that the JSON shows 1966.995, not 1966.9950000000001
+  // (round(v / 0.001) * 0.001 carries 0.001's binary error).
+  const auto rounded = [](double v, double unit) {
+    const double per_unit = std::round(1.0 / unit);
+    return std::round(v * per_unit) / per_unit;
+  };
   const json epochs_planned =
       o.epochs == std::floor(o.epochs) ? json(static_cast<int64_t>(o.epochs)) : json(o.epochs);
   const nlohmann::ordered_json out = {{"recipe", name_of(o.recipe)},
