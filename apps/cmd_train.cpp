@@ -98,6 +98,15 @@ std::string number_text(const char* format, double v) {
   return b;
 }
 
+/// The header's data line of the default and bn-speedrun recipes: images, epochs and batches.
+void print_data_line(const train::FitStart& f, const train::TrainOptions& o) {
+  std::printf("  data: %s train / %s test images; %s of %s of %s images\n",
+              with_thousands(f.train_images).c_str(), with_thousands(f.test_images).c_str(),
+              count_text(f.epochs, "epoch").c_str(),
+              count_text(f.batches_per_epoch, "batch", "batches").c_str(),
+              with_thousands(o.batch_size).c_str());
+}
+
 /// The start-up lines: what is trained, on what, how, and where (each line under 100 columns
 /// but for long model names and paths).
 void print_header(const train::FitStart& f, const train::TrainOptions& o) {
@@ -114,11 +123,7 @@ void print_header(const train::FitStart& f, const train::TrainOptions& o) {
     std::printf("minidl train --recipe bn-speedrun: %s, %s parameters, %s trainable, %s\n",
                 o.model.c_str(), with_thousands(f.parameters).c_str(),
                 with_thousands(f.trainable).c_str(), count_text(o.threads, "thread").c_str());
-    std::printf("  data: %s train / %s test images; %s of %s of %s images\n",
-                with_thousands(f.train_images).c_str(), with_thousands(f.test_images).c_str(),
-                count_text(f.epochs, "epoch").c_str(),
-                count_text(f.batches_per_epoch, "batch", "batches").c_str(),
-                with_thousands(o.batch_size).c_str());
+    print_data_line(f, o);
     std::printf("  %s, lr %g, schedule %s; weight decay %g, label smoothing %g, augmentation %s\n",
                 name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(), o.weight_decay,
                 o.label_smoothing, o.augment ? "on" : "off");
@@ -135,11 +140,7 @@ void print_header(const train::FitStart& f, const train::TrainOptions& o) {
                 model.c_str(), with_thousands(f.parameters).c_str(),
                 with_thousands(f.trainable).c_str(), name_of(o.train_only).c_str(),
                 count_text(o.threads, "thread").c_str());
-    std::printf("  data: %s train / %s test images; %s of %s of %s images\n",
-                with_thousands(f.train_images).c_str(), with_thousands(f.test_images).c_str(),
-                count_text(f.epochs, "epoch").c_str(),
-                count_text(f.batches_per_epoch, "batch", "batches").c_str(),
-                with_thousands(o.batch_size).c_str());
+    print_data_line(f, o);
     std::printf("  %s, lr %g, schedule %s; BN statistics: %s; run folder %s\n",
                 name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(),
                 name_of(o.bn_stats).c_str(), o.out.c_str());

@@ -92,15 +92,18 @@ void ConsoleLog::take(Stream& s, const char* text, size_t n) {
   }
 }
 
+void ConsoleLog::give_up(const std::string& warning) {
+  failed_ = true;
+  const std::string text = warning + "\n";
+  write_all(STDERR_FILENO, text.data(), text.size());
+}
+
 void ConsoleLog::copy(const std::string& text) {
   if (failed_) return;
   try {
     file_.write(text);
   } catch (const std::exception& e) {
-    failed_ = true;
-    const std::string warning =
-        std::string("minidl: warning: ") + e.what() + "; the console is no longer copied there\n";
-    write_all(STDERR_FILENO, warning.data(), warning.size());
+    give_up(std::string("minidl: warning: ") + e.what() + "; the console is no longer copied there");
   }
 }
 
@@ -110,10 +113,7 @@ void ConsoleLog::open(bool append) {
   try {
     file_.open(append);
   } catch (const std::exception& e) {
-    failed_ = true;
-    const std::string warning =
-        std::string("minidl: warning: the console is not copied to a file: ") + e.what() + "\n";
-    write_all(STDERR_FILENO, warning.data(), warning.size());
+    give_up(std::string("minidl: warning: the console is not copied to a file: ") + e.what());
   }
 }
 

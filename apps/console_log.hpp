@@ -45,6 +45,8 @@ class ConsoleLog {
 
  private:
   void copy(const std::string& text);
+  /// Stops copying the console (a write or open failed) and says so, once, on stderr.
+  void give_up(const std::string& warning);
   LogFile file_;
   bool failed_ = false;
   Stream out_, err_;
