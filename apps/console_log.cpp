@@ -103,7 +103,8 @@ void ConsoleLog::copy(const std::string& text) {
   try {
     file_.write(text);
   } catch (const std::exception& e) {
-    give_up(std::string("minidl: warning: ") + e.what() + "; the console is no longer copied there");
+    give_up(std::string("minidl: warning: ") + e.what() +
+            "; the console is no longer copied there");
   }
 }
 
