@@ -104,24 +104,32 @@ TEST_CASE("every SIMD path's Winograd kernels match a naive convolution", "[simd
   Generator gen(32);
   // 36 images: with 1 or 2 threads, chunks of 16 (whole vectors of lanes) and a partial one of 4
   // (one lane at a time). 9 x 9 planes (not whole tiles), padding 1 and 0; 16 -> 8 channels.
+  // 24 x 24 and 8 x 8 planes move through the 16- and 8-column block transposes; 7 -> 11 and
+  // 5 -> 7 channels leave every remainder of the transform GEMMs' register blocks (6 rows of
+  // the product, 3 x 3 dot products of the weight gradient).
+  struct Shape4 {
+    int64_t C, O, H, W;
+  };
   for (const simd::Kernels* k : simd::runnable()) {
     if (!k->winograd_forward) continue;  // the fuzz build has none
-    for (int64_t pad : {1, 0}) {
-      const int64_t N = 36, C = 16, O = 8, H = 9, W = 9;
-      const kernels::ConvGeom g{C, H, W, 3, 3, 1, pad, H + 2 * pad - 2, W + 2 * pad - 2};
-      INFO("path " << k->name << ", pad " << pad);
-      const std::vector<float> x = random_vector(N * C * H * W, gen);
-      const std::vector<float> w = random_vector(O * C * 9, gen, 0.2f);
-      const std::vector<float> dy = random_vector(N * O * g.HO * g.WO, gen);
-      std::vector<float> V(kernels::winograd_weight_size(O, C));
-      k->winograd_weight_transform(V.data(), w.data(), O, C, /*flipped=*/false);
-      std::vector<float> y(N * O * g.HO * g.WO, 0.0f);
-      k->winograd_forward(y.data(), x.data(), V.data(), N, g, O, /*accumulate=*/false);
-      CHECK(relative_error(y, naive_conv(x, w, N, g, O)) < 2e-5);
-      std::vector<float> dw(O * C * 9, 0.0f);
-      k->winograd_backward_weight(dw.data(), dy.data(), x.data(), N, g, O);
-      CHECK(relative_error(dw, naive_conv_dw(x, dy, N, g, O)) < 2e-5);
-    }
+    for (const Shape4 s : {Shape4{16, 8, 9, 9}, Shape4{7, 11, 24, 24}, Shape4{5, 7, 8, 8}})
+      for (int64_t pad : {1, 0}) {
+        const int64_t N = 36, C = s.C, O = s.O, H = s.H, W = s.W;
+        const kernels::ConvGeom g{C, H, W, 3, 3, 1, pad, H + 2 * pad - 2, W + 2 * pad - 2};
+        INFO("path " << k->name << ", " << C << " -> " << O << " channels, " << H << " x " << W
+                     << ", pad " << pad);
+        const std::vector<float> x = random_vector(N * C * H * W, gen);
+        const std::vector<float> w = random_vector(O * C * 9, gen, 0.2f);
+        const std::vector<float> dy = random_vector(N * O * g.HO * g.WO, gen);
+        std::vector<float> V(kernels::winograd_weight_size(O, C));
+        k->winograd_weight_transform(V.data(), w.data(), O, C, /*flipped=*/false);
+        std::vector<float> y(N * O * g.HO * g.WO, 0.0f);
+        k->winograd_forward(y.data(), x.data(), V.data(), N, g, O, /*accumulate=*/false);
+        CHECK(relative_error(y, naive_conv(x, w, N, g, O)) < 2e-5);
+        std::vector<float> dw(O * C * 9, 0.0f);
+        k->winograd_backward_weight(dw.data(), dy.data(), x.data(), N, g, O);
+        CHECK(relative_error(dw, naive_conv_dw(x, dy, N, g, O)) < 2e-5);
+      }
   }
 }
 

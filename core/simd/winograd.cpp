@@ -7,7 +7,7 @@
 //   Xt  [C, PH, PW, NB]  the chunk's input planes, zero-padded      (gather_chunk)
 //   U   [a*a, C, T]      transformed input tiles B^T D B, T = Pb * NB columns for a block of
 //                        Pb tiles                                    (input_tile)
-//   Mt  [a*a, O, T]      products V[xi] U[xi], one GEMM per xi       (OpenBLAS)
+//   Mt  [a*a, O, T]      products V[xi] U[xi], one GEMM per xi       (transform_gemm)
 //   Yt  [O, QH, QW, NB]  output tiles A^T M A                        (output_tile)
 // then back to NCHW (scatter_chunk). The weight gradient gathers dy the same way, transforms
 // its tiles with A dY A^T (output_tile_adjoint) and accumulates dV[xi] += dM[xi] U[xi]^T.
@@ -107,12 +107,53 @@ inline void store(float* p, V v) {
   }
 }
 
+// Eight floats: one AVX2 register (the transposes below and the GEMMs of the transform domain).
+typedef float lanes8 __attribute__((vector_size(8 * sizeof(float))));
+typedef float lanes8_unaligned __attribute__((vector_size(8 * sizeof(float)), aligned(4)));
+inline lanes8 load8(const float* p) { return *reinterpret_cast<const lanes8_unaligned*>(p); }
+inline void store8(float* p, lanes8 v) { *reinterpret_cast<lanes8_unaligned*>(p) = v; }
+
+// out[k * os + v] (= or +=) in[v * is + k] for v, k < 8: an 8 x 8 block transpose in registers,
+// three butterfly stages that each swap one bit of the row index with the same bit of the column
+// index (eight registers on AVX2, where a 16 x 16 block in 16-float vectors would need 32).
+template <bool kAccumulate>
+inline void transpose8(const float* in, int64_t is, float* out, int64_t os) {
+  typedef int32_t mask __attribute__((vector_size(8 * sizeof(int32_t))));
+  lanes8 r[8];
+  for (int v = 0; v < 8; ++v) r[v] = load8(in + v * is);
+#define MINIDL_STAGE(b, lo, hi)               \
+  for (int i = 0; i < 8; ++i) {               \
+    if (i & (b)) continue;                    \
+    const lanes8 x = r[i], y = r[i | (b)];    \
+    r[i] = __builtin_shuffle(x, y, lo);       \
+    r[i | (b)] = __builtin_shuffle(x, y, hi); \
+  }
+  // lo[e] = e & b ? 8 + (e ^ b) : e;   hi[e] = e & b ? 8 + e : e ^ b
+  MINIDL_STAGE(4, (mask{0, 1, 2, 3, 8, 9, 10, 11}), (mask{4, 5, 6, 7, 12, 13, 14, 15}))
+  MINIDL_STAGE(2, (mask{0, 1, 8, 9, 4, 5, 12, 13}), (mask{2, 3, 10, 11, 6, 7, 14, 15}))
+  MINIDL_STAGE(1, (mask{0, 8, 2, 10, 4, 12, 6, 14}), (mask{1, 9, 3, 11, 5, 13, 7, 15}))
+#undef MINIDL_STAGE
+  for (int k = 0; k < 8; ++k) {
+    if constexpr (kAccumulate) {
+      store8(out + k * os, load8(out + k * os) + r[k]);
+    } else {
+      store8(out + k * os, r[k]);
+    }
+  }
+}
+
 // out[k * os + v] (= or +=) in[v * is + k] for v, k < kLanes: a 16 x 16 block transpose in
 // registers, four butterfly stages that each swap one bit of the row index with the same bit
 // of the column index (moves whole vectors between the NCHW planes and the lane layout).
 template <bool kAccumulate>
 inline void transpose_block(const float* in, int64_t is, float* out, int64_t os) {
   static_assert(kLanes == 16, "transpose_block is written for 16 lanes");
+#if !defined(__AVX512F__)  // four 8 x 8 blocks, each in registers
+  for (int v0 = 0; v0 < kLanes; v0 += 8)
+    for (int k0 = 0; k0 < kLanes; k0 += 8)
+      transpose8<kAccumulate>(in + v0 * is + k0, is, out + k0 * os + v0, os);
+  return;
+#endif
   typedef int32_t mask __attribute__((vector_size(kLanes * sizeof(int32_t))));
   lanes r[kLanes];
   for (int v = 0; v < kLanes; ++v) r[v] = load<lanes>(in + v * is);
@@ -139,6 +180,148 @@ inline void transpose_block(const float* in, int64_t is, float* out, int64_t os)
     } else {
       store<lanes>(out + k * os, r[k]);
     }
+  }
+}
+
+// out[k * os + v] (= or +=) in[v * is + k] for v < kLanes, k < 8: a 16 x 8 block, the last
+// columns of a row narrower than 16 (8 x 8 planes).
+template <bool kAccumulate>
+inline void transpose_half_block(const float* in, int64_t is, float* out, int64_t os) {
+  for (int v0 = 0; v0 < kLanes; v0 += 8) transpose8<kAccumulate>(in + v0 * is, is, out + v0, os);
+}
+
+// ---- The transform domain's GEMMs ----------------------------------------------------------
+// Mt[xi] = V[xi] U[xi] and dV[xi] += dM[xi] U[xi]^T are small (O, C <= 256, T >= 128 columns)
+// and there are a*a = 36 of them per block. OpenBLAS's AVX-512 kernels multiply such shapes
+// without packing (its "small matrix" path); its AVX2 (Haswell) kernels pack both operands on
+// every call, which cost about 30% of resnet20's training step on the AVX2 path (perf, Xeon,
+// MINIDL_ISA=avx2). U is already laid out as a packed panel needs it (T innermost), so on AVX2
+// the kernels below read V, U and dM where they lie; elsewhere OpenBLAS runs (kOwnGemm).
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+constexpr bool kOwnGemm = true;
+#else
+constexpr bool kOwnGemm = false;
+#endif
+
+// C[R, kLanes] = A[R, K] B[K, kLanes]; rows of A lda apart, of B ldb, of C ldc. R accumulators
+// of kLanes floats (R = 6: twelve AVX2 registers) live in registers through the K loop; each
+// step loads one row of B and broadcasts R elements of A (the register blocking of Goto & van
+// de Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008, Section 6, without the
+// packing).
+template <int R>
+inline void gemm_nn_rows(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                         float* C, int64_t ldc) {
+  static_assert(kLanes == 16, "two 8-float vectors per row");
+  lanes8 acc[R][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = lanes8{};
+  for (int64_t k = 0; k < K; ++k) {
+    const lanes8 b0 = load8(B + k * ldb), b1 = load8(B + k * ldb + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const float x = A[r * lda + k];
+      acc[r][0] += x * b0;
+      acc[r][1] += x * b1;
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    store8(C + r * ldc, acc[r][0]);
+    store8(C + r * ldc + 8, acc[r][1]);
+  }
+}
+
+// C[M, N] = A[M, K] B[K, N], row-major and dense (leading dimensions K, N, N). Requires
+// N % kLanes == 0.
+__attribute__((noinline)) void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A,
+                                       const float* B, float* C) {
+  constexpr int R = 6;
+  for (int64_t n0 = 0; n0 < N; n0 += kLanes) {
+    int64_t m0 = 0;
+    for (; m0 + R <= M; m0 += R) gemm_nn_rows<R>(K, A + m0 * K, K, B + n0, N, C + m0 * N + n0, N);
+    const float* a = A + m0 * K;
+    float* c = C + m0 * N + n0;
+    switch (M - m0) {
+      case 5:
+        gemm_nn_rows<5>(K, a, K, B + n0, N, c, N);
+        break;
+      case 4:
+        gemm_nn_rows<4>(K, a, K, B + n0, N, c, N);
+        break;
+      case 3:
+        gemm_nn_rows<3>(K, a, K, B + n0, N, c, N);
+        break;
+      case 2:
+        gemm_nn_rows<2>(K, a, K, B + n0, N, c, N);
+        break;
+      case 1:
+        gemm_nn_rows<1>(K, a, K, B + n0, N, c, N);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+inline float sum_lanes(lanes8 v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+// C[RA, RB] += A[RA, K] B[RB, K]^T: RA * RB dot products of length K (K % 8 == 0), each
+// accumulated in 8 lanes and summed at the end. Rows of A and B are ld apart, of C ldc.
+template <int RA, int RB>
+inline void gemm_nt_block(int64_t K, const float* A, const float* B, int64_t ld, float* C,
+                          int64_t ldc) {
+  lanes8 acc[RA][RB];
+  for (int i = 0; i < RA; ++i)
+    for (int j = 0; j < RB; ++j) acc[i][j] = lanes8{};
+  for (int64_t k = 0; k < K; k += 8) {
+    lanes8 b[RB];
+    for (int j = 0; j < RB; ++j) b[j] = load8(B + j * ld + k);
+    for (int i = 0; i < RA; ++i) {
+      const lanes8 x = load8(A + i * ld + k);
+      for (int j = 0; j < RB; ++j) acc[i][j] += x * b[j];
+    }
+  }
+  for (int i = 0; i < RA; ++i)
+    for (int j = 0; j < RB; ++j) C[i * ldc + j] += sum_lanes(acc[i][j]);
+}
+
+template <int RA>
+inline void gemm_nt_row_block(int64_t N, int64_t K, const float* A, const float* B, float* C) {
+  int64_t n0 = 0;
+  for (; n0 + 3 <= N; n0 += 3) gemm_nt_block<RA, 3>(K, A, B + n0 * K, K, C + n0, N);
+  if (N - n0 == 2) gemm_nt_block<RA, 2>(K, A, B + n0 * K, K, C + n0, N);
+  if (N - n0 == 1) gemm_nt_block<RA, 1>(K, A, B + n0 * K, K, C + n0, N);
+}
+
+// C[M, N] += A[M, K] B[N, K]^T, row-major and dense (leading dimensions K, K, N). Requires
+// K % 8 == 0. Blocks of 3 x 3 dot products: nine accumulators, three rows of B and one of A
+// in registers (thirteen of AVX2's sixteen).
+__attribute__((noinline)) void gemm_nt_add(int64_t M, int64_t N, int64_t K, const float* A,
+                                           const float* B, float* C) {
+  int64_t m0 = 0;
+  for (; m0 + 3 <= M; m0 += 3) gemm_nt_row_block<3>(N, K, A + m0 * K, B, C + m0 * N);
+  if (M - m0 == 2) gemm_nt_row_block<2>(N, K, A + m0 * K, B, C + m0 * N);
+  if (M - m0 == 1) gemm_nt_row_block<1>(N, K, A + m0 * K, B, C + m0 * N);
+}
+
+// Mt [O, T] = V [O, C] U [C, T].
+void transform_gemm(int64_t O, int64_t T, int64_t C, const float* V, const float* U, float* Mt) {
+  if (kOwnGemm && T % kLanes == 0) {
+    gemm_nn(O, T, C, V, U, Mt);
+  } else {
+    gemm(false, false, O, T, C, 1.0f, V, U, 0.0f, Mt);
+  }
+}
+
+// dV [O, C] += dM [O, T] U [C, T]^T.
+void transform_gemm_weight(int64_t O, int64_t C, int64_t T, const float* dM, const float* U,
+                           float* dV) {
+  if (kOwnGemm && T % 8 == 0) {
+    gemm_nt_add(O, C, T, dM, U, dV);
+  } else {
+    gemm(false, true, O, C, T, 1.0f, dM, U, 1.0f, dV);
   }
 }
 
@@ -330,6 +513,7 @@ void gather_chunk(const float* x, const ConvGeom& g, const Tiling& tl, int64_t n
   const int64_t NB = tl.NB, HW = g.H * g.W;
   if (nb < NB) std::fill(Xt, Xt + g.C * tl.PH * tl.PW * NB, 0.0f);
   const int64_t full = (nb == kLanes) ? g.W / kLanes * kLanes : 0;  // columns moved in blocks
+  const int64_t half = (nb == kLanes) ? g.W / 8 * 8 : 0;            // then in half blocks
   // Channel by channel, so that one channel's [PH, PW, NB] slice (tens of KB) stays in cache
   // while its lanes are filled.
   for (int64_t c = 0; c < g.C; ++c) {
@@ -338,8 +522,10 @@ void gather_chunk(const float* x, const ConvGeom& g, const Tiling& tl, int64_t n
       const float* src = x + (n0 * g.C + c) * HW + r * g.W;
       for (int64_t w = 0; w < full; w += kLanes)
         transpose_block<false>(src + w, g.C * HW, dst + w * NB, NB);
+      if (half > full) transpose_half_block<false>(src + full, g.C * HW, dst + full * NB, NB);
       for (int64_t v = 0; v < nb; ++v)
-        for (int64_t w = full; w < g.W; ++w) dst[w * NB + v] = src[v * g.C * HW + w];
+        for (int64_t w = std::max(full, half); w < g.W; ++w)
+          dst[w * NB + v] = src[v * g.C * HW + w];
     }
   }
 }
@@ -349,6 +535,7 @@ void scatter_chunk(const float* Yt, const Tiling& tl, const ConvGeom& g, int64_t
                    int64_t nb, float* y, bool accumulate) {
   const int64_t NB = tl.NB, HOWO = g.HO * g.WO;
   const int64_t full = (nb == kLanes) ? g.WO / kLanes * kLanes : 0;
+  const int64_t half = (nb == kLanes) ? g.WO / 8 * 8 : 0;
   for (int64_t o = 0; o < O; ++o)
     for (int64_t r = 0; r < g.HO; ++r) {
       const float* src = Yt + (o * tl.QH + r) * tl.QW * NB;
@@ -360,8 +547,17 @@ void scatter_chunk(const float* Yt, const Tiling& tl, const ConvGeom& g, int64_t
           transpose_block<false>(src + w * NB, NB, dst + w, O * HOWO);
         }
       }
+      if (half > full) {  // rows move as [NB, 8] -> [8, NB] blocks, here the adjoint direction
+        for (int v0 = 0; v0 < kLanes; v0 += 8) {
+          if (accumulate) {
+            transpose8<true>(src + full * NB + v0, NB, dst + v0 * O * HOWO + full, O * HOWO);
+          } else {
+            transpose8<false>(src + full * NB + v0, NB, dst + v0 * O * HOWO + full, O * HOWO);
+          }
+        }
+      }
       for (int64_t v = 0; v < nb; ++v)
-        for (int64_t w = full; w < g.WO; ++w) {
+        for (int64_t w = std::max(full, half); w < g.WO; ++w) {
           float& d = dst[v * O * HOWO + w];
           d = accumulate ? d + src[w * NB + v] : src[w * NB + v];
         }
@@ -431,8 +627,7 @@ void winograd_forward(float* y, const float* x, const float* V, int64_t N, const
           transform_input_block(Xt.data(), g, tl, p0, pb, U.data(), T, s * pb * NB);
         }
         for (int xi = 0; xi < a * a; ++xi) {  // Mt[xi] [O, T] = V[xi] [O, C] U[xi] [C, T]
-          gemm(false, false, O, T, C, 1.0f, V + xi * O * C, U.data() + xi * C * T, 0.0f,
-               Mt.data() + xi * O * T);
+          transform_gemm(O, T, C, V + xi * O * C, U.data() + xi * C * T, Mt.data() + xi * O * T);
         }
         for (int64_t s = 0; s < cb; ++s) {
           for (int64_t o = 0; o < O; ++o)
@@ -501,8 +696,8 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_
             }
         }
         for (int xi = 0; xi < a * a; ++xi) {  // dV[xi] [O, C] += dM[xi] [O, T] U[xi]^T [T, C]
-          gemm(false, true, O, C, T, 1.0f, dM.data() + xi * O * T, U.data() + xi * C * T, 1.0f,
-               part + xi * O * C);
+          transform_gemm_weight(O, C, T, dM.data() + xi * O * T, U.data() + xi * C * T,
+                                part + xi * O * C);
         }
       }
     }
