@@ -133,6 +133,46 @@ TEST_CASE("every SIMD path's Winograd kernels match a naive convolution", "[simd
   }
 }
 
+TEST_CASE("every SIMD path's small GEMMs match a naive product in double", "[simd][kernels]") {
+  // The paths that have them (AVX2): every remainder of the register blocks (6 rows of C in
+  // gemm_nn, 3 x 3 dot products in gemm_nt_add), one and several column panels, K = 1 and long.
+  Generator gen(33);
+  int checked = 0;
+  for (const simd::Kernels* k : simd::runnable()) {
+    if (!k->gemm_nn) continue;
+    for (int64_t M : {1, 5, 6, 7, 13})
+      for (int64_t N : {16, 48})
+        for (int64_t K : {1, 8, 27, 288}) {
+          INFO("path " << k->name << ", M " << M << ", N " << N << ", K " << K);
+          const std::vector<float> A = random_vector(M * K, gen), B = random_vector(K * N, gen);
+          std::vector<double> ref(M * N, 0.0);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+              for (int64_t l = 0; l < K; ++l) ref[i * N + j] += double(A[i * K + l]) * B[l * N + j];
+          std::vector<float> C(M * N, std::nanf(""));  // beta = 0: NaN never survives
+          k->gemm_nn(M, N, K, A.data(), B.data(), C.data());
+          CHECK(relative_error(C, ref) < 1e-6);
+          ++checked;
+        }
+    for (int64_t M : {1, 2, 3, 4, 8})
+      for (int64_t N : {1, 2, 3, 5, 16})
+        for (int64_t K : {8, 64, 1024}) {
+          INFO("path " << k->name << ", M " << M << ", N " << N << ", K " << K);
+          const std::vector<float> A = random_vector(M * K, gen), B = random_vector(N * K, gen);
+          std::vector<float> C = random_vector(M * N, gen);  // accumulated into
+          std::vector<double> ref(C.begin(), C.end());
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+              for (int64_t l = 0; l < K; ++l) ref[i * N + j] += double(A[i * K + l]) * B[j * K + l];
+          k->gemm_nt_add(M, N, K, A.data(), B.data(), C.data());
+          CHECK(relative_error(C, ref) < 1e-6);
+          ++checked;
+        }
+  }
+  // Checked wherever the CPU runs AVX2 (CI's machines do); a build without the path checks none.
+  if (simd::built_paths().size() > 1 && __builtin_cpu_supports("avx2")) CHECK(checked > 0);
+}
+
 TEST_CASE("every SIMD path's GELU kernels match the double-precision reference",
           "[simd][kernels][gelu]") {
   std::vector<float> x;

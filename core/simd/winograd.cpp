@@ -197,11 +197,7 @@ inline void transpose_half_block(const float* in, int64_t is, float* out, int64_
 // every call, which cost about 30% of resnet20's training step on the AVX2 path (perf, Xeon,
 // MINIDL_ISA=avx2). U is already laid out as a packed panel needs it (T innermost), so on AVX2
 // the kernels below read V, U and dM where they lie; elsewhere OpenBLAS runs (kOwnGemm).
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-constexpr bool kOwnGemm = true;
-#else
-constexpr bool kOwnGemm = false;
-#endif
+constexpr bool kOwnGemm = MINIDL_SIMD_OWN_GEMM;  // (core/simd/isa.hpp)
 
 // C[R, kLanes] = A[R, K] B[K, kLanes]; rows of A lda apart, of B ldb, of C ldc. R accumulators
 // of kLanes floats (R = 6: twelve AVX2 registers) live in registers through the K loop; each
@@ -580,6 +576,14 @@ void transform_input_block(const float* Xt, const ConvGeom& g, const Tiling& tl,
 }
 
 }  // namespace
+
+void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
+  gemm_nn(M, N, K, A, B, C);
+}
+
+void small_gemm_nt_add(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
+  gemm_nt_add(M, N, K, A, B, C);
+}
 
 void winograd_weight_transform(float* V, const float* w, int64_t O, int64_t C, bool flipped) {
   const auto& G = Matrices<m>::G;
