@@ -36,7 +36,7 @@ struct TrainArgs {
   bool overwrite = false;
   int64_t stop_after = -1;
   bool profile = false;
-  int tta = 2;
+  int tta = 0;  ///< --tta when given (airbench94's preset has 2)
   bool eval_every_epoch = false;
   train::Recipe recipe = train::Recipe::kDefault;
   std::string resume_note;  ///< resumed_options' line on an extended run, printed by run()
@@ -107,6 +107,12 @@ void print_data_line(const train::FitStart& f, const train::TrainOptions& o) {
               with_thousands(o.batch_size).c_str());
 }
 
+/// `prefix` and o.tta when the run ends with a TTA pass, else "" (so that a run without --tta
+/// prints the lines it always printed).
+std::string tta_note(const train::TrainOptions& o, const std::string& prefix) {
+  return o.tta > 0 ? prefix + std::to_string(o.tta) : "";
+}
+
 /// The start-up lines: what is trained, on what, how, and where (each line under 100 columns
 /// but for long model names and paths).
 void print_header(const train::FitStart& f, const train::TrainOptions& o) {
@@ -127,9 +133,10 @@ void print_header(const train::FitStart& f, const train::TrainOptions& o) {
     std::printf("  %s, lr %g, schedule %s; weight decay %g, label smoothing %g, augmentation %s\n",
                 name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(), o.weight_decay,
                 o.label_smoothing, o.augment ? "on" : "off");
-    std::printf("  --train-only %s; test set evaluated %s; run folder %s\n",
+    std::printf("  --train-only %s; test set evaluated %s%s; run folder %s\n",
                 name_of(o.train_only).c_str(),
-                o.eval_every_epoch ? "after every epoch" : "after the last epoch", o.out.c_str());
+                o.eval_every_epoch ? "after every epoch" : "after the last epoch",
+                tta_note(o, ", then with TTA level ").c_str(), o.out.c_str());
   } else {
     std::string model = o.model;  // with its normalization when not BatchNorm
     if (o.norm == NormKind::kGroup)
@@ -141,9 +148,10 @@ void print_header(const train::FitStart& f, const train::TrainOptions& o) {
                 with_thousands(f.trainable).c_str(), name_of(o.train_only).c_str(),
                 count_text(o.threads, "thread").c_str());
     print_data_line(f, o);
-    std::printf("  %s, lr %g, schedule %s; BN statistics: %s; run folder %s\n",
+    std::printf("  %s, lr %g, schedule %s; BN statistics: %s%s; run folder %s\n",
                 name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(),
-                name_of(o.bn_stats).c_str(), o.out.c_str());
+                name_of(o.bn_stats).c_str(),
+                tta_note(o, "; final test also with TTA level ").c_str(), o.out.c_str());
   }
   if (f.world_size > 1) {
     std::printf("  data-parallel: %d processes, global batch %lld, BatchNorm statistics %s\n",
@@ -294,13 +302,14 @@ void refuse_fixed_flags(CLI::App* sub, train::Recipe recipe,
   }
 }
 
-/// The flags --recipe bn-speedrun takes: where and how long it runs, never what it trains but
-/// the network and its length (train::bn_speedrun_options).
+/// The flags --recipe bn-speedrun takes: where and how long it runs and how its final test pass
+/// is evaluated (--tta), never what it trains but the network and its length
+/// (train::bn_speedrun_options).
 const std::vector<std::string> kBnSpeedrunFlags = {
     "--data",       "--model",       "--epochs",     "--seed",
     "--threads",    "--out",         "--resume",     "--overwrite",
     "--stop-after", "--limit-train", "--limit-test", "--eval-every-epoch",
-    "--profile"};
+    "--tta",        "--profile"};
 
 /// The flags --recipe airbench94 takes besides --recipe (it fixes every other setting).
 const char* const kAirbench94Flags[] = {
@@ -339,7 +348,7 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
     o.limit_train = a.o.limit_train;
     o.limit_test = a.o.limit_test;
     if (given("--out")) o.out = a.o.out;
-    o.tta = a.tta;
+    if (given("--tta")) o.tta = a.tta;  // else the preset's 2
     o.eval_every_epoch = a.eval_every_epoch;
   } else if (a.recipe == train::Recipe::kBnSpeedrun) {
     refuse_fixed_flags(sub, a.recipe, kBnSpeedrunFlags);
@@ -348,16 +357,14 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
     if (given("--epochs")) o.epochs = a.o.epochs;
     if (given("--out")) o.out = a.o.out;
     if (given("--eval-every-epoch")) o.eval_every_epoch = true;
+    o.tta = a.tta;
     o.data = a.o.data;
     o.seed = a.o.seed;
     o.threads = a.o.threads;
     o.limit_train = a.o.limit_train;
     o.limit_test = a.o.limit_test;
   } else {
-    if (given("--tta"))
-      throw std::invalid_argument(
-          "--tta is for --recipe airbench94 (minidl eval --tta evaluates any checkpoint with "
-          "test-time augmentation)");
+    o.tta = a.tta;
     if (given("--eval-every-epoch"))
       throw std::invalid_argument(
           "--eval-every-epoch is for --recipe airbench94 and --recipe bn-speedrun (the default "
@@ -551,14 +558,20 @@ train::TrainOptions checked_options(TrainArgs& a, CLI::App* sub) {
   return o;
 }
 
-/// bn-speedrun's last two lines: the accuracy (or, for a run stopped before its last epoch,
-/// where it stands: the recipe evaluates after the last epoch only) and the wall time of this
-/// invocation in minutes, split into the training loops, the test passes and the rest (loading
-/// the data, building the model, writing the run directory).
+/// bn-speedrun's last two lines: the accuracy (with --tta, with and without TTA; or, for a run
+/// stopped before its last epoch, where it stands: the recipe evaluates after the last epoch
+/// only) and the wall time of this invocation in minutes, split into the training loops, the
+/// test passes (the TTA pass included) and the rest (loading the data, building the model,
+/// writing the run directory).
 void print_bn_speedrun_end(const train::TrainOptions& o, const train::RunResult& r, bool resumed) {
   const std::string ck = o.out + "/model.safetensors";
   const long long done = r.epochs_done, epochs = static_cast<long long>(std::ceil(o.epochs));
-  if (r.finished || o.eval_every_epoch) {
+  if (r.finished && o.tta > 0) {
+    std::printf(
+        "done: test accuracy %.2f%% with TTA level %d, %.2f%% without, after %lld of %lld "
+        "epochs; checkpoint %s\n",
+        100 * r.test_accuracy_tta, o.tta, 100 * r.test_accuracy, done, epochs, ck.c_str());
+  } else if (r.finished || o.eval_every_epoch) {
     std::printf("done: test accuracy %.2f%% after %lld of %lld epochs; checkpoint %s\n",
                 100 * r.test_accuracy, done, epochs, ck.c_str());
   } else {
@@ -597,15 +610,15 @@ void train_in(TrainArgs& a, const train::TrainOptions& o, bool resume,
     const std::string ck = o.out + "/model.safetensors";
     if (group->rank() != 0) return;
     clear_progress();  // the final test pass's
-    if (o.tta > 0 && r.finished) {
+    if (o.recipe == train::Recipe::kBnSpeedrun) {
+      print_bn_speedrun_end(o, r, resume);
+    } else if (o.tta > 0 && r.finished) {  // airbench94, or any recipe given --tta
       std::printf(
           "done: test accuracy %.2f%% with TTA level %d, %.2f%% without; wall time %s (training "
           "%s, evaluation %s); checkpoint %s\n",
           100 * r.test_accuracy_tta, o.tta, 100 * r.test_accuracy,
           format_duration(r.total_seconds).c_str(), format_duration(r.train_seconds).c_str(),
           format_duration(r.eval_seconds).c_str(), ck.c_str());
-    } else if (o.recipe == train::Recipe::kBnSpeedrun) {
-      print_bn_speedrun_end(o, r, resume);
     } else {
       std::printf("done: test accuracy %.2f%% after %s in %s; checkpoint %s\n",
                   100 * r.test_accuracy, count_text(r.epochs_done, "epoch").c_str(),
@@ -805,8 +818,9 @@ Command add_train(CLI::App& app) {
           bn_speedrun_flags() + " (docs/recipes.md)",
       {train::Recipe::kDefault, train::Recipe::kAirbench94, train::Recipe::kBnSpeedrun});
   t->add_option("--tta", a->tta,
-                "airbench94: the test-time augmentation of the final evaluation: 0 none, 1 "
-                "mirror, 2 mirror and one-pixel translations")
+                "test-time augmentation of an extra test pass after the last epoch, reported "
+                "beside the plain accuracy: 0 none, 1 mirror, 2 mirror and one-pixel "
+                "translations (airbench94: 2)")
       ->capture_default_str()
       ->check(integer_in(0, 2));
   t->add_flag("--eval-every-epoch", a->eval_every_epoch,

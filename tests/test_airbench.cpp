@@ -252,9 +252,17 @@ TEST_CASE("train --recipe airbench94 and --tta: the CLI's refusals", "[airbench]
   auto [s1, o1] = run_cli("train --recipe airbench94 --lr 0.1" + data);
   CHECK(s1 == 1);
   CHECK_THAT(o1, Catch::Contains("--lr is fixed by --recipe airbench94"));
-  auto [s2, o2] = run_cli("train --tta 1 --epochs 1" + data);
-  CHECK(s2 == 1);
-  CHECK_THAT(o2, Catch::Contains("--tta is for --recipe airbench94"));
+  // --tta takes 0, 1 or 2 with every recipe: 3 is refused in one error line naming it and its
+  // range (then the line every command-line error ends with, naming the --help to read).
+  for (const std::string recipe : {"", " --recipe airbench94", " --recipe bn-speedrun"}) {
+    INFO("train" << recipe);
+    auto [s2, o2] = run_cli("train" + recipe + " --tta 3 --epochs 1" + data);
+    CHECK(s2 == 1);
+    const std::vector<std::string> lines = minidl::testing::lines_of(o2);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "minidl: error: --tta: must be an integer from 0 to 2, got 3");
+    CHECK(lines[1] == "Run minidl train --help for its flags and their ranges.");
+  }
   auto [s3, o3] = run_cli("eval --checkpoint x.safetensors --tta 3" + data);
   CHECK(s3 != 0);
   CHECK_THAT(o3, Catch::Contains("--tta"));

@@ -1,6 +1,7 @@
 // The bn-speedrun recipe (train::bn_speedrun_options, docs/bn-speedrun/): its settings are probe
 // B02's, it trains BatchNorm's gamma and beta and nothing else (every other tensor bit for bit),
-// config.json keeps it for --resume, and the CLI refuses the flags it fixes in one line.
+// config.json keeps it for --resume, the CLI refuses the flags it fixes in one line, and --tta
+// adds a final TTA pass that leaves the training and the plain accuracy as they were.
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/safetensors.hpp"
 #include "layers/models/registry.hpp"
 #include "optim/freeze.hpp"
 #include "test_util.hpp"
@@ -217,7 +219,7 @@ TEST_CASE("train --recipe bn-speedrun: the flags it fixes are refused in one lin
   using minidl::testing::run_cli;
   const std::string data = " --data " + minidl::testing::data_dir();
   for (const std::string flag : {"--lr 0.05", "--optimizer sgd", "--train-only all",
-                                 "--batch-size 128", "--augment true", "--tta 2"}) {
+                                 "--batch-size 128", "--augment true", "--label-smoothing 0.1"}) {
     INFO(flag);
     const auto [status, out] = run_cli("train --recipe bn-speedrun " + flag + data);
     CHECK(status == 1);
@@ -226,6 +228,7 @@ TEST_CASE("train --recipe bn-speedrun: the flags it fixes are refused in one lin
     CHECK_THAT(out, Catch::StartsWith("minidl: error: " + name +
                                       " is fixed by --recipe bn-speedrun (it takes --data, "
                                       "--model, --epochs, --seed"));
+    CHECK_THAT(out, Catch::Contains(", --eval-every-epoch, --tta, --profile)\n"));
   }
 }
 
@@ -270,4 +273,85 @@ TEST_CASE("train --recipe bn-speedrun: a short run, its lines, and --resume keep
   CHECK(s3 == 1);
   CHECK_THAT(o3, Catch::Contains("--lr is fixed by --recipe bn-speedrun"));
   fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "train --recipe bn-speedrun --tta 2: the final TTA pass beside the plain accuracy, as eval "
+    "gives them, kept by --resume, the training unchanged",
+    "[bn-speedrun][cli][tta][slow]") {
+  using minidl::testing::read_file;
+  using minidl::testing::run_cli;
+  using nlohmann::json;
+  const std::string data = " --data " + minidl::testing::data_dir();
+  const std::string dir = minidl::testing::fresh_dir("bn_speedrun_tta");
+  const std::string plain_dir = minidl::testing::fresh_dir("bn_speedrun_tta_plain");
+  const std::string common =
+      " --model resnet8 --epochs 2 --seed 3 --limit-train 256 --limit-test 500 --threads 2" + data;
+  // Epoch 1 of 2 with --tta 2, then stop: neither test pass has run.
+  auto [s1, o1] =
+      run_cli("train --recipe bn-speedrun --tta 2 --stop-after 1 --out " + dir + common);
+  INFO(o1);
+  REQUIRE(s1 == 0);
+  CHECK_THAT(o1, Catch::Contains("test set evaluated after the last epoch, then with TTA level 2; "
+                                 "run folder "));
+  CHECK_THAT(o1, Catch::Contains("stopped after 1 of 2 epochs, not evaluated"));
+  CHECK(json::parse(read_file(dir + "/config.json")).at("tta") == 2);
+  const json stopped = json::parse(read_file(dir + "/results.json"));
+  CHECK(stopped.at("tta") == 2);
+  CHECK(stopped.at("test_accuracy_tta").is_null());
+  // The epoch's checkpoint claims no TTA accuracy: the pass has not run.
+  CHECK(load_safetensors(dir + "/model.safetensors").metadata.count("test_accuracy_tta") == 0);
+
+  // --resume alone continues it with its --tta (config.json's) and ends with both accuracies.
+  auto [s2, o2] = run_cli("train --resume " + dir + data);
+  INFO(o2);
+  REQUIRE(s2 == 0);
+  // eval of the checkpoint, with --tta 2 and without: the exact accuracies.
+  auto eval_accuracy = [&](const std::string& flags) {
+    auto [status, out] = run_cli("eval --json --limit-test 500 --checkpoint " + dir +
+                                 "/model.safetensors" + data + flags);
+    INFO(out);
+    REQUIRE(status == 0);
+    return json::parse(out).at("accuracy").get<double>();
+  };
+  const double tta = eval_accuracy(" --tta 2"), plain = eval_accuracy("");
+  // results.json has both: the TTA pass's exactly, the plain one as metrics.csv (6 digits).
+  const json r = json::parse(read_file(dir + "/results.json"));
+  CHECK(r.at("recipe") == "bn-speedrun");
+  CHECK(r.at("finished") == true);
+  CHECK(r.at("tta") == 2);
+  CHECK(r.at("test_accuracy_tta").get<double>() == tta);
+  CHECK(r.at("test_accuracy").get<double>() == Approx(plain).margin(1e-6));
+  char done[160];
+  std::snprintf(done, sizeof done,
+                "done: test accuracy %.2f%% with TTA level 2, %.2f%% without, after 2 of 2 "
+                "epochs; checkpoint ",
+                100 * tta, 100 * plain);
+  CHECK_THAT(o2, Catch::Contains(done));
+  CHECK_THAT(o2, Catch::Contains(" (this invocation): training "));
+  // The checkpoint's metadata too.
+  const std::map<std::string, std::string> meta =
+      load_safetensors(dir + "/model.safetensors").metadata;
+  CHECK(meta.at("tta") == "2");
+  CHECK(meta.at("test_accuracy_tta") == std::to_string(tta));
+  // On these 500 images TTA 2 and the plain pass disagree: a run that ignored --tta would
+  // report the plain accuracy twice.
+  CHECK(tta != plain);
+
+  // Without --tta the same run trains the same weights to the same plain accuracy; its
+  // results.json reports level 0 and the plain accuracy in the TTA column, as before --tta.
+  auto [s3, o3] = run_cli("train --recipe bn-speedrun --out " + plain_dir + common);
+  INFO(o3);
+  REQUIRE(s3 == 0);
+  CHECK_THAT(o3, Catch::Contains("test set evaluated after the last epoch; run folder "));
+  CHECK_THAT(o3, !Catch::Contains("TTA"));
+  const json rp = json::parse(read_file(plain_dir + "/results.json"));
+  CHECK(rp.at("tta") == 0);
+  CHECK(rp.at("test_accuracy") == r.at("test_accuracy"));
+  CHECK(rp.at("test_accuracy_tta") == r.at("test_accuracy"));
+  CHECK_FALSE(json::parse(read_file(plain_dir + "/config.json")).contains("tta"));
+  CHECK(minidl::testing::tensors_of(plain_dir + "/model.safetensors") ==
+        minidl::testing::tensors_of(dir + "/model.safetensors"));
+  fs::remove_all(dir);
+  fs::remove_all(plain_dir);
 }

@@ -202,6 +202,9 @@ json config_to_json(const TrainOptions& o) {
   // bn-speedrun: every field of the list (a later preset cannot change a saved run) and the
   // one setting it adds.
   if (c.recipe == Recipe::kBnSpeedrun) j["eval_every_epoch"] = c.eval_every_epoch;
+  // The TTA level of every other recipe only when a run asks for the TTA pass (airbench94's is
+  // in its list above).
+  if (c.recipe != Recipe::kAirbench94 && c.tta > 0) j["tta"] = c.tta;
   // Data-parallel settings only when they change the run (config.json of earlier builds, and
   // the checkpoints that embed it, stay byte-identical).
   if (c.bn_sync != BnSync::kNone) write_field(j, "bn_sync", named(c.bn_sync));
@@ -239,6 +242,7 @@ TrainOptions config_from_json(const json& j) {
   }
   for_each_field(c, [&](const char* key, auto&& field) { read_field(j, key, field); });
   if (c.recipe == Recipe::kBnSpeedrun) read_field(j, "eval_every_epoch", c.eval_every_epoch);
+  if (c.recipe != Recipe::kAirbench94) read_field(j, "tta", c.tta);
   read_field(j, "bn_sync", named(c.bn_sync));
   read_field(j, "reduction", named(c.reduction));
   read_field(j, "bn_group_size", c.bn_group_size);
@@ -593,7 +597,7 @@ void save_checkpoint(const std::string& path, const Module& model, const TrainOp
       {"epoch", std::to_string(epoch)},
       {"test_accuracy", std::to_string(test_accuracy)},
       {"seed", std::to_string(o.seed)}};
-  if (o.recipe == Recipe::kAirbench94 || o.tta > 0) {
+  if ((o.recipe == Recipe::kAirbench94 || o.tta > 0) && !std::isnan(test_accuracy_tta)) {
     meta["tta"] = std::to_string(o.tta);
     meta["test_accuracy_tta"] = std::to_string(test_accuracy_tta);
   }

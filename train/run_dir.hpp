@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -43,8 +44,9 @@ namespace minidl::train {
 /// limit_test, eval_every_epoch); bn-speedrun saves {"recipe": "bn-speedrun"}, every field of
 /// the list in run_dir.cpp (for_each_field) and eval_every_epoch; every other recipe saves every
 /// field of the list and no "recipe" key, so that config.json and the checkpoint metadata are
-/// byte-identical to those of minidl before recipes were named. bn_sync, reduction,
-/// bn_group_size, norm and gn_groups are saved only when not their default, for the same reason.
+/// byte-identical to those of minidl before recipes were named. tta (for the recipes but
+/// airbench94), bn_sync, reduction, bn_group_size, norm and gn_groups are saved only when not
+/// their default, for the same reason.
 /// Enums are saved by name, epochs as an integer (airbench94: as a number), float settings as
 /// the shortest decimal that reads back as the same float (shortest_decimal: "lr": 0.1).
 nlohmann::json config_to_json(const TrainOptions& o);
@@ -161,10 +163,12 @@ void trim_run_log(const std::string& path, int64_t epochs_done, int64_t steps_do
 /// Writes `model`'s state_dict to `path` (atomically) with metadata format "minidl", model
 /// (o.model), normalization (o.normalize), config (config_to_json(o), compact), epoch,
 /// test_accuracy (std::to_string), seed; and for airbench94 or o.tta > 0, tta and
-/// test_accuracy_tta; and every entry of `extra` (a data-parallel run's world_size and
-/// running_statistics: which process's BatchNorm statistics the file holds).
+/// test_accuracy_tta unless test_accuracy_tta is NaN (the TTA pass has not run: an epoch's
+/// checkpoint before the last); and every entry of `extra` (a data-parallel run's world_size
+/// and running_statistics: which process's BatchNorm statistics the file holds).
 void save_checkpoint(const std::string& path, const Module& model, const TrainOptions& o,
-                     int64_t epoch, double test_accuracy, double test_accuracy_tta = 0.0,
+                     int64_t epoch, double test_accuracy,
+                     double test_accuracy_tta = std::numeric_limits<double>::quiet_NaN(),
                      const std::map<std::string, std::string>& extra = {});
 /// Thrown by load_model for a checkpoint holding NaN or infinity.
 struct NonFiniteCheckpoint : std::runtime_error {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "core/autograd.hpp"
 #include "core/file_io.hpp"
@@ -594,7 +595,8 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
           // The epoch's commit point is train_state.safetensors; the other two files follow.
           save_train_state(o.out + "/train_state.safetensors", model, opt, o.model, epoch + 1, step,
                            metrics);
-          save_checkpoint(model_path, model, o, epoch + 1, result.test_accuracy, 0.0, meta);
+          save_checkpoint(model_path, model, o, epoch + 1, result.test_accuracy,
+                          std::numeric_limits<double>::quiet_NaN(), meta);  // no TTA pass yet
         }
         write_file_atomic(o.out + "/metrics.csv", metrics);
       });
