@@ -43,11 +43,6 @@ namespace {
 // The longest inner dimension handed to the small GEMMs: their panels of B (K x 16 floats) then
 // stay in L1 (18 KB at 288, resnet20's widest im2col), L2 at most.
 constexpr int64_t kSmallGemmK = 1152;
-// The shortest inner dimension of gemm_nt_add: its dot products end in horizontal sums, which
-// short ones do not repay. resnet20's im2col backward (AVX2 path, Xeon, alternating runs): every
-// weight gradient through gemm_nt_add, 10% slower than OpenBLAS; only those with K >= 256 (the
-// stem's, K = 1,024), as fast.
-constexpr int64_t kSmallGemmNtMinK = 256;
 }  // namespace
 
 void fill(float* x, int64_t n, float value) {
@@ -59,11 +54,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const float* B, float beta, float* C) {
   // The small GEMMs of one image inside a parallel region (im2col convolutions, one thread
   // each): the path's own kernels where it has them (core/simd.hpp, Kernels::gemm_nn).
-  if (!trans_a && alpha == 1.0f && K <= kSmallGemmK && omp_in_parallel()) {
+  if (!trans_a && !trans_b && alpha == 1.0f && beta == 0.0f && K <= kSmallGemmK &&
+      omp_in_parallel()) {
     const simd::Kernels& k = simd::active();
-    if (!trans_b && beta == 0.0f && k.gemm_nn && N % 16 == 0) return k.gemm_nn(M, N, K, A, B, C);
-    if (trans_b && beta == 1.0f && k.gemm_nt_add && K % 8 == 0 && K >= kSmallGemmNtMinK)
-      return k.gemm_nt_add(M, N, K, A, B, C);
+    if (k.gemm_nn && N % 16 == 0) return k.gemm_nn(M, N, K, A, B, C);
   }
   const int lda = static_cast<int>(trans_a ? M : K);
   const int ldb = static_cast<int>(trans_b ? K : N);

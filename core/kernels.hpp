@@ -28,8 +28,8 @@ void fill(float* x, int64_t n, float value);
 /// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
 /// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm, except for the
 /// small products of one thread inside a parallel region that the SIMD path has its own kernels
-/// for (AVX2: C = A B with N % 16 == 0, and C += A B^T with K % 8 == 0 and K >= 256; see
-/// core/simd.hpp, Kernels::gemm_nn). M, N, K and C are BLAS's names here, not the legend's.
+/// for (AVX2: C = A B with N % 16 == 0; see core/simd.hpp, Kernels::gemm_nn). M, N, K and C
+/// are BLAS's names here, not the dimension legend's.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C);
 

@@ -24,7 +24,7 @@ void winograd_forward(float* y, const float* x, const float* V, int64_t N, const
 void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_t N,
                               const ConvGeom& g, int64_t O);
 
-// core/simd/winograd.cpp: the small GEMMs (Kernels::gemm_nn, gemm_nt_add), compiled where
+// core/simd/winograd.cpp: the small GEMM (Kernels::gemm_nn), compiled where
 // MINIDL_SIMD_OWN_GEMM is 1: AVX2 with FMA and without AVX-512.
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #define MINIDL_SIMD_OWN_GEMM 1
@@ -32,7 +32,6 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_
 #define MINIDL_SIMD_OWN_GEMM 0
 #endif
 void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C);
-void small_gemm_nt_add(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C);
 
 // core/simd/gelu.cpp
 void gelu(float* y, const float* x, int64_t n);

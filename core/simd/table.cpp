@@ -21,24 +21,35 @@ constexpr const char* kVectors = "128-bit vectors (NEON)";
 #else
 constexpr const char* kVectors = "none (scalar code)";
 #endif
+// The small GEMM where this path has its own (core/simd/isa.hpp, MINIDL_SIMD_OWN_GEMM).
+#if !defined(MINIDL_SIMD_NO_WINOGRAD) && MINIDL_SIMD_OWN_GEMM
+constexpr decltype(Kernels::gemm_nn) kGemmNn = &small_gemm_nn;
+#else
+constexpr decltype(Kernels::gemm_nn) kGemmNn = nullptr;
+#endif
 }  // namespace
 
 const Kernels& table() {
-  static const Kernels kernels {
-    MINIDL_SIMD_STR(MINIDL_SIMD_NS), kVectors,
+  static const Kernels kernels{MINIDL_SIMD_STR(MINIDL_SIMD_NS),
+                               kVectors,
 #ifdef MINIDL_SIMD_NO_WINOGRAD  // the fuzz build (clang): core/simd/winograd.cpp is GCC-only
-        nullptr, nullptr, nullptr, nullptr, nullptr,
+                               nullptr,
+                               nullptr,
+                               nullptr,
 #else
-        &winograd_weight_transform, &winograd_forward, &winograd_backward_weight,
-#if MINIDL_SIMD_OWN_GEMM
-        &small_gemm_nn, &small_gemm_nt_add,
-#else
-        nullptr, nullptr,
+                               &winograd_weight_transform,
+                               &winograd_forward,
+                               &winograd_backward_weight,
 #endif
-#endif
-        &gelu, &gelu_backward_add, &bn_channel_moments, &bn_image_moments, &bn_forward,
-        &bn_channel_gradient_sums, &bn_image_gradient_sums, &bn_channel_dx
-  };
+                               kGemmNn,
+                               &gelu,
+                               &gelu_backward_add,
+                               &bn_channel_moments,
+                               &bn_image_moments,
+                               &bn_forward,
+                               &bn_channel_gradient_sums,
+                               &bn_image_gradient_sums,
+                               &bn_channel_dx};
   return kernels;
 }
 
