@@ -303,13 +303,13 @@ void refuse_fixed_flags(CLI::App* sub, train::Recipe recipe,
 }
 
 /// The flags --recipe bn-speedrun takes: where and how long it runs and how its final test pass
-/// is evaluated (--tta), never what it trains but the network and its length
-/// (train::bn_speedrun_options).
+/// is evaluated (--tta), never how it trains but the network, its length and the labelled
+/// variant --train-only bn+fc (train::bn_speedrun_options).
 const std::vector<std::string> kBnSpeedrunFlags = {
     "--data",       "--model",       "--epochs",     "--seed",
     "--threads",    "--out",         "--resume",     "--overwrite",
     "--stop-after", "--limit-train", "--limit-test", "--eval-every-epoch",
-    "--tta",        "--profile"};
+    "--tta",        "--profile",     "--train-only"};
 
 /// The flags --recipe airbench94 takes besides --recipe (it fixes every other setting).
 const char* const kAirbench94Flags[] = {
@@ -357,6 +357,14 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
     if (given("--epochs")) o.epochs = a.o.epochs;
     if (given("--out")) o.out = a.o.out;
     if (given("--eval-every-epoch")) o.eval_every_epoch = true;
+    if (given("--train-only")) {
+      if (a.o.train_only != optim::TrainOnly::kBn && a.o.train_only != optim::TrainOnly::kBnFc)
+        throw std::invalid_argument(
+            "--train-only: --recipe bn-speedrun trains BatchNorm only (bn) or, as its labelled "
+            "variant, BatchNorm and the output layer (bn+fc); got " +
+            name_of(a.o.train_only));
+      o.train_only = a.o.train_only;
+    }
     o.tta = a.tta;
     o.data = a.o.data;
     o.seed = a.o.seed;

@@ -218,8 +218,8 @@ TEST_CASE("train --recipe bn-speedrun: the flags it fixes are refused in one lin
           "[bn-speedrun][cli]") {
   using minidl::testing::run_cli;
   const std::string data = " --data " + minidl::testing::data_dir();
-  for (const std::string flag : {"--lr 0.05", "--optimizer sgd", "--train-only all",
-                                 "--batch-size 128", "--augment true", "--label-smoothing 0.1"}) {
+  for (const std::string flag : {"--lr 0.05", "--optimizer sgd", "--batch-size 128",
+                                 "--augment true", "--label-smoothing 0.1"}) {
     INFO(flag);
     const auto [status, out] = run_cli("train --recipe bn-speedrun " + flag + data);
     CHECK(status == 1);
@@ -228,8 +228,37 @@ TEST_CASE("train --recipe bn-speedrun: the flags it fixes are refused in one lin
     CHECK_THAT(out, Catch::StartsWith("minidl: error: " + name +
                                       " is fixed by --recipe bn-speedrun (it takes --data, "
                                       "--model, --epochs, --seed"));
-    CHECK_THAT(out, Catch::Contains(", --eval-every-epoch, --tta, --profile)\n"));
+    CHECK_THAT(out, Catch::Contains(", --eval-every-epoch, --tta, --profile, --train-only)\n"));
   }
+  // --train-only takes the recipe's own bn and its labelled variant bn+fc, nothing else.
+  for (const std::string mode : {"all", "fc", "random-per-channel"}) {
+    INFO(mode);
+    const auto [status, out] = run_cli("train --recipe bn-speedrun --train-only " + mode + data);
+    CHECK(status == 1);
+    CHECK(out ==
+          "minidl: error: --train-only: --recipe bn-speedrun trains BatchNorm only (bn) or, as "
+          "its labelled variant, BatchNorm and the output layer (bn+fc); got " +
+              mode + "\n");
+  }
+}
+
+TEST_CASE(
+    "train --recipe bn-speedrun --train-only bn+fc: the labelled variant trains the readout too",
+    "[bn-speedrun][freeze][cli]") {
+  using minidl::testing::run_cli;
+  const std::string out = minidl::testing::fresh_dir("bn_speedrun_bn_fc");
+  const auto [status, text] = run_cli(
+      "train --recipe bn-speedrun --train-only bn+fc --model resnet8 --epochs 1 --seed 7 "
+      "--limit-train 256 --limit-test 100 --out " +
+      out + " --data " + minidl::testing::data_dir());
+  INFO(text);
+  REQUIRE(status == 0);
+  // resnet8: 672 BatchNorm weights and biases, and the 64 -> 10 readout's 650.
+  CHECK_THAT(text, Catch::Contains("1,322 trainable"));
+  CHECK_THAT(text, Catch::Contains("--train-only bn+fc"));
+  CHECK(nlohmann::json::parse(minidl::testing::read_file(out + "/config.json")).at("train_only") ==
+        "bn+fc");
+  fs::remove_all(out);
 }
 
 TEST_CASE("train --recipe bn-speedrun: a short run, its lines, and --resume keeping the recipe",
