@@ -100,7 +100,9 @@ void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, 
   const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
-  const bool narrow = O < kNarrow;
+  // (With the SIMD path's own small GEMM, y[n] = W col of a narrow layer is as fast as its
+  // transpose: kernels::has_small_gemm.)
+  const bool narrow = O < kNarrow && !(kernels::has_small_gemm() && HWO % 16 == 0);
 #pragma omp parallel
   {
     Storage col(direct ? 0 : R * HWO);  // scratch, fully written by im2col
@@ -135,6 +137,11 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
   const bool flip_path = dx.data && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
   const ConvGeom gt{O, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
   const Storage wflip = flip_path ? flip_weight(w, O, g.C, g.KH * g.KW) : Storage();
+  // W^T [R, O] for the col2im path's dcol = W^T dy, so that its GEMM is a plain C = A B, which
+  // the SIMD path's own small kernel takes (kernels::gemm; OpenBLAS elsewhere).
+  const bool col2im_path = dx.data && !direct && !flip_path;
+  Storage wt(col2im_path ? R * O : 0);
+  if (col2im_path) transpose_into(w, O, R, wt.data(), false);
   // Per-thread weight-gradient partials, summed in thread order: deterministic.
   std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
 #pragma omp parallel
@@ -177,7 +184,7 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
           }
         } else {
           if (dx.fresh) std::fill(dxn, dxn + CHW, 0.0f);
-          kernels::gemm(true, false, R, HWO, O, 1.0f, w, dyn, 0.0f, dcol.data());
+          kernels::gemm(false, false, R, HWO, O, 1.0f, wt.data(), dyn, 0.0f, dcol.data());
           kernels::col2im_add(dcol.data(), g, dxn);
         }
       }

@@ -50,6 +50,8 @@ void fill(float* x, int64_t n, float value) {
   for (int64_t i = 0; i < n; ++i) x[i] = value;
 }
 
+bool has_small_gemm() { return simd::active().gemm_nn != nullptr; }
+
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C) {
   // The small GEMMs of one image inside a parallel region (im2col convolutions, one thread

@@ -33,6 +33,10 @@ void fill(float* x, int64_t n, float value);
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C);
 
+/// True when gemm has the SIMD path's own kernel for small C = A B (AVX2 without AVX-512), which
+/// multiplies few rows of A as fast as many: callers then need no transposed form for them.
+bool has_small_gemm();
+
 /// Geometry of a 2-d convolution on one image (letters: core/ops.hpp's legend).
 struct ConvGeom {
   int64_t C, H, W;      // input channels, height, width

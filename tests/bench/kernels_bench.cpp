@@ -46,6 +46,37 @@ BENCHMARK(BM_conv3x3_forward_backward)
     ->Args({64, 8})
     ->UseRealTime();
 
+// resnet20's im2col convolutions (batch 128), forward and backward: args in_channels,
+// out_channels, input size, kernel_size, stride, and whether x needs its gradient (not for the
+// stem). The "GFLOP/s" counter counts the direct convolution's FLOPs of every pass that runs, as
+// bench --profile does, to set beside the SGEMM peak of scripts/roofline.sh.
+static void BM_conv_im2col_forward_backward(benchmark::State& st) {
+  set_num_threads(2);
+  const int64_t C = st.range(0), O = st.range(1), H = st.range(2), K = st.range(3);
+  const int64_t stride = st.range(4), pad = K / 2, N = 128;
+  const bool x_grad = st.range(5) != 0;
+  Tensor x = randn({N, C, H, H}, x_grad), w = randn({O, C, K, K}, true);
+  const int64_t HO = (H + 2 * pad - K) / stride + 1;
+  Tensor dy = randn({N, O, HO, HO});
+  for (auto _ : st) {
+    Tensor y = ops::conv2d(x, w, Tensor(), stride, pad);
+    y.backward(dy);
+    if (x_grad) x.zero_grad();
+    w.zero_grad();
+  }
+  const double flops = 2.0 * N * O * HO * HO * C * K * K * (x_grad ? 3 : 2);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.SetItemsProcessed(st.iterations() * N);
+}
+BENCHMARK(BM_conv_im2col_forward_backward)
+    ->Args({3, 16, 32, 3, 1, 0})   // the stem
+    ->Args({16, 32, 32, 3, 2, 1})  // stage 2's first conv
+    ->Args({32, 64, 16, 3, 2, 1})  // stage 3's first conv
+    ->Args({16, 32, 32, 1, 2, 1})  // stage 2's shortcut
+    ->Args({32, 64, 16, 1, 2, 1})  // stage 3's shortcut
+    ->UseRealTime();
+
 static void BM_batch_norm_train_forward_backward(benchmark::State& st) {
   set_num_threads(2);
   const int64_t C = st.range(0), H = st.range(1), N = 128;
