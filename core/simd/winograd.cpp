@@ -231,6 +231,16 @@ inline void gemm_nn_rows(int64_t K, const float* A, int64_t lda, const float* B,
   }
 }
 
+// The last `rows` < R rows of a column panel: gemm_nn_rows<rows>, the count made a constant.
+template <int R>
+inline void gemm_nn_rest(int64_t rows, int64_t K, const float* A, const float* B, int64_t N,
+                         float* C) {
+  if constexpr (R > 0) {
+    if (rows == R) return gemm_nn_rows<R>(K, A, K, B, N, C, N);
+    gemm_nn_rest<R - 1>(rows, K, A, B, N, C);
+  }
+}
+
 // C[M, N] = A[M, K] B[K, N], row-major and dense (leading dimensions K, N, N). Requires
 // N % kLanes == 0.
 __attribute__((noinline)) void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A,
@@ -239,27 +249,7 @@ __attribute__((noinline)) void gemm_nn(int64_t M, int64_t N, int64_t K, const fl
   for (int64_t n0 = 0; n0 < N; n0 += kLanes) {
     int64_t m0 = 0;
     for (; m0 + R <= M; m0 += R) gemm_nn_rows<R>(K, A + m0 * K, K, B + n0, N, C + m0 * N + n0, N);
-    const float* a = A + m0 * K;
-    float* c = C + m0 * N + n0;
-    switch (M - m0) {
-      case 5:
-        gemm_nn_rows<5>(K, a, K, B + n0, N, c, N);
-        break;
-      case 4:
-        gemm_nn_rows<4>(K, a, K, B + n0, N, c, N);
-        break;
-      case 3:
-        gemm_nn_rows<3>(K, a, K, B + n0, N, c, N);
-        break;
-      case 2:
-        gemm_nn_rows<2>(K, a, K, B + n0, N, c, N);
-        break;
-      case 1:
-        gemm_nn_rows<1>(K, a, K, B + n0, N, c, N);
-        break;
-      default:
-        break;
-    }
+    gemm_nn_rest<R - 1>(M - m0, K, A + m0 * K, B + n0, N, C + m0 * N + n0);
   }
 }
 
