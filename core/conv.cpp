@@ -101,8 +101,8 @@ void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, 
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
   // (With the SIMD path's own small GEMM, y[n] = W col of a narrow layer is as fast as its
-  // transpose: kernels::has_small_gemm.)
-  const bool narrow = O < kNarrow && !(kernels::has_small_gemm() && HWO % 16 == 0);
+  // transpose: kernels::small_gemm_takes.)
+  const bool narrow = O < kNarrow && !kernels::small_gemm_takes(HWO, R);
 #pragma omp parallel
   {
     Storage col(direct ? 0 : R * HWO);  // scratch, fully written by im2col

@@ -50,17 +50,18 @@ void fill(float* x, int64_t n, float value) {
   for (int64_t i = 0; i < n; ++i) x[i] = value;
 }
 
-bool has_small_gemm() { return simd::active().gemm_nn != nullptr; }
+bool small_gemm_takes(int64_t N, int64_t K) {
+  return simd::active().gemm_nn != nullptr && N % 16 == 0 && K <= kSmallGemmK;
+}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C) {
-  // The small GEMMs of one image inside a parallel region (im2col convolutions, one thread
-  // each): the path's own kernels where it has them (core/simd.hpp, Kernels::gemm_nn).
-  if (!trans_a && !trans_b && alpha == 1.0f && beta == 0.0f && K <= kSmallGemmK &&
-      omp_in_parallel()) {
-    const simd::Kernels& k = simd::active();
-    if (k.gemm_nn && N % 16 == 0) return k.gemm_nn(M, N, K, A, B, C);
-  }
+  // One thread's small product inside a parallel region (the Winograd transform domain's, the
+  // im2col convolutions' per image), even a region of one thread: the path's own kernel where
+  // it has one (core/simd.hpp, Kernels::gemm_nn). Outside, OpenBLAS's threads run.
+  if (!trans_a && !trans_b && alpha == 1.0f && beta == 0.0f && omp_get_level() > 0 &&
+      small_gemm_takes(N, K))
+    return simd::active().gemm_nn(M, N, K, A, B, C);
   const int lda = static_cast<int>(trans_a ? M : K);
   const int ldb = static_cast<int>(trans_b ? K : N);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,

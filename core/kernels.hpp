@@ -27,15 +27,17 @@ void fill(float* x, int64_t n, float value);
 
 /// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
 /// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm, except for the
-/// small products of one thread inside a parallel region that the SIMD path has its own kernels
-/// for (AVX2: C = A B with N % 16 == 0; see core/simd.hpp, Kernels::gemm_nn). M, N, K and C
-/// are BLAS's names here, not the dimension legend's.
+/// products C = A B of one thread inside a parallel region that small_gemm_takes: those run the
+/// SIMD path's own kernel (core/simd.hpp, Kernels::gemm_nn). M, N, K and C are BLAS's names
+/// here, not the dimension legend's.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C);
 
-/// True when gemm has the SIMD path's own kernel for small C = A B (AVX2 without AVX-512), which
-/// multiplies few rows of A as fast as many: callers then need no transposed form for them.
-bool has_small_gemm();
+/// True when the SIMD path in use has its own kernel for a small C = A B (AVX2 without AVX-512)
+/// and it takes this shape: N a multiple of 16, K at most 1,152 (a panel of B, K x 16 floats,
+/// stays in L2). That kernel multiplies few rows of A as fast as many, so callers need no
+/// transposed form for narrow products.
+bool small_gemm_takes(int64_t N, int64_t K);
 
 /// Geometry of a 2-d convolution on one image (letters: core/ops.hpp's legend).
 struct ConvGeom {

@@ -7,7 +7,7 @@
 //   Xt  [C, PH, PW, NB]  the chunk's input planes, zero-padded      (gather_chunk)
 //   U   [a*a, C, T]      transformed input tiles B^T D B, T = Pb * NB columns for a block of
 //                        Pb tiles                                    (input_tile)
-//   Mt  [a*a, O, T]      products V[xi] U[xi], one GEMM per xi       (transform_gemm)
+//   Mt  [a*a, O, T]      products V[xi] U[xi], one GEMM per xi       (kernels::gemm)
 //   Yt  [O, QH, QW, NB]  output tiles A^T M A                        (output_tile)
 // then back to NCHW (scatter_chunk). The weight gradient gathers dy the same way, transforms
 // its tiles with A dY A^T (output_tile_adjoint) and accumulates dV[xi] += dM[xi] U[xi]^T.
@@ -152,8 +152,7 @@ inline void transpose_block(const float* in, int64_t is, float* out, int64_t os)
   for (int v0 = 0; v0 < kLanes; v0 += 8)
     for (int k0 = 0; k0 < kLanes; k0 += 8)
       transpose8<kAccumulate>(in + v0 * is + k0, is, out + k0 * os + v0, os);
-  return;
-#endif
+#else
   typedef int32_t mask __attribute__((vector_size(kLanes * sizeof(int32_t))));
   lanes r[kLanes];
   for (int v = 0; v < kLanes; ++v) r[v] = load<lanes>(in + v * is);
@@ -181,6 +180,7 @@ inline void transpose_block(const float* in, int64_t is, float* out, int64_t os)
       store<lanes>(out + k * os, r[k]);
     }
   }
+#endif
 }
 
 // out[k * os + v] (= or +=) in[v * is + k] for v < kLanes, k < 8: a 16 x 8 block, the last
@@ -196,13 +196,12 @@ inline void transpose_half_block(const float* in, int64_t is, float* out, int64_
 // without packing (its "small matrix" path); its AVX2 (Haswell) kernels pack both operands on
 // every call, which cost about 30% of resnet20's training step on the AVX2 path (perf, Xeon,
 // MINIDL_ISA=avx2). U is already laid out as a packed panel needs it (T innermost), so on AVX2
-// gemm_nn below reads V and U where they lie (kOwnGemm); elsewhere OpenBLAS runs. The weight
+// gemm_nn below reads V and U where they lie (kernels::gemm calls it through the path's table,
+// Kernels::gemm_nn, where MINIDL_SIMD_OWN_GEMM); elsewhere OpenBLAS runs. The weight
 // gradient's dV += dM U^T stays with OpenBLAS on every path: a kernel of 3 x 3 dot products
 // (8 lanes each, summed at the end) was twice as accurate against double but under 1% faster on
 // resnet20, and its different rounding took airbench94's 15 steps out of the tolerance of
 // tests/test_airbench_pytorch.cpp (whitening bias 1.2e-2 from PyTorch's, against 2.9e-3).
-constexpr bool kOwnGemm = MINIDL_SIMD_OWN_GEMM;  // (core/simd/isa.hpp)
-
 // C[R, kLanes] = A[R, K] B[K, kLanes]; rows of A lda apart, of B ldb, of C ldc. R accumulators
 // of kLanes floats (R = 6: twelve AVX2 registers) live in registers through the K loop; each
 // step loads one row of B and broadcasts R elements of A (the register blocking of Goto & van
@@ -250,15 +249,6 @@ __attribute__((noinline)) void gemm_nn(int64_t M, int64_t N, int64_t K, const fl
     int64_t m0 = 0;
     for (; m0 + R <= M; m0 += R) gemm_nn_rows<R>(K, A + m0 * K, K, B + n0, N, C + m0 * N + n0, N);
     gemm_nn_rest<R - 1>(M - m0, K, A + m0 * K, B + n0, N, C + m0 * N + n0);
-  }
-}
-
-// Mt [O, T] = V [O, C] U [C, T].
-void transform_gemm(int64_t O, int64_t T, int64_t C, const float* V, const float* U, float* Mt) {
-  if (kOwnGemm && T % kLanes == 0) {
-    gemm_nn(O, T, C, V, U, Mt);
-  } else {
-    gemm(false, false, O, T, C, 1.0f, V, U, 0.0f, Mt);
   }
 }
 
@@ -568,7 +558,8 @@ void winograd_forward(float* y, const float* x, const float* V, int64_t N, const
           transform_input_block(Xt.data(), g, tl, p0, pb, U.data(), T, s * pb * NB);
         }
         for (int xi = 0; xi < a * a; ++xi) {  // Mt[xi] [O, T] = V[xi] [O, C] U[xi] [C, T]
-          transform_gemm(O, T, C, V + xi * O * C, U.data() + xi * C * T, Mt.data() + xi * O * T);
+          gemm(false, false, O, T, C, 1.0f, V + xi * O * C, U.data() + xi * C * T, 0.0f,
+               Mt.data() + xi * O * T);
         }
         for (int64_t s = 0; s < cb; ++s) {
           for (int64_t o = 0; o < O; ++o)
