@@ -76,7 +76,8 @@ std::string with_flag_names(const std::string& message) {
       "probes",          "layer",           "data",        "recipe",
       "eval_batch_size", "bn_group_size",   "bn_sync",     "bn_renorm",
       "renorm_r_max",    "renorm_d_max",    "renorm_ramp", "norm",
-      "gn_groups",       "bn_stats",        "bn_init",     "train_only"};
+      "gn_groups",       "bn_stats",        "bn_init",     "train_only",
+      "stem_whitening"};
   auto flag_of = [](const std::string& param) {
     std::string flag = "--" + param;
     for (char& c : flag) c = c == '_' ? '-' : c;

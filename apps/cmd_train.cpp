@@ -133,8 +133,8 @@ void print_header(const train::FitStart& f, const train::TrainOptions& o) {
     std::printf("  %s, lr %g, schedule %s; weight decay %g, label smoothing %g, augmentation %s\n",
                 name_of(o.optimizer).c_str(), o.lr, name_of(o.schedule).c_str(), o.weight_decay,
                 o.label_smoothing, o.augment ? "on" : "off");
-    std::printf("  --train-only %s; test set evaluated %s%s; run folder %s\n",
-                name_of(o.train_only).c_str(),
+    std::printf("  --train-only %s%s; test set evaluated %s%s; run folder %s\n",
+                name_of(o.train_only).c_str(), o.stem_whitening ? ", --stem-whitening" : "",
                 o.eval_every_epoch ? "after every epoch" : "after the last epoch",
                 tta_note(o, ", then with TTA level ").c_str(), o.out.c_str());
   } else {
@@ -143,6 +143,7 @@ void print_header(const train::FitStart& f, const train::TrainOptions& o) {
       model += " --norm gn --gn-groups " + std::to_string(o.gn_groups);
     else if (o.norm != NormKind::kBatch)
       model += " --norm " + name_of(o.norm);
+    if (o.stem_whitening) model += " --stem-whitening";
     std::printf("minidl train: %s, %s parameters, %s trainable (--train-only %s), %s\n",
                 model.c_str(), with_thousands(f.parameters).c_str(),
                 with_thousands(f.trainable).c_str(), name_of(o.train_only).c_str(),
@@ -304,12 +305,12 @@ void refuse_fixed_flags(CLI::App* sub, train::Recipe recipe,
 
 /// The flags --recipe bn-speedrun takes: where and how long it runs and how its final test pass
 /// is evaluated (--tta), never how it trains but the network, its length and the labelled
-/// variant --train-only bn+fc (train::bn_speedrun_options).
+/// variants --train-only bn+fc and --stem-whitening (train::bn_speedrun_options).
 const std::vector<std::string> kBnSpeedrunFlags = {
     "--data",       "--model",       "--epochs",     "--seed",
     "--threads",    "--out",         "--resume",     "--overwrite",
     "--stop-after", "--limit-train", "--limit-test", "--eval-every-epoch",
-    "--tta",        "--profile",     "--train-only"};
+    "--tta",        "--profile",     "--train-only", "--stem-whitening"};
 
 /// The flags --recipe airbench94 takes besides --recipe (it fixes every other setting).
 const char* const kAirbench94Flags[] = {
@@ -365,6 +366,7 @@ train::TrainOptions options_from_flags(const TrainArgs& a, CLI::App* sub) {
             name_of(a.o.train_only));
       o.train_only = a.o.train_only;
     }
+    o.stem_whitening = a.o.stem_whitening;
     o.tta = a.tta;
     o.data = a.o.data;
     o.seed = a.o.seed;
@@ -813,6 +815,11 @@ Command add_train(CLI::App& app) {
                   "--norm gn or ln)");
   add_enum_option(t, "--train-only", o.train_only,
                   "which parameters learn; the others are frozen (no gradient, no decay)");
+  t->add_flag("--stem-whitening", o.stem_whitening,
+              "resnet<D>[_<W>]: set the stem conv from the first 5,000 training images (their "
+              "3x3 patches' W/2 leading principal components at unit variance, and their "
+              "negatives) before the first step; data-derived, bn-speedrun's labelled variant. "
+              "It still trains unless --train-only freezes it");
   add_enum_option(t, "--bn-stats", o.bn_stats,
                   "BN's statistics while training (freezes statistics, not parameters)");
   add_enum_option(

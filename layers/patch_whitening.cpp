@@ -62,19 +62,26 @@ PatchEigen patch_eigen(const Tensor& images, int64_t kernel_size) {
   return out;
 }
 
-Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double eps) {
+Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double eps,
+                              int64_t components) {
   if (!(eps >= 0)) throw std::invalid_argument("patch_whitening_weight: eps must be >= 0");
   const PatchEigen e = patch_eigen(images, kernel_size);
   const int64_t KH = kernel_size, KW = kernel_size, C = images.size(1), D = C * KH * KW;
-  Tensor w({2 * D, C, KH, KW});
+  if (components != -1 && (components < 1 || components > D)) {
+    throw std::invalid_argument("patch_whitening_weight: components must be from 1 to " +
+                                std::to_string(D) + " (the values of a patch) or -1, got " +
+                                std::to_string(components));
+  }
+  const int64_t m = components == -1 ? D : components;
+  Tensor w({2 * m, C, KH, KW});
   float* d = w.mutable_data();
-  for (int64_t i = 0; i < D; ++i) {
+  for (int64_t i = 0; i < m; ++i) {
     // The eigenvalue may be a tiny negative number from rounding; eps > 0 keeps the root real.
     const double s = 1.0 / std::sqrt(std::max(0.0, double(e.eigenvalues.data()[i])) + eps);
     for (int64_t k = 0; k < D; ++k) {
       const float f = static_cast<float>(e.eigenvectors.data()[i * D + k] * s);
       d[i * D + k] = f;
-      d[(D + i) * D + k] = -f;
+      d[(m + i) * D + k] = -f;
     }
   }
   return w;

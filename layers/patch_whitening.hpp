@@ -35,8 +35,12 @@ struct PatchEigen {
 PatchEigen patch_eigen(const Tensor& images, int64_t kernel_size);
 
 /// The whitening conv weight [2 D, C, KH, KW] of `images` [N, C, H, W] (see above): filters
-/// eigenvectors_i / sqrt(eigenvalues_i + eps), then their negatives. Throws as patch_eigen, and
-/// std::invalid_argument for eps < 0.
-Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double eps = 5e-4);
+/// eigenvectors_i / sqrt(eigenvalues_i + eps), then their negatives. With `components` = k in
+/// 1..D, only the k eigenvectors of largest eigenvalue: weight [2 k, C, KH, KW], rows 0..k-1 the
+/// first k rows of the full weight and rows k..2k-1 their negatives (the k leading principal
+/// components of the patches, each at unit variance, and their negatives); -1: all D. Throws as
+/// patch_eigen, and std::invalid_argument for eps < 0 or components outside 1..D (and not -1).
+Tensor patch_whitening_weight(const Tensor& images, int64_t kernel_size, double eps = 5e-4,
+                              int64_t components = -1);
 
 }  // namespace minidl

@@ -12,8 +12,13 @@
 #include <vector>
 
 #include "core/safetensors.hpp"
+#include "data/cifar10.hpp"
+#include "data/loader.hpp"
 #include "layers/models/registry.hpp"
+#include "layers/models/resnet.hpp"
+#include "layers/patch_whitening.hpp"
 #include "optim/freeze.hpp"
+#include "gradcheck.hpp"
 #include "test_util.hpp"
 #include "train/run_dir.hpp"
 #include "train/trainer.hpp"
@@ -228,7 +233,9 @@ TEST_CASE("train --recipe bn-speedrun: the flags it fixes are refused in one lin
     CHECK_THAT(out, Catch::StartsWith("minidl: error: " + name +
                                       " is fixed by --recipe bn-speedrun (it takes --data, "
                                       "--model, --epochs, --seed"));
-    CHECK_THAT(out, Catch::Contains(", --eval-every-epoch, --tta, --profile, --train-only)\n"));
+    CHECK_THAT(out,
+               Catch::Contains(
+                   ", --eval-every-epoch, --tta, --profile, --train-only, --stem-whitening)\n"));
   }
   // --train-only takes the recipe's own bn and its labelled variant bn+fc, nothing else.
   for (const std::string mode : {"all", "fc", "random-per-channel"}) {
@@ -259,6 +266,103 @@ TEST_CASE(
   CHECK(nlohmann::json::parse(minidl::testing::read_file(out + "/config.json")).at("train_only") ==
         "bn+fc");
   fs::remove_all(out);
+}
+
+TEST_CASE(
+    "CifarResNet::init_stem_whitening: the stem is the W/2 leading principal components of 3x3 "
+    "patches and their negatives; odd or too wide stems and other images are refused",
+    "[bn-speedrun][models][whitening]") {
+  Generator gen(5);
+  CifarResNet net(8, 16, 10, gen);
+  Generator data_gen(6);
+  const Tensor images = minidl::testing::randn({3, 3, 9, 9}, data_gen);
+  const std::vector<float> before(net.conv->weight.vec().begin(), net.conv->weight.vec().end());
+  net.init_stem_whitening(images, 1e-3);
+  const Tensor want = patch_whitening_weight(images, 3, 1e-3, 8);
+  REQUIRE(want.shape() == Shape{16, 3, 3, 3});
+  CHECK(net.conv->weight.vec() == want.vec());
+  CHECK(std::vector<float>(net.conv->weight.vec().begin(), net.conv->weight.vec().end()) != before);
+  CHECK(net.conv->weight.requires_grad());  // freezing it is train_only's job
+  // Filter 8 + i is minus filter i, and the first 8 are orthogonal (eigenvectors, scaled).
+  const float* w = net.conv->weight.data();
+  for (int64_t i = 0; i < 8; ++i) {
+    for (int64_t j = 0; j < 8; ++j) {
+      double dot = 0.0;
+      for (int64_t k = 0; k < 27; ++k) dot += double(w[i * 27 + k]) * w[j * 27 + k];
+      if (i != j) CHECK(dot == Approx(0.0).margin(1e-4));
+    }
+    for (int64_t k = 0; k < 27; ++k) CHECK(w[(8 + i) * 27 + k] == -w[i * 27 + k]);
+  }
+  Generator g2(5);
+  CifarResNet odd(8, 15, 10, g2);
+  CHECK_THROWS_WITH(odd.init_stem_whitening(images),
+                    Catch::StartsWith("stem whitening needs an even stem width of at most 54") &&
+                        Catch::EndsWith("got width 15"));
+  CifarResNet wide(8, 56, 10, g2);
+  CHECK_THROWS_WITH(wide.init_stem_whitening(images), Catch::EndsWith("got width 56"));
+  CHECK_THROWS_WITH(net.init_stem_whitening(Tensor({2, 1, 9, 9})),
+                    "stem whitening: expected images [N, 3, H, W], got [2, 1, 9, 9]");
+}
+
+TEST_CASE(
+    "bn-speedrun --stem-whitening: the stem is set from the first training images, then stays "
+    "frozen bit for bit; the same BatchNorm parameters learn; config.json keeps it",
+    "[bn-speedrun][freeze][whitening]") {
+  train::TrainOptions o = train::bn_speedrun_options();
+  o.model = "resnet8";
+  o.epochs = 1;
+  o.seed = 7;
+  o.data = minidl::testing::data_dir();
+  o.limit_train = 256;
+  o.limit_test = 100;
+  o.stem_whitening = true;
+  o.out = minidl::testing::fresh_dir("bn_speedrun_whitening");
+  std::map<std::string, std::vector<float>> init;
+  for (const auto& [name, t] : create_model(o.model, train::model_options(o))->state_dict())
+    init[name].assign(t.vec().begin(), t.vec().end());
+  train::Trainer trainer(o);
+  const train::RunResult r = trainer.fit();
+  CHECK(r.trainable_parameters == 672);
+  std::vector<std::string> trainable;
+  for (const auto& [name, p] : trainer.model()->named_parameters())
+    if (p.requires_grad()) trainable.push_back(name);
+  CHECK(trainable == kResnet8BnParameters);
+  // The stem: the whitening of the 256 training images (fewer than whitening_images), as the
+  // input pipeline normalizes them, bit for bit after the epoch.
+  const data::Dataset train_set = data::load_cifar10(o.data, true, 256);
+  const Tensor want = patch_whitening_weight(
+      data::to_tensor(train_set, 0, 256, data::normalization_named("cifar10")), 3, 5e-4, 8);
+  std::map<std::string, std::vector<float>> trained =
+      minidl::testing::tensors_of(o.out + "/model.safetensors");
+  CHECK(trained.at("conv.weight") == std::vector<float>(want.vec().begin(), want.vec().end()));
+  CHECK(trained.at("conv.weight") != init.at("conv.weight"));
+  // Every other frozen parameter is its random init.
+  const std::set<std::string> bn(kResnet8BnParameters.begin(), kResnet8BnParameters.end());
+  for (const auto& [name, p] : trainer.model()->named_parameters()) {
+    if (bn.count(name) || name == "conv.weight") continue;
+    INFO("parameter " << name);
+    CHECK(trained.at(name) == init.at(name));
+  }
+  const nlohmann::json config =
+      nlohmann::json::parse(minidl::testing::read_file(o.out + "/config.json"));
+  CHECK(config.at("stem_whitening") == true);
+  CHECK(train::config_from_json(config).stem_whitening);
+  CHECK_FALSE(train::config_to_json(train::bn_speedrun_options()).contains("stem_whitening"));
+  // A model without a ResNet stem is refused, naming the option, before anything is written.
+  train::TrainOptions vgg = o;
+  vgg.model = "vgg11";
+  vgg.out = minidl::testing::fresh_dir("bn_speedrun_whitening_vgg");
+  try {
+    train::Trainer(vgg).fit();
+    FAIL("vgg11 with stem_whitening was accepted");
+  } catch (const train::OptionError& e) {
+    CHECK(e.param == "stem_whitening");
+    CHECK(std::string(e.what()) ==
+          "stem_whitening sets a resnet<D>[_<W>] stem; model vgg11 has none");
+  }
+  CHECK(train::run_files(vgg.out).empty());
+  fs::remove_all(o.out);
+  fs::remove_all(vgg.out);
 }
 
 TEST_CASE("train --recipe bn-speedrun: a short run, its lines, and --resume keeping the recipe",

@@ -355,3 +355,32 @@ TEST_CASE("patch whitening reproduces PyTorch's eigendecomposition of the patch 
   nan_x.mutable_data()[5] = NAN;
   CHECK_THROWS_WITH(minidl::patch_eigen(nan_x, 2), Catch::Contains("non-finite value at index 5"));
 }
+
+TEST_CASE(
+    "patch whitening with k components: the k leading filters of the full weight, then "
+    "their negatives",
+    "[reference][airbench][whitening]") {
+  const Fixture fx = load("patch_whitening.json");
+  const Tensor x = fx.tensor("x");
+  const int64_t k = fx.meta().at("kernel_size").get<int64_t>();
+  const double eps = fx.meta().at("eps").get<double>();
+  const Tensor full = minidl::patch_whitening_weight(x, k, eps);  // [2 D, C, k, k]
+  const int64_t D = full.size(0) / 2, per = full.numel() / full.size(0);
+  REQUIRE(D == x.size(1) * k * k);
+  for (const int64_t m : {int64_t{1}, int64_t{5}, D}) {
+    INFO("components " << m);
+    const Tensor w = minidl::patch_whitening_weight(x, k, eps, m);
+    REQUIRE(w.shape() == Shape{2 * m, x.size(1), k, k});
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t e = 0; e < per; ++e) {
+        CHECK(w.data()[i * per + e] == full.data()[i * per + e]);
+        CHECK(w.data()[(m + i) * per + e] == -full.data()[i * per + e]);
+      }
+    }
+  }
+  for (const int64_t bad : {int64_t{0}, D + 1, int64_t{-2}}) {
+    CHECK_THROWS_WITH(minidl::patch_whitening_weight(x, k, eps, bad),
+                      "patch_whitening_weight: components must be from 1 to " + std::to_string(D) +
+                          " (the values of a patch) or -1, got " + std::to_string(bad));
+  }
+}

@@ -124,6 +124,13 @@ struct TrainOptions {
   int64_t whitening_images = 5000;
   double whitening_eps = 5e-4;
   int64_t whitening_bias_epochs = -1;
+  /// A ResNet's stem conv set, before the first step, from the patch whitening of the first
+  /// whitening_images training images (CifarResNet::init_stem_whitening: the leading principal
+  /// components of 3x3 patches and their negatives; eps whitening_eps): data-derived, so it is
+  /// bn-speedrun's labelled variant, never its headline. Under train_only bn it then stays
+  /// frozen like every conv. Saved in config.json only when true. Models other than resnet<D>
+  /// [_W] are refused (OptionError naming stem_whitening).
+  bool stem_whitening = false;
   /// Evaluate on the test set after every epoch (false: after the last one only).
   bool eval_every_epoch = true;
   int64_t eval_batch_size = 1000;

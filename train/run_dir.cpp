@@ -220,6 +220,7 @@ json config_to_json(const TrainOptions& o) {
   // The normalization likewise: only when not BatchNorm (gn_groups only when not 32).
   if (c.norm != ModelOptions{}.norm) write_field(j, "norm", named(c.norm));
   if (c.gn_groups != ModelOptions{}.gn_groups) j["gn_groups"] = c.gn_groups;
+  if (c.stem_whitening) j["stem_whitening"] = true;
   return j;
 }
 
@@ -253,6 +254,7 @@ TrainOptions config_from_json(const json& j) {
   read_field(j, "renorm_ramp_end", c.renorm_ramp_end);
   read_field(j, "norm", named(c.norm));
   read_field(j, "gn_groups", c.gn_groups);
+  read_field(j, "stem_whitening", c.stem_whitening);
   return c;
 }
 
@@ -304,6 +306,7 @@ json all_fields(const TrainOptions& o) {
   write_field(j, "renorm_ramp_end", c.renorm_ramp_end);
   write_field(j, "norm", named(c.norm));
   j["gn_groups"] = c.gn_groups;
+  j["stem_whitening"] = c.stem_whitening;
   return j;
 }
 

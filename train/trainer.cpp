@@ -15,6 +15,7 @@
 #include "layers/batch_norm.hpp"
 #include "layers/models/airbench.hpp"
 #include "layers/models/registry.hpp"
+#include "layers/models/resnet.hpp"
 #include "optim/adam.hpp"
 #include "optim/lookahead.hpp"
 #include "optim/sgd.hpp"
@@ -268,6 +269,11 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
 
   model_ = create_model(o.model, model_options(o));
   Module& model = *model_;
+  auto* whitened_resnet = o.stem_whitening ? dynamic_cast<CifarResNet*>(&model) : nullptr;
+  if (o.stem_whitening && !whitened_resnet) {
+    throw OptionError("stem_whitening",
+                      "stem_whitening sets a resnet<D>[_<W>] stem; model " + o.model + " has none");
+  }
 
   data::Dataset train_own, test_own;
   if (!have_datasets_) {
@@ -437,6 +443,17 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
     airbench->init_whitening(
         data::to_tensor(train, 0, std::min<int64_t>(o.whitening_images, train.size()), lo.norm),
         o.whitening_eps);
+    result.train_seconds += seconds_since(t_whiten);
+  }
+  if (whitened_resnet && start_epoch == 0) {  // the labelled variant's data-derived stem
+    const auto t_whiten = Clock::now();
+    try {
+      whitened_resnet->init_stem_whitening(
+          data::to_tensor(train, 0, std::min<int64_t>(o.whitening_images, train.size()), lo.norm),
+          o.whitening_eps);
+    } catch (const std::invalid_argument& e) {
+      throw OptionError("stem_whitening", std::string("stem_whitening: ") + e.what());
+    }
     result.train_seconds += seconds_since(t_whiten);
   }
   if (parallel) broadcast_state(group, model);  // one model: rank 0's

@@ -7,6 +7,7 @@
 #include "core/ops.hpp"
 #include "layers/group_norm.hpp"
 #include "layers/models/registry.hpp"
+#include "layers/patch_whitening.hpp"
 #include "layers/simple.hpp"
 
 namespace minidl {
@@ -126,6 +127,21 @@ int64_t CifarResNet::parameter_count(int64_t depth, int64_t width, int64_t num_c
     }
   }
   return n + in * num_classes + num_classes;
+}
+
+void CifarResNet::init_stem_whitening(const Tensor& images, double eps) {
+  const int64_t width = conv->weight.size(0), patch = 3 * 3 * 3;
+  if (width % 2 != 0 || width > 2 * patch) {
+    throw std::invalid_argument(
+        "stem whitening needs an even stem width of at most 54 (each of the 27 principal "
+        "components of a 3x3 RGB patch and its negative), got width " +
+        std::to_string(width));
+  }
+  if (images.dim() != 4 || images.size(1) != 3) {
+    throw std::invalid_argument("stem whitening: expected images [N, 3, H, W], got " +
+                                shape_str(images.shape()));
+  }
+  conv->weight.copy_(patch_whitening_weight(images, 3, eps, width / 2));
 }
 
 Tensor CifarResNet::forward(const Tensor& x) {

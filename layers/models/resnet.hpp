@@ -73,6 +73,16 @@ class CifarResNet : public Module {
   /// building it (valid depth and width assumed): convolutions, normalization affines (none for
   /// NormKind::kNone), the shortcuts' 1x1 convolutions and the final Linear.
   static int64_t parameter_count(int64_t depth, int64_t width, int64_t num_classes, NormKind norm);
+  /// The data-derived stem (bn-speedrun's labelled variant, `--stem-whitening`): sets the stem
+  /// conv's weight [W, 3, 3, 3] to patch_whitening_weight(images, 3, eps, W / 2)
+  /// (layers/patch_whitening.hpp): the W / 2 leading principal components of the images' 3x3
+  /// patches, each scaled to unit variance, and their negatives, so that the ReLU after the
+  /// stem's BN passes both signs of each (as airbench94's whitening conv does with its 2x2
+  /// patches and GELU). The weight keeps its requires_grad: freezing it is train_only's job.
+  /// images: [N, 3, H, W], normalized as the training inputs. Throws std::invalid_argument
+  /// unless the width W is even and at most 54 (2 x the 27 values of a 3x3x3 patch), and as
+  /// patch_whitening_weight for bad images.
+  void init_stem_whitening(const Tensor& images, double eps = 5e-4);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "CifarResNet"; }
   std::shared_ptr<Conv2d> conv;
