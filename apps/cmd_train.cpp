@@ -816,10 +816,10 @@ Command add_train(CLI::App& app) {
   add_enum_option(t, "--train-only", o.train_only,
                   "which parameters learn; the others are frozen (no gradient, no decay)");
   t->add_flag("--stem-whitening", o.stem_whitening,
-              "resnet<D>[_<W>]: set the stem conv from the first 5,000 training images (their "
-              "3x3 patches' W/2 leading principal components at unit variance, and their "
-              "negatives) before the first step; data-derived, bn-speedrun's labelled variant. "
-              "It still trains unless --train-only freezes it");
+              "set the stem conv of a resnet<D>[_<W>] model from the first 5,000 training "
+              "images before the first step: the W/2 leading principal components of their 3x3 "
+              "patches at unit variance, and their negatives (data-derived: bn-speedrun's "
+              "labelled variant). It still trains unless --train-only freezes it");
   add_enum_option(t, "--bn-stats", o.bn_stats,
                   "BN's statistics while training (freezes statistics, not parameters)");
   add_enum_option(

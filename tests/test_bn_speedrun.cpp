@@ -75,6 +75,28 @@ const std::vector<std::string> kResnet8BnParameters = {"bn.weight",
                                                        "blocks.2.shortcut.1.weight",
                                                        "blocks.2.shortcut.1.bias"};
 
+/// The recipe's options on resnet8 at seed 7 for `epochs` epochs over the first `train_images`
+/// training images and 100 test images, writing to a fresh folder named `name`.
+train::TrainOptions small_run(const std::string& name, int64_t epochs, int64_t train_images) {
+  train::TrainOptions o = train::bn_speedrun_options();
+  o.model = "resnet8";
+  o.epochs = static_cast<double>(epochs);
+  o.seed = 7;
+  o.data = minidl::testing::data_dir();
+  o.limit_train = train_images;
+  o.limit_test = 100;
+  o.out = minidl::testing::fresh_dir(name);
+  return o;
+}
+
+/// Every tensor of o's model at its random init (the seed's), by state name.
+std::map<std::string, std::vector<float>> initial_state(const train::TrainOptions& o) {
+  std::map<std::string, std::vector<float>> init;
+  for (const auto& [name, t] : create_model(o.model, train::model_options(o))->state_dict())
+    init[name].assign(t.vec().begin(), t.vec().end());
+  return init;
+}
+
 }  // namespace
 
 TEST_CASE("bn-speedrun: the recipe's options are probe B02's, for 8 epochs", "[bn-speedrun]") {
@@ -153,17 +175,8 @@ TEST_CASE(
     "bit",
     "[bn-speedrun][freeze]") {
   // The recipe's options on resnet8 over 512 training images: 2 epochs of 8 steps of 64.
-  train::TrainOptions o = train::bn_speedrun_options();
-  o.model = "resnet8";
-  o.epochs = 2;
-  o.seed = 7;
-  o.data = minidl::testing::data_dir();
-  o.limit_train = 512;
-  o.limit_test = 100;
-  o.out = minidl::testing::fresh_dir("bn_speedrun_freeze");
-  std::map<std::string, std::vector<float>> init;
-  for (const auto& [name, t] : create_model(o.model, train::model_options(o))->state_dict())
-    init[name].assign(t.vec().begin(), t.vec().end());
+  const train::TrainOptions o = small_run("bn_speedrun_freeze", 2, 512);
+  const std::map<std::string, std::vector<float>> init = initial_state(o);
 
   train::Trainer trainer(o);
   const train::RunResult r = trainer.fit();
@@ -308,18 +321,9 @@ TEST_CASE(
     "bn-speedrun --stem-whitening: the stem is set from the first training images, then stays "
     "frozen bit for bit; the same BatchNorm parameters learn; config.json keeps it",
     "[bn-speedrun][freeze][whitening]") {
-  train::TrainOptions o = train::bn_speedrun_options();
-  o.model = "resnet8";
-  o.epochs = 1;
-  o.seed = 7;
-  o.data = minidl::testing::data_dir();
-  o.limit_train = 256;
-  o.limit_test = 100;
+  train::TrainOptions o = small_run("bn_speedrun_whitening", 1, 256);
   o.stem_whitening = true;
-  o.out = minidl::testing::fresh_dir("bn_speedrun_whitening");
-  std::map<std::string, std::vector<float>> init;
-  for (const auto& [name, t] : create_model(o.model, train::model_options(o))->state_dict())
-    init[name].assign(t.vec().begin(), t.vec().end());
+  const std::map<std::string, std::vector<float>> init = initial_state(o);
   train::Trainer trainer(o);
   const train::RunResult r = trainer.fit();
   CHECK(r.trainable_parameters == 672);
