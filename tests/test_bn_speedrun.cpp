@@ -283,7 +283,7 @@ TEST_CASE(
 
 TEST_CASE(
     "CifarResNet::init_stem_whitening: the stem is the W/2 leading principal components of 3x3 "
-    "patches and their negatives; odd or too wide stems and other images are refused",
+    "patches and their negatives, and odd or too wide stems and other images are refused",
     "[bn-speedrun][models][whitening]") {
   Generator gen(5);
   CifarResNet net(8, 16, 10, gen);
@@ -319,7 +319,7 @@ TEST_CASE(
 
 TEST_CASE(
     "bn-speedrun --stem-whitening: the stem is set from the first training images, then stays "
-    "frozen bit for bit; the same BatchNorm parameters learn; config.json keeps it",
+    "frozen bit for bit, the same BatchNorm parameters learn, and config.json keeps it",
     "[bn-speedrun][freeze][whitening]") {
   train::TrainOptions o = small_run("bn_speedrun_whitening", 1, 256);
   o.stem_whitening = true;
