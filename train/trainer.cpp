@@ -438,21 +438,18 @@ RunResult Trainer::fit(bool resume, int64_t stop_after) {
 
   RunResult result;
   auto* airbench = dynamic_cast<Airbench94*>(&model);
-  if (airbench && start_epoch == 0) {  // the whitening conv from the first training images
+  if ((airbench || whitened_resnet) && start_epoch == 0) {  // a stem from the training images
     const auto t_whiten = Clock::now();
-    airbench->init_whitening(
-        data::to_tensor(train, 0, std::min<int64_t>(o.whitening_images, train.size()), lo.norm),
-        o.whitening_eps);
-    result.train_seconds += seconds_since(t_whiten);
-  }
-  if (whitened_resnet && start_epoch == 0) {  // the labelled variant's data-derived stem
-    const auto t_whiten = Clock::now();
-    try {
-      whitened_resnet->init_stem_whitening(
-          data::to_tensor(train, 0, std::min<int64_t>(o.whitening_images, train.size()), lo.norm),
-          o.whitening_eps);
-    } catch (const std::invalid_argument& e) {
-      throw OptionError("stem_whitening", std::string("stem_whitening: ") + e.what());
+    const Tensor images =
+        data::to_tensor(train, 0, std::min<int64_t>(o.whitening_images, train.size()), lo.norm);
+    if (airbench) {
+      airbench->init_whitening(images, o.whitening_eps);
+    } else {
+      try {
+        whitened_resnet->init_stem_whitening(images, o.whitening_eps);
+      } catch (const std::invalid_argument& e) {
+        throw OptionError("stem_whitening", std::string("stem_whitening: ") + e.what());
+      }
     }
     result.train_seconds += seconds_since(t_whiten);
   }
