@@ -6,7 +6,8 @@ python3-matplotlib); no torch, no safetensors package.
 Usage: /usr/bin/python3 python/examples/inspect_bn.py CHECKPOINT [--out bn.png]
 
 Prints one line per BatchNorm layer (channels, mean gamma, mean |beta|, the fraction of
-|gamma| < 0.05, mean running_mean and running_var) and draws a figure (default: bn.png next to
+|gamma| < 0.05, mean running_mean and running_var), one line for all gammas of the network (the
+share with |gamma| < 0.05, the share negative, the median |gamma|) and draws a figure (default: bn.png next to
 the checkpoint) of four panels, one box per BN layer in network order: gamma (weight), beta
 (bias), running_mean and running_var (log scale).
 """
@@ -43,6 +44,15 @@ for layer in layers:
     print(f"{layer.name:<24} {g.size:>4} {g.mean():7.3f} {np.abs(b).mean():7.3f} "
           f"{np.mean(np.abs(g) < 0.05):8.1%} {layer.running_mean.mean():8.3f} "
           f"{layer.running_var.mean():8.3f}")
+
+# %% The whole network: how many features did training switch off (|gamma| < 0.05) or flip
+# (gamma < 0)? The numbers docs/bn-speedrun/README.md reports per seed.
+gammas = np.concatenate([layer.weight.ravel() for layer in layers if layer.weight is not None]
+                        or [np.zeros(0, dtype=np.float32)])
+if gammas.size:
+    print(f"all {len(layers)} layers, {gammas.size} gamma: {np.mean(np.abs(gammas) < 0.05):.1%} "
+          f"with |gamma| < 0.05, {np.mean(gammas < 0):.1%} negative, median |gamma| "
+          f"{np.median(np.abs(gammas)):.2f}")
 
 # %% The figure: a box per layer for each of the four tensors.
 import matplotlib  # noqa: E402

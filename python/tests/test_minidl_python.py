@@ -101,6 +101,9 @@ def test_numpy(binary, run_dir, data):
                             path, "--out", figure], capture_output=True, text=True)
         check(p.returncode == 0 and os.path.getsize(figure) > 0,
               f"inspect_bn.py failed: {p.stderr.strip()[-300:]}")
+        n_gamma = sum(layer.weight.size for layer in layers if layer.weight is not None)
+        check(f"layers, {n_gamma} gamma: " in p.stdout and "median |gamma|" in p.stdout,
+              f"inspect_bn.py printed no whole-network gamma line: {p.stdout[-300:]}")
     print(f"numpy half: ok ({len(layers)} BatchNorm layers, {len(ck.tensors)} tensors)")
     return 0
 
