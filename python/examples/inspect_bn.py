@@ -6,10 +6,10 @@ python3-matplotlib); no torch, no safetensors package.
 Usage: /usr/bin/python3 python/examples/inspect_bn.py CHECKPOINT [--out bn.png]
 
 Prints one line per BatchNorm layer (channels, mean gamma, mean |beta|, the fraction of
-|gamma| < 0.05, mean running_mean and running_var), one line for all gammas of the network (the
-share with |gamma| < 0.05, the share negative, the median |gamma|) and draws a figure (default: bn.png next to
-the checkpoint) of four panels, one box per BN layer in network order: gamma (weight), beta
-(bias), running_mean and running_var (log scale).
+|gamma| < 0.05, mean running_mean and running_var), one line for all gammas of the network
+(the share with |gamma| < 0.05, the share negative, the median |gamma|) and draws a figure
+(default: bn.png next to the checkpoint) of four panels, one box per BN layer in network order:
+gamma (weight), beta (bias), running_mean and running_var (log scale).
 """
 # %% Setup: make `import minidl` work from anywhere (the package is the folder above this one).
 import argparse
@@ -47,9 +47,9 @@ for layer in layers:
 
 # %% The whole network: how many features did training switch off (|gamma| < 0.05) or flip
 # (gamma < 0)? The numbers docs/bn-speedrun/README.md reports per seed.
-gammas = np.concatenate([layer.weight.ravel() for layer in layers if layer.weight is not None]
-                        or [np.zeros(0, dtype=np.float32)])
-if gammas.size:
+weights = [layer.weight.ravel() for layer in layers if layer.weight is not None]
+if weights:  # none when every BatchNorm is affine=False
+    gammas = np.concatenate(weights)
     print(f"all {len(layers)} layers, {gammas.size} gamma: {np.mean(np.abs(gammas) < 0.05):.1%} "
           f"with |gamma| < 0.05, {np.mean(gammas < 0):.1%} negative, median |gamma| "
           f"{np.median(np.abs(gammas)):.2f}")
