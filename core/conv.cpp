@@ -142,16 +142,25 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
   const bool col2im_path = dx.data && !direct && !flip_path;
   Storage wt(col2im_path ? R * O : 0);
   if (col2im_path) transpose_into(w, O, R, wt.data(), false);
+  // Where the SIMD path has its own small GEMM (AVX2), the weight gradient is the plain product
+  // dW^T += col dy[n]^T with dy[n] transposed per image (O * HWO floats): OpenBLAS's Haswell
+  // kernels pack both operands of every per-image NT product, which took longer than the
+  // product. Not for short columns (R < 64, 1x1 convolutions) of wide layers: there the
+  // transpose costs as much as the product, and OpenBLAS's NT product was faster (measured on
+  // resnet20's shortcuts).
+  const bool dw_nn = dw && kernels::small_gemm_takes(O, HWO) && (narrow || R >= 64);
+  const bool dw_t = narrow || dw_nn;  // dw_part is [R, O] (else [O, R])
   // Per-thread weight-gradient partials, summed in thread order: deterministic.
   std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
     Storage col((direct || !dw) ? 0 : R * HWO);
+    Storage dyt(dw_nn ? HWO * O : 0);
     Storage dcol((direct || !dx.data) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : R * HWO));
     const bool narrow_in = g.C < kNarrow;
     Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
-    if (dw) dw_part[tid].assign(O * R, 0.0f);  // [O, R], or [R, O] when narrow
+    if (dw) dw_part[tid].assign(O * R, 0.0f);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* dyn = dy + n * O * HWO;
@@ -161,7 +170,10 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
           kernels::im2col(c, g, col.data());
           c = col.data();
         }
-        if (narrow) {  // dW^T += col dy[n]^T
+        if (dw_nn) {  // dW^T += col dy[n]^T, as C += A B
+          transpose_into(dyn, O, HWO, dyt.data(), false);
+          kernels::gemm(false, false, R, O, HWO, 1.0f, c, dyt.data(), 1.0f, dw_part[tid].data());
+        } else if (narrow) {  // dW^T += col dy[n]^T
           kernels::gemm(false, true, R, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
         } else {
           kernels::gemm(false, true, O, R, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
@@ -193,7 +205,7 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
   if (!dw) return;
   for (int t = 0; t < nthreads; ++t) {
     if (dw_part[t].empty()) continue;
-    if (narrow) {
+    if (dw_t) {
       transpose_into(dw_part[t].data(), R, O, dw, true);
     } else {
       for (int64_t i = 0; i < O * R; ++i) dw[i] += dw_part[t][i];

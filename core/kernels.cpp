@@ -56,12 +56,12 @@ bool small_gemm_takes(int64_t N, int64_t K) {
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C) {
-  // One thread's small product inside a parallel region (the Winograd transform domain's, the
-  // im2col convolutions' per image), even a region of one thread: the path's own kernel where
-  // it has one (core/simd.hpp, Kernels::gemm_nn). Outside, OpenBLAS's threads run.
-  if (!trans_a && !trans_b && alpha == 1.0f && beta == 0.0f && omp_get_level() > 0 &&
-      small_gemm_takes(N, K))
-    return simd::active().gemm_nn(M, N, K, A, B, C);
+  // One thread's small product C = A B or C += A B inside a parallel region (the Winograd transform
+  // domain's, the im2col convolutions' per image), even a region of one thread: the path's own
+  // kernel where it has one (core/simd.hpp, Kernels::gemm_nn). Outside, OpenBLAS's threads run.
+  if (!trans_a && !trans_b && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) &&
+      omp_get_level() > 0 && small_gemm_takes(N, K))
+    return simd::active().gemm_nn(M, N, K, A, B, C, beta == 1.0f);
   const int lda = static_cast<int>(trans_a ? M : K);
   const int ldb = static_cast<int>(trans_b ? K : N);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
@@ -119,8 +119,15 @@ static void im2col_stride2(const float* x, const ConvGeom& g, float* col) {
     float* p1 = ph.data() + g.H * W0;
     for (int64_t h = 0; h < g.H; ++h) {
       const float* r = xc + h * g.W;
-      for (int64_t j = 0; j < W0; ++j) p0[h * W0 + j] = r[2 * j];
-      for (int64_t j = 0; j < W1; ++j) p1[h * W1 + j] = r[2 * j + 1];
+      float* q0 = p0 + h * W0;
+      float* q1 = p1 + h * W1;
+      // One loop over both phases (W1 <= W0 <= W1 + 1): an interleaved pair of loads that the
+      // compiler vectorizes, where two stride-2 loops stay scalar.
+      for (int64_t j = 0; j < W1; ++j) {
+        q0[j] = r[2 * j];
+        q1[j] = r[2 * j + 1];
+      }
+      if (W0 > W1) q0[W1] = r[2 * W1];
     }
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
@@ -148,8 +155,94 @@ static void im2col_stride2(const float* x, const ConvGeom& g, float* col) {
   }
 }
 
+// ResNet's downsampling geometry: 3x3, stride 2, padding 1, even H and W (so HO = H / 2 and
+// WO = W / 2). Input row ih = 2 * oh + dh and column iw = 2 * ow + dw with dh, dw = kh - 1,
+// kw - 1 in {-1, 0, 1}: after splitting x[c] into its four parity planes
+// P[a][b][i][j] = x[c, 2i + a, 2j + b] (each [HO, WO]), every row of col is one plane shifted
+// by (sr, sc) = (floor(dh / 2), floor(dw / 2)), both 0 or -1: a single contiguous copy of HWO
+// floats from offset -(sr * WO + sc), then zeros where the shift fell off the top row or the
+// left column. No loop over output rows.
+static bool is_s2k3p1_even(const ConvGeom& g) {
+  return g.stride == 2 && g.KH == 3 && g.KW == 3 && g.pad == 1 && g.H % 2 == 0 && g.W % 2 == 0 &&
+         g.HO == g.H / 2 && g.WO == g.W / 2;
+}
+
+// The plane (a, b) and the shift `start` = -(sr * WO + sc) of tap (kh, kw); sc_neg: sc == -1.
+struct S2Tap {
+  int64_t plane, start;
+  bool sc_neg;
+};
+static S2Tap s2_tap(int64_t kh, int64_t kw, int64_t WO) {
+  const int64_t dh = kh - 1, dw = kw - 1;
+  const int64_t a = dh != 0, b = dw != 0, sr = dh < 0 ? -1 : 0, sc = dw < 0 ? -1 : 0;
+  return {2 * a + b, -(sr * WO + sc), sc < 0};
+}
+
+static void im2col_s2k3p1(const float* x, const ConvGeom& g, float* col) {
+  const int64_t HO = g.HO, WO = g.WO, HWO = HO * WO;
+  std::vector<float> planes(4 * HWO);  // P[a][b] at (2a + b) * HWO
+  for (int64_t c = 0; c < g.C; ++c) {
+    const float* xc = x + c * g.H * g.W;
+    for (int64_t h = 0; h < g.H; ++h) {
+      const float* r = xc + h * g.W;
+      float* q0 = planes.data() + (2 * (h & 1)) * HWO + (h >> 1) * WO;
+      float* q1 = q0 + HWO;
+      for (int64_t j = 0; j < WO; ++j) {  // one loop over both parities: vectorized
+        q0[j] = r[2 * j];
+        q1[j] = r[2 * j + 1];
+      }
+    }
+    for (int64_t kh = 0; kh < 3; ++kh)
+      for (int64_t kw = 0; kw < 3; ++kw) {
+        float* row = col + ((c * 3 + kh) * 3 + kw) * HWO;
+        const S2Tap t = s2_tap(kh, kw, WO);
+        std::memset(row, 0, sizeof(float) * t.start);
+        std::memcpy(row + t.start, planes.data() + t.plane * HWO, sizeof(float) * (HWO - t.start));
+        if (t.sc_neg)
+          for (int64_t k = 0; k < HWO; k += WO) row[k] = 0.0f;
+      }
+  }
+}
+
+// The adjoint of im2col_s2k3p1: each col row is added to its plane with one contiguous add,
+// except the elements of the left padding column (sc == -1: col[oh * WO]), which that add would
+// put on the last column of the plane's row above; those plane values are kept aside and put
+// back, so nothing is added to them (the tap adds nothing legitimate there). The four planes
+// are then added into dx's even and odd rows and columns.
+static void col2im_add_s2k3p1(const float* col, const ConvGeom& g, float* dx) {
+  const int64_t HO = g.HO, WO = g.WO, HWO = HO * WO;
+  std::vector<float> planes(4 * HWO), kept(HO);
+  for (int64_t c = 0; c < g.C; ++c) {
+    std::fill(planes.begin(), planes.end(), 0.0f);
+    for (int64_t kh = 0; kh < 3; ++kh)
+      for (int64_t kw = 0; kw < 3; ++kw) {
+        const float* row = col + ((c * 3 + kh) * 3 + kw) * HWO;
+        const S2Tap t = s2_tap(kh, kw, WO);
+        float* p = planes.data() + t.plane * HWO;  // p[k - start] += row[k] for k >= start
+        // The plane elements that the left-column padding k = oh * WO (k >= start) would land on.
+        const int64_t first = t.sc_neg ? (t.start + WO - 1) / WO : HO;
+        for (int64_t oh = first; oh < HO; ++oh) kept[oh] = p[oh * WO - t.start];
+        const int64_t n = HWO - t.start;
+        const float* in = row + t.start;
+        for (int64_t k = 0; k < n; ++k) p[k] += in[k];
+        for (int64_t oh = first; oh < HO; ++oh) p[oh * WO - t.start] = kept[oh];
+      }
+    float* dxc = dx + c * g.H * g.W;
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* r = dxc + h * g.W;
+      const float* q0 = planes.data() + (2 * (h & 1)) * HWO + (h >> 1) * WO;
+      const float* q1 = q0 + HWO;
+      for (int64_t j = 0; j < WO; ++j) {
+        r[2 * j] += q0[j];
+        r[2 * j + 1] += q1[j];
+      }
+    }
+  }
+}
+
 void im2col(const float* x, const ConvGeom& g, float* col) {
   if (g.stride == 1 && g.WO == g.W && g.HO == g.H && g.pad < g.W) return im2col_same(x, g, col);
+  if (is_s2k3p1_even(g)) return im2col_s2k3p1(x, g, col);
   if (g.stride == 2 && g.KW > 1) return im2col_stride2(x, g, col);
   const int64_t HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {
@@ -174,6 +267,8 @@ void im2col(const float* x, const ConvGeom& g, float* col) {
             // Plain loops, not memcpy: rows are ~8-32 floats, where a call costs more than the
             // copy; the compiler vectorizes these.
             for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow];
+          } else if (g.stride == 2) {  // a constant stride: vectorized (1x1 shortcuts)
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[2 * ow];
           } else {
             for (int64_t ow = lo; ow < hi; ++ow) out[ow] = src[ow * g.stride];
           }
@@ -213,13 +308,19 @@ static void col2im_add_stride2(const float* col, const ConvGeom& g, float* dx) {
     float* dxc = dx + c * g.H * g.W;
     for (int64_t h = 0; h < g.H; ++h) {
       float* r = dxc + h * g.W;
-      for (int64_t j = 0; j < W0; ++j) r[2 * j] += p0[h * W0 + j];
-      for (int64_t j = 0; j < W1; ++j) r[2 * j + 1] += p1[h * W1 + j];
+      const float* q0 = p0 + h * W0;
+      const float* q1 = p1 + h * W1;
+      for (int64_t j = 0; j < W1; ++j) {  // one loop over both phases, as in im2col_stride2
+        r[2 * j] += q0[j];
+        r[2 * j + 1] += q1[j];
+      }
+      if (W0 > W1) r[2 * W1] += q0[W1];
     }
   }
 }
 
 void col2im_add(const float* col, const ConvGeom& g, float* dx) {
+  if (is_s2k3p1_even(g)) return col2im_add_s2k3p1(col, g, dx);
   if (g.stride == 2 && g.KW > 1) return col2im_add_stride2(col, g, dx);
   const int64_t HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {
@@ -232,18 +333,18 @@ void col2im_add(const float* col, const ConvGeom& g, float* dx) {
           if (ih < 0 || ih >= g.H) continue;
           float* dxrow = dxc + ih * g.W;
           const float* in = row + oh * g.WO;
+          // iw = ow * stride + shift: add the valid range [lo, hi) of ow (as in im2col) with
+          // no per-element test.
+          const int64_t shift = kw - g.pad;
+          const int64_t lo =
+              std::min(g.WO, std::max<int64_t>(0, (-shift + g.stride - 1) / g.stride));
+          const int64_t hi = std::max(lo, std::min(g.WO, (g.W - shift + g.stride - 1) / g.stride));
           if (g.stride == 1) {
-            // iw = ow + shift: add the valid range with no per-element test.
-            const int64_t shift = kw - g.pad;
-            const int64_t lo = std::max<int64_t>(0, -shift);
-            const int64_t hi = std::min<int64_t>(g.WO, g.W - shift);
-            float* d = dxrow + shift;
-            for (int64_t ow = lo; ow < hi; ++ow) d[ow] += in[ow];
+            for (int64_t ow = lo; ow < hi; ++ow) dxrow[ow + shift] += in[ow];
+          } else if (g.stride == 2) {  // a constant stride: vectorized (1x1 shortcuts)
+            for (int64_t ow = lo; ow < hi; ++ow) dxrow[2 * ow + shift] += in[ow];
           } else {
-            for (int64_t ow = 0; ow < g.WO; ++ow) {
-              const int64_t iw = ow * g.stride - g.pad + kw;
-              if (iw >= 0 && iw < g.W) dxrow[iw] += in[ow];
-            }
+            for (int64_t ow = lo; ow < hi; ++ow) dxrow[ow * g.stride + shift] += in[ow];
           }
         }
       }

@@ -27,9 +27,9 @@ void fill(float* x, int64_t n, float value);
 
 /// Row-major C[M, N] = alpha * op(A) op(B) + beta * C, op = transpose when trans_* is true
 /// (A is [M, K] or, transposed, stored [K, M]; likewise B). Wraps cblas_sgemm, except for the
-/// products C = A B of one thread inside a parallel region that small_gemm_takes: those run the
-/// SIMD path's own kernel (core/simd.hpp, Kernels::gemm_nn). M, N, K and C are BLAS's names
-/// here, not the dimension legend's.
+/// products C = A B and C += A B of one thread inside a parallel region that small_gemm_takes:
+/// those run the SIMD path's own kernel (core/simd.hpp, Kernels::gemm_nn). M, N, K and C are
+/// BLAS's names here, not the dimension legend's.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C);
 

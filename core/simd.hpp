@@ -49,8 +49,9 @@ struct Kernels {
   // A small row-major GEMM without packing (core/simd/winograd.cpp), on the paths where it beats
   // OpenBLAS (AVX2 without AVX-512, where OpenBLAS's Haswell kernels pack both operands on every
   // call); null elsewhere, and kernels::gemm calls OpenBLAS.
-  /// C [M, N] = A [M, K] B [K, N], dense. Requires N % 16 == 0.
-  void (*gemm_nn)(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C);
+  /// C [M, N] = A [M, K] B [K, N], or C += A B when accumulate; dense. Requires N % 16 == 0.
+  void (*gemm_nn)(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
+                  bool accumulate);
 
   // GELU (core/kernels.hpp has the contracts).
   void (*gelu)(float* y, const float* x, int64_t n);

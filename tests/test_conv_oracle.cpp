@@ -505,6 +505,10 @@ TEST_CASE("conv2d matches the naive convolution on large batches (vector lanes, 
       {130, 64, 64, 4, 4, 3, 1, 1},   // one tile per image: 9 chunks in groups of 2, 2 images last
       {200, 16, 24, 8, 8, 3, 1, 1},   // four tiles per image: 13 chunks in groups of 2
       {33, 16, 32, 32, 32, 3, 2, 1},  // stride-2 phase planes
+      // resnet20's stem and 1x1 stride-2 shortcut: with 16 and 32 output channels, the AVX2
+      // path's weight gradient as the plain product col dy^T (core/conv.cpp, dw_nn)
+      {9, 3, 16, 32, 32, 3, 1, 1},
+      {9, 16, 32, 16, 16, 1, 2, 0},
       {20, 5, 7, 9, 11, 5, 2, 2}};
   for (const Geom& g : geoms)
     // Pointers to the variants themselves: a run keeps &variant until its chunk is checked
@@ -515,11 +519,12 @@ TEST_CASE("conv2d matches the naive convolution on large batches (vector lanes, 
   checker.flush();
   WARN(wino.str("large batches, 3x3 stride-1 (Winograd)"));
   WARN(other.str("large batches, other (im2col+GEMM)"));
-  CHECK(wino.count == 18);
+  CHECK(wino.count == 21);  // 7 geometries 3x3 stride 1 (the stem's among them) x 3 variants
 }
 
 // im2col and col2im_add (core/kernels.hpp) directly against their definitions, over every
-// branch: the "same" stride-1 path, the stride-2 phase-plane path, the generic path with
+// branch: the "same" stride-1 path, the stride-2 phase-plane path (and its 3x3, padding 1,
+// even-size special case: H, W in {4, 8}), the generic path with
 // stride 1 (unpadded or with an output smaller than the input) and with stride 3, and
 // col2im_add's stride-1, stride-2 and generic paths.
 TEST_CASE("im2col and col2im_add equal their definitions on every path", "[oracle][kernels]") {
@@ -528,8 +533,8 @@ TEST_CASE("im2col and col2im_add equal their definitions on every path", "[oracl
   for (int64_t K : {1, 2, 3, 5})
     for (int64_t stride : {1, 2, 3})
       for (int64_t pad : {0, 1, 2})
-        for (int64_t H : {1, 4, 7})
-          for (int64_t W : {1, 4, 7}) {
+        for (int64_t H : {1, 4, 7, 8})
+          for (int64_t W : {1, 4, 7, 8}) {
             const int64_t C = 2;
             if (H + 2 * pad < K || W + 2 * pad < K) continue;
             const int64_t HO = (H + 2 * pad - K) / stride + 1, WO = (W + 2 * pad - K) / stride + 1;

@@ -135,7 +135,7 @@ TEST_CASE("every SIMD path's Winograd kernels match a naive convolution", "[simd
 
 TEST_CASE("every SIMD path's small GEMM matches a naive product in double", "[simd][kernels]") {
   // The paths that have one (AVX2): every remainder of its register block (6 rows of C), one
-  // and several column panels, K = 1 and long.
+  // and several column panels, K = 1 and long; C = A B and C += A B.
   Generator gen(33);
   int checked = 0;
   for (const simd::Kernels* k : simd::runnable()) {
@@ -150,8 +150,14 @@ TEST_CASE("every SIMD path's small GEMM matches a naive product in double", "[si
             for (int64_t j = 0; j < N; ++j)
               for (int64_t l = 0; l < K; ++l) ref[i * N + j] += double(A[i * K + l]) * B[l * N + j];
           std::vector<float> C(M * N, std::nanf(""));  // beta = 0: NaN never survives
-          k->gemm_nn(M, N, K, A.data(), B.data(), C.data());
+          k->gemm_nn(M, N, K, A.data(), B.data(), C.data(), false);
           CHECK(relative_error(C, ref) < 1e-6);
+          // C += A B onto a C0 that differs per element.
+          std::vector<float> C0 = random_vector(M * N, gen), Cacc = C0;
+          std::vector<double> ref_acc(M * N);
+          for (int64_t i = 0; i < M * N; ++i) ref_acc[i] = ref[i] + C0[i];
+          k->gemm_nn(M, N, K, A.data(), B.data(), Cacc.data(), true);
+          CHECK(relative_error(Cacc, ref_acc) < 1e-6);
           ++checked;
         }
   }

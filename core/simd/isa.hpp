@@ -31,7 +31,8 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_
 #else
 #define MINIDL_SIMD_OWN_GEMM 0
 #endif
-void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C);
+void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
+                   bool accumulate);
 
 // core/simd/gelu.cpp
 void gelu(float* y, const float* x, int64_t n);

@@ -207,13 +207,21 @@ inline void transpose_half_block(const float* in, int64_t is, float* out, int64_
 // step loads one row of B and broadcasts R elements of A (the register blocking of Goto & van
 // de Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008, Section 6, without the
 // packing).
-template <int R>
+// With Acc, the accumulators start from C (C += A B) instead of zero.
+template <int R, bool Acc>
 inline void gemm_nn_rows(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                          float* C, int64_t ldc) {
   static_assert(kLanes == 16, "two 8-float vectors per row");
   lanes8 acc[R][2];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = lanes8{};
+  for (int r = 0; r < R; ++r) {
+    if constexpr (Acc) {
+      acc[r][0] = load8(C + r * ldc);
+      acc[r][1] = load8(C + r * ldc + 8);
+    } else {
+      acc[r][0] = acc[r][1] = lanes8{};
+    }
+  }
   for (int64_t k = 0; k < K; ++k) {
     const lanes8 b0 = load8(B + k * ldb), b1 = load8(B + k * ldb + 8);
 #pragma GCC unroll 8
@@ -231,24 +239,26 @@ inline void gemm_nn_rows(int64_t K, const float* A, int64_t lda, const float* B,
 }
 
 // The last `rows` < R rows of a column panel: gemm_nn_rows<rows>, the count made a constant.
-template <int R>
+template <int R, bool Acc>
 inline void gemm_nn_rest(int64_t rows, int64_t K, const float* A, const float* B, int64_t N,
                          float* C) {
   if constexpr (R > 0) {
-    if (rows == R) return gemm_nn_rows<R>(K, A, K, B, N, C, N);
-    gemm_nn_rest<R - 1>(rows, K, A, B, N, C);
+    if (rows == R) return gemm_nn_rows<R, Acc>(K, A, K, B, N, C, N);
+    gemm_nn_rest<R - 1, Acc>(rows, K, A, B, N, C);
   }
 }
 
-// C[M, N] = A[M, K] B[K, N], row-major and dense (leading dimensions K, N, N). Requires
-// N % kLanes == 0.
+// C[M, N] = A[M, K] B[K, N] (C += A B with Acc), row-major and dense (leading dimensions K, N,
+// N). Requires N % kLanes == 0.
+template <bool Acc>
 __attribute__((noinline)) void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A,
                                        const float* B, float* C) {
   constexpr int R = 6;
   for (int64_t n0 = 0; n0 < N; n0 += kLanes) {
     int64_t m0 = 0;
-    for (; m0 + R <= M; m0 += R) gemm_nn_rows<R>(K, A + m0 * K, K, B + n0, N, C + m0 * N + n0, N);
-    gemm_nn_rest<R - 1>(M - m0, K, A + m0 * K, B + n0, N, C + m0 * N + n0);
+    for (; m0 + R <= M; m0 += R)
+      gemm_nn_rows<R, Acc>(K, A + m0 * K, K, B + n0, N, C + m0 * N + n0, N);
+    gemm_nn_rest<R - 1, Acc>(M - m0, K, A + m0 * K, B + n0, N, C + m0 * N + n0);
   }
 }
 
@@ -508,8 +518,10 @@ void transform_input_block(const float* Xt, const ConvGeom& g, const Tiling& tl,
 
 }  // namespace
 
-void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
-  gemm_nn(M, N, K, A, B, C);
+void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
+                   bool accumulate) {
+  if (accumulate) return gemm_nn<true>(M, N, K, A, B, C);
+  gemm_nn<false>(M, N, K, A, B, C);
 }
 
 void winograd_weight_transform(float* V, const float* w, int64_t O, int64_t C, bool flipped) {
