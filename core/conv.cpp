@@ -33,6 +33,7 @@
 #include "core/ops.hpp"
 #include "core/ops_util.hpp"
 #include "core/profiler.hpp"
+#include "core/simd.hpp"
 #include "core/winograd.hpp"
 
 namespace minidl::ops {
@@ -49,8 +50,12 @@ constexpr int64_t kWinogradMinChannels = INT64_MAX;
 constexpr int64_t kWinogradMinChannels = 8;
 #endif
 
-/// dst[c, i] (+)= src[i, c] for src [rows, cols] row-major -> dst [cols, rows].
+/// dst[c, i] (+)= src[i, c] for src [rows, cols] row-major -> dst [cols, rows]: the SIMD path's
+/// 8 x 8 register blocks (core/simd.hpp, Kernels::transpose), or element by element where there
+/// is none (the fuzz build).
 void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bool accumulate) {
+  if (const auto transpose = simd::active().transpose)
+    return transpose(src, rows, cols, dst, accumulate);
   for (int64_t c = 0; c < cols; ++c) {
     float* d = dst + c * rows;
     if (accumulate) {

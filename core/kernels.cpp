@@ -69,10 +69,20 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
               static_cast<int>(K), alpha, A, lda, B, ldb, beta, C, static_cast<int>(N));
 }
 
+// The portable build (MINIDL_NATIVE=OFF) compiles this file for baseline x86-64 (SSE2); the
+// copies and adds of im2col and col2im_add, whose loops are long and contiguous, are compiled a
+// second time for AVX2 (GCC's target_clones: the loader picks the AVX2 clone on CPUs that have
+// it). A native build compiles them once, for its own CPU.
+#if defined(MINIDL_SIMD_PORTABLE) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MINIDL_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define MINIDL_AVX2_CLONE
+#endif
+
 // "Same" convolutions (stride 1, WO = W): the plane of tap (kh, kw) is the input plane shifted
 // by kw - pad columns and kh - pad rows, i.e. one contiguous copy of the valid rows, then the
 // |shift| columns that fell off the edge set to zero.
-static void im2col_same(const float* x, const ConvGeom& g, float* col) {
+MINIDL_AVX2_CLONE static void im2col_same(const float* x, const ConvGeom& g, float* col) {
   const int64_t W = g.W, HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {
     const float* xc = x + c * g.H * W;
@@ -110,7 +120,7 @@ static void im2col_same(const float* x, const ConvGeom& g, float* col) {
 // after splitting each input row into its even and odd columns (the phase planes ph[q], rows of
 // Wq = (W - q + 1) / 2 values), every row of col is a contiguous copy of a phase row, shifted
 // by s, instead of a stride-2 gather.
-static void im2col_stride2(const float* x, const ConvGeom& g, float* col) {
+MINIDL_AVX2_CLONE static void im2col_stride2(const float* x, const ConvGeom& g, float* col) {
   const int64_t HWO = g.HO * g.WO, W0 = (g.W + 1) / 2, W1 = g.W / 2;
   std::vector<float> ph(g.H * (W0 + W1));
   for (int64_t c = 0; c < g.C; ++c) {
@@ -178,7 +188,7 @@ static S2Tap s2_tap(int64_t kh, int64_t kw, int64_t WO) {
   return {2 * a + b, -(sr * WO + sc), sc < 0};
 }
 
-static void im2col_s2k3p1(const float* x, const ConvGeom& g, float* col) {
+MINIDL_AVX2_CLONE static void im2col_s2k3p1(const float* x, const ConvGeom& g, float* col) {
   const int64_t HO = g.HO, WO = g.WO, HWO = HO * WO;
   std::vector<float> planes(4 * HWO);  // P[a][b] at (2a + b) * HWO
   for (int64_t c = 0; c < g.C; ++c) {
@@ -209,7 +219,7 @@ static void im2col_s2k3p1(const float* x, const ConvGeom& g, float* col) {
 // put on the last column of the plane's row above; those plane values are kept aside and put
 // back, so nothing is added to them (the tap adds nothing legitimate there). The four planes
 // are then added into dx's even and odd rows and columns.
-static void col2im_add_s2k3p1(const float* col, const ConvGeom& g, float* dx) {
+MINIDL_AVX2_CLONE static void col2im_add_s2k3p1(const float* col, const ConvGeom& g, float* dx) {
   const int64_t HO = g.HO, WO = g.WO, HWO = HO * WO;
   std::vector<float> planes(4 * HWO), kept(HO);
   for (int64_t c = 0; c < g.C; ++c) {
@@ -240,7 +250,7 @@ static void col2im_add_s2k3p1(const float* col, const ConvGeom& g, float* dx) {
   }
 }
 
-void im2col(const float* x, const ConvGeom& g, float* col) {
+MINIDL_AVX2_CLONE void im2col(const float* x, const ConvGeom& g, float* col) {
   if (g.stride == 1 && g.WO == g.W && g.HO == g.H && g.pad < g.W) return im2col_same(x, g, col);
   if (is_s2k3p1_even(g)) return im2col_s2k3p1(x, g, col);
   if (g.stride == 2 && g.KW > 1) return im2col_stride2(x, g, col);
@@ -281,7 +291,7 @@ void im2col(const float* x, const ConvGeom& g, float* col) {
 
 // Stride 2, the adjoint of im2col_stride2: accumulate each col row into its phase plane with
 // contiguous adds, then add the two phase planes back into dx's even and odd columns.
-static void col2im_add_stride2(const float* col, const ConvGeom& g, float* dx) {
+MINIDL_AVX2_CLONE static void col2im_add_stride2(const float* col, const ConvGeom& g, float* dx) {
   const int64_t HWO = g.HO * g.WO, W0 = (g.W + 1) / 2, W1 = g.W / 2;
   std::vector<float> ph(g.H * (W0 + W1));
   for (int64_t c = 0; c < g.C; ++c) {
@@ -319,7 +329,7 @@ static void col2im_add_stride2(const float* col, const ConvGeom& g, float* dx) {
   }
 }
 
-void col2im_add(const float* col, const ConvGeom& g, float* dx) {
+MINIDL_AVX2_CLONE void col2im_add(const float* col, const ConvGeom& g, float* dx) {
   if (is_s2k3p1_even(g)) return col2im_add_s2k3p1(col, g, dx);
   if (g.stride == 2 && g.KW > 1) return col2im_add_stride2(col, g, dx);
   const int64_t HWO = g.HO * g.WO;

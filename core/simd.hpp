@@ -52,6 +52,9 @@ struct Kernels {
   /// C [M, N] = A [M, K] B [K, N], or C += A B when accumulate; dense. Requires N % 16 == 0.
   void (*gemm_nn)(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
                   bool accumulate);
+  /// dst [cols, rows] = src [rows, cols]^T (+= when accumulate), dense, in 8 x 8 register
+  /// blocks (core/simd/winograd.cpp); null in the fuzz build.
+  void (*transpose)(const float* src, int64_t rows, int64_t cols, float* dst, bool accumulate);
 
   // GELU (core/kernels.hpp has the contracts).
   void (*gelu)(float* y, const float* x, int64_t n);

@@ -165,6 +165,32 @@ TEST_CASE("every SIMD path's small GEMM matches a naive product in double", "[si
   if (simd::built_paths().size() > 1 && __builtin_cpu_supports("avx2")) CHECK(checked > 0);
 }
 
+TEST_CASE("every SIMD path's transpose equals its definition, whole blocks and edges",
+          "[simd][kernels]") {
+  // 8 x 8 register blocks and the rows % 8, cols % 8 edges: a copy, so exact; = and +=.
+  Generator gen(35);
+  int checked = 0;
+  for (const simd::Kernels* k : simd::runnable()) {
+    if (!k->transpose) continue;
+    for (int64_t rows : {1, 7, 8, 16, 27})
+      for (int64_t cols : {1, 8, 13, 64, 256}) {
+        INFO("path " << k->name << ", rows " << rows << ", cols " << cols);
+        const std::vector<float> src = random_vector(rows * cols, gen);
+        const std::vector<float> base = random_vector(rows * cols, gen);
+        std::vector<float> dst(rows * cols, std::nanf("")), acc = base;
+        k->transpose(src.data(), rows, cols, dst.data(), false);
+        k->transpose(src.data(), rows, cols, acc.data(), true);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            REQUIRE(dst[c * rows + r] == src[r * cols + c]);
+            REQUIRE(acc[c * rows + r] == base[c * rows + r] + src[r * cols + c]);
+          }
+        ++checked;
+      }
+  }
+  CHECK(checked >= 25);  // every build has at least one path with the transpose (not the fuzz one)
+}
+
 TEST_CASE("every SIMD path's GELU kernels match the double-precision reference",
           "[simd][kernels][gelu]") {
   std::vector<float> x;

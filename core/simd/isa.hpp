@@ -33,6 +33,8 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, int64_
 #endif
 void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
                    bool accumulate);
+// core/simd/winograd.cpp, every path: Kernels::transpose.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool accumulate);
 
 // core/simd/gelu.cpp
 void gelu(float* y, const float* x, int64_t n);

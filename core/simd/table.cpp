@@ -27,6 +27,11 @@ constexpr decltype(Kernels::gemm_nn) kGemmNn = &small_gemm_nn;
 #else
 constexpr decltype(Kernels::gemm_nn) kGemmNn = nullptr;
 #endif
+#ifdef MINIDL_SIMD_NO_WINOGRAD  // the fuzz build: core/simd/winograd.cpp is GCC-only
+constexpr decltype(Kernels::transpose) kTranspose = nullptr;
+#else
+constexpr decltype(Kernels::transpose) kTranspose = &transpose;
+#endif
 }  // namespace
 
 const Kernels& table() {
@@ -42,6 +47,7 @@ const Kernels& table() {
                                &winograd_backward_weight,
 #endif
                                kGemmNn,
+                               kTranspose,
                                &gelu,
                                &gelu_backward_add,
                                &bn_channel_moments,

@@ -524,6 +524,31 @@ void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, const float*
   gemm_nn<false>(M, N, K, A, B, C);
 }
 
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool accumulate) {
+  // transpose8 on every whole 8 x 8 block; the last rows % 8 rows and cols % 8 columns element
+  // by element.
+  const int64_t R8 = rows - rows % 8, C8 = cols - cols % 8;
+  auto edge = [&](int64_t r, int64_t c) {
+    float& d = dst[c * rows + r];
+    d = accumulate ? d + src[r * cols + c] : src[r * cols + c];
+  };
+  for (int64_t r0 = 0; r0 < R8; r0 += 8) {
+    for (int64_t c0 = 0; c0 < C8; c0 += 8) {
+      const float* in = src + r0 * cols + c0;
+      float* out = dst + c0 * rows + r0;
+      if (accumulate) {
+        transpose8<true>(in, cols, out, rows);
+      } else {
+        transpose8<false>(in, cols, out, rows);
+      }
+    }
+    for (int64_t c = C8; c < cols; ++c)
+      for (int64_t r = r0; r < r0 + 8; ++r) edge(r, c);
+  }
+  for (int64_t r = R8; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) edge(r, c);
+}
+
 void winograd_weight_transform(float* V, const float* w, int64_t O, int64_t C, bool flipped) {
   const auto& G = Matrices<m>::G;
   // Output [a*a, rows, cols]: [a*a, O, C] normally, [a*a, C, O] for the flipped filters.
