@@ -148,12 +148,10 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
   Storage wt(col2im_path ? R * O : 0);
   if (col2im_path) transpose_into(w, O, R, wt.data(), false);
   // Where the SIMD path has its own small GEMM (AVX2), the weight gradient is the plain product
-  // dW^T += col dy[n]^T with dy[n] transposed per image (O * HWO floats): OpenBLAS's Haswell
-  // kernels pack both operands of every per-image NT product, which took longer than the
-  // product. Not for short columns (R < 64, 1x1 convolutions) of wide layers: there the
-  // transpose costs as much as the product, and OpenBLAS's NT product was faster (measured on
-  // resnet20's shortcuts).
-  const bool dw_nn = dw && kernels::small_gemm_takes(O, HWO) && (narrow || R >= 64);
+  // dW^T += col dy[n]^T with dy[n] transposed per image (O * HWO floats, 8 x 8 register blocks):
+  // OpenBLAS's Haswell kernels pack both operands of every per-image NT product, which took
+  // longer than the product itself.
+  const bool dw_nn = dw && kernels::small_gemm_takes(O, HWO);
   const bool dw_t = narrow || dw_nn;  // dw_part is [R, O] (else [O, R])
   // Per-thread weight-gradient partials, summed in thread order: deterministic.
   std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
