@@ -233,39 +233,50 @@ TEST_CASE(
     "train --tta 1 with the default recipe: a final TTA pass, its accuracy beside the plain one "
     "as eval gives them",
     "[run_folders][cli][tta]") {
-  const std::string dir = fresh_dir("run_folders_tta");
-  auto [s0, o0] = run_cli("train" + tiny_flags(2) + " --seed 4 --tta 1 --out " + dir);
-  INFO(o0);
-  REQUIRE(s0 == 0);
-  CHECK_THAT(o0, Catch::Contains("; final test also with TTA level 1; run folder " + dir + "\n"));
-  CHECK(json::parse(read_file(dir + "/config.json")).at("tta") == 1);
-  // eval of the checkpoint, with and without TTA: the exact accuracies.
-  auto eval_accuracy = [&](int level) {
-    auto [s, out] = run_cli("eval --json --limit-test 256 --tta " + std::to_string(level) +
-                            " --checkpoint " + dir + "/model.safetensors --data " + data_dir());
-    INFO(out);
-    REQUIRE(s == 0);
-    return json::parse(out).at("accuracy").get<double>();
-  };
-  const double plain = eval_accuracy(0), tta = eval_accuracy(1);
-  // results.json: the TTA pass's accuracy exactly, the plain one as metrics.csv has it (6
-  // significant digits).
-  const json r = json::parse(read_file(dir + "/results.json"));
-  CHECK(r.at("recipe") == "default");
-  CHECK(r.at("tta") == 1);
-  CHECK(r.at("test_accuracy_tta").get<double>() == tta);
-  CHECK(r.at("test_accuracy").get<double>() == Approx(plain).margin(1e-6));
-  CHECK(*train::read_metrics(dir + "/metrics.csv").at(1).test_accuracy ==
-        r.at("test_accuracy").get<double>());
-  // The last line gives both.
-  char done[96];
-  std::snprintf(done, sizeof done, "done: test accuracy %.2f%% with TTA level 1, %.2f%% without; ",
-                100 * tta, 100 * plain);
-  CHECK_THAT(o0, Catch::Contains(done));
-  // With this seed the mirror moves the accuracy (17.97% against 17.19%): a run that ignored
-  // --tta would report the plain accuracy twice.
-  CHECK(tta != plain);
-  fs::remove_all(dir);
+  // The checks below tell a run that ignored --tta (it would report the plain accuracy twice)
+  // only when the mirror moves the accuracy, which depends on the seed and on the SIMD path's
+  // rounding (seed 4: 17.97% against 17.19% on AVX-512, the same 17.97% on AVX2): the first
+  // seed of these whose two accuracies differ is checked.
+  bool checked = false;
+  for (int seed : {4, 5, 6, 7}) {
+    const std::string dir = fresh_dir("run_folders_tta");
+    auto [s0, o0] = run_cli("train" + tiny_flags(2) + " --seed " + std::to_string(seed) +
+                            " --tta 1 --out " + dir);
+    INFO("seed " << seed << "\n" << o0);
+    REQUIRE(s0 == 0);
+    CHECK_THAT(o0, Catch::Contains("; final test also with TTA level 1; run folder " + dir + "\n"));
+    CHECK(json::parse(read_file(dir + "/config.json")).at("tta") == 1);
+    // eval of the checkpoint, with and without TTA: the exact accuracies.
+    auto eval_accuracy = [&](int level) {
+      auto [s, out] = run_cli("eval --json --limit-test 256 --tta " + std::to_string(level) +
+                              " --checkpoint " + dir + "/model.safetensors --data " + data_dir());
+      INFO(out);
+      REQUIRE(s == 0);
+      return json::parse(out).at("accuracy").get<double>();
+    };
+    const double plain = eval_accuracy(0), tta = eval_accuracy(1);
+    // results.json: the TTA pass's accuracy exactly, the plain one as metrics.csv has it (6
+    // significant digits).
+    const json r = json::parse(read_file(dir + "/results.json"));
+    CHECK(r.at("recipe") == "default");
+    CHECK(r.at("tta") == 1);
+    CHECK(r.at("test_accuracy_tta").get<double>() == tta);
+    CHECK(r.at("test_accuracy").get<double>() == Approx(plain).margin(1e-6));
+    CHECK(*train::read_metrics(dir + "/metrics.csv").at(1).test_accuracy ==
+          r.at("test_accuracy").get<double>());
+    // The last line gives both.
+    char done[96];
+    std::snprintf(done, sizeof done,
+                  "done: test accuracy %.2f%% with TTA level 1, %.2f%% without; ", 100 * tta,
+                  100 * plain);
+    CHECK_THAT(o0, Catch::Contains(done));
+    fs::remove_all(dir);
+    if (tta != plain) {
+      checked = true;
+      break;
+    }
+  }
+  CHECK(checked);
 }
 
 TEST_CASE("a resumed run appends to log.jsonl and train.log, without the steps it redoes",
