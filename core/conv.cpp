@@ -198,9 +198,8 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
                           dcol.data(), beta, dxn);
           }
         } else {
-          if (dx.fresh) std::fill(dxn, dxn + CHW, 0.0f);
           kernels::gemm(false, false, R, HWO, O, 1.0f, wt.data(), dyn, 0.0f, dcol.data());
-          kernels::col2im_add(dcol.data(), g, dxn);
+          kernels::col2im(dcol.data(), g, dxn, !dx.fresh);
         }
       }
     }

@@ -70,7 +70,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 }
 
 // The portable build (MINIDL_NATIVE=OFF) compiles this file for baseline x86-64 (SSE2); the
-// copies and adds of im2col and col2im_add, whose loops are long and contiguous, are compiled a
+// copies and adds of im2col and col2im, whose loops are long and contiguous, are compiled a
 // second time for AVX2 (GCC's target_clones: the loader picks the AVX2 clone on CPUs that have
 // it). A native build compiles them once, for its own CPU.
 #if defined(MINIDL_SIMD_PORTABLE) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -214,37 +214,51 @@ MINIDL_AVX2_CLONE static void im2col_s2k3p1(const float* x, const ConvGeom& g, f
   }
 }
 
-// The adjoint of im2col_s2k3p1: each col row is added to its plane with one contiguous add,
-// except the elements of the left padding column (sc == -1: col[oh * WO]), which that add would
-// put on the last column of the plane's row above; those plane values are kept aside and put
-// back, so nothing is added to them (the tap adds nothing legitimate there). The four planes
-// are then added into dx's even and odd rows and columns.
-MINIDL_AVX2_CLONE static void col2im_add_s2k3p1(const float* col, const ConvGeom& g, float* dx) {
+// The adjoint of im2col_s2k3p1. Each plane first takes (=) the one tap that covers it whole
+// (kh, kw in {1, 2}: no shift), so no plane is zeroed; the other taps' rows are added with one
+// contiguous add, except the elements of the left padding column (sc == -1: col[oh * WO]),
+// which that add would put on the last column of the plane's row above: those plane values are
+// kept aside and put back (the tap adds nothing legitimate there). The four planes then go
+// into dx's even and odd rows and columns (= or +=).
+MINIDL_AVX2_CLONE static void col2im_s2k3p1(const float* col, const ConvGeom& g, float* dx,
+                                            bool accumulate) {
   const int64_t HO = g.HO, WO = g.WO, HWO = HO * WO;
   std::vector<float> planes(4 * HWO), kept(HO);
+  static constexpr int kTaps[9][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2},  // whole planes: =
+                                      {0, 0}, {0, 1}, {0, 2}, {1, 0}, {2, 0}};
   for (int64_t c = 0; c < g.C; ++c) {
-    std::fill(planes.begin(), planes.end(), 0.0f);
-    for (int64_t kh = 0; kh < 3; ++kh)
-      for (int64_t kw = 0; kw < 3; ++kw) {
-        const float* row = col + ((c * 3 + kh) * 3 + kw) * HWO;
-        const S2Tap t = s2_tap(kh, kw, WO);
-        float* p = planes.data() + t.plane * HWO;  // p[k - start] += row[k] for k >= start
-        // The plane elements that the left-column padding k = oh * WO (k >= start) would land on.
-        const int64_t first = t.sc_neg ? (t.start + WO - 1) / WO : HO;
-        for (int64_t oh = first; oh < HO; ++oh) kept[oh] = p[oh * WO - t.start];
-        const int64_t n = HWO - t.start;
-        const float* in = row + t.start;
-        for (int64_t k = 0; k < n; ++k) p[k] += in[k];
-        for (int64_t oh = first; oh < HO; ++oh) p[oh * WO - t.start] = kept[oh];
+    for (int i = 0; i < 9; ++i) {
+      const int64_t kh = kTaps[i][0], kw = kTaps[i][1];
+      const float* row = col + ((c * 3 + kh) * 3 + kw) * HWO;
+      const S2Tap t = s2_tap(kh, kw, WO);
+      float* p = planes.data() + t.plane * HWO;  // p[k - start] (+)= row[k] for k >= start
+      if (i < 4) {
+        std::memcpy(p, row, sizeof(float) * HWO);  // start == 0
+        continue;
       }
+      // The plane elements that the left-column padding k = oh * WO (k >= start) would land on.
+      const int64_t first = t.sc_neg ? (t.start + WO - 1) / WO : HO;
+      for (int64_t oh = first; oh < HO; ++oh) kept[oh] = p[oh * WO - t.start];
+      const int64_t n = HWO - t.start;
+      const float* in = row + t.start;
+      for (int64_t k = 0; k < n; ++k) p[k] += in[k];
+      for (int64_t oh = first; oh < HO; ++oh) p[oh * WO - t.start] = kept[oh];
+    }
     float* dxc = dx + c * g.H * g.W;
     for (int64_t h = 0; h < g.H; ++h) {
       float* r = dxc + h * g.W;
       const float* q0 = planes.data() + (2 * (h & 1)) * HWO + (h >> 1) * WO;
       const float* q1 = q0 + HWO;
-      for (int64_t j = 0; j < WO; ++j) {
-        r[2 * j] += q0[j];
-        r[2 * j + 1] += q1[j];
+      if (accumulate) {
+        for (int64_t j = 0; j < WO; ++j) {
+          r[2 * j] += q0[j];
+          r[2 * j + 1] += q1[j];
+        }
+      } else {
+        for (int64_t j = 0; j < WO; ++j) {
+          r[2 * j] = q0[j];
+          r[2 * j + 1] = q1[j];
+        }
       }
     }
   }
@@ -329,8 +343,9 @@ MINIDL_AVX2_CLONE static void col2im_add_stride2(const float* col, const ConvGeo
   }
 }
 
-MINIDL_AVX2_CLONE void col2im_add(const float* col, const ConvGeom& g, float* dx) {
-  if (is_s2k3p1_even(g)) return col2im_add_s2k3p1(col, g, dx);
+MINIDL_AVX2_CLONE void col2im(const float* col, const ConvGeom& g, float* dx, bool accumulate) {
+  if (is_s2k3p1_even(g)) return col2im_s2k3p1(col, g, dx, accumulate);
+  if (!accumulate) std::fill(dx, dx + g.C * g.H * g.W, 0.0f);
   if (g.stride == 2 && g.KW > 1) return col2im_add_stride2(col, g, dx);
   const int64_t HWO = g.HO * g.WO;
   for (int64_t c = 0; c < g.C; ++c) {

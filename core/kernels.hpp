@@ -49,8 +49,9 @@ struct ConvGeom {
 
 /// im2col: x [C, H, W] -> col [R, HO * WO], R = C * KH * KW (zero padding), row (c, kh, kw).
 void im2col(const float* x, const ConvGeom& g, float* col);
-/// col2im: the adjoint of im2col; accumulates col [R, HO * WO] into dx [C, H, W].
-void col2im_add(const float* col, const ConvGeom& g, float* dx);
+/// col2im: the adjoint of im2col; writes (accumulate false) or adds (true) col [R, HO * WO]
+/// into dx [C, H, W].
+void col2im(const float* col, const ConvGeom& g, float* dx, bool accumulate);
 
 /// GELU, exact (erf) form, in float and vectorizable: y[i] = x Phi(x) for i < n, with
 ///   Phi(x) = erfc(-x / sqrt 2) / 2,  erfc(z) = t exp(-z^2 + R(t)) for z >= 0, t = 1 / (1 + z/2)

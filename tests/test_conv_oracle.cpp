@@ -522,12 +522,12 @@ TEST_CASE("conv2d matches the naive convolution on large batches (vector lanes, 
   CHECK(wino.count == 21);  // 7 geometries 3x3 stride 1 (the stem's among them) x 3 variants
 }
 
-// im2col and col2im_add (core/kernels.hpp) directly against their definitions, over every
+// im2col and col2im (core/kernels.hpp) directly against their definitions, over every
 // branch: the "same" stride-1 path, the stride-2 phase-plane path (and its 3x3, padding 1,
 // even-size special case: H, W in {4, 8}), the generic path with
 // stride 1 (unpadded or with an output smaller than the input) and with stride 3, and
-// col2im_add's stride-1, stride-2 and generic paths.
-TEST_CASE("im2col and col2im_add equal their definitions on every path", "[oracle][kernels]") {
+// col2im's stride-1, stride-2 and generic paths, adding and writing.
+TEST_CASE("im2col and col2im equal their definitions on every path", "[oracle][kernels]") {
   Generator gen(17);
   int geometries = 0;
   for (int64_t K : {1, 2, 3, 5})
@@ -560,16 +560,21 @@ TEST_CASE("im2col and col2im_add equal their definitions on every path", "[oracl
             for_each_tap([&](int64_t k, int64_t i) { ref[k] = i >= 0 ? x[i] : 0.0f; });
             kernels::im2col(x.data(), g, col.data());
             REQUIRE(col == ref);  // a copy: exact
-            // col2im_add is the adjoint: <im2col(x), r> = <x, col2im(r)> for any r; checked
-            // element by element against the scatter-add definition, onto a non-zero dx.
-            std::vector<float> r(rows * cols), dx(C * H * W, 0.5f);
+            // col2im is the adjoint: <im2col(x), r> = <x, col2im(r)> for any r; checked
+            // element by element against the scatter-add definition, added onto a non-zero dx
+            // and written over a NaN one (every element written).
+            std::vector<float> r(rows * cols), dx(C * H * W, 0.5f), dx_new(C * H * W, NAN);
             std::vector<double> dref(C * H * W, 0.5);
             for (float& v : r) v = gen.normal();
             for_each_tap([&](int64_t k, int64_t i) {
               if (i >= 0) dref[i] += r[k];
             });
-            kernels::col2im_add(r.data(), g, dx.data());
-            for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == Approx(dref[i]).margin(1e-5));
+            kernels::col2im(r.data(), g, dx.data(), true);
+            kernels::col2im(r.data(), g, dx_new.data(), false);
+            for (size_t i = 0; i < dx.size(); ++i) {
+              REQUIRE(dx[i] == Approx(dref[i]).margin(1e-5));
+              REQUIRE(dx_new[i] == Approx(dref[i] - 0.5).margin(1e-5));
+            }
             ++geometries;
           }
   CHECK(geometries > 250);
