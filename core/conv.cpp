@@ -21,6 +21,8 @@
 //   than kNarrow output channels, or input channels for dx): OpenBLAS is about twice as fast on
 //   the transposed products, so y[n]^T = col^T W^T, dW^T += col dy[n]^T and
 //   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [S, C] result is transposed.
+//   Where the SIMD path has its own small GEMM (AVX2), the weight gradient is always
+//   dW^T += col dy[n]^T, a plain product of dy[n] transposed per image (no OpenBLAS packing).
 // The bias is added after either algorithm: y += b, db += sum over N, HO, WO of dy.
 #include <omp.h>
 
