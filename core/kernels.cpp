@@ -206,8 +206,10 @@ MINIDL_AVX2_CLONE static void im2col_s2k3p1(const float* x, const ConvGeom& g, f
       for (int64_t kw = 0; kw < 3; ++kw) {
         float* row = col + ((c * 3 + kh) * 3 + kw) * HWO;
         const S2Tap t = s2_tap(kh, kw, WO);
-        std::memset(row, 0, sizeof(float) * t.start);
-        std::memcpy(row + t.start, planes.data() + t.plane * HWO, sizeof(float) * (HWO - t.start));
+        // start > HWO when HO == 1 and the tap reads the padding row: all zeros.
+        const int64_t start = std::min(t.start, HWO);
+        std::memset(row, 0, sizeof(float) * start);
+        std::memcpy(row + start, planes.data() + t.plane * HWO, sizeof(float) * (HWO - start));
         if (t.sc_neg)
           for (int64_t k = 0; k < HWO; k += WO) row[k] = 0.0f;
       }
