@@ -59,13 +59,14 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   }
   float* g = root.grad_data();
   const float* go = grad_output.data();
-  for (int64_t i = 0; i < root.numel(); ++i) g[i] += go[i];
+  const int64_t n = root.numel();
+  for (int64_t i = 0; i < n; ++i) g[i] += go[i];
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     TensorImpl* t = it->impl();
     // A tensor with no elements has an empty gradient but its op still runs backward (a
     // synchronized BatchNorm on a process with no images must join the others' collectives).
     const bool empty_tensor = t->storage && t->storage->empty();
-    if ((!t->grad.empty() || empty_tensor) && t->node->backward) {
+    if ((!t->grad.empty() || empty_tensor || t->node->runs_without_grad) && t->node->backward) {
       profiler::Scope prof(t->node->name, /*backward=*/true);
       t->node->backward();
     }

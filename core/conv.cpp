@@ -101,19 +101,50 @@ const float* winograd_weight(const Tensor& w, bool flipped) {
 
 // ---- im2col + GEMM -------------------------------------------------------------------------
 
-/// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias.
+/// A 1 x 1 convolution computed beside a KH x KW one on the same input, from the same column
+/// matrix (conv2d_with_projection): both have the same stride, and the KH x KW one (odd sizes,
+/// padding (KH - 1) / 2) samples at its center tap the pixels the 1 x 1 one reads, so the 1 x 1's
+/// own column matrix is the rows c * KH * KW + center of the other's. O == 0: none.
+struct Projection {
+  const float* w = nullptr;  // [OP, C]
+  int64_t O = 0;             // its output channels, OP
+};
+
+/// The row of im2col's matrix [R, HWO] that holds channel 0's center tap (channel c's is
+/// center_row + c * KH * KW).
+int64_t center_row(const ConvGeom& g) { return (g.KH / 2) * g.KW + g.KW / 2; }
+
+/// dst [C, HWO] = the center tap's rows of col [R, HWO] (the projection's column matrix).
+void gather_center_rows(const float* col, const ConvGeom& g, int64_t HWO, float* dst) {
+  const int64_t KHW = g.KH * g.KW, ctr = center_row(g);
+  for (int64_t c = 0; c < g.C; ++c) std::copy_n(col + (c * KHW + ctr) * HWO, HWO, dst + c * HWO);
+}
+
+/// yn [O, HWO] = w [O, R] col [R, HWO], one image's product. A narrow layer (O < kNarrow) whose
+/// shape the SIMD path's own small GEMM does not take runs the transpose instead (OpenBLAS is
+/// about twice as fast on it), yn^T = col^T w^T into yt [HWO, O] (scratch), then transposes it.
+void forward_gemm(const float* w, const float* col, float* yn, int64_t O, int64_t R, int64_t HWO,
+                  float* yt) {
+  if (O < kNarrow && !kernels::small_gemm_takes(HWO, R)) {
+    kernels::gemm(true, true, HWO, O, R, 1.0f, col, w, 0.0f, yt);  // col^T W^T
+    transpose_into(yt, HWO, O, yn, false);
+  } else {
+    kernels::gemm(false, false, O, HWO, R, 1.0f, w, col, 0.0f, yn);
+  }
+}
+
+/// y [N, O, HO, WO] = conv(x [N, C, H, W], w [O, C, KH, KW]), no bias; with a projection
+/// (p.O > 0), also yp [N, OP, HO, WO] = conv(x, p.w) from the same column matrices.
 void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, const ConvGeom& g,
-                           int64_t O) {
+                           int64_t O, Projection p = {}, float* yp = nullptr) {
   const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   // A 1x1, stride-1, unpadded conv needs no im2col: col is the image itself.
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
-  // (With the SIMD path's own small GEMM, y[n] = W col of a narrow layer is as fast as its
-  // transpose: kernels::small_gemm_takes.)
-  const bool narrow = O < kNarrow && !kernels::small_gemm_takes(HWO, R);
 #pragma omp parallel
   {
-    Storage col(direct ? 0 : R * HWO);  // scratch, fully written by im2col
-    Storage yt(narrow ? HWO * O : 0);   // y[n]^T for narrow layers
+    Storage col(direct ? 0 : R * HWO);      // scratch, fully written by im2col
+    Storage yt(HWO * std::max(O, p.O));     // y[n]^T for narrow layers
+    Storage colp(p.O > 0 ? g.C * HWO : 0);  // the projection's column matrix
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* c = x + n * CHW;
@@ -121,67 +152,111 @@ void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, 
         kernels::im2col(c, g, col.data());
         c = col.data();
       }
-      float* yn = y + n * O * HWO;
-      if (narrow) {
-        kernels::gemm(true, true, HWO, O, R, 1.0f, c, w, 0.0f, yt.data());  // col^T W^T
-        transpose_into(yt.data(), HWO, O, yn, false);
-      } else {
-        kernels::gemm(false, false, O, HWO, R, 1.0f, w, c, 0.0f, yn);
+      forward_gemm(w, c, y + n * O * HWO, O, R, HWO, yt.data());
+      if (p.O > 0) {
+        gather_center_rows(c, g, HWO, colp.data());
+        forward_gemm(p.w, colp.data(), yp + n * p.O * HWO, p.O, g.C, HWO, yt.data());
       }
     }
   }
 }
 
+/// Where one image's weight gradient dW [O, R] += dy[n] [O, HWO] col^T goes: OpenBLAS's NT
+/// product dW += dy[n] col^T, or its transpose dW^T += col dy[n]^T into a [R, O] partial (then
+/// transposed once): for narrow layers (O < kNarrow, OpenBLAS is about twice as fast on it), and
+/// wherever the SIMD path's own small GEMM takes the plain product C += A B (AVX2): there dy[n] is
+/// transposed per image (O * HWO floats, 8 x 8 register blocks) instead, because OpenBLAS's
+/// Haswell kernels pack both operands of every per-image NT product, which took longer than the
+/// product itself.
+struct WeightGrad {
+  int64_t O, R, HWO;
+  bool nn, transposed;  // gemm_nn on dy[n]^T; the partial is [R, O] (else [O, R])
+  WeightGrad(int64_t O_, int64_t R_, int64_t HWO_)
+      : O(O_),
+        R(R_),
+        HWO(HWO_),
+        nn(kernels::small_gemm_takes(O_, HWO_)),
+        transposed(O_ < kNarrow || nn) {}
+  /// part (+)= one image's dW from col [R, HWO] and dyn [O, HWO]; dyt: [HWO, O] scratch.
+  void accumulate(float* part, const float* col, const float* dyn, float* dyt) const {
+    if (nn) {  // dW^T += col dy[n]^T, as C += A B
+      transpose_into(dyn, O, HWO, dyt, false);
+      kernels::gemm(false, false, R, O, HWO, 1.0f, col, dyt, 1.0f, part);
+    } else if (transposed) {  // dW^T += col dy[n]^T
+      kernels::gemm(false, true, R, O, HWO, 1.0f, col, dyn, 1.0f, part);
+    } else {
+      kernels::gemm(false, true, O, R, HWO, 1.0f, dyn, col, 1.0f, part);
+    }
+  }
+  /// dw [O, R] += the threads' partials, in thread order (deterministic).
+  void reduce(const std::vector<std::vector<float>>& parts, float* dw) const {
+    for (const auto& part : parts) {
+      if (part.empty()) continue;
+      if (transposed) {
+        transpose_into(part.data(), R, O, dw, true);
+      } else {
+        for (int64_t i = 0; i < O * R; ++i) dw[i] += part[i];
+      }
+    }
+  }
+};
+
 /// The gradients of y = conv(x, w): dx [N, C, H, W] (= when dx.fresh, else +=) and
 /// dw [O, C, KH, KW] (+=) from dy [N, O, HO, WO]; either output may be null (not needed).
+/// With a projection (p.O > 0, the col2im path only: stride > 1), also those of
+/// yp = conv(x, p.w) from dyp [N, OP, HO, WO] (null: yp took no gradient): dwp [OP, C] (+=, may
+/// be null) and its share of dx, added to the center tap's rows of dx's column matrix before
+/// the one col2im.
 void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float* x, const float* w,
-                            int64_t N, const ConvGeom& g, int64_t O) {
+                            int64_t N, const ConvGeom& g, int64_t O, Projection p = {},
+                            const float* dyp = nullptr, float* dwp = nullptr) {
   const int64_t R = g.C * g.KH * g.KW, HWO = g.HO * g.WO, CHW = g.C * g.H * g.W;
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
-  const bool narrow = O < kNarrow;
   const int nthreads = omp_get_max_threads();
+  if (!dyp) p.O = 0;  // the projection took no gradient: nothing of it to do
+  if (p.O == 0) dwp = nullptr;
   // The flipped kernel for the stride-1 input gradient (see the header comment).
   const bool flip_path = dx.data && !direct && g.stride == 1 && g.KH == g.KW && g.pad <= g.KH - 1;
   const ConvGeom gt{O, g.HO, g.WO, g.KH, g.KW, 1, g.KH - 1 - g.pad, g.H, g.W};
   const Storage wflip = flip_path ? flip_weight(w, O, g.C, g.KH * g.KW) : Storage();
-  // W^T [R, O] for the col2im path's dcol = W^T dy, so that its GEMM is a plain C = A B, which
-  // the SIMD path's own small kernel takes (kernels::gemm; OpenBLAS elsewhere).
+  // W^T [R, O] (and the projection's [C, OP]) for the col2im path's dcol = W^T dy, so that its
+  // GEMM is a plain C = A B, which the SIMD path's own small kernel takes (kernels::gemm;
+  // OpenBLAS elsewhere).
   const bool col2im_path = dx.data && !direct && !flip_path;
-  Storage wt(col2im_path ? R * O : 0);
-  if (col2im_path) transpose_into(w, O, R, wt.data(), false);
-  // Where the SIMD path has its own small GEMM (AVX2), the weight gradient is the plain product
-  // dW^T += col dy[n]^T with dy[n] transposed per image (O * HWO floats, 8 x 8 register blocks):
-  // OpenBLAS's Haswell kernels pack both operands of every per-image NT product, which took
-  // longer than the product itself.
-  const bool dw_nn = dw && kernels::small_gemm_takes(O, HWO);
-  const bool dw_t = narrow || dw_nn;  // dw_part is [R, O] (else [O, R])
+  Storage wt(col2im_path ? R * O : 0), wpt(col2im_path ? g.C * p.O : 0);
+  if (col2im_path) {
+    transpose_into(w, O, R, wt.data(), false);
+    if (p.O > 0) transpose_into(p.w, p.O, g.C, wpt.data(), false);
+  }
+  const WeightGrad wg(O, R, HWO), wgp(p.O, g.C, HWO);
   // Per-thread weight-gradient partials, summed in thread order: deterministic.
-  std::vector<std::vector<float>> dw_part(dw ? nthreads : 0);
+  std::vector<std::vector<float>> dw_part(dw ? nthreads : 0), dwp_part(dwp ? nthreads : 0);
 #pragma omp parallel
   {
     const int tid = omp_get_thread_num();
-    Storage col((direct || !dw) ? 0 : R * HWO);
-    Storage dyt(dw_nn ? HWO * O : 0);
+    Storage col((direct || !(dw || dwp)) ? 0 : R * HWO);
+    Storage colp(dwp ? g.C * HWO : 0);
+    Storage dyt((wg.nn && dw) || (wgp.nn && dwp) ? HWO * std::max(O, p.O) : 0);
     Storage dcol((direct || !dx.data) ? 0 : (flip_path ? O * g.KH * g.KW * g.H * g.W : R * HWO));
+    Storage dcolp(dx.data && p.O > 0 ? g.C * HWO : 0);
     const bool narrow_in = g.C < kNarrow;
     Storage dxt(flip_path && narrow_in ? g.H * g.W * g.C : 0);
     if (dw) dw_part[tid].assign(O * R, 0.0f);
+    if (dwp) dwp_part[tid].assign(p.O * g.C, 0.0f);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* dyn = dy + n * O * HWO;
-      if (dw) {
+      const float* dypn = p.O > 0 ? dyp + n * p.O * HWO : nullptr;
+      if (dw || dwp) {
         const float* c = x + n * CHW;
         if (!direct) {
           kernels::im2col(c, g, col.data());
           c = col.data();
         }
-        if (dw_nn) {  // dW^T += col dy[n]^T, as C += A B
-          transpose_into(dyn, O, HWO, dyt.data(), false);
-          kernels::gemm(false, false, R, O, HWO, 1.0f, c, dyt.data(), 1.0f, dw_part[tid].data());
-        } else if (narrow) {  // dW^T += col dy[n]^T
-          kernels::gemm(false, true, R, O, HWO, 1.0f, c, dyn, 1.0f, dw_part[tid].data());
-        } else {
-          kernels::gemm(false, true, O, R, HWO, 1.0f, dyn, c, 1.0f, dw_part[tid].data());
+        if (dw) wg.accumulate(dw_part[tid].data(), c, dyn, dyt.data());
+        if (dwp) {
+          gather_center_rows(c, g, HWO, colp.data());
+          wgp.accumulate(dwp_part[tid].data(), colp.data(), dypn, dyt.data());
         }
       }
       if (dx.data) {
@@ -201,20 +276,22 @@ void conv2d_im2col_backward(GradOut dx, float* dw, const float* dy, const float*
           }
         } else {
           kernels::gemm(false, false, R, HWO, O, 1.0f, wt.data(), dyn, 0.0f, dcol.data());
+          if (p.O > 0) {  // the projection's dcol (W_p^T dyp[n]) into the center tap's rows
+            kernels::gemm(false, false, g.C, HWO, p.O, 1.0f, wpt.data(), dypn, 0.0f, dcolp.data());
+            const int64_t KHW = g.KH * g.KW, ctr = center_row(g);
+            for (int64_t c = 0; c < g.C; ++c) {
+              float* d = dcol.data() + (c * KHW + ctr) * HWO;
+              const float* s = dcolp.data() + c * HWO;
+              for (int64_t i = 0; i < HWO; ++i) d[i] += s[i];
+            }
+          }
           kernels::col2im(dcol.data(), g, dxn, !dx.fresh);
         }
       }
     }
   }
-  if (!dw) return;
-  for (int t = 0; t < nthreads; ++t) {
-    if (dw_part[t].empty()) continue;
-    if (dw_t) {
-      transpose_into(dw_part[t].data(), R, O, dw, true);
-    } else {
-      for (int64_t i = 0; i < O * R; ++i) dw[i] += dw_part[t][i];
-    }
-  }
+  if (dw) wg.reduce(dw_part, dw);
+  if (dwp) wgp.reduce(dwp_part, dwp);
 }
 
 // ---- bias ---------------------------------------------------------------------------------
@@ -286,30 +363,43 @@ bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stri
   return use_winograd(ConvGeom{in_channels, 1, 1, kernel_size, kernel_size, stride, padding, 1, 1});
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
-              int64_t padding) {
-  check(x.dim() == 4, "conv2d", "input [N, C_in, H, W]", x);
+namespace {
+
+/// The geometry of conv(x, weight) with bias (may be undefined), after checking the shapes and
+/// arguments (std::invalid_argument naming `op`).
+ConvGeom conv_geometry(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       int64_t stride, int64_t padding) {
+  const std::string name = op;
+  check(x.dim() == 4, op, "input [N, C_in, H, W]", x);
   check(
-      weight.dim() == 4 && weight.size(1) == x.size(1), "conv2d",
+      weight.dim() == 4 && weight.size(1) == x.size(1), op,
       "weight [C_out, " + std::to_string(x.size(1)) + ", KH, KW] for input " + shape_str(x.shape()),
       weight);
   if (bias.defined()) {
-    check(bias.dim() == 1 && bias.size(0) == weight.size(0), "conv2d",
+    check(bias.dim() == 1 && bias.size(0) == weight.size(0), op,
           "bias [" + std::to_string(weight.size(0)) + "]", bias);
   }
   if (stride < 1 || padding < 0) {
-    throw std::invalid_argument("conv2d: stride must be >= 1 and padding >= 0, got stride " +
+    throw std::invalid_argument(name + ": stride must be >= 1 and padding >= 0, got stride " +
                                 std::to_string(stride) + ", padding " + std::to_string(padding));
   }
-  const int64_t N = x.size(0), O = weight.size(0);
   ConvGeom g{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3), stride,
              padding,   0,         0};
   if (g.H + 2 * padding < g.KH || g.W + 2 * padding < g.KW) {
-    throw std::invalid_argument("conv2d: kernel " + shape_str(weight.shape()) +
+    throw std::invalid_argument(name + ": kernel " + shape_str(weight.shape()) +
                                 " larger than padded input " + shape_str(x.shape()));
   }
   g.HO = (g.H + 2 * padding - g.KH) / stride + 1;
   g.WO = (g.W + 2 * padding - g.KW) / stride + 1;
+  return g;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
+              int64_t padding) {
+  const ConvGeom g = conv_geometry("conv2d", x, weight, bias, stride, padding);
+  const int64_t N = x.size(0), O = weight.size(0);
   // The profiler's rows name the algorithm; FLOPs are the direct convolution's (2 per
   // multiply-add), which every pass (forward, dx, dw) does, whatever the algorithm. Its
   // algorithm FLOPs are Winograd's own (GEMMs and transforms; im2col + GEMM does the direct
@@ -357,6 +447,73 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
       },
       name);
   return y;
+}
+
+bool conv2d_projection_fuses(int64_t in_channels, int64_t kernel_size, int64_t stride,
+                             int64_t padding) {
+  return kernel_size % 2 == 1 && kernel_size > 1 && padding == kernel_size / 2 && stride > 1 &&
+         !conv2d_uses_winograd(in_channels, kernel_size, stride, padding);
+}
+
+std::pair<Tensor, Tensor> conv2d_with_projection(const Tensor& x, const Tensor& weight,
+                                                 const Tensor& projection, int64_t stride,
+                                                 int64_t padding) {
+  const ConvGeom g = conv_geometry("conv2d_with_projection", x, weight, Tensor(), stride, padding);
+  check(projection.dim() == 4 && projection.size(1) == x.size(1) && projection.size(2) == 1 &&
+            projection.size(3) == 1,
+        "conv2d_with_projection", "projection [C_out, " + std::to_string(x.size(1)) + ", 1, 1]",
+        projection);
+  if (g.KH != g.KW || !conv2d_projection_fuses(g.C, g.KH, stride, padding)) {
+    return {conv2d(x, weight, Tensor(), stride, padding),
+            conv2d(x, projection, Tensor(), stride, 0)};
+  }
+  const int64_t N = x.size(0), O = weight.size(0), OP = projection.size(0);
+  const char* name = "conv2d (im2col)";
+  profiler::Scope prof(name);
+  // The profiler counts both convolutions, as two conv2d calls would (bytes: x once).
+  const double flops = 2.0 * N * g.HO * g.WO * g.C * (O * g.KH * g.KW + OP);
+  profiler::add_flops(flops);
+  const double x_bytes = 4.0 * N * g.C * g.H * g.W, y_bytes = 4.0 * N * (O + OP) * g.HO * g.WO,
+               w_bytes = 4.0 * g.C * (O * g.KH * g.KW + OP);
+  profiler::add_bytes(x_bytes + w_bytes + y_bytes);
+
+  Tensor y = Tensor::empty({N, O, g.HO, g.WO}), yp = Tensor::empty({N, OP, g.HO, g.WO});
+  conv2d_im2col_forward(y.mutable_data(), x.data(), weight.data(), N, g, O,
+                        Projection{projection.data(), OP}, yp.mutable_data());
+  if (!needs_graph({&x, &weight, &projection})) return {y, yp};
+
+  // Two outputs, one backward. yp's node runs first (it lists y as its input, so y comes after
+  // it in the walk's order) and only hands yp's finished gradient over; y's node then computes
+  // every gradient at once, with one im2col and one col2im per image; it runs even when y took
+  // no gradient (Node::runs_without_grad), for yp's.
+  auto dyp = std::make_shared<Storage>();
+  TensorImpl* out = y.impl();
+  TensorImpl* outp = yp.impl();
+  attach_node(
+      y, {x, weight, projection},
+      [x, weight, projection, out, dyp, g, N, O, OP, flops, x_bytes, y_bytes, w_bytes]() {
+        const bool y_grad = !out->grad.empty();
+        if (!y_grad) {  // only yp took a gradient (the node runs anyway): dy = 0, no dw
+          if (dyp->empty()) return;
+          out->grad.assign(out->storage->size(), 0.0f);
+        }
+        const GradOut dx = detail::grad_for_write_or_null(x);
+        float* dw = y_grad ? detail::grad_or_null(weight) : nullptr;
+        float* dwp = dyp->empty() ? nullptr : detail::grad_or_null(projection);
+        profiler::add_flops((dx.data ? flops : 0.0) + (dw || dwp ? flops : 0.0));
+        profiler::add_bytes((dx.data ? y_bytes + w_bytes + x_bytes : 0.0) +
+                            (dw || dwp ? y_bytes + x_bytes + w_bytes : 0.0));
+        conv2d_im2col_backward(dx, dw, out->grad.data(), x.data(), weight.data(), N, g, O,
+                               Projection{projection.data(), OP},
+                               dyp->empty() ? nullptr : dyp->data(), dwp);
+        Storage().swap(*dyp);
+      },
+      name);
+  attach_node(
+      yp, {y}, [outp, dyp]() { dyp->swap(outp->grad); },  // released by y's node
+      "conv2d (im2col) projection");
+  out->node->runs_without_grad = true;
+  return {y, yp};
 }
 
 }  // namespace minidl::ops

@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -60,6 +61,29 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 /// at least 8 input channels; never in a build with the CMake option MINIDL_WINOGRAD=OFF.
 bool conv2d_uses_winograd(int64_t in_channels, int64_t kernel_size, int64_t stride,
                           int64_t padding);
+
+/// Two convolutions of the same input at once: a ResNet block's first convolution and its
+/// projection shortcut (He et al. 2016, "Deep Residual Learning", Eq. 2, W_s; torchvision's
+/// `downsample`). Returns {conv2d(x, weight, {}, stride, padding), conv2d(x, projection, {},
+/// stride, 0)}: x [N, C, H, W], weight [O, C, K, K], projection [OP, C, 1, 1] -> [N, O, HO, WO]
+/// and [N, OP, HO, WO] (no biases). Where conv2d_projection_fuses(), the 1 x 1 convolution reads
+/// the pixels of the K x K one's center tap, so both are computed from one column matrix per
+/// image: one im2col in the forward pass, and in the backward one im2col and one col2im, x's
+/// gradient summed before col2im (the rounding of that sum differs from two conv2d calls by
+/// float addition order only). Elsewhere it calls conv2d twice. In the fused form the second
+/// output's gradient is consumed by the backward pass: after yp.backward(...) with yp as the
+/// root, yp's gradient is released like an intermediate's. Throws std::invalid_argument as
+/// conv2d does, naming conv2d_with_projection, or for a projection that is not
+/// [OP, C, 1, 1].
+std::pair<Tensor, Tensor> conv2d_with_projection(const Tensor& x, const Tensor& weight,
+                                                 const Tensor& projection, int64_t stride,
+                                                 int64_t padding);
+
+/// Whether conv2d_with_projection computes its two convolutions from one column matrix: an odd
+/// kernel_size > 1 with padding kernel_size / 2 (the center tap then reads the pixels a 1 x 1
+/// convolution of the same stride reads), stride > 1, and not a Winograd geometry.
+bool conv2d_projection_fuses(int64_t in_channels, int64_t kernel_size, int64_t stride,
+                             int64_t padding);
 
 /// Batch normalization (Ioffe & Szegedy 2015, Algorithm 1; torch.nn.functional.batch_norm).
 /// x [N, C], [N, C, L] or [N, C, H, W] (statistics per C over N, over N, L, or over N, H, W; any

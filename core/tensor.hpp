@@ -157,6 +157,10 @@ struct Node {
   std::vector<Tensor> inputs;
   std::function<void()> backward;
   const char* name = "";
+  /// Run backward even when the output took no gradient (the walk skips such nodes otherwise):
+  /// for an op with a second output whose gradient this node consumes
+  /// (ops::conv2d_with_projection).
+  bool runs_without_grad = false;
 };
 
 /// Data an op derives from a tensor's values and keeps for reuse (conv2d's Winograd-transformed

@@ -103,6 +103,12 @@ class Module {
     }
     return out;
   }
+  /// Calls every forward pre-hook with `x`. operator() does; so must a fused entry point of
+  /// this layer (BatchNorm's forward_relu), and a parent that computes a child's forward
+  /// without calling it (BasicBlock's conv1 and shortcut, ops::conv2d_with_projection).
+  void run_forward_pre_hooks(const Tensor& x) {
+    for (auto& [id, hook] : pre_hooks_) hook(*this, x);
+  }
   /// Direct children.
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
     return children_;
@@ -116,10 +122,6 @@ class Module {
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     children_.emplace_back(name, m);
     return m;
-  }
-  /// Calls every forward pre-hook with `x` (operator() does; fused entry points must too).
-  void run_forward_pre_hooks(const Tensor& x) {
-    for (auto& [id, hook] : pre_hooks_) hook(*this, x);
   }
 
  private:

@@ -636,3 +636,102 @@ TEST_CASE("Winograd and im2col + GEMM against double on airbench94's convolution
     CHECK(rel_err(dw_gemm.data(), dw_ref) < 1e-5);
   }
 }
+
+// ops::conv2d_with_projection (a ResNet block's first convolution and its 1 x 1 projection
+// shortcut from one column matrix per image) against the naive convolutions: y and yp, and the
+// gradients of x (both convolutions' shares summed), weight and projection. Fused geometries
+// (odd K > 1, padding K / 2, stride > 1: resnet20's downsampling, narrow and wide, odd sizes, a
+// 5 x 5 kernel, stride 3) and geometries it hands to two conv2d calls. Variants: every input
+// learning, with yp's gradient distinct from y's (z = y + relu(yp), z.backward(dy)); only y
+// used; only yp used; frozen weights (BN-only training: x's gradient only); x frozen; two
+// backward passes accumulating. Forward outputs equal two conv2d calls exactly.
+TEST_CASE("conv2d_with_projection matches the naive convolutions, fused or not", "[oracle][conv]") {
+  struct Case {
+    int64_t N, C, O, H, W, K, s, p;
+    bool fuses;
+  };
+  const Case cases[] = {
+      {3, 16, 32, 32, 32, 3, 2, 1, true},  // resnet20's stage 2 entry (O >= 32: not narrow)
+      {2, 5, 7, 9, 11, 3, 2, 1, true},     // narrow, odd sizes
+      {2, 4, 6, 8, 6, 5, 2, 2, true},      // 5 x 5
+      {2, 3, 16, 10, 10, 3, 3, 1, true},   // stride 3 (generic im2col / col2im)
+      {2, 16, 32, 2, 2, 3, 2, 1, true},    // a single output pixel
+      {2, 3, 8, 6, 6, 3, 1, 1, false},     // stride 1: two conv2d calls
+      {2, 4, 8, 8, 6, 2, 2, 0, false},     // an even kernel has no center tap: two conv2d calls
+  };
+  enum Variant { kBoth, kYOnly, kYpOnly, kFrozenWeights, kFrozenX, kTwice };
+  for (const Case& cs : cases) {
+    CHECK(ops::conv2d_projection_fuses(cs.C, cs.K, cs.s, cs.p) == cs.fuses);
+    const Geom g{cs.N, cs.C, cs.O, cs.H, cs.W, cs.K, cs.s, cs.p};
+    const Geom gp{cs.N, cs.C, cs.O, cs.H, cs.W, 1, cs.s, 0};
+    REQUIRE(gp.HO() == g.HO());
+    REQUIRE(gp.WO() == g.WO());
+    for (Variant v : {kBoth, kYOnly, kYpOnly, kFrozenWeights, kFrozenX, kTwice}) {
+      INFO(g.str() << ", variant " << v);
+      Generator gen(static_cast<uint64_t>(100 + cs.C * 7 + cs.H + v));
+      const bool wg = v != kFrozenWeights, xg = v != kFrozenX;
+      Tensor x = randn({g.N, g.C, g.H, g.W}, gen, 1.0f, xg);
+      Tensor w = randn({g.CO, g.C, g.K, g.K}, gen, std::sqrt(2.0f / (g.C * g.K * g.K)), wg);
+      Tensor wp = randn({g.CO, g.C, 1, 1}, gen, std::sqrt(2.0f / g.C), wg);
+      Tensor dy = randn({g.N, g.CO, g.HO(), g.WO()}, gen, 1.0f, false);
+      const int passes = v == kTwice ? 2 : 1;
+      std::vector<double> dy_ref(dy.numel(), 0.0), dyp_ref(dy.numel(), 0.0);
+      Tensor y, yp;
+      for (int pass = 0; pass < passes; ++pass) {
+        std::tie(y, yp) = ops::conv2d_with_projection(x, w, wp, g.s, g.p);
+        if (v == kYOnly) {
+          y.backward(dy);
+          for (int64_t i = 0; i < dy.numel(); ++i) dy_ref[i] += dy.data()[i];
+        } else if (v == kYpOnly) {
+          yp.backward(dy);
+          for (int64_t i = 0; i < dy.numel(); ++i) dyp_ref[i] += dy.data()[i];
+        } else {
+          ops::add(y, ops::relu(yp)).backward(dy);
+          for (int64_t i = 0; i < dy.numel(); ++i) {
+            dy_ref[i] += dy.data()[i];
+            dyp_ref[i] += yp.data()[i] > 0.0f ? dy.data()[i] : 0.0f;
+          }
+        }
+      }
+      // Forward: exactly two conv2d calls; and the naive convolution.
+      const Tensor y2 = ops::conv2d(x, w, Tensor(), g.s, g.p),
+                   yp2 = ops::conv2d(x, wp, Tensor(), g.s, 0);
+      CHECK(y.vec() == y2.vec());
+      CHECK(yp.vec() == yp2.vec());
+      CHECK(rel_err(y.data(), naive_conv2d_forward(x.data(), w.data(), nullptr, g)) < kTol);
+      CHECK(rel_err(yp.data(), naive_conv2d_forward(x.data(), wp.data(), nullptr, gp)) < kTol);
+      // Gradients against the naive ones of the summed output gradients.
+      const std::vector<float> dyf(dy_ref.begin(), dy_ref.end()),
+          dypf(dyp_ref.begin(), dyp_ref.end());
+      const bool y_used = v != kYpOnly, yp_used = v != kYOnly;
+      if (xg) {
+        REQUIRE(x.has_grad());
+        std::vector<double> dx_ref(x.numel(), 0.0);
+        if (y_used) add_into(dx_ref, naive_conv2d_input_grad(dyf.data(), w.data(), g));
+        if (yp_used) add_into(dx_ref, naive_conv2d_input_grad(dypf.data(), wp.data(), gp));
+        CHECK(rel_err(x.grad_data(), dx_ref) < kTol);
+      } else {
+        CHECK_FALSE(x.has_grad());
+      }
+      if (wg && y_used) {
+        REQUIRE(w.has_grad());
+        CHECK(rel_err(w.grad_data(), naive_conv2d_weight_grad(dyf.data(), x.data(), g)) < kTol);
+      } else {
+        CHECK_FALSE(w.has_grad());
+      }
+      if (wg && yp_used) {
+        REQUIRE(wp.has_grad());
+        CHECK(rel_err(wp.grad_data(), naive_conv2d_weight_grad(dypf.data(), x.data(), gp)) < kTol);
+      } else {
+        CHECK_FALSE(wp.has_grad());
+      }
+    }
+  }
+  // A projection that is not [O, C, 1, 1] is refused, naming the op.
+  Generator gen(7);
+  const Tensor x = randn({1, 4, 8, 8}, gen, 1.0f, false), w = randn({6, 4, 3, 3}, gen, 1.0f, false);
+  CHECK_THROWS_WITH(ops::conv2d_with_projection(x, w, randn({6, 4, 3, 3}, gen, 1.0f, false), 2, 1),
+                    Catch::Contains("conv2d_with_projection") && Catch::Contains("1, 1]"));
+  CHECK_THROWS_WITH(ops::conv2d_with_projection(x, w, randn({6, 5, 1, 1}, gen, 1.0f, false), 2, 1),
+                    Catch::Contains("projection [C_out, 4, 1, 1]"));
+}

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <regex>
 #include <stdexcept>
+#include <tuple>
 
 #include "core/ops.hpp"
 #include "layers/group_norm.hpp"
@@ -49,21 +50,33 @@ BasicBlock::BasicBlock(int64_t in, int64_t out, bool downsample, Generator& gen,
   bn2 = std::dynamic_pointer_cast<BatchNorm2d>(norm2);
   if (downsample || in != out) {
     shortcut = register_module("shortcut", std::make_shared<Sequential>());
-    shortcut->add(
+    shortcut_conv = shortcut->add(
         std::make_shared<Conv2d>(Conv2dOptions(in, out, 1).stride(stride).bias(false), gen));
-    shortcut->add(make_norm_layer(norm, gn_groups, out));
+    shortcut_norm = shortcut->add(make_norm_layer(norm, gn_groups, out));
   }
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  if (norm_kind_ == NormKind::kBatch) {
-    Tensor h = bn1->forward_relu((*conv1)(x));  // relu(bn1(conv1(x))), fused
-    // relu(bn2(conv2(h)) + shortcut(x)), fused
-    return bn2->forward_add_relu((*conv2)(h), shortcut ? (*shortcut)(x) : x);
+  // c = conv1(x) and s = shortcut(x). With a projection shortcut, both convolutions come from one
+  // column matrix per image (ops::conv2d_with_projection), after the forward pre-hooks that
+  // calling the shortcut, conv1 and the shortcut's conv would run.
+  Tensor c, s = x;
+  if (shortcut) {
+    shortcut->run_forward_pre_hooks(x);
+    conv1->run_forward_pre_hooks(x);
+    shortcut_conv->run_forward_pre_hooks(x);
+    std::tie(c, s) = ops::conv2d_with_projection(x, conv1->weight, shortcut_conv->weight,
+                                                 conv1->stride, conv1->padding);
+    s = (*shortcut_norm)(s);
+  } else {
+    c = (*conv1)(x);
   }
-  Tensor h = ops::relu((*norm1)((*conv1)(x)));  // relu(norm1(conv1(x)))
-  // relu(norm2(conv2(h)) + shortcut(x))
-  return ops::add_relu((*norm2)((*conv2)(h)), shortcut ? (*shortcut)(x) : x);
+  if (norm_kind_ == NormKind::kBatch) {
+    Tensor h = bn1->forward_relu(c);               // relu(bn1(conv1(x))), fused
+    return bn2->forward_add_relu((*conv2)(h), s);  // relu(bn2(conv2(h)) + shortcut(x)), fused
+  }
+  Tensor h = ops::relu((*norm1)(c));               // relu(norm1(conv1(x)))
+  return ops::add_relu((*norm2)((*conv2)(h)), s);  // relu(norm2(conv2(h)) + shortcut(x))
 }
 
 CifarResNet::CifarResNet(int64_t depth, int64_t width, int64_t num_classes, Generator& gen,

@@ -54,6 +54,9 @@ class BasicBlock : public Module {
   /// norm1 and norm2 as BatchNorm2d with norm bn (the fused paths use them); null otherwise.
   std::shared_ptr<BatchNorm2d> bn1, bn2;
   std::shared_ptr<Sequential> shortcut;  // null for the identity
+  /// The shortcut's two layers (its 1 x 1 conv and its normalization); null for the identity.
+  std::shared_ptr<Conv2d> shortcut_conv;
+  std::shared_ptr<Module> shortcut_norm;
 
  private:
   NormKind norm_kind_;

@@ -77,6 +77,27 @@ BENCHMARK(BM_conv_im2col_forward_backward)
     ->Args({32, 64, 16, 1, 2, 1})  // stage 3's shortcut
     ->UseRealTime();
 
+// The same five convolutions, forward only (no graph): with the benchmark above, the backward's
+// share by difference.
+static void BM_conv_im2col_forward(benchmark::State& st) {
+  set_num_threads(2);
+  const int64_t C = st.range(0), O = st.range(1), H = st.range(2), K = st.range(3);
+  const int64_t stride = st.range(4), pad = K / 2, N = 128;
+  Tensor x = randn({N, C, H, H}), w = randn({O, C, K, K});
+  const int64_t HO = (H + 2 * pad - K) / stride + 1;
+  for (auto _ : st) benchmark::DoNotOptimize(ops::conv2d(x, w, Tensor(), stride, pad).data());
+  st.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * N * O * HO * HO * C * K * K * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.SetItemsProcessed(st.iterations() * N);
+}
+BENCHMARK(BM_conv_im2col_forward)
+    ->Args({3, 16, 32, 3, 1})
+    ->Args({16, 32, 32, 3, 2})
+    ->Args({32, 64, 16, 3, 2})
+    ->Args({16, 32, 32, 1, 2})
+    ->Args({32, 64, 16, 1, 2})
+    ->UseRealTime();
+
 static void BM_batch_norm_train_forward_backward(benchmark::State& st) {
   set_num_threads(2);
   const int64_t C = st.range(0), H = st.range(1), N = 128;
