@@ -23,6 +23,13 @@
 //   dx[n]^T = col(dy)^T Wf^T are computed instead and the small [S, C] result is transposed.
 //   Where the SIMD path has its own small GEMM (AVX2), the weight gradient is always
 //   dW^T += col dy[n]^T, a plain product of dy[n] transposed per image (no OpenBLAS packing).
+// - conv2d_with_projection: a K x K convolution (odd K, padding K / 2, stride > 1) and a 1 x 1
+//   convolution of the same input and stride (a ResNet block's first convolution and its
+//   projection shortcut). The 1 x 1 one reads the pixels of the K x K one's center tap, so its
+//   column matrix is the rows c * K * K + center of the other's: both come from one im2col per
+//   image, and backward adds W_p^T dyp[n] into those rows of dcol before the one col2im. The
+//   separate pass over x (and over dx) of the 1 x 1 convolution is saved: its im2col and
+//   col2im were memory-bound (the 8 MB input of resnet20's stage 2 read from beyond L2).
 // The bias is added after either algorithm: y += b, db += sum over N, HO, WO of dy.
 #include <omp.h>
 
