@@ -477,12 +477,14 @@ std::pair<Tensor, Tensor> conv2d_with_projection(const Tensor& x, const Tensor& 
   const int64_t N = x.size(0), O = weight.size(0), OP = projection.size(0);
   const char* name = "conv2d (im2col)";
   profiler::Scope prof(name);
-  // The profiler counts both convolutions, as two conv2d calls would (bytes: x once).
-  const double flops = 2.0 * N * g.HO * g.WO * g.C * (O * g.KH * g.KW + OP);
-  profiler::add_flops(flops);
-  const double x_bytes = 4.0 * N * g.C * g.H * g.W, y_bytes = 4.0 * N * (O + OP) * g.HO * g.WO,
-               w_bytes = 4.0 * g.C * (O * g.KH * g.KW + OP);
-  profiler::add_bytes(x_bytes + w_bytes + y_bytes);
+  // The profiler counts both convolutions' FLOPs, as two conv2d calls would, and x's bytes once.
+  const double HWO = static_cast<double>(g.HO * g.WO);
+  const double flops = 2.0 * N * HWO * g.C * O * g.KH * g.KW, flops_p = 2.0 * N * HWO * g.C * OP;
+  const double x_bytes = 4.0 * N * g.C * g.H * g.W, y_bytes = 4.0 * N * O * HWO,
+               yp_bytes = 4.0 * N * OP * HWO, w_bytes = 4.0 * g.C * O * g.KH * g.KW,
+               wp_bytes = 4.0 * g.C * OP;
+  profiler::add_flops(flops + flops_p);
+  profiler::add_bytes(x_bytes + w_bytes + wp_bytes + y_bytes + yp_bytes);
 
   Tensor y = Tensor::empty({N, O, g.HO, g.WO}), yp = Tensor::empty({N, OP, g.HO, g.WO});
   conv2d_im2col_forward(y.mutable_data(), x.data(), weight.data(), N, g, O,
@@ -498,21 +500,26 @@ std::pair<Tensor, Tensor> conv2d_with_projection(const Tensor& x, const Tensor& 
   TensorImpl* outp = yp.impl();
   attach_node(
       y, {x, weight, projection},
-      [x, weight, projection, out, dyp, g, N, O, OP, flops, x_bytes, y_bytes, w_bytes]() {
-        const bool y_grad = !out->grad.empty();
+      [x, weight, projection, out, dyp, g, N, O, OP, flops, flops_p, x_bytes, y_bytes, yp_bytes,
+       w_bytes, wp_bytes]() {
+        const bool y_grad = !out->grad.empty(), yp_grad = !dyp->empty();
         if (!y_grad) {  // only yp took a gradient (the node runs anyway): dy = 0, no dw
-          if (dyp->empty()) return;
+          if (!yp_grad) return;
           out->grad.assign(out->storage->size(), 0.0f);
         }
         const GradOut dx = detail::grad_for_write_or_null(x);
         float* dw = y_grad ? detail::grad_or_null(weight) : nullptr;
-        float* dwp = dyp->empty() ? nullptr : detail::grad_or_null(projection);
-        profiler::add_flops((dx.data ? flops : 0.0) + (dw || dwp ? flops : 0.0));
-        profiler::add_bytes((dx.data ? y_bytes + w_bytes + x_bytes : 0.0) +
-                            (dw || dwp ? y_bytes + x_bytes + w_bytes : 0.0));
+        float* dwp = yp_grad ? detail::grad_or_null(projection) : nullptr;
+        // Per pass as conv2d counts it: dx reads dy, w and writes dx; dw reads dy, x, writes dw.
+        const double dy_bytes = y_bytes + (yp_grad ? yp_bytes : 0.0);
+        profiler::add_flops((dx.data ? flops + (yp_grad ? flops_p : 0.0) : 0.0) +
+                            (dw ? flops : 0.0) + (dwp ? flops_p : 0.0));
+        profiler::add_bytes(
+            (dx.data ? dy_bytes + w_bytes + (yp_grad ? wp_bytes : 0.0) + x_bytes : 0.0) +
+            (dw || dwp ? dy_bytes + x_bytes + (dw ? w_bytes : 0.0) + (dwp ? wp_bytes : 0.0) : 0.0));
         conv2d_im2col_backward(dx, dw, out->grad.data(), x.data(), weight.data(), N, g, O,
-                               Projection{projection.data(), OP},
-                               dyp->empty() ? nullptr : dyp->data(), dwp);
+                               Projection{projection.data(), OP}, yp_grad ? dyp->data() : nullptr,
+                               dwp);
         Storage().swap(*dyp);
       },
       name);
