@@ -516,7 +516,6 @@ std::string json_number(double v) {
   std::snprintf(b, sizeof b, "%.6g", v);
   return b;
 }
-std::string json_number(const std::optional<double>& v) { return v ? json_number(*v) : "null"; }
 
 constexpr size_t kMaxLogLine = 1 << 16;  // a log.jsonl line is about 100 bytes
 }  // namespace
