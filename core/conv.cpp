@@ -127,12 +127,18 @@ void gather_center_rows(const float* col, const ConvGeom& g, int64_t HWO, float*
   for (int64_t c = 0; c < g.C; ++c) std::copy_n(col + (c * KHW + ctr) * HWO, HWO, dst + c * HWO);
 }
 
-/// yn [O, HWO] = w [O, R] col [R, HWO], one image's product. A narrow layer (O < kNarrow) whose
-/// shape the SIMD path's own small GEMM does not take runs the transpose instead (OpenBLAS is
-/// about twice as fast on it), yn^T = col^T w^T into yt [HWO, O] (scratch), then transposes it.
+/// Whether forward_gemm computes y[n] = w col through its transpose: a narrow layer (O < kNarrow)
+/// whose shape the SIMD path's own small GEMM does not take (OpenBLAS is about twice as fast on
+/// the transposed product there).
+bool forward_transposed(int64_t O, int64_t R, int64_t HWO) {
+  return O < kNarrow && !kernels::small_gemm_takes(HWO, R);
+}
+
+/// yn [O, HWO] = w [O, R] col [R, HWO], one image's product; where forward_transposed, as
+/// yn^T = col^T w^T into yt [HWO, O] (scratch), then transposed into yn.
 void forward_gemm(const float* w, const float* col, float* yn, int64_t O, int64_t R, int64_t HWO,
                   float* yt) {
-  if (O < kNarrow && !kernels::small_gemm_takes(HWO, R)) {
+  if (forward_transposed(O, R, HWO)) {
     kernels::gemm(true, true, HWO, O, R, 1.0f, col, w, 0.0f, yt);  // col^T W^T
     transpose_into(yt, HWO, O, yn, false);
   } else {
@@ -149,8 +155,10 @@ void conv2d_im2col_forward(float* y, const float* x, const float* w, int64_t N, 
   const bool direct = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0;
 #pragma omp parallel
   {
-    Storage col(direct ? 0 : R * HWO);      // scratch, fully written by im2col
-    Storage yt(HWO * std::max(O, p.O));     // y[n]^T for narrow layers
+    Storage col(direct ? 0 : R * HWO);  // scratch, fully written by im2col
+    // y[n]^T for narrow layers (forward_gemm)
+    Storage yt(HWO * std::max(forward_transposed(O, R, HWO) ? O : 0,
+                              p.O > 0 && forward_transposed(p.O, g.C, HWO) ? p.O : 0));
     Storage colp(p.O > 0 ? g.C * HWO : 0);  // the projection's column matrix
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
